@@ -1,0 +1,75 @@
+package testenv
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	ejs "eyeflow/jetstream"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// NATSEnv is a running embedded server with the eyeflow topology applied.
+type NATSEnv struct {
+	Server   *ejs.Server
+	URL      string
+	StoreDir string
+	Conn     *nats.Conn
+	JS       natsjs.JetStream
+	Topology ejs.Topology
+}
+
+// TopologyOptions are the defaults with timings short enough for tests.
+func TopologyOptions() ejs.Options {
+	o := ejs.DefaultOptions()
+	o.AckWait = 2 * time.Second
+	o.MaxDeliver = 3
+	return o
+}
+
+// NATS starts an embedded nats-server with JetStream in t.TempDir() on a random
+// port, connects, and applies the topology built from opts.
+func NATS(t testing.TB, opts ejs.Options) *NATSEnv {
+	t.Helper()
+	dir := t.TempDir()
+	srv, err := ejs.StartServer(ejs.ServerOptions{Name: "test", Listen: "127.0.0.1:0", StoreDir: dir, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatalf("start embedded nats: %v", err)
+	}
+	t.Cleanup(srv.Stop)
+	env := &NATSEnv{Server: srv, URL: srv.ClientURL(), StoreDir: dir}
+	env.Conn, env.JS = Connect(t, env.URL)
+	env.Topology = ejs.Build(opts)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := ejs.Apply(ctx, env.JS, env.Topology); err != nil {
+		t.Fatalf("apply topology: %v", err)
+	}
+	return env
+}
+
+// Connect opens a client connection closed in t.Cleanup.
+func Connect(t testing.TB, url string) (*nats.Conn, natsjs.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatalf("connect %s: %v", url, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := natsjs.New(nc)
+	if err != nil {
+		t.Fatalf("jetstream: %v", err)
+	}
+	return nc, js
+}
+
+// Context is a test context cancelled in t.Cleanup.
+func Context(t testing.TB, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}

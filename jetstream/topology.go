@@ -1,0 +1,233 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"eyeflow/schemas"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream names.
+const (
+	StreamUploads     = "EYE_UPLOADS"
+	StreamResized     = "EYE_RESIZED"
+	StreamSplits      = "EYE_SPLITS"
+	StreamPredictions = "EYE_PREDICTIONS"
+	StreamDrift       = "EYE_DRIFT"
+	StreamRetrain     = "EYE_RETRAIN"
+	StreamDLQ         = "EYE_DLQ"
+)
+
+// Consumer names (durable, one per processor; the classifier has one per env).
+const (
+	ConsumerResize     = "resize"
+	ConsumerSplitter   = "splitter"
+	ConsumerDriftwatch = "driftwatch"
+	ConsumerLabelsink  = "labelsink"
+)
+
+// ClassifierConsumer names the classifier's consumer for one environment: each
+// environment reads every split event independently, so each produces its own
+// prediction per image.
+func ClassifierConsumer(env string) string { return "classifier-" + env }
+
+// KV buckets.
+const (
+	// KVUploads records the identity of every upload an event was published
+	// for, so the reconciler publishes only for objects that have none.
+	KVUploads = "eyeflow_uploads"
+)
+
+// Options shape the topology. The zero value is not valid; start from DefaultOptions.
+type Options struct {
+	// Replicas for every stream, consumer and KV bucket: 1 on a single
+	// server, 3 on a three-node cluster.
+	Replicas int
+	// MaxAge bounds how long pipeline events are kept (Limits retention).
+	MaxAge time.Duration
+	// DLQMaxAge bounds how long dead letters are kept: longer, people read them.
+	DLQMaxAge time.Duration
+	// MaxBytes bounds each stream's size; -1 is unlimited.
+	MaxBytes int64
+	// Duplicates is the window in which a repeated Nats-Msg-Id is dropped.
+	Duplicates time.Duration
+	// AckWait is how long a processor may hold a message before it is
+	// redelivered; processors extend it while working (InProgress).
+	AckWait time.Duration
+	// MaxDeliver bounds deliveries of one message; the runtime dead-letters
+	// it on the last one.
+	MaxDeliver int
+	// MaxAckPending bounds unacknowledged messages per consumer: the memory
+	// bound of a slow stage.
+	MaxAckPending int
+}
+
+// DefaultOptions is the topology for one server.
+func DefaultOptions() Options {
+	return Options{
+		Replicas:      1,
+		MaxAge:        7 * 24 * time.Hour,
+		DLQMaxAge:     30 * 24 * time.Hour,
+		MaxBytes:      -1,
+		Duplicates:    2 * time.Hour,
+		AckWait:       60 * time.Second,
+		MaxDeliver:    6,
+		MaxAckPending: 512,
+	}
+}
+
+// Validate reports options that would make a broken topology.
+func (o Options) Validate() error {
+	var errs []error
+	if o.Replicas < 1 || o.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("replicas %d: must be 1..5", o.Replicas))
+	}
+	if o.MaxAge <= 0 || o.DLQMaxAge <= 0 {
+		errs = append(errs, errors.New("max age must be positive"))
+	}
+	if o.Duplicates <= 0 || o.Duplicates > o.MaxAge {
+		errs = append(errs, fmt.Errorf("duplicate window %s: must be positive and at most the max age", o.Duplicates))
+	}
+	if o.AckWait < time.Second {
+		errs = append(errs, fmt.Errorf("ack wait %s: must be at least 1s", o.AckWait))
+	}
+	if o.MaxDeliver < 2 {
+		errs = append(errs, fmt.Errorf("max deliver %d: must be at least 2", o.MaxDeliver))
+	}
+	if o.MaxAckPending < 1 {
+		errs = append(errs, fmt.Errorf("max ack pending %d: must be at least 1", o.MaxAckPending))
+	}
+	return errors.Join(errs...)
+}
+
+// Topology is the full set of streams, consumers and KV buckets.
+type Topology struct {
+	Streams   []natsjs.StreamConfig
+	Consumers []ConsumerSpec
+	KV        []natsjs.KeyValueConfig
+}
+
+// ConsumerSpec is a durable consumer on a stream.
+type ConsumerSpec struct {
+	Stream string
+	Config natsjs.ConsumerConfig
+}
+
+// Build returns the topology for the options.
+func Build(o Options) Topology {
+	stream := func(name, desc string, subjects ...string) natsjs.StreamConfig {
+		return natsjs.StreamConfig{
+			Name:        name,
+			Description: desc,
+			Subjects:    subjects,
+			// Limits, not WorkQueue: a known server defect loses
+			// dead-lettered messages with WorkQueue + R3, and several
+			// consumers (one per env) must read the same events.
+			Retention:  natsjs.LimitsPolicy,
+			Discard:    natsjs.DiscardOld,
+			Storage:    natsjs.FileStorage,
+			Replicas:   o.Replicas,
+			MaxAge:     o.MaxAge,
+			MaxBytes:   o.MaxBytes,
+			Duplicates: o.Duplicates,
+		}
+	}
+	dlq := stream(StreamDLQ, "dead letters: messages a stage gave up on, with the reason", schemas.SubjectDLQAll)
+	dlq.MaxAge = o.DLQMaxAge
+	t := Topology{
+		Streams: []natsjs.StreamConfig{
+			stream(StreamUploads, "S3 object-created notifications for the raw bucket", schemas.SubjectUploads),
+			stream(StreamResized, "uploads decoded and resized to the model input", schemas.SubjectResized),
+			stream(StreamSplits, "images assigned to train, holdout or unlabeled", schemas.SubjectSplitAll),
+			stream(StreamPredictions, "model predictions per environment", schemas.SubjectPredictionsAll),
+			stream(StreamDrift, "drift alerts per environment", schemas.SubjectDriftAll),
+			stream(StreamRetrain, "retrain requests and manifests", schemas.SubjectRetrain),
+			dlq,
+		},
+		KV: []natsjs.KeyValueConfig{{
+			Bucket:      KVUploads,
+			Description: "upload identities that have an eye.uploads event",
+			History:     1,
+			Storage:     natsjs.FileStorage,
+			Replicas:    o.Replicas,
+			TTL:         o.MaxAge,
+		}},
+	}
+	consumer := func(stream, name, filter string) ConsumerSpec {
+		return ConsumerSpec{Stream: stream, Config: natsjs.ConsumerConfig{
+			Durable:       name,
+			Description:   "eyeflow " + name,
+			FilterSubject: filter,
+			DeliverPolicy: natsjs.DeliverAllPolicy,
+			AckPolicy:     natsjs.AckExplicitPolicy,
+			AckWait:       o.AckWait,
+			MaxDeliver:    o.MaxDeliver,
+			// The first step equals AckWait: the server uses BackOff for
+			// ack timeouts too, and a shorter first step would redeliver
+			// messages still being worked on.
+			BackOff:       backoff(o.AckWait, o.MaxDeliver),
+			MaxAckPending: o.MaxAckPending,
+			Replicas:      o.Replicas,
+		}}
+	}
+	t.Consumers = append(t.Consumers,
+		consumer(StreamUploads, ConsumerResize, schemas.SubjectUploads),
+		consumer(StreamResized, ConsumerSplitter, schemas.SubjectResized),
+	)
+	for _, env := range schemas.Envs() {
+		t.Consumers = append(t.Consumers, consumer(StreamSplits, ClassifierConsumer(env), schemas.SubjectSplitAll))
+	}
+	t.Consumers = append(t.Consumers,
+		consumer(StreamPredictions, ConsumerDriftwatch, schemas.SubjectPredictionsAll),
+		consumer(StreamRetrain, ConsumerLabelsink, schemas.SubjectRetrain),
+	)
+	return t
+}
+
+// backoff returns redelivery delays after ack timeouts: AckWait, then doubling.
+func backoff(ackWait time.Duration, maxDeliver int) []time.Duration {
+	n := min(maxDeliver-1, 4)
+	out := make([]time.Duration, n)
+	d := ackWait
+	for i := range out {
+		out[i] = d
+		d *= 2
+	}
+	return out
+}
+
+// Consumer returns the spec of the named durable consumer.
+func (t Topology) Consumer(name string) (ConsumerSpec, bool) {
+	for _, c := range t.Consumers {
+		if c.Config.Durable == name {
+			return c, true
+		}
+	}
+	return ConsumerSpec{}, false
+}
+
+// Apply creates or updates every stream, consumer and KV bucket so the server
+// converges on the topology: running it twice, or on an older topology,
+// updates rather than fails.
+func Apply(ctx context.Context, js natsjs.JetStream, t Topology) error {
+	for _, s := range t.Streams {
+		if _, err := js.CreateOrUpdateStream(ctx, s); err != nil {
+			return fmt.Errorf("apply stream %s: %w", s.Name, err)
+		}
+	}
+	for _, c := range t.Consumers {
+		if _, err := js.CreateOrUpdateConsumer(ctx, c.Stream, c.Config); err != nil {
+			return fmt.Errorf("apply consumer %s on %s: %w", c.Config.Durable, c.Stream, err)
+		}
+	}
+	for _, kv := range t.KV {
+		if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
+			return fmt.Errorf("apply kv %s: %w", kv.Bucket, err)
+		}
+	}
+	return nil
+}

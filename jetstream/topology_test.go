@@ -1,0 +1,162 @@
+package jetstream_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	ejs "eyeflow/jetstream"
+	"eyeflow/internal/testenv"
+	"eyeflow/schemas"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+)
+
+func TestApplyIsIdempotentAndConverges(t *testing.T) {
+	env := testenv.NATS(t, testenv.TopologyOptions())
+	ctx := testenv.Context(t, time.Minute)
+
+	// A second Apply of the same topology is a no-op, not an error.
+	if err := ejs.Apply(ctx, env.JS, env.Topology); err != nil {
+		t.Fatalf("second apply: %v", err)
+	}
+
+	// An older topology: shorter duplicate window, smaller MaxAckPending.
+	older := testenv.TopologyOptions()
+	older.Duplicates = time.Minute
+	older.MaxAckPending = 7
+	if err := ejs.Apply(ctx, env.JS, ejs.Build(older)); err != nil {
+		t.Fatalf("apply older: %v", err)
+	}
+	if err := ejs.Apply(ctx, env.JS, env.Topology); err != nil {
+		t.Fatalf("apply newer over older: %v", err)
+	}
+	want := testenv.TopologyOptions()
+	for _, sc := range env.Topology.Streams {
+		s, err := env.JS.Stream(ctx, sc.Name)
+		if err != nil {
+			t.Fatalf("stream %s: %v", sc.Name, err)
+		}
+		cfg := s.CachedInfo().Config
+		if cfg.Retention != natsjs.LimitsPolicy {
+			t.Errorf("stream %s retention %v, want limits", sc.Name, cfg.Retention)
+		}
+		if cfg.Duplicates != want.Duplicates {
+			t.Errorf("stream %s duplicate window %s, want %s", sc.Name, cfg.Duplicates, want.Duplicates)
+		}
+	}
+	for _, cs := range env.Topology.Consumers {
+		c, err := env.JS.Consumer(ctx, cs.Stream, cs.Config.Durable)
+		if err != nil {
+			t.Fatalf("consumer %s: %v", cs.Config.Durable, err)
+		}
+		if got := c.CachedInfo().Config.MaxAckPending; got != want.MaxAckPending {
+			t.Errorf("consumer %s MaxAckPending %d, want %d", cs.Config.Durable, got, want.MaxAckPending)
+		}
+	}
+}
+
+func TestApplyAddsMissingSubjectToExistingStream(t *testing.T) {
+	env := testenv.NATS(t, testenv.TopologyOptions())
+	ctx := testenv.Context(t, time.Minute)
+	// Someone created the uploads stream by hand with an unrelated subject set.
+	if err := env.JS.DeleteStream(ctx, ejs.StreamUploads); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.JS.CreateStream(ctx, natsjs.StreamConfig{Name: ejs.StreamUploads, Subjects: []string{"legacy.uploads"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ejs.Apply(ctx, env.JS, env.Topology); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	name, err := env.JS.StreamNameBySubject(ctx, schemas.SubjectUploads)
+	if err != nil || name != ejs.StreamUploads {
+		t.Fatalf("eye.uploads is captured by %q (%v), want %s", name, err, ejs.StreamUploads)
+	}
+}
+
+func TestTopologyCoversEverySubject(t *testing.T) {
+	env := testenv.NATS(t, testenv.TopologyOptions())
+	ctx := testenv.Context(t, time.Minute)
+	subjects := []string{schemas.SubjectUploads, schemas.SubjectResized, schemas.SubjectRetrain}
+	for _, s := range schemas.Splits() {
+		subjects = append(subjects, schemas.SplitSubject(s))
+	}
+	for _, e := range schemas.Envs() {
+		subjects = append(subjects, schemas.PredictionSubject(e), schemas.DriftSubject(e))
+	}
+	for _, st := range []string{schemas.StageResize, schemas.StageSplitter, schemas.StageClassifier, schemas.StageDriftwatch, schemas.StageLabelsink} {
+		subjects = append(subjects, schemas.DLQSubject(st))
+	}
+	for _, subj := range subjects {
+		if _, err := env.JS.Publish(ctx, subj, []byte("{}")); err != nil {
+			t.Errorf("publish %s: no stream stores it: %v", subj, err)
+		}
+	}
+	// Every environment has its own classifier consumer over every split.
+	for _, e := range schemas.Envs() {
+		c, ok := env.Topology.Consumer(ejs.ClassifierConsumer(e))
+		if !ok || c.Config.FilterSubject != schemas.SubjectSplitAll {
+			t.Errorf("classifier consumer for %s: %+v", e, c)
+		}
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(*ejs.Options)
+		wantErr string
+	}{
+		{"defaults", func(*ejs.Options) {}, ""},
+		{"replicas zero", func(o *ejs.Options) { o.Replicas = 0 }, "replicas"},
+		{"ack wait too short", func(o *ejs.Options) { o.AckWait = time.Millisecond }, "ack wait"},
+		{"dup window beyond max age", func(o *ejs.Options) { o.Duplicates = 30 * 24 * time.Hour }, "duplicate window"},
+		{"max deliver one", func(o *ejs.Options) { o.MaxDeliver = 1 }, "max deliver"},
+		{"no ack pending", func(o *ejs.Options) { o.MaxAckPending = 0 }, "max ack pending"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := ejs.DefaultOptions()
+			tt.mutate(&o)
+			err := o.Validate()
+			if tt.wantErr == "" && err != nil {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("error %v, want one mentioning %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestEmbeddedServerKeepsDataAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	start := func() (*ejs.Server, natsjs.JetStream) {
+		srv, err := ejs.StartServer(ejs.ServerOptions{Name: "restart", Listen: "127.0.0.1:0", StoreDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, js := testenv.Connect(t, srv.ClientURL())
+		return srv, js
+	}
+	ctx := testenv.Context(t, time.Minute)
+	srv, js := start()
+	if err := ejs.Apply(ctx, js, ejs.Build(testenv.TopologyOptions())); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, schemas.SubjectUploads, []byte(`{"x":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	srv, js = start()
+	defer srv.Stop()
+	s, err := js.Stream(context.Background(), ejs.StreamUploads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := s.CachedInfo().State.Msgs; n != 1 {
+		t.Fatalf("after restart the uploads stream holds %d messages, want 1", n)
+	}
+}

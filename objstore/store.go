@@ -1,0 +1,62 @@
+package objstore
+
+import (
+	"context"
+	"errors"
+	"io"
+	"iter"
+	"time"
+)
+
+// Well-known buckets.
+const (
+	BucketRaw       = "raw"
+	BucketProcessed = "processed"
+	BucketLabeling  = "labeling"
+	BucketModels    = "models"
+)
+
+// Buckets lists every bucket eyeflow uses.
+func Buckets() []string {
+	return []string{BucketRaw, BucketProcessed, BucketLabeling, BucketModels}
+}
+
+// ErrNotFound is returned (wrapped) when a bucket or object does not exist.
+var ErrNotFound = errors.New("object not found")
+
+// Info describes a stored object.
+type Info struct {
+	Bucket      string
+	Key         string
+	Size        int64
+	ETag        string
+	VersionID   string
+	ContentType string
+	// Metadata is user metadata with lower-case keys without any
+	// "x-amz-meta-" prefix (e.g. "patient-id").
+	Metadata map[string]string
+	Modified time.Time
+}
+
+// PutOptions are optional attributes of a put.
+type PutOptions struct {
+	ContentType string
+	Metadata    map[string]string
+}
+
+// Store is an object store. Keys are plain (not URL-encoded) strings.
+type Store interface {
+	// Get streams an object. The caller closes the reader.
+	Get(ctx context.Context, bucket, key string) (io.ReadCloser, Info, error)
+	// Put stores r under key; size is the length of r or -1 when unknown.
+	Put(ctx context.Context, bucket, key string, r io.Reader, size int64, opts PutOptions) (Info, error)
+	// Stat describes an object without reading it.
+	Stat(ctx context.Context, bucket, key string) (Info, error)
+	// List yields the objects whose key starts with prefix, in key order
+	// where the backend orders them.
+	List(ctx context.Context, bucket, prefix string) iter.Seq2[Info, error]
+	// Copy copies an object, within or across buckets.
+	Copy(ctx context.Context, srcBucket, srcKey, dstBucket, dstKey string) (Info, error)
+	// EnsureBucket creates the bucket when it does not exist.
+	EnsureBucket(ctx context.Context, bucket string) error
+}

@@ -1,0 +1,91 @@
+package schemas
+
+// descriptions annotate the generated JSON Schemas for consumers that read
+// the files rather than the Go source. Keys are a Go type name ("Resized") or
+// a type name and JSON field name ("Resized.image_id"); the type is the one
+// that declares the field, so promoted fields keep their text.
+var descriptions = map[string]string{
+	"S3Event":  "An S3 bucket notification in MinIO's shape, published on eye.uploads by MinIO's NATS target or by eyeflow's own ingest. Object keys in Records are URL-encoded (query escaping).",
+	"S3Record": "One notification record.",
+	"S3Entity": "The bucket and object a record is about.",
+	"S3Bucket": "The bucket of a record.",
+	"S3Object": "The object of a record.",
+
+	"S3Event.schema":        "Set by eyeflow's own ingest; absent from MinIO's notifications.",
+	"S3Event.EventName":     "S3 event name, e.g. s3:ObjectCreated:Put.",
+	"S3Event.Key":           "bucket/key of the object; MinIO writes the key decoded here.",
+	"S3Object.key":          "Object key, URL-encoded with query escaping: a space may arrive as \"+\", a literal plus as \"%2B\".",
+	"S3Object.userMetadata": "User metadata, e.g. X-Amz-Meta-Patient-Id; consumers match names case-insensitively with or without the X-Amz-Meta- prefix.",
+
+	"ObjectRef":            "One object in a bucket.",
+	"ObjectRef.etag":       "Entity tag without quotes.",
+	"ObjectRef.version_id": "Object version; empty on unversioned buckets.",
+	"ObjectRef.size":       "Size in bytes.",
+
+	"Resized":                "Published on eye.resized once an upload has been decoded and resized to the model's input size.",
+	"Resized.schema":         "Payload type and version.",
+	"Resized.image_id":       "SHA-256 of the original image bytes, hex: the image's identity across the pipeline.",
+	"Resized.upload_id":      "Upload identity: bucket/key@version-or-etag.",
+	"Resized.source":         "The uploaded object.",
+	"Resized.width":          "Width of the original image in pixels.",
+	"Resized.height":         "Height of the original image in pixels.",
+	"Resized.format":         "Format of the original image, e.g. jpeg or png.",
+	"Resized.label":          "Class taken from the key (<prefix>/<class>/<file>); absent when unknown.",
+	"Resized.patient_id":     "Patient identifier from the upload's metadata, when given.",
+	"Resized.processed":      "The resized PNG in the processed bucket.",
+	"Resized.rgb":            "Resized pixels inline (row-major RGB, 8 bit per channel) when carried in the message; absent when consumers must read processed.",
+	"Resized.resized_width":  "Width of the resized image in pixels.",
+	"Resized.resized_height": "Height of the resized image in pixels.",
+	"Resized.time":           "When the image was resized.",
+
+	"Split":                "Published on eye.split.<split>: the resized image plus its split assignment and how it was computed.",
+	"Split.schema":         "Payload type and version.",
+	"Split.split":          "One of train, holdout_1, holdout_2, holdout_3, unlabeled.",
+	"Split.holdout":        "Holdout set name when split is a holdout.",
+	"Split.split_key_kind": "What the split hash is keyed on: patient or content.",
+	"Split.split_func":     "Name of the split function, so the assignment can be reproduced.",
+	"Split.salt_version":   "Version of the salt fed to the split function.",
+
+	"ClassProb": "One class and its probability.",
+
+	"Prediction":                   "Published on eye.predictions.<env> for every classified image.",
+	"Prediction.schema":            "Payload type and version.",
+	"Prediction.env":               "One of prod, canary, staging.",
+	"Prediction.true_label":        "Known class of the image, when the upload carried one.",
+	"Prediction.provider":          "Inference backend that produced the prediction.",
+	"Prediction.confidence":        "Probability of predicted_class, 0 to 1.",
+	"Prediction.top_k":             "Most probable classes, most probable first.",
+	"Prediction.batch_size":        "Size of the inference batch the image was part of.",
+	"Prediction.inference_seconds": "Wall time of the inference batch.",
+	"Prediction.time":              "When the prediction was made.",
+
+	"DriftAlert":             "Published on eye.drift.<env> when a drift signal starts (state firing) or stops (state resolved).",
+	"DriftAlert.schema":      "Payload type and version.",
+	"DriftAlert.alert_id":    "Stable identity of the alert; firing and resolved share it.",
+	"DriftAlert.signal":      "Name of the drift signal.",
+	"DriftAlert.state":       "firing or resolved.",
+	"DriftAlert.image_ids":   "Images that contributed to the signal.",
+	"DriftAlert.confidences": "Confidences of those images, in the same order.",
+	"DriftAlert.from":        "Start of the window the signal was computed over.",
+	"DriftAlert.to":          "End of that window.",
+
+	"Retrain":          "Published on eye.retrain when retraining is requested, and again when its manifest is ready.",
+	"Retrain.schema":   "Payload type and version.",
+	"Retrain.event_id": "Identity of the retraining request; the manifest_ready event repeats it.",
+	"Retrain.kind":     "requested or manifest_ready.",
+	"Retrain.alert_id": "Drift alert that triggered the request, if any.",
+	"Retrain.samples":  "Images selected for labelling or training.",
+	"Retrain.manifest": "Training manifest; set when kind is manifest_ready.",
+
+	"DeadLetter":            "Published on eye.dlq.<stage> when a stage gives up on a message.",
+	"DeadLetter.schema":     "Payload type and version.",
+	"DeadLetter.stage":      "Stage that gave up: resize, splitter, classifier, driftwatch or labelsink.",
+	"DeadLetter.subject":    "Subject of the original message.",
+	"DeadLetter.stream":     "JetStream stream of the original message.",
+	"DeadLetter.sequence":   "Stream sequence of the original message.",
+	"DeadLetter.deliveries": "How many times the message was delivered.",
+	"DeadLetter.reason":     "Short machine-readable cause, e.g. bad_input or max_deliveries.",
+	"DeadLetter.permanent":  "True when the input can never be processed; retrying will not help.",
+	"DeadLetter.msg_id":     "Nats-Msg-Id header of the original message.",
+	"DeadLetter.payload":    "The original message body.",
+}

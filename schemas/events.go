@@ -1,0 +1,135 @@
+package schemas
+
+import "time"
+
+// Schema identifiers carried in every event's "schema" field.
+const (
+	SchemaResized    = "eyeflow.resized.v1"
+	SchemaSplit      = "eyeflow.split.v1"
+	SchemaPrediction = "eyeflow.prediction.v1"
+	SchemaDrift      = "eyeflow.drift.v1"
+	SchemaRetrain    = "eyeflow.retrain.v1"
+	SchemaDeadLetter = "eyeflow.deadletter.v1"
+)
+
+// ObjectRef points at one object in a bucket.
+type ObjectRef struct {
+	Bucket    string `json:"bucket"`
+	Key       string `json:"key"`
+	ETag      string `json:"etag,omitempty"`
+	VersionID string `json:"version_id,omitempty"`
+	Size      int64  `json:"size,omitempty"`
+}
+
+// Resized is published on eye.resized once an upload has been decoded and
+// resized to the model's input size.
+type Resized struct {
+	Schema  string `json:"schema"`
+	ImageID string `json:"image_id"` // sha256 of the original bytes, hex
+	// UploadID is the upload identity (bucket/key@version-or-etag).
+	UploadID string    `json:"upload_id"`
+	Source   ObjectRef `json:"source"`
+	// Original dimensions and format of the uploaded image.
+	Width  int    `json:"width"`
+	Height int    `json:"height"`
+	Format string `json:"format"`
+	// Label is the class from the key (<prefix>/<class>/<file>), empty when unknown.
+	Label     string `json:"label,omitempty"`
+	PatientID string `json:"patient_id,omitempty"`
+	// Processed is the resized PNG in the processed bucket.
+	Processed ObjectRef `json:"processed"`
+	// RGB holds the resized pixels inline (row-major RGB, 8 bit) when the stage
+	// carries them in the message; empty when consumers must read Processed.
+	RGB           []byte    `json:"rgb,omitempty"`
+	ResizedWidth  int       `json:"resized_width"`
+	ResizedHeight int       `json:"resized_height"`
+	Time          time.Time `json:"time"`
+}
+
+// Split is published on eye.split.<split>: everything the classifier needs,
+// plus the split assignment and how it was computed.
+type Split struct {
+	Schema string `json:"schema"`
+	Resized
+	Split       string `json:"split"`
+	Holdout     string `json:"holdout,omitempty"`
+	SplitKey    string `json:"split_key_kind"` // "patient" or "content"
+	SplitFunc   string `json:"split_func"`
+	SaltVersion string `json:"salt_version"`
+}
+
+// ClassProb is one class and its probability.
+type ClassProb struct {
+	Class       string  `json:"class"`
+	Probability float64 `json:"probability"`
+}
+
+// Prediction is published on eye.predictions.<env>.
+type Prediction struct {
+	Schema           string      `json:"schema"`
+	ImageID          string      `json:"image_id"`
+	UploadID         string      `json:"upload_id"`
+	Source           ObjectRef   `json:"source"`
+	Split            string      `json:"split,omitempty"`
+	Holdout          string      `json:"holdout,omitempty"`
+	TrueLabel        string      `json:"true_label,omitempty"`
+	Env              string      `json:"env"`
+	ModelName        string      `json:"model_name"`
+	ModelVersion     string      `json:"model_version"`
+	Provider         string      `json:"provider"`
+	PredictedClass   string      `json:"predicted_class"`
+	Confidence       float64     `json:"confidence"`
+	TopK             []ClassProb `json:"top_k"`
+	BatchSize        int         `json:"batch_size"`
+	InferenceSeconds float64     `json:"inference_seconds"`
+	Time             time.Time   `json:"time"`
+}
+
+// DriftAlert is published on eye.drift.<env> when a drift signal starts
+// (state "firing") or stops (state "resolved").
+type DriftAlert struct {
+	Schema       string    `json:"schema"`
+	AlertID      string    `json:"alert_id"`
+	Env          string    `json:"env"`
+	ModelVersion string    `json:"model_version"`
+	Signal       string    `json:"signal"`
+	State        string    `json:"state"`
+	ImageIDs     []string  `json:"image_ids,omitempty"`
+	Confidences  []float64 `json:"confidences,omitempty"`
+	From         time.Time `json:"from,omitzero"`
+	To           time.Time `json:"to,omitzero"`
+	Detail       string    `json:"detail,omitempty"`
+	Time         time.Time `json:"time"`
+}
+
+// Retrain is published on eye.retrain when retraining is requested, and again
+// when its manifest is ready.
+type Retrain struct {
+	Schema       string      `json:"schema"`
+	EventID      string      `json:"event_id"`
+	Kind         string      `json:"kind"` // "requested" or "manifest_ready"
+	Reason       string      `json:"reason"`
+	Env          string      `json:"env"`
+	ModelVersion string      `json:"model_version"`
+	AlertID      string      `json:"alert_id,omitempty"`
+	Samples      []ObjectRef `json:"samples,omitempty"`
+	Manifest     *ObjectRef  `json:"manifest,omitempty"`
+	Time         time.Time   `json:"time"`
+}
+
+// DeadLetter is published on eye.dlq.<stage> when a stage gives up on a
+// message: bad input (Permanent) or too many failed deliveries.
+type DeadLetter struct {
+	Schema     string    `json:"schema"`
+	Stage      string    `json:"stage"`
+	Subject    string    `json:"subject"`
+	Stream     string    `json:"stream"`
+	Sequence   uint64    `json:"sequence"`
+	Deliveries uint64    `json:"deliveries"`
+	Reason     string    `json:"reason"` // short machine-readable cause, e.g. "bad_input", "max_deliveries"
+	Error      string    `json:"error"`
+	Permanent  bool      `json:"permanent"`
+	MsgID      string    `json:"msg_id,omitempty"`
+	Payload    []byte    `json:"payload"` // the original message body
+	Time       time.Time `json:"time"`
+}

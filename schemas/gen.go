@@ -1,0 +1,5 @@
+package schemas
+
+// The JSON Schema files under jsonschema/ are generated from the Go types;
+// TestSchemaFilesUpToDate fails when they drift.
+//go:generate go run ./internal/gen -dir jsonschema

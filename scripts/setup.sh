@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs everything eyeflow's build and tests need on a fresh Debian machine
+# that has Go, gcc and apt. Idempotent: already-present packages and cached
+# downloads are reused. Caches live outside the repository.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+
+# Debian packages (C libraries for cgo, tools used by tests and benchmarks).
+apt_pkgs=(pkg-config libjpeg62-turbo-dev libvips-tools python3-pil webp)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# MinIO server for the S3 integration tests.
+"$here/install-minio.sh" >/dev/null

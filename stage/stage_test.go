@@ -1,0 +1,416 @@
+package stage
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	ejs "eyeflow/jetstream"
+	"eyeflow/internal/testenv"
+	"eyeflow/schemas"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
+)
+
+// passThrough is the trivial stage that proves the runtime: every upload
+// becomes one eye.resized event naming it.
+func passThrough(calls *atomic.Int64) Handler[schemas.S3Event] {
+	return func(ctx context.Context, ev schemas.S3Event) ([]Output, error) {
+		calls.Add(1)
+		ups, err := ev.Uploads()
+		if err != nil {
+			return nil, err
+		}
+		return []Output{{Subject: schemas.SubjectResized, Event: schemas.Resized{
+			Schema: schemas.SchemaResized, UploadID: ups[0].ID(),
+			Source: schemas.ObjectRef{Bucket: ups[0].Bucket, Key: ups[0].Key},
+		}}}, nil
+	}
+}
+
+func uploadIdentity(ev schemas.S3Event) string {
+	ups, err := ev.Uploads()
+	if err != nil || len(ups) == 0 {
+		return ""
+	}
+	return ups[0].ID()
+}
+
+func resizeProcessor(h Handler[schemas.S3Event], m *Metrics) Processor[schemas.S3Event] {
+	return Processor[schemas.S3Event]{
+		Stage:     schemas.StageResize,
+		Stream:    ejs.StreamUploads,
+		Consumer:  ejs.ConsumerResize,
+		Decode:    schemas.DecodeS3Event,
+		Identity:  uploadIdentity,
+		Handle:    h,
+		RetryBase: 50 * time.Millisecond,
+		Logger:    zerolog.Nop(),
+		Metrics:   m,
+	}
+}
+
+// start runs p until the test ends or the returned stop is called.
+func start[In any](t *testing.T, js natsjs.JetStream, p Processor[In]) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, js, p) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("run: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Errorf("stage did not stop within 30s")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func publishUpload(t *testing.T, js natsjs.JetStream, key string) {
+	t.Helper()
+	ev := schemas.NewUploadEvent(schemas.Upload{Bucket: "raw", Key: key, Size: 3, ETag: "etag-" + key})
+	data, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishRaw(t, js, schemas.SubjectUploads, data)
+}
+
+func publishRaw(t *testing.T, js natsjs.JetStream, subject string, data []byte) {
+	t.Helper()
+	if _, err := js.Publish(testenv.Context(t, 10*time.Second), subject, data); err != nil {
+		t.Fatalf("publish %s: %v", subject, err)
+	}
+}
+
+// messages returns every message stored on subject in stream.
+func messages(t *testing.T, js natsjs.JetStream, stream, subject string) []natsjs.Msg {
+	t.Helper()
+	ctx := testenv.Context(t, 10*time.Second)
+	c, err := js.OrderedConsumer(ctx, stream, natsjs.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []natsjs.Msg
+	for {
+		b, err := c.FetchNoWait(100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for m := range b.Messages() {
+			out = append(out, m)
+			n++
+		}
+		if n == 0 {
+			return out
+		}
+	}
+}
+
+// waitIdle waits until the consumer has delivered and settled everything.
+func waitIdle(t *testing.T, js natsjs.JetStream, stream, consumer string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := js.Consumer(context.Background(), stream, consumer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := c.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumPending == 0 && info.NumAckPending == 0 && info.NumRedelivered == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("consumer %s did not settle within 30s", consumer)
+}
+
+func TestPassThroughOncePerUpload(t *testing.T) {
+	env := testenv.NATS(t, testenv.TopologyOptions())
+	var calls atomic.Int64
+	p := resizeProcessor(passThrough(&calls), NewMetrics(prometheus.NewRegistry()))
+	p.Concurrency = 4
+	start(t, env.JS, p)
+	const n = 50
+	for i := range n {
+		publishUpload(t, env.JS, fmt.Sprintf("cataract/img %d+.jpg", i))
+	}
+	// The same upload reported again (a MinIO queue_dir replay): no new output.
+	publishUpload(t, env.JS, "cataract/img 0+.jpg")
+	waitIdle(t, env.JS, ejs.StreamUploads, ejs.ConsumerResize)
+	out := messages(t, env.JS, ejs.StreamResized, schemas.SubjectResized)
+	if len(out) != n {
+		t.Fatalf("%d outputs for %d distinct uploads", len(out), n)
+	}
+	seen := map[string]bool{}
+	for _, m := range out {
+		var r schemas.Resized
+		if err := json.Unmarshal(m.Data(), &r); err != nil {
+			t.Fatal(err)
+		}
+		if seen[r.UploadID] {
+			t.Fatalf("duplicate output for %s", r.UploadID)
+		}
+		seen[r.UploadID] = true
+	}
+	if !seen["raw/cataract/img 0+.jpg@etag-cataract/img 0+.jpg"] {
+		t.Fatalf("URL-decoded key missing from outputs: %v", seen)
+	}
+}
+
+func TestPublishFailureIsNeverAcked(t *testing.T) {
+	env := testenv.NATS(t, testenv.TopologyOptions())
+	m := NewMetrics(prometheus.NewRegistry())
+	var calls atomic.Int64
+	// No stream stores this subject: the publish is never confirmed, so the
+	// input must not be acknowledged. It is retried and finally dead-lettered.
+	p := resizeProcessor(func(ctx context.Context, ev schemas.S3Event) ([]Output, error) {
+		calls.Add(1)
+		return []Output{{Subject: "eye.nowhere", Event: map[string]string{"x": "y"}}}, nil
+	}, m)
+	start(t, env.JS, p)
+	publishUpload(t, env.JS, "normal/a.jpg")
+	waitIdle(t, env.JS, ejs.StreamUploads, ejs.ConsumerResize)
+	maxDeliver := testenv.TopologyOptions().MaxDeliver
+	if got := calls.Load(); got != int64(maxDeliver) {
+		t.Fatalf("processed %d times, want one per delivery (%d): an unconfirmed publish must not be acked", got, maxDeliver)
+	}
+	dl := deadLetters(t, env.JS)
+	if len(dl) != 1 || dl[0].Reason != "max_deliveries" || dl[0].Deliveries != uint64(maxDeliver) {
+		t.Fatalf("dead letters %+v, want one max_deliveries after %d deliveries", dl, maxDeliver)
+	}
+	if got := testutil.ToFloat64(m.processed.WithLabelValues(schemas.StageResize)); got != 0 {
+		t.Fatalf("processed_total %v, want 0", got)
+	}
+}
+
+func deadLetters(t *testing.T, js natsjs.JetStream) []schemas.DeadLetter {
+	t.Helper()
+	var out []schemas.DeadLetter
+	for _, m := range messages(t, js, ejs.StreamDLQ, schemas.DLQSubject(schemas.StageResize)) {
+		var dl schemas.DeadLetter
+		if err := json.Unmarshal(m.Data(), &dl); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, dl)
+	}
+	return out
+}
+
+func TestBadInputIsDeadLetteredAndNextFlows(t *testing.T) {
+	tests := []struct {
+		name       string
+		payload    []byte
+		handlerErr error
+		wantReason string
+	}{
+		{"not json", []byte("not json at all"), nil, "bad_input"},
+		{"no records", []byte(`{"EventName":"s3:ObjectCreated:Put","Records":[]}`), nil, "bad_input"},
+		{"processor says bad input", nil, Permanent("corrupt_image", errors.New("decode jpeg: premature end of data")), "corrupt_image"},
+		{"processor panics", nil, errors.New("panic"), "panic"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := testenv.NATS(t, testenv.TopologyOptions())
+			m := NewMetrics(prometheus.NewRegistry())
+			var calls atomic.Int64
+			good := passThrough(&calls)
+			p := resizeProcessor(func(ctx context.Context, ev schemas.S3Event) ([]Output, error) {
+				ups, _ := ev.Uploads()
+				if ups[0].Key == "bad.jpg" {
+					if tt.wantReason == "panic" {
+						panic("boom")
+					}
+					return nil, tt.handlerErr
+				}
+				return good(ctx, ev)
+			}, m)
+			start(t, env.JS, p)
+			payload := tt.payload
+			if payload == nil {
+				payload, _ = json.Marshal(schemas.NewUploadEvent(schemas.Upload{Bucket: "raw", Key: "bad.jpg", ETag: "e"}))
+			}
+			publishRaw(t, env.JS, schemas.SubjectUploads, payload)
+			publishUpload(t, env.JS, "normal/next.jpg")
+			waitIdle(t, env.JS, ejs.StreamUploads, ejs.ConsumerResize)
+
+			dl := deadLetters(t, env.JS)
+			if len(dl) != 1 {
+				t.Fatalf("%d dead letters, want 1", len(dl))
+			}
+			d := dl[0]
+			if d.Reason != tt.wantReason || d.Stage != schemas.StageResize || !d.Permanent || d.Deliveries != 1 ||
+				string(d.Payload) != string(payload) || d.Error == "" || d.Schema != schemas.SchemaDeadLetter {
+				t.Fatalf("dead letter %+v: want reason %q, stage resize, first delivery, the original payload", d, tt.wantReason)
+			}
+			if out := messages(t, env.JS, ejs.StreamResized, schemas.SubjectResized); len(out) != 1 {
+				t.Fatalf("%d outputs, want the next message's 1", len(out))
+			}
+			if got := testutil.ToFloat64(m.deadLettered.WithLabelValues(schemas.StageResize, tt.wantReason)); got != 1 {
+				t.Fatalf("dead_letters_total{reason=%q} = %v, want 1", tt.wantReason, got)
+			}
+		})
+	}
+}
+
+func TestTransientErrorIsRetried(t *testing.T) {
+	env := testenv.NATS(t, testenv.TopologyOptions())
+	var calls atomic.Int64
+	good := passThrough(&calls)
+	p := resizeProcessor(func(ctx context.Context, ev schemas.S3Event) ([]Output, error) {
+		meta, ok := MetaFrom(ctx)
+		if !ok {
+			return nil, errors.New("no delivery metadata")
+		}
+		if meta.Deliveries == 1 {
+			return nil, errors.New("object store unreachable")
+		}
+		return good(ctx, ev)
+	}, NewMetrics(prometheus.NewRegistry()))
+	start(t, env.JS, p)
+	publishUpload(t, env.JS, "amd/x.jpg")
+	waitIdle(t, env.JS, ejs.StreamUploads, ejs.ConsumerResize)
+	if out := messages(t, env.JS, ejs.StreamResized, schemas.SubjectResized); len(out) != 1 {
+		t.Fatalf("%d outputs, want 1", len(out))
+	}
+	if dl := deadLetters(t, env.JS); len(dl) != 0 {
+		t.Fatalf("a transient failure was dead-lettered: %+v", dl)
+	}
+}
+
+func TestRedeliveryAfterPublishMakesNoDuplicate(t *testing.T) {
+	env := testenv.NATS(t, testenv.TopologyOptions())
+	var calls atomic.Int64
+	p := resizeProcessor(passThrough(&calls), NewMetrics(prometheus.NewRegistry()))
+	// Abandon every first delivery after publishing, before acking: the
+	// server redelivers after AckWait and the republish must be dropped.
+	p.crashAfterPublish = func(m Meta) bool { return m.Deliveries == 1 }
+	start(t, env.JS, p)
+	const n = 5
+	for i := range n {
+		publishUpload(t, env.JS, fmt.Sprintf("glaucoma/%d.jpg", i))
+	}
+	waitIdle(t, env.JS, ejs.StreamUploads, ejs.ConsumerResize)
+	if got := calls.Load(); got != 2*n {
+		t.Fatalf("handler ran %d times, want %d (every input redelivered once)", got, 2*n)
+	}
+	if out := messages(t, env.JS, ejs.StreamResized, schemas.SubjectResized); len(out) != n {
+		t.Fatalf("%d outputs after redelivery, want %d", len(out), n)
+	}
+}
+
+func TestCrashBetweenPublishAndAckLosesNothing(t *testing.T) {
+	env := testenv.NATS(t, testenv.TopologyOptions())
+	const n = 20
+	for i := range n {
+		publishUpload(t, env.JS, fmt.Sprintf("normal/%d.jpg", i))
+	}
+	// First instance: dies (its context is killed) right after publishing
+	// the outputs of the 7th message, before acknowledging it.
+	var calls atomic.Int64
+	ctx, kill := context.WithCancel(context.Background())
+	p := resizeProcessor(passThrough(&calls), NewMetrics(prometheus.NewRegistry()))
+	var processed atomic.Int64
+	p.crashAfterPublish = func(Meta) bool {
+		if processed.Add(1) >= 7 {
+			kill()
+			return true
+		}
+		return false
+	}
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, env.JS, p) }()
+	<-ctx.Done()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// A new instance takes over the durable consumer.
+	p2 := resizeProcessor(passThrough(&calls), NewMetrics(prometheus.NewRegistry()))
+	start(t, env.JS, p2)
+	waitIdle(t, env.JS, ejs.StreamUploads, ejs.ConsumerResize)
+	if out := messages(t, env.JS, ejs.StreamResized, schemas.SubjectResized); len(out) != n {
+		t.Fatalf("%d outputs after crash and restart, want %d", len(out), n)
+	}
+}
+
+func TestBatchHandler(t *testing.T) {
+	env := testenv.NATS(t, testenv.TopologyOptions())
+	const n, maxBatch = 40, 8
+	for i := range n {
+		publishUpload(t, env.JS, fmt.Sprintf("amd/%d.jpg", i))
+	}
+	var mu sync.Mutex
+	var sizes []int
+	var calls atomic.Int64
+	single := passThrough(&calls)
+	p := resizeProcessor(nil, NewMetrics(prometheus.NewRegistry()))
+	p.Handle = nil
+	p.MaxBatch, p.MaxWait = maxBatch, 20*time.Millisecond
+	p.HandleBatch = func(ctx context.Context, in []schemas.S3Event) []Result {
+		mu.Lock()
+		sizes = append(sizes, len(in))
+		mu.Unlock()
+		out := make([]Result, len(in))
+		for i, ev := range in {
+			out[i].Outputs, out[i].Err = single(ctx, ev)
+		}
+		return out
+	}
+	start(t, env.JS, p)
+	waitIdle(t, env.JS, ejs.StreamUploads, ejs.ConsumerResize)
+	if out := messages(t, env.JS, ejs.StreamResized, schemas.SubjectResized); len(out) != n {
+		t.Fatalf("%d outputs, want %d", len(out), n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	biggest := 0
+	for _, s := range sizes {
+		if s > maxBatch {
+			t.Fatalf("batch of %d exceeds max %d", s, maxBatch)
+		}
+		biggest = max(biggest, s)
+	}
+	if biggest < 2 {
+		t.Fatalf("batch sizes %v: with %d queued inputs batches should form", sizes, n)
+	}
+}
+
+func TestMsgIDIsDeterministic(t *testing.T) {
+	a := MsgID("resize", "raw/a.jpg@e1", schemas.SubjectResized, "")
+	tests := []struct {
+		name string
+		id   string
+		same bool
+	}{
+		{"same input", MsgID("resize", "raw/a.jpg@e1", schemas.SubjectResized, ""), true},
+		{"other etag", MsgID("resize", "raw/a.jpg@e2", schemas.SubjectResized, ""), false},
+		{"other stage", MsgID("splitter", "raw/a.jpg@e1", schemas.SubjectResized, ""), false},
+		{"other subject", MsgID("resize", "raw/a.jpg@e1", schemas.DLQSubject("resize"), ""), false},
+		{"other key", MsgID("resize", "raw/a.jpg@e1", schemas.SubjectResized, "k"), false},
+	}
+	for _, tt := range tests {
+		if (tt.id == a) != tt.same {
+			t.Errorf("%s: %s vs %s", tt.name, tt.id, a)
+		}
+	}
+}
