@@ -28,6 +28,8 @@ const (
 	ConsumerSplitter   = "splitter"
 	ConsumerDriftwatch = "driftwatch"
 	ConsumerLabelsink  = "labelsink"
+	// ConsumerIngestLedger records every upload event in the ledger.
+	ConsumerIngestLedger = "ingest-ledger"
 )
 
 // ClassifierConsumer names the classifier's consumer for one environment: each
@@ -176,6 +178,7 @@ func Build(o Options) Topology {
 	}
 	t.Consumers = append(t.Consumers,
 		consumer(StreamUploads, ConsumerResize, schemas.SubjectUploads),
+		consumer(StreamUploads, ConsumerIngestLedger, schemas.SubjectUploads),
 		consumer(StreamResized, ConsumerSplitter, schemas.SubjectResized),
 	)
 	for _, env := range schemas.Envs() {

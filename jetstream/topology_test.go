@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	ejs "eyeflow/jetstream"
 	"eyeflow/internal/testenv"
+	ejs "eyeflow/jetstream"
 	"eyeflow/schemas"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"

@@ -69,12 +69,15 @@ type Upload struct {
 // ErrBadEvent marks an event that can never be processed: retrying won't help.
 var ErrBadEvent = errors.New("bad event")
 
-// ID is the upload's identity: (bucket, key, version or eTag). The same
-// upload reported twice has the same ID; the same bytes under another key do not.
+// ID is the upload's identity: (bucket, key, eTag, or the version when the
+// store gives no eTag). The same upload reported twice (a notification
+// replay, the reconciler, a re-run put of the same bytes) has the same ID;
+// the same bytes under another key do not. The eTag comes first because a
+// store may mint a new version for an identical re-put.
 func (u Upload) ID() string {
-	v := u.VersionID
-	if v == "" || v == "null" {
-		v = u.ETag
+	v := u.ETag
+	if v == "" {
+		v = u.VersionID
 	}
 	return u.Bucket + "/" + u.Key + "@" + v
 }

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	ejs "eyeflow/jetstream"
 	"eyeflow/internal/testenv"
+	ejs "eyeflow/jetstream"
 	"eyeflow/schemas"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -99,50 +99,14 @@ func publishRaw(t *testing.T, js natsjs.JetStream, subject string, data []byte) 
 	}
 }
 
-// messages returns every message stored on subject in stream.
 func messages(t *testing.T, js natsjs.JetStream, stream, subject string) []natsjs.Msg {
 	t.Helper()
-	ctx := testenv.Context(t, 10*time.Second)
-	c, err := js.OrderedConsumer(ctx, stream, natsjs.OrderedConsumerConfig{FilterSubjects: []string{subject}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []natsjs.Msg
-	for {
-		b, err := c.FetchNoWait(100)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for m := range b.Messages() {
-			out = append(out, m)
-			n++
-		}
-		if n == 0 {
-			return out
-		}
-	}
+	return testenv.StreamMessages(t, js, stream, subject)
 }
 
-// waitIdle waits until the consumer has delivered and settled everything.
 func waitIdle(t *testing.T, js natsjs.JetStream, stream, consumer string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		c, err := js.Consumer(context.Background(), stream, consumer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := c.Info(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.NumPending == 0 && info.NumAckPending == 0 && info.NumRedelivered == 0 {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("consumer %s did not settle within 30s", consumer)
+	testenv.WaitConsumerIdle(t, js, stream, consumer)
 }
 
 func TestPassThroughOncePerUpload(t *testing.T) {

@@ -1,0 +1,142 @@
+package ingest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	ejs "eyeflow/jetstream"
+	"eyeflow/objstore"
+	"eyeflow/schemas"
+	"eyeflow/stage"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// Ledger records the identities of uploads that have an eye.uploads event.
+type Ledger struct {
+	kv natsjs.KeyValue
+}
+
+// OpenLedger opens the ledger KV bucket created by the topology.
+func OpenLedger(ctx context.Context, js natsjs.JetStream) (*Ledger, error) {
+	kv, err := js.KeyValue(ctx, ejs.KVUploads)
+	if err != nil {
+		return nil, fmt.Errorf("open upload ledger %s: %w", ejs.KVUploads, err)
+	}
+	return &Ledger{kv: kv}, nil
+}
+
+// ledgerKey hashes the identity: keys may hold any character, KV keys may not.
+func ledgerKey(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:])
+}
+
+// Has reports whether the upload has an event.
+func (l *Ledger) Has(ctx context.Context, uploadID string) (bool, error) {
+	_, err := l.kv.Get(ctx, ledgerKey(uploadID))
+	if errors.Is(err, natsjs.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("ledger get %s: %w", uploadID, err)
+	}
+	return true, nil
+}
+
+// Mark records that the upload has an event.
+func (l *Ledger) Mark(ctx context.Context, uploadID string) error {
+	if _, err := l.kv.Put(ctx, ledgerKey(uploadID), []byte(uploadID)); err != nil {
+		return fmt.Errorf("ledger mark %s: %w", uploadID, err)
+	}
+	return nil
+}
+
+// UploadMsgID is the Msg-Id of the event eyeflow publishes for an upload:
+// the watcher, the reconciler and a re-run put all produce the same one.
+func UploadMsgID(uploadID string) string { return "upload:" + ledgerKey(uploadID)[:32] }
+
+// Publisher publishes upload events for stored objects.
+type Publisher struct {
+	js     natsjs.JetStream
+	ledger *Ledger
+}
+
+// NewPublisher publishes on js and records in ledger.
+func NewPublisher(js natsjs.JetStream, ledger *Ledger) *Publisher {
+	return &Publisher{js: js, ledger: ledger}
+}
+
+// UploadFromInfo is the upload an object describes.
+func UploadFromInfo(info objstore.Info) schemas.Upload {
+	return schemas.Upload{
+		Bucket:      info.Bucket,
+		Key:         info.Key,
+		Size:        info.Size,
+		ETag:        info.ETag,
+		VersionID:   info.VersionID,
+		ContentType: info.ContentType,
+		Metadata:    info.Metadata,
+	}
+}
+
+// Publish publishes the object's upload event unless the ledger says it has
+// one. It reports whether it published.
+func (p *Publisher) Publish(ctx context.Context, info objstore.Info) (bool, error) {
+	up := UploadFromInfo(info)
+	id := up.ID()
+	has, err := p.ledger.Has(ctx, id)
+	if err != nil || has {
+		return false, err
+	}
+	data, err := json.Marshal(schemas.NewUploadEvent(up))
+	if err != nil {
+		return false, fmt.Errorf("encode upload event %s: %w", id, err)
+	}
+	msg := &nats.Msg{Subject: schemas.SubjectUploads, Data: data, Header: nats.Header{}}
+	msg.Header.Set(stage.HeaderStage, "ingest")
+	if _, err := p.js.PublishMsg(ctx, msg, natsjs.WithMsgID(UploadMsgID(id))); err != nil {
+		return false, fmt.Errorf("publish upload event %s: %w", id, err)
+	}
+	// Marked after the event is stored: a crash in between republishes
+	// under the same Msg-Id, which the stream drops.
+	return true, p.ledger.Mark(ctx, id)
+}
+
+// LedgerProcessor is the stage that records every upload event, whoever
+// published it (MinIO's notifications included), so the reconciler leaves
+// those objects alone.
+func LedgerProcessor(ledger *Ledger, log zerolog.Logger, m *stage.Metrics) stage.Processor[schemas.S3Event] {
+	return stage.Processor[schemas.S3Event]{
+		Stage:    StageIngest,
+		Stream:   ejs.StreamUploads,
+		Consumer: ejs.ConsumerIngestLedger,
+		Decode:   schemas.DecodeS3Event,
+		Handle: func(ctx context.Context, ev schemas.S3Event) ([]stage.Output, error) {
+			ups, err := ev.Uploads()
+			if err != nil {
+				return nil, err
+			}
+			for _, u := range ups {
+				if err := ledger.Mark(ctx, u.ID()); err != nil {
+					return nil, err
+				}
+			}
+			return nil, nil
+		},
+		Concurrency: 2,
+		RetryBase:   time.Second,
+		Logger:      log,
+		Metrics:     m,
+	}
+}
+
+// StageIngest names ingest in dead letters and metrics.
+const StageIngest = "ingest"
