@@ -1,0 +1,11 @@
+// Package imaging owns the decode + resize step that every eyeflow stage uses
+// to turn an uploaded image (JPEG, PNG, TIFF or WebP) into the model's fixed
+// size 8-bit RGB input: format sniffing and header checks (pixel limits
+// against decompression bombs), decoding with EXIF orientation and alpha
+// flattened on black, and a bit-exact re-implementation of Pillow's
+// Image.resize(..., BILINEAR) so that inference sees the same pixels the
+// training side (torchvision Resize on PIL images) saw. JPEGs are decoded with
+// libjpeg-turbo via cgo using DCT-domain downscaling, which is what makes this
+// path fast; all failures are typed (ErrTooLarge, ErrUnsupported, ErrCorrupt)
+// so callers can treat them as bad input that must not be retried.
+package imaging
