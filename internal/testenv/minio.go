@@ -1,4 +1,3 @@
-// Package testenv starts real servers for integration tests.
 package testenv
 
 import (

@@ -1,0 +1,369 @@
+package objstore
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// headerContentType is the object header that carries the content type. It is
+// kept out of Metadata so that Info.Metadata holds only user metadata.
+const headerContentType = "Content-Type"
+
+// JetStreamStore is a Store backed by the NATS JetStream Object Store: each
+// eyeflow bucket is one object-store bucket (stream OBJ_<bucket>).
+//
+// Mapping to Info:
+//   - ETag is the object's SHA-256 digest as lowercase hex (64 characters),
+//     decoded from ObjectInfo.Digest ("SHA-256=<base64url>"). It depends only
+//     on the bytes, so identical content always has the same ETag.
+//   - VersionID is the object's NUID, new on every put.
+//   - ContentType is stored in the object's "Content-Type" header.
+//   - Metadata is ObjectMeta.Metadata with lower-case keys.
+//   - Modified is the server time of the meta message (on Stat, Get, List);
+//     Put and Copy report the client's clock since the client does not
+//     return the server time without another round trip.
+type JetStreamStore struct {
+	js  jetstream.JetStream
+	cfg jsConfig
+
+	mu     sync.Mutex
+	stores map[string]jetstream.ObjectStore // handles looked up so far
+}
+
+var _ Store = (*JetStreamStore)(nil)
+
+type jsConfig struct {
+	replicas  int
+	storage   jetstream.StorageType
+	chunkSize uint32
+}
+
+// JetStreamOption configures NewJetStream.
+type JetStreamOption func(*jsConfig)
+
+// WithReplicas sets the replica count of buckets created by EnsureBucket
+// (default 1; a clustered JetStream allows up to 5).
+func WithReplicas(n int) JetStreamOption {
+	return func(c *jsConfig) { c.replicas = n }
+}
+
+// WithStorage sets the storage of buckets created by EnsureBucket (default
+// jetstream.FileStorage; jetstream.MemoryStorage is for tests and caches).
+func WithStorage(st jetstream.StorageType) JetStreamOption {
+	return func(c *jsConfig) { c.storage = st }
+}
+
+// WithChunkSize sets the chunk size of objects put (default: the client's
+// 128 KiB). Larger chunks mean fewer messages for big images; a chunk must
+// fit in the server's max_payload (1 MiB by default) with its headers.
+func WithChunkSize(n uint32) JetStreamOption {
+	return func(c *jsConfig) { c.chunkSize = n }
+}
+
+// NewJetStream returns a Store on the object stores of js.
+func NewJetStream(js jetstream.JetStream, opts ...JetStreamOption) *JetStreamStore {
+	cfg := jsConfig{replicas: 1, storage: jetstream.FileStorage}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return &JetStreamStore{js: js, cfg: cfg, stores: make(map[string]jetstream.ObjectStore)}
+}
+
+// EnsureBucket creates the object-store bucket when it does not exist. An
+// existing bucket is left as it is, whatever its configuration.
+func (s *JetStreamStore) EnsureBucket(ctx context.Context, bucket string) error {
+	if _, err := s.store(ctx, bucket); err == nil {
+		return nil
+	} else if !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("ensure bucket %s: %w", bucket, err)
+	}
+	obs, err := s.js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:   bucket,
+		Replicas: s.cfg.replicas,
+		Storage:  s.cfg.storage,
+	})
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		// Created concurrently (or exists with another configuration): use it.
+		obs, err = s.js.ObjectStore(ctx, bucket)
+	}
+	if err != nil {
+		return fmt.Errorf("ensure bucket %s: %w", bucket, err)
+	}
+	s.mu.Lock()
+	s.stores[bucket] = obs
+	s.mu.Unlock()
+	return nil
+}
+
+// store returns the cached handle of bucket, looking it up on first use.
+func (s *JetStreamStore) store(ctx context.Context, bucket string) (jetstream.ObjectStore, error) {
+	s.mu.Lock()
+	obs, ok := s.stores[bucket]
+	s.mu.Unlock()
+	if ok {
+		return obs, nil
+	}
+	obs, err := s.js.ObjectStore(ctx, bucket)
+	if err != nil {
+		return nil, s.mapErr(ctx, bucket, err)
+	}
+	s.mu.Lock()
+	s.stores[bucket] = obs
+	s.mu.Unlock()
+	return obs, nil
+}
+
+// mapErr wraps JetStream's not-found errors in ErrNotFound (keeping the
+// original in the chain) and forgets a cached handle whose bucket is gone, so
+// that a recreated bucket is found again.
+func (s *JetStreamStore) mapErr(ctx context.Context, bucket string, err error) error {
+	if errors.Is(err, nats.ErrNoResponders) {
+		// Direct gets on a deleted stream find no responder rather than a
+		// "stream not found": ask whether the bucket still exists.
+		if _, lerr := s.js.ObjectStore(ctx, bucket); errors.Is(lerr, jetstream.ErrBucketNotFound) {
+			err = errors.Join(lerr, err)
+		}
+	}
+	switch {
+	case errors.Is(err, jetstream.ErrBucketNotFound), errors.Is(err, jetstream.ErrStreamNotFound):
+		s.mu.Lock()
+		delete(s.stores, bucket)
+		s.mu.Unlock()
+		return fmt.Errorf("%w: bucket %s: %w", ErrNotFound, bucket, err)
+	case errors.Is(err, jetstream.ErrObjectNotFound):
+		return fmt.Errorf("%w: %w", ErrNotFound, err)
+	}
+	return err
+}
+
+// Get streams an object; the reader verifies the digest at EOF.
+func (s *JetStreamStore) Get(ctx context.Context, bucket, key string) (io.ReadCloser, Info, error) {
+	obs, err := s.store(ctx, bucket)
+	if err != nil {
+		return nil, Info{}, fmt.Errorf("get %s/%s: %w", bucket, key, err)
+	}
+	res, err := obs.Get(ctx, key)
+	if err != nil {
+		return nil, Info{}, fmt.Errorf("get %s/%s: %w", bucket, key, s.mapErr(ctx, bucket, err))
+	}
+	oi, err := res.Info()
+	if err != nil {
+		res.Close()
+		return nil, Info{}, fmt.Errorf("get %s/%s: %w", bucket, key, err)
+	}
+	info, err := jsInfo(oi)
+	if err != nil {
+		res.Close()
+		return nil, Info{}, fmt.Errorf("get %s/%s: %w", bucket, key, err)
+	}
+	// Links are followed by the client; report the name asked for.
+	info.Bucket, info.Key = bucket, key
+	return res, info, nil
+}
+
+// Put streams r into the bucket in chunks. size is not needed: the object
+// store reads until EOF.
+func (s *JetStreamStore) Put(ctx context.Context, bucket, key string, r io.Reader, size int64, opts PutOptions) (Info, error) {
+	obs, err := s.store(ctx, bucket)
+	if err != nil {
+		return Info{}, fmt.Errorf("put %s/%s: %w", bucket, key, err)
+	}
+	meta := jetstream.ObjectMeta{Name: key, Metadata: lowerKeys(opts.Metadata)}
+	if opts.ContentType != "" {
+		meta.Headers = nats.Header{}
+		meta.Headers.Set(headerContentType, opts.ContentType)
+	}
+	return s.put(ctx, obs, bucket, key, meta, r, size)
+}
+
+func (s *JetStreamStore) put(ctx context.Context, obs jetstream.ObjectStore, bucket, key string, meta jetstream.ObjectMeta, r io.Reader, size int64) (Info, error) {
+	if s.cfg.chunkSize > 0 {
+		meta.Opts = &jetstream.ObjectMetaOptions{ChunkSize: s.cfg.chunkSize}
+	}
+	if size >= 0 {
+		// Store exactly size bytes like S3 does; a short reader fails the put
+		// (the client then purges the chunks sent and keeps the old object).
+		r = &exactReader{r: r, left: size}
+	}
+	oi, err := obs.Put(ctx, meta, r)
+	if err != nil {
+		return Info{}, fmt.Errorf("put %s/%s: %w", bucket, key, s.mapErr(ctx, bucket, err))
+	}
+	info, err := jsInfo(oi)
+	if err != nil {
+		return Info{}, fmt.Errorf("put %s/%s: %w", bucket, key, err)
+	}
+	return info, nil
+}
+
+// Stat reads the object's meta message only.
+func (s *JetStreamStore) Stat(ctx context.Context, bucket, key string) (Info, error) {
+	obs, err := s.store(ctx, bucket)
+	if err != nil {
+		return Info{}, fmt.Errorf("stat %s/%s: %w", bucket, key, err)
+	}
+	oi, err := obs.GetInfo(ctx, key)
+	if err != nil {
+		return Info{}, fmt.Errorf("stat %s/%s: %w", bucket, key, s.mapErr(ctx, bucket, err))
+	}
+	info, err := jsInfo(oi)
+	if err != nil {
+		return Info{}, fmt.Errorf("stat %s/%s: %w", bucket, key, err)
+	}
+	return info, nil
+}
+
+// List yields the live objects whose key starts with prefix, sorted by key.
+// The object store has no server-side prefix filter or order, so the meta
+// entries (not the data) of the whole bucket are read and sorted.
+func (s *JetStreamStore) List(ctx context.Context, bucket, prefix string) iter.Seq2[Info, error] {
+	return func(yield func(Info, error) bool) {
+		obs, err := s.store(ctx, bucket)
+		if err != nil {
+			yield(Info{}, fmt.Errorf("list %s/%s: %w", bucket, prefix, err))
+			return
+		}
+		objs, err := obs.List(ctx) // deleted objects are excluded by default
+		if errors.Is(err, jetstream.ErrNoObjectsFound) {
+			return
+		}
+		if err != nil {
+			yield(Info{}, fmt.Errorf("list %s/%s: %w", bucket, prefix, s.mapErr(ctx, bucket, err)))
+			return
+		}
+		infos := make([]Info, 0, len(objs))
+		for _, oi := range objs {
+			if !strings.HasPrefix(oi.Name, prefix) {
+				continue
+			}
+			info, err := jsInfo(oi)
+			if err != nil {
+				if !yield(Info{}, fmt.Errorf("list %s/%s: %w", bucket, oi.Name, err)) {
+					return
+				}
+				continue
+			}
+			infos = append(infos, info)
+		}
+		slices.SortFunc(infos, func(a, b Info) int { return strings.Compare(a.Key, b.Key) })
+		for _, info := range infos {
+			if !yield(info, nil) {
+				return
+			}
+		}
+	}
+}
+
+// Copy streams the source object into the destination, keeping its content
+// type and metadata. The object store has no server-side copy.
+func (s *JetStreamStore) Copy(ctx context.Context, srcBucket, srcKey, dstBucket, dstKey string) (Info, error) {
+	src, err := s.store(ctx, srcBucket)
+	if err != nil {
+		return Info{}, fmt.Errorf("copy %s/%s to %s/%s: %w", srcBucket, srcKey, dstBucket, dstKey, err)
+	}
+	dst, err := s.store(ctx, dstBucket)
+	if err != nil {
+		return Info{}, fmt.Errorf("copy %s/%s to %s/%s: %w", srcBucket, srcKey, dstBucket, dstKey, err)
+	}
+	res, err := src.Get(ctx, srcKey)
+	if err != nil {
+		return Info{}, fmt.Errorf("copy %s/%s to %s/%s: %w", srcBucket, srcKey, dstBucket, dstKey, s.mapErr(ctx, srcBucket, err))
+	}
+	defer res.Close()
+	oi, err := res.Info()
+	if err != nil {
+		return Info{}, fmt.Errorf("copy %s/%s to %s/%s: %w", srcBucket, srcKey, dstBucket, dstKey, err)
+	}
+	meta := jetstream.ObjectMeta{
+		Name:        dstKey,
+		Description: oi.Description,
+		Headers:     oi.Headers,
+		Metadata:    oi.Metadata,
+	}
+	info, err := s.put(ctx, dst, dstBucket, dstKey, meta, res, int64(oi.Size))
+	if err != nil {
+		return Info{}, fmt.Errorf("copy %s/%s: %w", srcBucket, srcKey, err)
+	}
+	return info, nil
+}
+
+// exactReader reads exactly left bytes from r: it stops there and turns an
+// early EOF into io.ErrUnexpectedEOF.
+type exactReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (e *exactReader) Read(p []byte) (int, error) {
+	if e.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > e.left {
+		p = p[:e.left]
+	}
+	n, err := e.r.Read(p)
+	e.left -= int64(n)
+	if err == io.EOF {
+		if e.left > 0 {
+			return n, fmt.Errorf("%d bytes short of the declared size: %w", e.left, io.ErrUnexpectedEOF)
+		}
+		return n, io.EOF
+	}
+	return n, err
+}
+
+// jsInfo converts the object store's description of an object.
+func jsInfo(oi *jetstream.ObjectInfo) (Info, error) {
+	etag, err := digestHex(oi.Digest)
+	if err != nil {
+		return Info{}, fmt.Errorf("object %s/%s: %w", oi.Bucket, oi.Name, err)
+	}
+	info := Info{
+		Bucket:    oi.Bucket,
+		Key:       oi.Name,
+		Size:      int64(oi.Size),
+		ETag:      etag,
+		VersionID: oi.NUID,
+		Metadata:  lowerKeys(oi.Metadata),
+		Modified:  oi.ModTime,
+	}
+	if oi.Headers != nil {
+		info.ContentType = oi.Headers.Get(headerContentType)
+	}
+	return info, nil
+}
+
+// digestHex turns "SHA-256=<base64url>" into lowercase hex.
+func digestHex(digest string) (string, error) {
+	if digest == "" {
+		return "", nil // links and delete markers carry no digest
+	}
+	sum, err := jetstream.DecodeObjectDigest(digest)
+	if err != nil {
+		return "", fmt.Errorf("digest %q: %w", digest, err)
+	}
+	return hex.EncodeToString(sum), nil
+}
+
+// lowerKeys copies m with lower-case keys; empty gives nil, as on S3.
+func lowerKeys(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) { // sorted: deterministic on case clashes
+		out[strings.ToLower(k)] = m[k]
+	}
+	return out
+}
