@@ -2,38 +2,19 @@ package imaging
 
 import (
 	"bytes"
+	"eyeflow/internal/testenv"
 	"image/png"
 	"os"
 	"path/filepath"
 	"testing"
 )
 
-// goldenDir finds shared/golden (read-only PIL references, kept outside the
-// repository) by walking up from the test's working directory. It fails the
-// test rather than skipping: parity is the point of this package.
 func goldenDir(tb testing.TB) string {
 	tb.Helper()
-	if d := os.Getenv("EYEFLOW_GOLDEN"); d != "" {
-		return d
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for {
-		c := filepath.Join(dir, "shared", "golden")
-		if st, err := os.Stat(c); err == nil && st.IsDir() {
-			return c
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			tb.Fatalf("golden files not found: no shared/golden above %s (expected /work/shared/golden; set EYEFLOW_GOLDEN)", dir)
-		}
-		dir = parent
-	}
+	return testenv.GoldenDir(tb)
 }
 
-var goldenNames = []string{"amd_0000", "cataract_0000", "diabetic_retinopathy_0000", "glaucoma_0000", "normal_0000"}
+var goldenNames = testenv.GoldenNames()
 
 func readFile(tb testing.TB, path string) []byte {
 	tb.Helper()

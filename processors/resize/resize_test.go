@@ -1,0 +1,350 @@
+package resize_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"hash/crc32"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"image/png"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"eyeflow/demodata"
+	"eyeflow/internal/testenv"
+	ejs "eyeflow/jetstream"
+	"eyeflow/objstore"
+	"eyeflow/processors/resize"
+	"eyeflow/schemas"
+	"eyeflow/stage"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+)
+
+type fixture struct {
+	env   *testenv.NATSEnv
+	store objstore.Store
+	r     *resize.Resizer
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	env := testenv.NATS(t, testenv.TopologyOptions())
+	store := objstore.NewJetStream(env.JS)
+	ctx := testenv.Context(t, time.Minute)
+	for _, b := range objstore.Buckets() {
+		if err := store.EnsureBucket(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := resize.DefaultConfig()
+	cfg.Store = store
+	r, err := resize.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{env: env, store: store, r: r}
+}
+
+// put stores data in raw and returns the event MinIO or the watcher would send.
+func (f *fixture) put(t *testing.T, key string, data []byte, meta map[string]string) schemas.S3Event {
+	t.Helper()
+	info, err := f.store.Put(testenv.Context(t, time.Minute), objstore.BucketRaw, key, bytes.NewReader(data), int64(len(data)), objstore.PutOptions{Metadata: meta})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return schemas.NewUploadEvent(schemas.Upload{Bucket: info.Bucket, Key: info.Key, Size: info.Size, ETag: info.ETag, Metadata: meta})
+}
+
+func fundusJPEG(t testing.TB, w, h int) []byte {
+	t.Helper()
+	img, err := demodata.Image("glaucoma", 0, demodata.Options{Width: w, Height: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := jpeg.Encode(&b, img, &jpeg.Options{Quality: 90}); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// pngHeaderClaiming is a PNG whose IHDR claims w x h and holds no pixels:
+// a decompression bomb must be refused from the header alone.
+func pngHeaderClaiming(w, h uint32) []byte {
+	var b bytes.Buffer
+	b.WriteString("\x89PNG\r\n\x1a\n")
+	ihdr := make([]byte, 13)
+	binary.BigEndian.PutUint32(ihdr[0:], w)
+	binary.BigEndian.PutUint32(ihdr[4:], h)
+	ihdr[8], ihdr[9] = 8, 2
+	chunk := append([]byte("IHDR"), ihdr...)
+	_ = binary.Write(&b, binary.BigEndian, uint32(13))
+	b.Write(chunk)
+	_ = binary.Write(&b, binary.BigEndian, crc32.ChecksumIEEE(chunk))
+	return b.Bytes()
+}
+
+func TestHandleGoodImages(t *testing.T) {
+	f := newFixture(t)
+	jpg := fundusJPEG(t, 1024, 768)
+	var pngBuf bytes.Buffer
+	rgba := image.NewNRGBA(image.Rect(0, 0, 300, 200))
+	for i := range rgba.Pix {
+		rgba.Pix[i] = byte(i * 7)
+	}
+	if err := png.Encode(&pngBuf, rgba); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, key  string
+		data       []byte
+		meta       map[string]string
+		wantLabel  string
+		wantFormat string
+		wantW      int
+		wantP      string
+	}{
+		{"jpeg with class", "glaucoma/eye.jpg", jpg, nil, "glaucoma", "jpeg", 1024, ""},
+		{"space plus unicode nested", "clinic 1/night+shift/glaucoma/äuge 1+2.jpg", jpg, nil, "glaucoma", "jpeg", 1024, ""},
+		{"no folder is unlabeled", "loose.jpg", jpg, nil, "", "jpeg", 1024, ""},
+		{"png with alpha", "normal/a.png", pngBuf.Bytes(), map[string]string{"patient-id": "P-1"}, "normal", "png", 300, "P-1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev := f.put(t, tt.key, tt.data, tt.meta)
+			outs, err := f.r.Handle(testenv.Context(t, time.Minute), ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(outs) != 1 || outs[0].Subject != schemas.SubjectResized {
+				t.Fatalf("outputs %+v", outs)
+			}
+			res := outs[0].Event.(schemas.Resized)
+			if res.Label != tt.wantLabel || res.Format != tt.wantFormat || res.Width != tt.wantW || res.PatientID != tt.wantP {
+				t.Fatalf("resized %+v: want label %q format %q width %d patient %q", res, tt.wantLabel, tt.wantFormat, tt.wantW, tt.wantP)
+			}
+			if res.Source.Key != tt.key || res.UploadID == "" || len(res.ImageID) != 64 {
+				t.Fatalf("source %+v upload %q image %q", res.Source, res.UploadID, res.ImageID)
+			}
+			if res.ResizedWidth != 224 || res.ResizedHeight != 224 || len(res.RGB) != 224*224*3 {
+				t.Fatalf("resized to %dx%d with %d inline bytes", res.ResizedWidth, res.ResizedHeight, len(res.RGB))
+			}
+			// The stored PNG holds exactly the inline pixels.
+			rc, _, err := f.store.Get(context.Background(), res.Processed.Bucket, res.Processed.Key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rc.Close()
+			img, err := png.Decode(rc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, p := 0, 0; i < 224*224; i, p = i+1, p+3 {
+				c := color.NRGBAModel.Convert(img.At(i%224, i/224)).(color.NRGBA)
+				if c.R != res.RGB[p] || c.G != res.RGB[p+1] || c.B != res.RGB[p+2] {
+					t.Fatalf("pixel %d: png %v, inline %v", i, c, res.RGB[p:p+3])
+				}
+			}
+		})
+	}
+}
+
+func TestHandleGoldenParity(t *testing.T) {
+	f := newFixture(t)
+	dir := testenv.GoldenDir(t)
+	for _, name := range testenv.GoldenNames() {
+		t.Run(name, func(t *testing.T) {
+			src, err := os.ReadFile(filepath.Join(dir, name+".jpg"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			refFile, err := os.Open(filepath.Join(dir, name+".224.png"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer refFile.Close()
+			ref, err := png.Decode(refFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			outs, err := f.r.Handle(testenv.Context(t, time.Minute), f.put(t, "golden/"+name+".jpg", src, nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rgb := outs[0].Event.(schemas.Resized).RGB
+			var sum, worst int
+			for i := 0; i < 224*224; i++ {
+				r, g, b, _ := ref.At(i%224, i/224).RGBA()
+				for c, v := range []uint32{r >> 8, g >> 8, b >> 8} {
+					d := int(rgb[3*i+c]) - int(v)
+					d = max(d, -d)
+					sum += d
+					worst = max(worst, d)
+				}
+			}
+			mae := float64(sum) / float64(224*224*3)
+			t.Logf("%s: MAE %.3f max %d against PIL", name, mae, worst)
+			if mae > 0.5 || worst > 8 {
+				t.Fatalf("%s: MAE %.3f max %d, parity target is MAE <= 0.5 and max <= 8", name, mae, worst)
+			}
+		})
+	}
+}
+
+func TestHandleBadInput(t *testing.T) {
+	f := newFixture(t)
+	jpg := fundusJPEG(t, 640, 480)
+	rnd := make([]byte, 4096)
+	for i := range rnd {
+		rnd[i] = byte(rand.New(rand.NewPCG(1, 2)).Uint32())
+	}
+	tests := []struct {
+		name       string
+		key        string
+		data       []byte
+		deleteIt   bool
+		wantReason string
+	}{
+		{"empty object", "normal/empty.jpg", nil, false, resize.ReasonEmpty},
+		{"truncated jpeg", "normal/trunc.jpg", jpg[:len(jpg)/2], false, resize.ReasonCorrupt},
+		{"random bytes with image name", "normal/random.jpg", rnd, false, resize.ReasonNotAnImage},
+		{"text with image name", "normal/notes.png", []byte("patient notes, not a picture"), false, resize.ReasonNotAnImage},
+		{"decompression bomb header", "normal/bomb.png", pngHeaderClaiming(60000, 60000), false, resize.ReasonTooLarge},
+		{"deleted before read", "normal/gone.jpg", jpg, true, resize.ReasonObjectMissing},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev := f.put(t, tt.key, tt.data, nil)
+			if tt.deleteIt {
+				obs, err := f.env.JS.ObjectStore(context.Background(), objstore.BucketRaw)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := obs.Delete(context.Background(), tt.key); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := f.r.Handle(testenv.Context(t, time.Minute), ev)
+			var pe *stage.PermanentError
+			if !errors.As(err, &pe) || pe.Reason != tt.wantReason {
+				t.Fatalf("error %v: want a permanent %q error", err, tt.wantReason)
+			}
+		})
+	}
+}
+
+func TestLabel(t *testing.T) {
+	tests := []struct{ key, prefix, want string }{
+		{"cataract/a.jpg", "", "cataract"},
+		{"a.jpg", "", ""},
+		{"site-1/2024/amd/a.jpg", "", "amd"},
+		{"train/amd/a.jpg", "train", "amd"},
+		{"other/amd/a.jpg", "train", ""},
+		{"../etc/a.jpg", "", ""},
+		{"./a.jpg", "", ""},
+		{".hidden/a.jpg", "", ""},
+		{"bad\x01class/a.jpg", "", ""},
+		{"macular hole/a.jpg", "", "macular hole"},
+		{"ünïcode/a.jpg", "", "ünïcode"},
+	}
+	for _, tt := range tests {
+		if got := resize.Label(tt.key, tt.prefix); got != tt.want {
+			t.Errorf("Label(%q, %q) = %q, want %q", tt.key, tt.prefix, got, tt.want)
+		}
+	}
+}
+
+// TestStageFromUploadsToResizedAndDLQ runs the stage on embedded NATS: good
+// uploads come out on eye.resized once each, bad ones on eye.dlq.resize with
+// their reason, and the images after a bad one still flow.
+func TestStageFromUploadsToResizedAndDLQ(t *testing.T) {
+	f := newFixture(t)
+	reg := prometheus.NewRegistry()
+	m := stage.NewMetrics(reg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- stage.Run(ctx, f.env.JS, resize.Processor(f.r, 2, zerolog.Nop(), m)) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	jpg := fundusJPEG(t, 800, 600)
+	publish := func(ev schemas.S3Event) {
+		data, _ := json.Marshal(ev)
+		if _, err := f.env.JS.Publish(testenv.Context(t, 10*time.Second), schemas.SubjectUploads, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good1 := f.put(t, "amd/one.jpg", jpg, nil)
+	publish(good1)
+	publish(f.put(t, "amd/empty.jpg", nil, nil))
+	publish(f.put(t, "amd/bomb.png", pngHeaderClaiming(60000, 60000), nil))
+	publish(f.put(t, "normal/two two+.jpg", fundusJPEG(t, 700, 500), nil))
+	publish(good1) // MinIO replay of the first upload
+	testenv.WaitConsumerIdle(t, f.env.JS, ejs.StreamUploads, ejs.ConsumerResize)
+
+	var keys []string
+	for _, msg := range testenv.StreamMessages(t, f.env.JS, ejs.StreamResized, schemas.SubjectResized) {
+		r, err := schemas.DecodeResized(msg.Data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, r.Source.Key)
+	}
+	if len(keys) != 2 || keys[0] != "amd/one.jpg" || keys[1] != "normal/two two+.jpg" {
+		t.Fatalf("eye.resized carries %q, want the two good uploads once each", keys)
+	}
+	reasons := map[string]string{}
+	for _, msg := range testenv.StreamMessages(t, f.env.JS, ejs.StreamDLQ, schemas.DLQSubject(schemas.StageResize)) {
+		dl, err := schemas.DecodeDeadLetter(msg.Data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, _ := schemas.DecodeS3Event(dl.Payload)
+		ups, _ := ev.Uploads()
+		reasons[ups[0].Key] = dl.Reason
+		if dl.Error == "" {
+			t.Errorf("dead letter for %s has no error text", ups[0].Key)
+		}
+	}
+	want := map[string]string{"amd/empty.jpg": resize.ReasonEmpty, "amd/bomb.png": resize.ReasonTooLarge}
+	if len(reasons) != len(want) || reasons["amd/empty.jpg"] != want["amd/empty.jpg"] || reasons["amd/bomb.png"] != want["amd/bomb.png"] {
+		t.Fatalf("dead letters %v, want %v", reasons, want)
+	}
+	for reason, n := range map[string]float64{resize.ReasonEmpty: 1, resize.ReasonTooLarge: 1} {
+		if got := failedCount(t, reg, reason); got != n {
+			t.Errorf("eyeflow_messages_failed_total{reason=%q} = %v, want %v", reason, got, n)
+		}
+	}
+}
+
+// failedCount reads eyeflow_messages_failed_total{stage="resize",reason}.
+func failedCount(t *testing.T, reg *prometheus.Registry, reason string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "eyeflow_messages_failed_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["stage"] == schemas.StageResize && labels["reason"] == reason {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
