@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"eyeflow/objstore"
+	"eyeflow/stage"
+	"eyeflow/telemetry"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+)
+
+// defaultNATS is where `eyeflow up` listens, so every other command finds it.
+const defaultNATS = "nats://127.0.0.1:4222"
+
+type logFlags struct{ level, format string }
+
+func (l *logFlags) register(fs *flagSet) {
+	fs.stringVar(&l.level, "log-level", "info", "log level: trace, debug, info, warn, error")
+	fs.stringVar(&l.format, "log-format", "auto", "log format: auto (console on a terminal, else JSON), json, console")
+}
+
+func (l *logFlags) logger(w io.Writer) (zerolog.Logger, error) {
+	return telemetry.NewLogger(w, l.level, l.format)
+}
+
+type natsFlags struct {
+	url   string
+	creds string
+}
+
+func (n *natsFlags) register(fs *flagSet, def string, usage string) {
+	fs.stringVar(&n.url, "nats", def, usage)
+	fs.stringVar(&n.creds, "nats-creds", "", "NATS credentials file (user JWT and nkey seed)")
+}
+
+func (n *natsFlags) validate() error {
+	if n.url == "" {
+		return nil
+	}
+	for _, u := range strings.Split(n.url, ",") {
+		p, err := url.Parse(strings.TrimSpace(u))
+		if err != nil || p.Host == "" {
+			return fmt.Errorf("--nats %q: want a URL such as nats://host:4222", u)
+		}
+	}
+	return nil
+}
+
+// connect opens a NATS connection that reconnects forever: processors
+// outlive server restarts and cluster node failures.
+func connect(url, name, creds string, log zerolog.Logger) (*nats.Conn, natsjs.JetStream, error) {
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.RetryOnFailedConnect(false),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn().Err(err).Msg("nats disconnected")
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info().Str("server", c.ConnectedUrlRedacted()).Msg("nats reconnected") }),
+	}
+	if creds != "" {
+		opts = append(opts, nats.UserCredentials(creds))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", redactURL(url), err)
+	}
+	js, err := natsjs.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return nc, js, nil
+}
+
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(invalid url)"
+	}
+	return u.Redacted()
+}
+
+type storeFlags struct {
+	endpoint                     string
+	accessKey, secretKey         string
+	accessKeyFile, secretKeyFile string
+	region                       string
+}
+
+func (s *storeFlags) register(fs *flagSet) {
+	fs.stringVar(&s.endpoint, "s3", "", "S3 endpoint URL (e.g. http://minio:9000) instead of the JetStream object store")
+	fs.stringVar(&s.accessKey, "s3-access-key", "", "S3 access key (prefer the environment or a file)")
+	fs.stringVar(&s.secretKey, "s3-secret-key", "", "S3 secret key (prefer the environment or a file; never logged)")
+	fs.stringVar(&s.accessKeyFile, "s3-access-key-file", "", "file holding the S3 access key")
+	fs.stringVar(&s.secretKeyFile, "s3-secret-key-file", "", "file holding the S3 secret key")
+	fs.stringVar(&s.region, "s3-region", "", "S3 region (default: ask the server)")
+}
+
+func (s *storeFlags) validate() error {
+	if s.endpoint == "" {
+		return nil
+	}
+	u, err := url.Parse(s.endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("--s3 %q: want http(s)://host:port", s.endpoint)
+	}
+	ak, sk, err := s.credentials()
+	if err != nil {
+		return err
+	}
+	if ak == "" || sk == "" {
+		return errors.New("--s3 needs credentials: set EYEFLOW_S3_ACCESS_KEY and EYEFLOW_S3_SECRET_KEY, or the _FILE variants")
+	}
+	return nil
+}
+
+func (s *storeFlags) credentials() (string, string, error) {
+	ak, sk := s.accessKey, s.secretKey
+	if s.accessKeyFile != "" {
+		b, err := os.ReadFile(s.accessKeyFile)
+		if err != nil {
+			return "", "", fmt.Errorf("--s3-access-key-file: %w", err)
+		}
+		ak = strings.TrimSpace(string(b))
+	}
+	if s.secretKeyFile != "" {
+		b, err := os.ReadFile(s.secretKeyFile)
+		if err != nil {
+			return "", "", fmt.Errorf("--s3-secret-key-file: %w", err)
+		}
+		sk = strings.TrimSpace(string(b))
+	}
+	return ak, sk, nil
+}
+
+// open returns the S3 store when --s3 is set, else the JetStream object store.
+func (s *storeFlags) open(js natsjs.JetStream, replicas int) (objstore.Store, error) {
+	if s.endpoint == "" {
+		return objstore.NewJetStream(js, objstore.WithReplicas(replicas)), nil
+	}
+	ak, sk, err := s.credentials()
+	if err != nil {
+		return nil, err
+	}
+	return objstore.NewS3(objstore.S3Config{Endpoint: s.endpoint, AccessKey: ak, SecretKey: sk, Region: s.region})
+}
+
+// proc is what every long-running command shares.
+type proc struct {
+	log     zerolog.Logger
+	reg     *prometheus.Registry
+	metrics *stage.Metrics
+}
+
+func newProc(log zerolog.Logger) *proc {
+	reg := telemetry.NewRegistry()
+	return &proc{log: log, reg: reg, metrics: stage.NewMetrics(reg)}
+}
+
+// task is one long-running part of a process.
+type task struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+// runTasks runs every task until ctx ends or one fails; then it stops the
+// others and waits for them.
+func runTasks(ctx context.Context, log zerolog.Logger, tasks ...task) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	for _, t := range tasks {
+		wg.Go(func() {
+			err := t.run(ctx)
+			if err != nil && ctx.Err() == nil {
+				log.Error().Err(err).Str("task", t.name).Msg("stopped with an error")
+				cancel(fmt.Errorf("%s: %w", t.name, err))
+			}
+		})
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+func stageTask[In any](js natsjs.JetStream, p stage.Processor[In]) task {
+	return task{name: p.Stage, run: func(ctx context.Context) error { return stage.Run(ctx, js, p) }}
+}
+
+func httpTask(srv *telemetry.Server) task {
+	return task{name: "http", run: srv.Serve}
+}
+
+func nopLogger() zerolog.Logger { return zerolog.Nop() }

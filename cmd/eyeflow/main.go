@@ -1,0 +1,80 @@
+// Command eyeflow is the one binary of the eyeflow pipeline: `eyeflow up`
+// runs everything embedded (NATS, JetStream, object store, every processor);
+// the other subcommands run one processor against an external NATS cluster
+// and S3 store, manage the topology and buckets, and upload images.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+)
+
+// command is one subcommand.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string, out, errOut io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"up", "run the whole pipeline embedded: NATS, JetStream, object store, every processor, HTTP", runUp},
+		{"put", "upload files or ImageFolder trees into the raw bucket", runPut},
+		{"topology", "apply the JetStream topology: `eyeflow topology apply`", runTopology},
+		{"buckets", "create the buckets and MinIO's bucket notification: `eyeflow buckets init`", runBuckets},
+		{"reconcile", "publish upload events for raw objects that have none", runReconcile},
+		{"resize", "run the resize processor alone", runResize},
+		{"preprocess", "decode and resize one image exactly as the resize stage does", runPreprocess},
+		{"demo-data", "write a deterministic synthetic fundus data set in ImageFolder layout", runDemoData},
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, errUsage) && !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(os.Stderr, "eyeflow: %v\n", err)
+		}
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, out, errOut io.Writer) error {
+	cmds := commands()
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(errOut, cmds)
+		if len(args) == 0 {
+			return errUsage
+		}
+		return nil
+	}
+	for _, c := range cmds {
+		if c.name == args[0] {
+			return c.run(ctx, args[1:], out, errOut)
+		}
+	}
+	usage(errOut, cmds)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+func usage(w io.Writer, cmds []command) {
+	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
+	fmt.Fprintln(w, "eyeflow: fundus photographs in object storage -> eye-disease predictions, as NATS JetStream stream processors")
+	fmt.Fprintln(w, "\nusage: eyeflow <command> [flags]\n\ncommands:")
+	for _, c := range cmds {
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun `eyeflow <command> --help` for a command's flags; every flag has an EYEFLOW_* environment equivalent.")
+}

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"eyeflow/objstore"
+	"eyeflow/processors/resize"
+	"eyeflow/schemas"
+	"eyeflow/stage"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+)
+
+type resizeFlags struct {
+	concurrency int
+	maxPixels   int64
+	maxBytes    int64
+	labelPrefix string
+	inlineRGB   bool
+}
+
+func (f *resizeFlags) register(fs *flagSet) {
+	def := resize.DefaultConfig()
+	fs.intVar(&f.concurrency, "resize-concurrency", 2, "images the resize stage decodes at once (about one per core)")
+	fs.int64Var(&f.maxPixels, "max-pixels", def.Image.MaxPixels, "refuse images with more pixels than this (decompression bombs), checked from the header")
+	fs.int64Var(&f.maxBytes, "max-bytes", def.MaxBytes, "refuse uploaded objects larger than this many bytes")
+	fs.stringVar(&f.labelPrefix, "label-prefix", "", "key prefix under which <class>/<file> keys carry a label (empty: any folder)")
+	fs.boolVar(&f.inlineRGB, "inline-rgb", def.InlineRGB, "carry the 224x224 pixels in eye.resized so the classifier never reads the object store")
+}
+
+func (f *resizeFlags) validate() error {
+	if f.concurrency < 1 {
+		return fmt.Errorf("--resize-concurrency %d: must be at least 1", f.concurrency)
+	}
+	return nil
+}
+
+func (f *resizeFlags) processor(p *proc, store objstore.Store) (stage.Processor[schemas.S3Event], error) {
+	cfg := resize.DefaultConfig()
+	cfg.Store = store
+	cfg.Image.MaxPixels = f.maxPixels
+	cfg.MaxBytes = f.maxBytes
+	cfg.LabelPrefix = f.labelPrefix
+	cfg.InlineRGB = f.inlineRGB
+	r, err := resize.New(cfg)
+	if err != nil {
+		return stage.Processor[schemas.S3Event]{}, err
+	}
+	return resize.Processor(r, f.concurrency, p.log, p.metrics), nil
+}
+
+// standalone holds what `eyeflow <processor>` needs: NATS, a store, HTTP.
+type standalone struct {
+	log   logFlags
+	nats  natsFlags
+	store storeFlags
+	http  string
+}
+
+func (s *standalone) register(fs *flagSet) {
+	s.log.register(fs)
+	s.nats.register(fs, defaultNATS, "NATS server URL(s), comma-separated")
+	s.store.register(fs)
+	fs.stringVar(&s.http, "http", "127.0.0.1:8080", "address for /metrics, /healthz and /readyz")
+}
+
+func (s *standalone) validate() error {
+	if err := s.nats.validate(); err != nil {
+		return err
+	}
+	return s.store.validate()
+}
+
+// runStandalone connects, builds the stage tasks and serves HTTP until ctx ends.
+func (s *standalone) run(ctx context.Context, name string, errOut io.Writer, build func(p *proc, js natsjs.JetStream, store objstore.Store) ([]task, error)) error {
+	log, err := s.log.logger(errOut)
+	if err != nil {
+		return err
+	}
+	p := newProc(log.With().Str("process", name).Logger())
+	nc, js, err := connect(s.nats.url, "eyeflow-"+name, s.nats.creds, p.log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	store, err := s.store.open(js, 1)
+	if err != nil {
+		return err
+	}
+	tasks, err := build(p, js, store)
+	if err != nil {
+		return err
+	}
+	srv, err := listenHTTP(s.http, p, nc)
+	if err != nil {
+		return err
+	}
+	p.log.Info().Str("http", srv.Addr()).Str("nats", redactURL(s.nats.url)).Msg(name + " running")
+	return runTasks(ctx, p.log, append(tasks, httpTask(srv))...)
+}
+
+func runResize(ctx context.Context, args []string, out, errOut io.Writer) error {
+	var s standalone
+	var rf resizeFlags
+	fs := newFlagSet("resize", "", "Runs the resize processor: eye.uploads -> eye.resized, against --nats and --s3.", errOut)
+	s.register(fs)
+	rf.register(fs)
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if err := s.validate(); err != nil {
+		return err
+	}
+	if err := rf.validate(); err != nil {
+		return err
+	}
+	return s.run(ctx, "resize", errOut, func(p *proc, js natsjs.JetStream, store objstore.Store) ([]task, error) {
+		rp, err := rf.processor(p, store)
+		if err != nil {
+			return nil, err
+		}
+		return []task{stageTask(js, rp)}, nil
+	})
+}

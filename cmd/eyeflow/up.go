@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"eyeflow/ingest"
+	ejs "eyeflow/jetstream"
+	"eyeflow/objstore"
+)
+
+type upFlags struct {
+	log        logFlags
+	data       string
+	natsListen string
+	nats       natsFlags
+	store      storeFlags
+	http       string
+	replicas   int
+	reconcile  time.Duration
+	resize     resizeFlags
+}
+
+func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
+	var f upFlags
+	fs := newFlagSet("up", "", "Runs the whole pipeline in one process. By default NATS, JetStream and the object store are embedded\n"+
+		"under --data and NATS clients (eyeflow put, the nats CLI, downstream consumers) connect to --nats-listen.", errOut)
+	f.log.register(fs)
+	fs.stringVar(&f.data, "data", "eyeflow-data", "data directory of the embedded NATS server (streams, KV, objects)")
+	fs.stringVar(&f.natsListen, "nats-listen", "127.0.0.1:4222", "client address of the embedded NATS server")
+	f.nats.register(fs, "", "external NATS URL instead of the embedded server")
+	f.store.register(fs)
+	fs.stringVar(&f.http, "http", "127.0.0.1:8080", "address for /metrics, /healthz and /readyz")
+	fs.intVar(&f.replicas, "replicas", 1, "stream and bucket replicas (3 on a three-node cluster)")
+	fs.durationVar(&f.reconcile, "reconcile-interval", 5*time.Minute, "how often the reconciler lists the raw bucket for objects without an event (0: only at start)")
+	f.resize.register(fs)
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if err := f.validate(); err != nil {
+		return err
+	}
+	log, err := f.log.logger(errOut)
+	if err != nil {
+		return err
+	}
+	p := newProc(log)
+
+	natsURL := f.nats.url
+	if natsURL == "" {
+		dir := filepath.Join(f.data, "jetstream")
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return fmt.Errorf("data directory: %w", err)
+		}
+		srv, err := ejs.StartServer(ejs.ServerOptions{Name: "eyeflow", Listen: f.natsListen, StoreDir: dir, Logger: log})
+		if err != nil {
+			return err
+		}
+		defer srv.Stop()
+		natsURL = srv.ClientURL()
+		log.Info().Str("nats", natsURL).Str("data", f.data).Msg("embedded NATS with JetStream started")
+	}
+	nc, js, err := connect(natsURL, "eyeflow-up", f.nats.creds, log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+
+	topo := ejs.DefaultOptions()
+	topo.Replicas = f.replicas
+	if err := ejs.Apply(ctx, js, ejs.Build(topo)); err != nil {
+		return err
+	}
+	store, err := f.store.open(js, f.replicas)
+	if err != nil {
+		return err
+	}
+	for _, b := range objstore.Buckets() {
+		if err := store.EnsureBucket(ctx, b); err != nil {
+			return err
+		}
+	}
+	ledger, err := ingest.OpenLedger(ctx, js)
+	if err != nil {
+		return err
+	}
+	pub := ingest.NewPublisher(js, ledger)
+	rec := &ingest.Reconciler{Store: store, Bucket: objstore.BucketRaw, Pub: pub, Grace: time.Minute, Log: log.With().Str("component", "reconciler").Logger()}
+
+	resizeProc, err := f.resize.processor(p, store)
+	if err != nil {
+		return err
+	}
+	srv, err := listenHTTP(f.http, p, nc)
+	if err != nil {
+		return err
+	}
+	tasks := []task{
+		httpTask(srv),
+		stageTask(js, ingest.LedgerProcessor(ledger, log, p.metrics)),
+		stageTask(js, resizeProc),
+		{name: "reconciler", run: func(ctx context.Context) error {
+			if f.reconcile <= 0 {
+				_, err := rec.Once(ctx)
+				return err
+			}
+			rec.Run(ctx, f.reconcile)
+			return nil
+		}},
+	}
+	if f.store.endpoint == "" {
+		// The embedded store cannot notify: the watcher turns its writes into events.
+		tasks = append(tasks, task{name: "watcher", run: func(ctx context.Context) error {
+			return ingest.WatchJetStream(ctx, js, objstore.BucketRaw, pub, log)
+		}})
+	}
+	log.Info().Str("http", "http://"+srv.Addr()).Str("put", "eyeflow put DIR").Msg("eyeflow is up")
+	return runTasks(ctx, log, tasks...)
+}
+
+func (f *upFlags) validate() error {
+	if f.nats.url == "" && f.data == "" {
+		return fmt.Errorf("--data is required for the embedded server")
+	}
+	if f.replicas < 1 || f.replicas > 5 {
+		return fmt.Errorf("--replicas %d: must be 1..5", f.replicas)
+	}
+	if err := f.nats.validate(); err != nil {
+		return err
+	}
+	if err := f.store.validate(); err != nil {
+		return err
+	}
+	return f.resize.validate()
+}
