@@ -5,8 +5,8 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
-# Debian packages (C libraries for cgo, tools used by tests and benchmarks).
-apt_pkgs=(pkg-config libjpeg62-turbo-dev libvips-tools python3-pil webp)
+# Debian packages: C libraries for cgo. The benchmarks' peers are in setup-bench.sh.
+apt_pkgs=(pkg-config libjpeg62-turbo-dev curl "$@")
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,219 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"eyeflow/internal/testenv"
+	ejs "eyeflow/jetstream"
+	"eyeflow/schemas"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// syncBuffer collects a process's log safely across goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startUp runs `eyeflow up` in-process until the returned stop is called.
+func startUp(t *testing.T, data, natsAddr, httpAddr string) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"up", "--data", data, "--nats-listen", natsAddr, "--http", httpAddr, "--log-format", "json"}, io.Discard, logs)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + httpAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("eyeflow up exited: %v\n%s", err, logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("eyeflow up not ready after 30s\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("eyeflow up: %v\n%s", err, logs.String())
+			}
+			if strings.Contains(logs.String(), `"level":"error"`) {
+				t.Errorf("eyeflow up logged errors:\n%s", logs.String())
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+var processedRe = regexp.MustCompile(`(?m)^eyeflow_messages_processed_total\{stage="resize"\} (\d+)`)
+
+func processed(t *testing.T, httpAddr string) int {
+	t.Helper()
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	m := processedRe.FindSubmatch(body)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+// TestUpPutAndRestart is the embedded default as a user runs it: eyeflow up,
+// eyeflow demo-data, eyeflow put in another terminal; every image is resized
+// once; a restart resumes from the data directory without redoing any.
+func TestUpPutAndRestart(t *testing.T) {
+	data, images := t.TempDir(), t.TempDir()
+	natsAddr, httpAddr := freeAddr(t), freeAddr(t)
+	stop := startUp(t, data, natsAddr, httpAddr)
+
+	ctx := testenv.Context(t, 3*time.Minute)
+	var out bytes.Buffer
+	const n = 20
+	if err := run(ctx, []string{"demo-data", "--out", images, "--total", strconv.Itoa(n), "--width", "320", "--height", "240"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(ctx, []string{"put", "--nats", "nats://" + natsAddr, images}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), fmt.Sprintf("uploaded %d files", n)) {
+		t.Fatalf("put said %q", out.String())
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for processed(t, httpAddr) < n && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := processed(t, httpAddr); got != n {
+		t.Fatalf("resize processed %d of %d uploads", got, n)
+	}
+	stop()
+
+	startUp(t, data, natsAddr, httpAddr)
+	time.Sleep(time.Second)
+	if got := processed(t, httpAddr); got != 0 {
+		t.Fatalf("after a restart resize processed %d uploads again, want 0", got)
+	}
+	_, js := testenv.Connect(t, "nats://"+natsAddr)
+	if got := len(testenv.StreamMessages(t, js, ejs.StreamResized, schemas.SubjectResized)); got != n {
+		t.Fatalf("eye.resized holds %d events, want %d", got, n)
+	}
+}
+
+func TestPreprocessMatchesTheStage(t *testing.T) {
+	dir := t.TempDir()
+	golden := filepath.Join(testenv.GoldenDir(t), "normal_0000.jpg")
+	tests := []struct {
+		name    string
+		in      []byte
+		wantErr string
+	}{
+		{"golden jpeg", nil, ""},
+		{"empty file", []byte{}, "empty"},
+		{"not an image", []byte("hello, not a fundus"), "unsupported image"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := golden
+			if tt.in != nil {
+				in = filepath.Join(dir, "in.jpg")
+				if err := os.WriteFile(in, tt.in, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			outPath := filepath.Join(dir, "out.png")
+			var out bytes.Buffer
+			err := run(context.Background(), []string{"preprocess", in, outPath}, &out, io.Discard)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !strings.Contains(out.String(), "jpeg 2048x1536") || !strings.Contains(out.String(), "224x224") {
+					t.Fatalf("preprocess said %q", out.String())
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error %v, want one mentioning %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestFlagsFromEnvironmentAndValidation(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		wantErr string
+	}{
+		{"bad replicas from env", map[string]string{"EYEFLOW_REPLICAS": "9"}, []string{"up"}, "--replicas 9"},
+		{"unparsable env", map[string]string{"EYEFLOW_RECONCILE_INTERVAL": "soon"}, []string{"up"}, "$EYEFLOW_RECONCILE_INTERVAL"},
+		{"s3 without credentials", map[string]string{"EYEFLOW_S3": "http://127.0.0.1:9"}, []string{"resize"}, "needs credentials"},
+		{"s3 not a url", nil, []string{"resize", "--s3", "minio:9000"}, "want http(s)://host:port"},
+		{"command line beats env", map[string]string{"EYEFLOW_RESIZE_CONCURRENCY": "0"}, []string{"up", "--resize-concurrency", "0"}, "--resize-concurrency 0"},
+		{"unknown command", nil, []string{"frobnicate"}, "unknown command"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			err := run(context.Background(), tt.args, io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error %v, want one mentioning %q", err, tt.wantErr)
+			}
+		})
+	}
+}
