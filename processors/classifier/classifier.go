@@ -1,0 +1,416 @@
+// Package classifier is the inference stage: it consumes eye.split.* with one
+// durable consumer per env (prod, canary, staging), runs the env's model
+// through ONNX Runtime in dynamic batches, and publishes schemas.Prediction
+// on eye.predictions.<env>. Models come from a registry in the object store;
+// a JetStream KV bucket maps each env to a version, and the classifier
+// hot-swaps models between batches when it changes. The same Batcher serves
+// POST /predict and `eyeflow predict`, with the same imaging.Decode
+// preprocessing as the resize stage.
+package classifier
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"eyeflow/imaging"
+	ejs "eyeflow/jetstream"
+	"eyeflow/objstore"
+	"eyeflow/schemas"
+	"eyeflow/stage"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// Config configures a Classifier.
+type Config struct {
+	// Envs to serve; default all (prod, canary, staging).
+	Envs []string
+	// MaxBatch and MaxWait bound a session run (default 8 and 5ms).
+	MaxBatch int
+	MaxWait  time.Duration
+	// Concurrency is the number of stage batches in flight per env
+	// (default 2: one is published and acknowledged while the next runs).
+	Concurrency int
+	// CanaryShare is the fraction of image ids the canary env classifies
+	// (0..1), chosen by a hash of the id so an image is always in or out.
+	CanaryShare float64
+	// TopK probabilities in each prediction (default 5).
+	TopK    int
+	Session SessionOptions
+	Logger  zerolog.Logger
+	// Metrics (NewMetrics) and StageMetrics (stage.NewMetrics) are created
+	// once per process by the caller.
+	Metrics      *Metrics
+	StageMetrics *stage.Metrics
+	// RetryBase is the stage's first retry delay (default the runtime's).
+	RetryBase time.Duration
+}
+
+// DefaultCanaryShare is the canary's share when none is configured.
+const DefaultCanaryShare = 0.1
+
+func (c *Config) defaults() error {
+	if len(c.Envs) == 0 {
+		c.Envs = schemas.Envs()
+	}
+	for _, e := range c.Envs {
+		if err := validEnv(e); err != nil {
+			return err
+		}
+	}
+	if c.MaxBatch < 1 {
+		c.MaxBatch = 8
+	}
+	if c.MaxWait <= 0 {
+		c.MaxWait = 5 * time.Millisecond
+	}
+	if c.Concurrency < 1 {
+		c.Concurrency = 2
+	}
+	if c.CanaryShare < 0 || c.CanaryShare > 1 {
+		return fmt.Errorf("canary share %v: want 0..1", c.CanaryShare)
+	}
+	if c.TopK < 1 {
+		c.TopK = 5
+	}
+	if c.Metrics == nil || c.StageMetrics == nil {
+		return errors.New("classifier: Metrics and StageMetrics are required")
+	}
+	return nil
+}
+
+// Classifier serves every configured env.
+type Classifier struct {
+	cfg   Config
+	js    jetstream.JetStream
+	store objstore.Store
+	reg   *Registry
+	log   zerolog.Logger
+
+	batchers map[string]*Batcher // one per env, fixed at New
+
+	mu      sync.Mutex
+	serving map[string]Assignment // what each env's batcher holds
+	started map[string]bool       // env stage running
+	ready   map[string]chan struct{}
+}
+
+// New opens the registry (creating the models bucket and KV when missing).
+func New(ctx context.Context, js jetstream.JetStream, store objstore.Store, cfg Config) (*Classifier, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	reg, err := OpenRegistry(ctx, js, store)
+	if err != nil {
+		return nil, err
+	}
+	c := &Classifier{
+		cfg: cfg, js: js, store: store, reg: reg,
+		log:      cfg.Logger.With().Str("stage", schemas.StageClassifier).Logger(),
+		batchers: map[string]*Batcher{},
+		serving:  map[string]Assignment{},
+		started:  map[string]bool{},
+		ready:    map[string]chan struct{}{},
+	}
+	for _, env := range cfg.Envs {
+		b := NewBatcher(nil, cfg.MaxBatch, cfg.MaxWait)
+		b.observe = cfg.Metrics.observe(env)
+		c.batchers[env] = b
+		c.ready[env] = make(chan struct{})
+	}
+	return c, nil
+}
+
+// Registry is the model registry the classifier reads.
+func (c *Classifier) Registry() *Registry { return c.reg }
+
+// Batcher is env's batcher (nil for an env not served).
+func (c *Classifier) Batcher(env string) *Batcher { return c.batchers[env] }
+
+// Serving reports the version env serves now.
+func (c *Classifier) Serving(env string) (Assignment, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a, ok := c.serving[env]
+	return a, ok
+}
+
+// Ready is closed once env serves its first model.
+func (c *Classifier) Ready(env string) <-chan struct{} { return c.ready[env] }
+
+// Run watches the env -> version KV, loads and swaps models, and runs one
+// stage per env until ctx is cancelled. An env's stage starts when its first
+// model is loaded: until then its messages wait in the stream (nothing is
+// acknowledged without a prediction), and consumer lag shows it.
+func (c *Classifier) Run(ctx context.Context) error {
+	defer func() {
+		for _, b := range c.batchers {
+			b.Close()
+		}
+	}()
+	w, err := c.reg.kv.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("classifier: watch %s: %w", KVModels, err)
+	}
+	defer w.Stop()
+	var stages sync.WaitGroup
+	defer stages.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil
+			}
+			if e == nil { // end of the initial values
+				for _, env := range c.cfg.Envs {
+					if _, ok := c.Serving(env); !ok {
+						c.log.Warn().Str("env", env).Msg("no model promoted for this env: its messages wait in the stream until one is (eyeflow model promote)")
+					}
+				}
+				continue
+			}
+			env := e.Key()
+			if _, served := c.batchers[env]; !served {
+				continue
+			}
+			if e.Operation() != jetstream.KeyValuePut {
+				c.log.Warn().Str("env", env).Msg("model assignment deleted: keeping the model in use")
+				continue
+			}
+			a, err := parseAssignment(e.Value())
+			if err != nil {
+				c.log.Error().Err(err).Str("env", env).Msg("bad model assignment: keeping the model in use")
+				continue
+			}
+			if c.load(ctx, env, a) {
+				c.mu.Lock()
+				start := !c.started[env]
+				c.started[env] = true
+				c.mu.Unlock()
+				if start {
+					close(c.ready[env])
+					stages.Go(func() { c.runStage(ctx, env) })
+				}
+			}
+		}
+	}
+}
+
+// load fetches, validates and swaps in env's model. A model that fails to
+// load is refused: the previous one keeps serving.
+func (c *Classifier) load(ctx context.Context, env string, a Assignment) bool {
+	log := c.log.With().Str("env", env).Str("model", a.Name).Str("version", a.Version).Logger()
+	if cur, ok := c.Serving(env); ok && cur.Name == a.Name && cur.Version == a.Version {
+		return true
+	}
+	files, err := c.reg.Fetch(ctx, a.Name, a.Version)
+	var m *Model
+	if err == nil {
+		m, err = LoadModel(files, c.cfg.Session)
+	}
+	if err == nil && (m.Card.Name != a.Name || m.Card.Version != a.Version) {
+		err = fmt.Errorf("model.json names %s, registry key is %s", m.Ref(), a)
+		m.Close()
+	}
+	if err != nil {
+		c.cfg.Metrics.loads.WithLabelValues(env, "refused").Inc()
+		if cur, ok := c.Serving(env); ok {
+			log.Error().Err(err).Str("serving", cur.String()).Msg("model refused: the previous model keeps serving")
+		} else {
+			log.Error().Err(err).Msg("model refused: this env serves nothing until a valid model is promoted")
+		}
+		return false
+	}
+	old, err := c.batchers[env].Swap(m)
+	if err != nil {
+		m.Close()
+		return false
+	}
+	c.mu.Lock()
+	prev, hadPrev := c.serving[env]
+	c.serving[env] = a
+	c.mu.Unlock()
+	if old != nil {
+		c.cfg.Metrics.info.DeleteLabelValues(env, prev.Name, prev.Version, old.Provider)
+		old.Close()
+	}
+	c.cfg.Metrics.info.WithLabelValues(env, a.Name, a.Version, m.Provider).Set(1)
+	c.cfg.Metrics.loads.WithLabelValues(env, "ok").Inc()
+	ev := log.Info().Str("provider", m.Provider).Dur("load_time", m.LoadTime).Str("onnxruntime", RuntimeVersion())
+	if hadPrev {
+		ev = ev.Str("previous", prev.String())
+	}
+	ev.Msg("model serving")
+	return true
+}
+
+func (c *Classifier) runStage(ctx context.Context, env string) {
+	p := stage.Processor[schemas.Split]{
+		Stage:       schemas.StageClassifier,
+		Stream:      ejs.StreamSplits,
+		Consumer:    ejs.ClassifierConsumer(env),
+		Decode:      schemas.DecodeSplit,
+		ImageID:     func(s schemas.Split) string { return s.ImageID },
+		HandleBatch: c.handleBatch(env),
+		MaxBatch:    c.cfg.MaxBatch,
+		MaxWait:     c.cfg.MaxWait,
+		Concurrency: c.cfg.Concurrency,
+		RetryBase:   c.cfg.RetryBase,
+		Logger:      c.log.With().Str("env", env).Logger(),
+		Metrics:     c.cfg.StageMetrics,
+	}
+	if err := stage.Run(ctx, c.js, p); err != nil {
+		c.log.Error().Err(err).Str("env", env).Msg("classifier stage stopped")
+	}
+}
+
+// InCanary reports whether imageID is in the canary's share: the first 8
+// bytes of sha256("canary:"+id) as a fraction of 2^64, below share. The same
+// id is always in or out, whichever instance sees it.
+func InCanary(imageID string, share float64) bool {
+	if share >= 1 {
+		return true
+	}
+	h := sha256.Sum256([]byte("canary:" + imageID))
+	return float64(binary.BigEndian.Uint64(h[:8]))/(1<<64) < share
+}
+
+// handleBatch classifies a stage batch for env with one session run.
+func (c *Classifier) handleBatch(env string) stage.BatchHandler[schemas.Split] {
+	b := c.batchers[env]
+	return func(ctx context.Context, ins []schemas.Split) []stage.Result {
+		res := make([]stage.Result, len(ins))
+		var (
+			idx  []int
+			imgs [][]byte
+		)
+		for i, in := range ins {
+			if env == schemas.EnvCanary && !InCanary(in.ImageID, c.cfg.CanaryShare) {
+				c.cfg.Metrics.skipped.WithLabelValues(env).Inc()
+				continue // acknowledged without a prediction
+			}
+			img, err := c.pixels(ctx, in)
+			if err != nil {
+				c.cfg.Metrics.failed(env, c.version(env))
+				res[i].Err = err
+				continue
+			}
+			idx = append(idx, i)
+			imgs = append(imgs, img)
+		}
+		if len(imgs) == 0 {
+			return res
+		}
+		batch, err := b.Predict(ctx, imgs, true)
+		if err != nil {
+			for _, i := range idx {
+				c.cfg.Metrics.failed(env, c.version(env))
+				res[i].Err = fmt.Errorf("classify: %w", err) // transient: retried
+			}
+			return res
+		}
+		for j, i := range idx {
+			p := NewPrediction(env, batch, j, c.cfg.TopK)
+			fillFromSplit(&p, ins[i])
+			c.cfg.Metrics.predicted(env, p.ModelVersion, p.Confidence)
+			res[i].Outputs = []stage.Output{{Subject: schemas.PredictionSubject(env), Event: p}}
+		}
+		return res
+	}
+}
+
+func (c *Classifier) version(env string) string {
+	a, _ := c.Serving(env)
+	return a.Version
+}
+
+// pixels returns the image's 224x224 RGB: inline in the event when the
+// resize stage carried it, else the processed PNG from the object store,
+// decoded by imaging.Decode (the same code that produced it).
+func (c *Classifier) pixels(ctx context.Context, in schemas.Split) ([]byte, error) {
+	if len(in.RGB) > 0 {
+		if len(in.RGB) != ImageBytes || (in.ResizedWidth != 0 && in.ResizedWidth != imageSize) || (in.ResizedHeight != 0 && in.ResizedHeight != imageSize) {
+			return nil, stage.Permanentf("bad_pixels", "inline rgb is %d bytes (%dx%d), want %d (224x224)", len(in.RGB), in.ResizedWidth, in.ResizedHeight, ImageBytes)
+		}
+		return in.RGB, nil
+	}
+	ref := in.Processed
+	if ref.Bucket == "" || ref.Key == "" {
+		return nil, stage.Permanentf("no_pixels", "split event has neither rgb nor a processed object")
+	}
+	rc, _, err := c.store.Get(ctx, ref.Bucket, ref.Key)
+	if err != nil {
+		if errors.Is(err, objstore.ErrNotFound) {
+			return nil, stage.Permanent("missing_object", fmt.Errorf("processed image %s/%s: %w", ref.Bucket, ref.Key, err))
+		}
+		return nil, fmt.Errorf("processed image %s/%s: %w", ref.Bucket, ref.Key, err)
+	}
+	data, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return nil, fmt.Errorf("processed image %s/%s: %w", ref.Bucket, ref.Key, err)
+	}
+	res, err := imaging.Decode(data, imaging.DefaultOptions())
+	if err != nil {
+		return nil, stage.Permanent("corrupt_image", fmt.Errorf("processed image %s/%s: %w", ref.Bucket, ref.Key, err))
+	}
+	return res.RGB, nil
+}
+
+// NewPrediction builds the prediction for image j of a batch (the fields
+// every path shares; the stage adds the image's provenance).
+func NewPrediction(env string, b Batch, j, topK int) schemas.Prediction {
+	probs := b.Probs[j]
+	order := make([]int, len(probs))
+	for i := range order {
+		order[i] = i
+	}
+	// Highest first; ties by class index, so the output is deterministic.
+	sort.SliceStable(order, func(x, y int) bool { return probs[order[x]] > probs[order[y]] })
+	top := make([]schemas.ClassProb, 0, min(topK, len(order)))
+	for _, k := range order[:min(topK, len(order))] {
+		top = append(top, schemas.ClassProb{Class: b.Labels[k], Probability: probs[k]})
+	}
+	return schemas.Prediction{
+		Schema:           schemas.SchemaPrediction,
+		Env:              env,
+		ModelName:        b.Card.Name,
+		ModelVersion:     b.Card.Version,
+		Provider:         b.Provider,
+		PredictedClass:   top[0].Class,
+		Confidence:       top[0].Probability,
+		TopK:             top,
+		BatchSize:        b.Size,
+		InferenceSeconds: b.InferenceSeconds,
+		Time:             time.Now().UTC(),
+	}
+}
+
+// IsHoldout reports whether a split is one of the holdout splits, whose
+// predictions carry the true label so accuracy is computable online.
+func IsHoldout(split string) bool {
+	return strings.HasPrefix(split, "holdout") || slices.Contains([]string{schemas.SplitHoldout1, schemas.SplitHoldout2, schemas.SplitHoldout3}, split)
+}
+
+func fillFromSplit(p *schemas.Prediction, in schemas.Split) {
+	p.ImageID = in.ImageID
+	p.UploadID = in.UploadID
+	p.Source = in.Source
+	p.Split = in.Split
+	p.Holdout = in.Holdout
+	if IsHoldout(in.Split) || in.Holdout != "" {
+		p.TrueLabel = in.Label
+	}
+}

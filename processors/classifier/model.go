@@ -1,0 +1,366 @@
+package classifier
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"eyeflow/processors/classifier/onnx"
+
+	ort "github.com/yalue/onnxruntime_go"
+)
+
+// Files of a model folder and of a registry entry.
+const (
+	FileModel  = "model.onnx"
+	FileLabels = "labels.json"
+	FileCard   = "model.json"
+)
+
+// Output kinds a card may declare.
+const (
+	OutputLogits        = "logits"
+	OutputProbabilities = "probabilities"
+)
+
+const imageSize = onnx.ImageSize
+
+// ImageNet normalisation, the torchvision default the models are trained with.
+var (
+	ImageNetMean = [3]float64{0.485, 0.456, 0.406}
+	ImageNetStd  = [3]float64{0.229, 0.224, 0.225}
+)
+
+// Card is model.json: what the model expects and returns.
+type Card struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Arch    string `json:"arch,omitempty"`
+	Input   struct {
+		Name string `json:"name"`
+		// Shape is [-1, 3, 224, 224]: -1 is the dynamic batch axis.
+		Shape []int64 `json:"shape"`
+		DType string  `json:"dtype"`
+	} `json:"input"`
+	Output struct {
+		Name string `json:"name"`
+		// Kind is "logits" (softmax is applied in Go) or "probabilities".
+		Kind string `json:"kind"`
+	} `json:"output"`
+	Mean [3]float64 `json:"mean"`
+	Std  [3]float64 `json:"std"`
+	// Labels is the number of classes in labels.json.
+	Labels int `json:"labels"`
+	// LabelOrder documents how labels.json is ordered: "imagefolder"
+	// (sorted, as torchvision's ImageFolder assigns class indices).
+	LabelOrder  string `json:"label_order"`
+	Description string `json:"description,omitempty"`
+}
+
+// NewCard is the card of a model with the standard input and output.
+func NewCard(name, version, arch, kind string, labels int) Card {
+	var c Card
+	c.Name, c.Version, c.Arch = name, version, arch
+	c.Input.Name, c.Input.Shape, c.Input.DType = onnx.InputName, []int64{-1, 3, imageSize, imageSize}, "float32"
+	c.Output.Name, c.Output.Kind = onnx.OutputName, kind
+	c.Mean, c.Std = ImageNetMean, ImageNetStd
+	c.Labels = labels
+	c.LabelOrder = "imagefolder"
+	return c
+}
+
+// validate checks the card on its own (the model is checked against it at load).
+func (c Card) validate() error {
+	var errs []error
+	if c.Name == "" || c.Version == "" {
+		errs = append(errs, errors.New("name and version are required"))
+	}
+	if c.Input.Name == "" || c.Output.Name == "" {
+		errs = append(errs, errors.New("input.name and output.name are required"))
+	}
+	if !slices.Equal(c.Input.Shape, []int64{-1, 3, imageSize, imageSize}) {
+		errs = append(errs, fmt.Errorf("input.shape %v: the classifier feeds [-1, 3, %d, %d] (dynamic batch, RGB, resized)", c.Input.Shape, imageSize, imageSize))
+	}
+	if c.Input.DType != "float32" {
+		errs = append(errs, fmt.Errorf("input.dtype %q: want float32", c.Input.DType))
+	}
+	if c.Output.Kind != OutputLogits && c.Output.Kind != OutputProbabilities {
+		errs = append(errs, fmt.Errorf("output.kind %q: want %q or %q", c.Output.Kind, OutputLogits, OutputProbabilities))
+	}
+	for i := range 3 {
+		if !(c.Std[i] > 0) {
+			errs = append(errs, fmt.Errorf("std %v: every channel must be positive", c.Std))
+			break
+		}
+	}
+	if c.LabelOrder != "" && c.LabelOrder != "imagefolder" {
+		errs = append(errs, fmt.Errorf("label_order %q: only \"imagefolder\" (sorted class names) is supported", c.LabelOrder))
+	}
+	return errors.Join(errs...)
+}
+
+// ModelFiles are the three files of a model, in memory.
+type ModelFiles struct {
+	ONNX, Labels, Card []byte
+}
+
+// ReadModelDir reads a model folder.
+func ReadModelDir(dir string) (ModelFiles, error) {
+	var f ModelFiles
+	for name, dst := range map[string]*[]byte{FileModel: &f.ONNX, FileLabels: &f.Labels, FileCard: &f.Card} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return ModelFiles{}, fmt.Errorf("model folder %s: %w", dir, err)
+		}
+		*dst = b
+	}
+	return f, nil
+}
+
+// WriteModelDir writes the three files into dir, creating it.
+func WriteModelDir(dir string, f ModelFiles) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("model folder %s: %w", dir, err)
+	}
+	for name, b := range map[string][]byte{FileModel: f.ONNX, FileLabels: f.Labels, FileCard: f.Card} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			return fmt.Errorf("model folder %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// ParseLabels reads labels.json (a JSON array of class names) and checks it
+// is in ImageFolder order: torchvision's ImageFolder assigns class indices
+// to the class folders sorted by name, so output k of a model trained on it
+// is the k-th name in sorted order. A list in any other order would silently
+// mislabel every prediction, so it is refused.
+func ParseLabels(data []byte) ([]string, error) {
+	var labels []string
+	if err := json.Unmarshal(data, &labels); err != nil {
+		return nil, fmt.Errorf("labels.json: want a JSON array of class names: %w", err)
+	}
+	if len(labels) == 0 {
+		return nil, errors.New("labels.json: no classes")
+	}
+	for i, l := range labels {
+		if strings.TrimSpace(l) == "" {
+			return nil, fmt.Errorf("labels.json: class %d is empty", i)
+		}
+		if i > 0 && labels[i-1] == l {
+			return nil, fmt.Errorf("labels.json: class %q appears twice", l)
+		}
+	}
+	if !sort.StringsAreSorted(labels) {
+		return nil, fmt.Errorf("labels.json: classes are not in ImageFolder order (sorted by name), e.g. %q", firstUnsorted(labels))
+	}
+	return labels, nil
+}
+
+func firstUnsorted(l []string) string {
+	for i := 1; i < len(l); i++ {
+		if l[i] < l[i-1] {
+			return l[i-1] + " before " + l[i]
+		}
+	}
+	return ""
+}
+
+// Model is a loaded, validated model ready to run batches. Run is not safe
+// for concurrent use; the Batcher serialises it.
+type Model struct {
+	Card   Card
+	Labels []string
+	// Provider is the execution provider the session actually runs on.
+	Provider string
+	// LoadTime is how long loading (validation, session, warm-up) took.
+	LoadTime time.Duration
+
+	sess *session
+	lut  [3][256]float32
+}
+
+// LoadModel validates the files against each other and creates the session.
+// It refuses, with an error naming the mismatch, a card that is not the
+// classifier's input contract, labels out of ImageFolder order, a graph
+// whose input is not [N,3,224,224] float32 under the card's name, and a
+// graph whose output width differs from labels.json. The width is checked
+// on a real one-image run, since exported graphs often leave it symbolic.
+func LoadModel(files ModelFiles, opts SessionOptions) (*Model, error) {
+	start := time.Now()
+	var card Card
+	if err := json.Unmarshal(files.Card, &card); err != nil {
+		return nil, fmt.Errorf("model.json: %w", err)
+	}
+	if err := card.validate(); err != nil {
+		return nil, fmt.Errorf("model.json of %s %s: %w", card.Name, card.Version, err)
+	}
+	labels, err := ParseLabels(files.Labels)
+	if err != nil {
+		return nil, err
+	}
+	ref := card.Name + " " + card.Version
+	if card.Labels != 0 && card.Labels != len(labels) {
+		return nil, fmt.Errorf("model %s: model.json says %d labels, labels.json has %d", ref, card.Labels, len(labels))
+	}
+	if err := checkIO(files.ONNX, card, len(labels)); err != nil {
+		return nil, fmt.Errorf("model %s refused: %w", ref, err)
+	}
+	sess, err := newSession(files.ONNX, card.Input.Name, card.Output.Name, opts)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", ref, err)
+	}
+	m := &Model{Card: card, Labels: labels, Provider: sess.provider, sess: sess}
+	for c := range 3 {
+		for v := range 256 {
+			m.lut[c][v] = float32((float64(v)/255 - card.Mean[c]) / card.Std[c])
+		}
+	}
+	// Warm up (first runs allocate and tune) and check the real width.
+	_, width, err := sess.run(make([]float32, 3*imageSize*imageSize), 1)
+	if err != nil {
+		sess.close()
+		return nil, fmt.Errorf("model %s: warm-up run: %w", ref, err)
+	}
+	if width != len(labels) {
+		sess.close()
+		return nil, fmt.Errorf("model %s refused: output %q has %d classes, labels.json has %d", ref, card.Output.Name, width, len(labels))
+	}
+	m.LoadTime = time.Since(start)
+	return m, nil
+}
+
+// checkIO compares the graph's declared input and output with the card.
+func checkIO(model []byte, card Card, classes int) error {
+	ins, outs, err := ioInfo(model)
+	if err != nil {
+		return err
+	}
+	if len(ins) != 1 {
+		return fmt.Errorf("graph has %d inputs, want 1 (%q)", len(ins), card.Input.Name)
+	}
+	in := ins[0]
+	if in.Name != card.Input.Name {
+		return fmt.Errorf("graph input is %q, model.json says %q", in.Name, card.Input.Name)
+	}
+	if in.OrtValueType != ort.ONNXTypeTensor || in.DataType != ort.TensorElementDataTypeFloat {
+		return fmt.Errorf("graph input %q is %s, want a float32 tensor", in.Name, in.String())
+	}
+	dims := []int64(in.Dimensions)
+	if len(dims) != 4 || dims[1] != 3 || dims[2] != imageSize || dims[3] != imageSize || dims[0] > 0 && dims[0] != 1 {
+		return fmt.Errorf("graph input %q has shape %v, want [N, 3, %d, %d]", in.Name, dims, imageSize, imageSize)
+	}
+	if dims[0] == 1 {
+		return fmt.Errorf("graph input %q has a fixed batch of 1: export it with a dynamic batch axis", in.Name)
+	}
+	var out *struct{ dims []int64 }
+	for _, o := range outs {
+		if o.Name == card.Output.Name {
+			out = &struct{ dims []int64 }{[]int64(o.Dimensions)}
+		}
+	}
+	if out == nil {
+		return fmt.Errorf("graph has no output %q (model.json output.name)", card.Output.Name)
+	}
+	if len(out.dims) != 2 {
+		return fmt.Errorf("graph output %q has shape %v, want [N, %d]", card.Output.Name, out.dims, classes)
+	}
+	if w := out.dims[1]; w > 0 && w != int64(classes) {
+		return fmt.Errorf("graph output %q has %d classes, labels.json has %d", card.Output.Name, w, classes)
+	}
+	return nil
+}
+
+// LoadModelDir loads a model folder.
+func LoadModelDir(dir string, opts SessionOptions) (*Model, error) {
+	f, err := ReadModelDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	return LoadModel(f, opts)
+}
+
+// Close frees the session.
+func (m *Model) Close() {
+	if m != nil {
+		m.sess.close()
+	}
+}
+
+// Ref is "name version".
+func (m *Model) Ref() string { return m.Card.Name + " " + m.Card.Version }
+
+// fill normalises one image (packed RGB, 224x224, row-major) into dst, its
+// CHW slot of the input tensor, with the card's mean and std.
+func (m *Model) fill(dst []float32, rgb []byte) {
+	const plane = imageSize * imageSize
+	r, g, b := dst[:plane], dst[plane:2*plane], dst[2*plane:3*plane]
+	for i := range plane {
+		p := rgb[3*i : 3*i+3 : 3*i+3]
+		r[i] = m.lut[0][p[0]]
+		g[i] = m.lut[1][p[1]]
+		b[i] = m.lut[2][p[2]]
+	}
+}
+
+// ImageBytes is the size of one preprocessed image: 224x224 packed RGB.
+const ImageBytes = 3 * imageSize * imageSize
+
+// Run classifies images (each ImageBytes of packed RGB) in one session run
+// and returns one probability vector per image, in label order.
+func (m *Model) Run(images [][]byte) ([][]float64, error) {
+	n := len(images)
+	const per = 3 * imageSize * imageSize
+	input := make([]float32, n*per)
+	for i, img := range images {
+		if len(img) != ImageBytes {
+			return nil, fmt.Errorf("image %d has %d bytes, want %d (224x224 RGB)", i, len(img), ImageBytes)
+		}
+		m.fill(input[i*per:(i+1)*per], img)
+	}
+	out, width, err := m.sess.run(input, n)
+	if err != nil {
+		return nil, err
+	}
+	if width != len(m.Labels) {
+		return nil, fmt.Errorf("model %s: output has %d classes, labels %d", m.Ref(), width, len(m.Labels))
+	}
+	probs := make([][]float64, n)
+	for i := range n {
+		row := out[i*width : (i+1)*width]
+		if m.Card.Output.Kind == OutputLogits {
+			probs[i] = Softmax(row)
+		} else {
+			probs[i] = make([]float64, width)
+			for k, v := range row {
+				probs[i][k] = float64(v)
+			}
+		}
+	}
+	return probs, nil
+}
+
+// Softmax is the numerically stable softmax, in float64.
+func Softmax(logits []float32) []float64 {
+	mx := math.Inf(-1)
+	for _, v := range logits {
+		mx = max(mx, float64(v))
+	}
+	out := make([]float64, len(logits))
+	var sum float64
+	for i, v := range logits {
+		out[i] = math.Exp(float64(v) - mx)
+		sum += out[i]
+	}
+	for i := range out {
+		out[i] /= sum
+	}
+	return out
+}

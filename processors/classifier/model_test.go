@@ -1,0 +1,237 @@
+package classifier
+
+import (
+	"encoding/json"
+	"math"
+	"strings"
+	"sync"
+	"testing"
+
+	"eyeflow/internal/testenv"
+	"eyeflow/processors/classifier/onnx"
+)
+
+// initORT initialises ONNX Runtime once for the test binary.
+func initORT(t testing.TB) {
+	t.Helper()
+	if err := InitRuntime(testenv.ORTLibrary(t)); err != nil {
+		t.Fatalf("init onnxruntime: %v", err)
+	}
+}
+
+var (
+	denseOnce  sync.Once
+	denseFiles ModelFiles
+)
+
+// denseNet synthesises DenseNet121 once per test binary (about 30 MB).
+func denseNet(t testing.TB) ModelFiles {
+	denseOnce.Do(func() {
+		var err error
+		denseFiles, err = Synthesize(SynthOptions{Arch: ArchDenseNet121})
+		if err != nil {
+			t.Fatalf("synthesize: %v", err)
+		}
+	})
+	return denseFiles
+}
+
+func tinyModel(t testing.TB, version string) ModelFiles {
+	t.Helper()
+	f, err := Synthesize(SynthOptions{Arch: ArchTiny, Version: version})
+	if err != nil {
+		t.Fatalf("synthesize tiny: %v", err)
+	}
+	return f
+}
+
+func solid(r, g, b byte) []byte {
+	img := make([]byte, ImageBytes)
+	for i := 0; i < len(img); i += 3 {
+		img[i], img[i+1], img[i+2] = r, g, b
+	}
+	return img
+}
+
+// expectTiny computes in Go what the tiny model must answer for a solid
+// colour: the normalised channel means times onnx.TinyWeights, softmaxed.
+func expectTiny(rgb [3]byte) []float64 {
+	w, bias := onnx.TinyWeights(15)
+	logits := make([]float32, 15)
+	for k := range 15 {
+		v := bias[k]
+		for c := range 3 {
+			// Same float32 rounding of the normalised value as the LUT.
+			x := float64(float32((float64(rgb[c])/255 - ImageNetMean[c]) / ImageNetStd[c]))
+			v += x * w[c][k]
+		}
+		logits[k] = float32(v)
+	}
+	return Softmax(logits)
+}
+
+func argmax(p []float64) int {
+	best := 0
+	for i, v := range p {
+		if v > p[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+func TestDenseNet121LoadsWithExpectedShapes(t *testing.T) {
+	initORT(t)
+	f := denseNet(t)
+	m, err := LoadModel(f, SessionOptions{IntraOpThreads: 2})
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	defer m.Close()
+	if m.Provider != ProviderCPU {
+		t.Errorf("provider %q, want %q", m.Provider, ProviderCPU)
+	}
+	ins, outs, err := ioInfo(f.ONNX)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ins) != 1 || ins[0].Name != "input" || ins[0].Dimensions[0] != -1 || ins[0].Dimensions[1] != 3 || ins[0].Dimensions[2] != 224 || ins[0].Dimensions[3] != 224 {
+		t.Errorf("inputs %v, want one [-1,3,224,224] \"input\"", ins)
+	}
+	if len(outs) != 1 || outs[0].Name != "output" || len(outs[0].Dimensions) != 2 || outs[0].Dimensions[0] != -1 || outs[0].Dimensions[1] != 15 {
+		t.Errorf("outputs %v, want one [-1,15] \"output\"", outs)
+	}
+	for _, n := range []int{1, 3} {
+		imgs := make([][]byte, n)
+		for i := range imgs {
+			imgs[i] = solid(byte(40*i), 100, 200)
+		}
+		probs, err := m.Run(imgs)
+		if err != nil {
+			t.Fatalf("run %d: %v", n, err)
+		}
+		if len(probs) != n {
+			t.Fatalf("batch %d gave %d rows", n, len(probs))
+		}
+		for _, p := range probs {
+			sum := 0.0
+			for _, v := range p {
+				if math.IsNaN(v) {
+					t.Fatal("NaN probability")
+				}
+				sum += v
+			}
+			if len(p) != 15 || math.Abs(sum-1) > 1e-6 {
+				t.Fatalf("row of %d sums to %v", len(p), sum)
+			}
+		}
+	}
+}
+
+func TestTinyModelExact(t *testing.T) {
+	initORT(t)
+	for _, probs := range []bool{false, true} {
+		f, err := Synthesize(SynthOptions{Arch: ArchTiny, Probabilities: probs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := LoadModel(f, SessionOptions{IntraOpThreads: 1})
+		if err != nil {
+			t.Fatalf("load (probabilities=%v): %v", probs, err)
+		}
+		colours := tinyColours()
+		imgs := make([][]byte, len(colours))
+		for i, c := range colours {
+			imgs[i] = solid(c[0], c[1], c[2])
+		}
+		got, err := m.Run(imgs)
+		m.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var low, high bool
+		for i, c := range colours {
+			want := expectTiny(c)
+			if argmax(got[i]) != argmax(want) {
+				t.Errorf("colour %v: class %d, want %d", c, argmax(got[i]), argmax(want))
+			}
+			for k := range want {
+				if math.Abs(got[i][k]-want[k]) > 2e-4 { // float32 accumulation in ORT
+					t.Errorf("colour %v class %d: p=%v, want %v", c, k, got[i][k], want[k])
+					break
+				}
+			}
+			conf := want[argmax(want)]
+			low = low || conf < 0.5
+			high = high || conf > 0.8
+		}
+		if !low || !high {
+			t.Errorf("test colours should span confidences below 0.5 and above 0.8 (low=%v high=%v)", low, high)
+		}
+	}
+}
+
+// tinyColours are solid colours whose tiny-model answers cover several
+// classes, confident and unsure.
+func tinyColours() [][3]byte {
+	return [][3]byte{{255, 0, 0}, {0, 255, 0}, {0, 0, 255}, {255, 255, 0}, {0, 255, 255}, {255, 0, 255}, {124, 116, 104}, {128, 128, 128}, {10, 10, 10}, {200, 150, 100}}
+}
+
+func TestLoadRefusesMismatches(t *testing.T) {
+	initORT(t)
+	good := tinyModel(t, "v1")
+	var labels []string
+	if err := json.Unmarshal(good.Labels, &labels); err != nil {
+		t.Fatal(err)
+	}
+	mutateCard := func(fn func(*Card)) []byte {
+		var c Card
+		if err := json.Unmarshal(good.Card, &c); err != nil {
+			t.Fatal(err)
+		}
+		fn(&c)
+		b, _ := json.Marshal(c)
+		return b
+	}
+	labelsJSON := func(l []string) []byte { b, _ := json.Marshal(l); return b }
+	swapped := append([]string(nil), labels...)
+	swapped[0], swapped[1] = swapped[1], swapped[0]
+
+	cases := []struct {
+		name string
+		f    ModelFiles
+		want string
+	}{
+		{"fewer labels", ModelFiles{good.ONNX, labelsJSON(labels[:14]), mutateCard(func(c *Card) { c.Labels = 14 })}, "has 15 classes, labels.json has 14"},
+		{"card label count", ModelFiles{good.ONNX, good.Labels, mutateCard(func(c *Card) { c.Labels = 16 })}, "model.json says 16 labels"},
+		{"unsorted labels", ModelFiles{good.ONNX, labelsJSON(swapped), good.Card}, "ImageFolder order"},
+		{"wrong input name", ModelFiles{good.ONNX, good.Labels, mutateCard(func(c *Card) { c.Input.Name = "pixels" })}, `graph input is "input", model.json says "pixels"`},
+		{"card input shape", ModelFiles{good.ONNX, good.Labels, mutateCard(func(c *Card) { c.Input.Shape = []int64{-1, 3, 299, 299} })}, "input.shape"},
+		{"output kind", ModelFiles{good.ONNX, good.Labels, mutateCard(func(c *Card) { c.Output.Kind = "scores" })}, "output.kind"},
+		{"not onnx", ModelFiles{[]byte("not a model"), good.Labels, good.Card}, "onnxruntime"},
+		{"graph input 299", ModelFiles{wrongInputGraph(), good.Labels, good.Card}, "want [N, 3, 224, 224]"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := LoadModel(tc.f, SessionOptions{IntraOpThreads: 1})
+			if err == nil {
+				m.Close()
+				t.Fatal("loaded, want refusal")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not mention %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// wrongInputGraph is the tiny model with a 299x299 input.
+func wrongInputGraph() []byte {
+	g := onnx.Graph{
+		Name:    "wrong",
+		Inputs:  []onnx.ValueInfo{{Name: "input", Shape: []onnx.Dim{{Param: "N"}, {Value: 3}, {Value: 299}, {Value: 299}}}},
+		Outputs: []onnx.ValueInfo{{Name: "output", Shape: []onnx.Dim{{Param: "N"}, {Value: 3}}}},
+		Nodes:   []onnx.Node{{Op: "ReduceMean", Inputs: []string{"input"}, Outputs: []string{"output"}, Attrs: []onnx.Attr{onnx.AInts("axes", 2, 3), onnx.AInt("keepdims", 0)}}},
+	}
+	return g.Encode()
+}

@@ -1,0 +1,286 @@
+package classifier
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	ort "github.com/yalue/onnxruntime_go"
+)
+
+// EnvORTLibrary names the environment variable with the path of
+// libonnxruntime.so (scripts/install-ort.sh prints one).
+const EnvORTLibrary = "EYEFLOW_ORT_LIB"
+
+// ORTVersion is the ONNX Runtime release whose C API (version 24) the
+// onnxruntime_go binding is compiled against. An older library fails to
+// initialise ("Error setting ORT API base: 2").
+const ORTVersion = "1.24.1"
+
+// Execution provider names, as ONNX Runtime spells them.
+const (
+	ProviderCPU      = "CPUExecutionProvider"
+	ProviderCUDA     = "CUDAExecutionProvider"
+	ProviderTensorRT = "TensorrtExecutionProvider"
+)
+
+var (
+	ortMu      sync.Mutex
+	ortLibrary string
+)
+
+// InitRuntime loads the ONNX Runtime shared library and creates the
+// process-wide environment. ONNX Runtime allows one environment per process,
+// so every model and every env shares it: the first call initialises, later
+// calls with the same (or an empty) path are no-ops, and a different path is
+// an error rather than a silent mismatch. An empty path falls back to
+// $EYEFLOW_ORT_LIB.
+func InitRuntime(library string) error {
+	ortMu.Lock()
+	defer ortMu.Unlock()
+	if library == "" {
+		library = os.Getenv(EnvORTLibrary)
+	}
+	if ort.IsInitialized() {
+		if library != "" && library != ortLibrary {
+			return fmt.Errorf("onnxruntime: already initialised with %s, cannot switch to %s", ortLibrary, library)
+		}
+		return nil
+	}
+	if library == "" {
+		return fmt.Errorf("onnxruntime: no library path: set --ort-lib or $%s (scripts/install-ort.sh installs ONNX Runtime %s and prints its path)", EnvORTLibrary, ORTVersion)
+	}
+	if _, err := os.Stat(library); err != nil {
+		return fmt.Errorf("onnxruntime: library %s: %w (scripts/install-ort.sh installs ONNX Runtime %s)", library, err, ORTVersion)
+	}
+	ort.SetSharedLibraryPath(library)
+	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
+		hint := ""
+		if strings.Contains(err.Error(), "API base") {
+			hint = fmt.Sprintf(" (the library is older than ONNX Runtime %s, whose C API this build needs)", ORTVersion)
+		}
+		return fmt.Errorf("onnxruntime: initialise %s: %w%s", library, err, hint)
+	}
+	ortLibrary = library
+	return nil
+}
+
+// RuntimeVersion is the loaded library's version string, "" before InitRuntime.
+func RuntimeVersion() string {
+	if !ort.IsInitialized() {
+		return ""
+	}
+	return ort.GetVersion()
+}
+
+// Device selects where a model runs.
+type Device struct {
+	// Kind is "cpu", "cuda", "tensorrt" or "auto" (CUDA when the library
+	// and the host support it, else CPU).
+	Kind string
+	// ID is the GPU ordinal for cuda and tensorrt.
+	ID int
+}
+
+func (d Device) String() string {
+	if (d.Kind == "cuda" || d.Kind == "tensorrt") && d.ID != 0 {
+		return d.Kind + ":" + strconv.Itoa(d.ID)
+	}
+	return d.Kind
+}
+
+// ParseDevice parses cpu, cuda, cuda:N, tensorrt, tensorrt:N or auto.
+func ParseDevice(s string) (Device, error) {
+	kind, id, hasID := strings.Cut(strings.ToLower(strings.TrimSpace(s)), ":")
+	d := Device{Kind: kind}
+	switch kind {
+	case "cpu", "auto":
+		if hasID {
+			return Device{}, fmt.Errorf("device %q: %s takes no ordinal", s, kind)
+		}
+	case "cuda", "tensorrt":
+		if hasID {
+			n, err := strconv.Atoi(id)
+			if err != nil || n < 0 {
+				return Device{}, fmt.Errorf("device %q: bad GPU ordinal %q", s, id)
+			}
+			d.ID = n
+		}
+	case "":
+		return Device{Kind: "cpu"}, nil
+	default:
+		return Device{}, fmt.Errorf("device %q: want cpu, cuda[:N], tensorrt[:N] or auto", s)
+	}
+	return d, nil
+}
+
+// SessionOptions configure one ONNX Runtime session.
+type SessionOptions struct {
+	Device Device
+	// IntraOpThreads is the number of threads one inference uses; 0 lets
+	// ONNX Runtime pick (one per physical core).
+	IntraOpThreads int
+	// InterOpThreads parallelises independent graph branches; 0 is ORT's default.
+	InterOpThreads int
+}
+
+// session is one loaded ONNX graph and the provider it runs on.
+type session struct {
+	s        *ort.DynamicAdvancedSession
+	provider string
+	input    string
+	output   string
+}
+
+// ErrProviderUnavailable is wrapped by errors when a requested GPU execution
+// provider cannot be used (library built without it, CUDA/cuDNN missing, no
+// device).
+var ErrProviderUnavailable = errors.New("execution provider unavailable")
+
+// newSession creates a session on opts.Device. With cuda or tensorrt, the
+// CPU fallback for unsupported nodes is disabled: a GPU build that cannot
+// load its CUDA libraries then fails here instead of quietly running the
+// whole graph on the CPU. Only "auto" falls back to the CPU, and says so in
+// the provider it reports.
+func newSession(model []byte, input, output string, opts SessionOptions) (*session, error) {
+	if !ort.IsInitialized() {
+		return nil, errors.New("onnxruntime: not initialised (call InitRuntime first)")
+	}
+	switch opts.Device.Kind {
+	case "", "cpu":
+		return createSession(model, input, output, opts, ProviderCPU)
+	case "cuda":
+		return createSession(model, input, output, opts, ProviderCUDA)
+	case "tensorrt":
+		return createSession(model, input, output, opts, ProviderTensorRT)
+	case "auto":
+		s, err := createSession(model, input, output, opts, ProviderCUDA)
+		if err == nil {
+			return s, nil
+		}
+		if !errors.Is(err, ErrProviderUnavailable) {
+			return nil, err
+		}
+		return createSession(model, input, output, opts, ProviderCPU)
+	default:
+		return nil, fmt.Errorf("device %q: want cpu, cuda[:N], tensorrt[:N] or auto", opts.Device.Kind)
+	}
+}
+
+func createSession(model []byte, input, output string, opts SessionOptions, provider string) (*session, error) {
+	so, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, fmt.Errorf("onnxruntime: session options: %w", err)
+	}
+	defer so.Destroy()
+	if opts.IntraOpThreads > 0 {
+		if err := so.SetIntraOpNumThreads(opts.IntraOpThreads); err != nil {
+			return nil, fmt.Errorf("onnxruntime: intra-op threads %d: %w", opts.IntraOpThreads, err)
+		}
+	}
+	if opts.InterOpThreads > 0 {
+		if err := so.SetInterOpNumThreads(opts.InterOpThreads); err != nil {
+			return nil, fmt.Errorf("onnxruntime: inter-op threads %d: %w", opts.InterOpThreads, err)
+		}
+	}
+	dev := strconv.Itoa(opts.Device.ID)
+	switch provider {
+	case ProviderCUDA:
+		if err := appendCUDA(so, dev); err != nil {
+			return nil, err
+		}
+	case ProviderTensorRT:
+		trt, err := ort.NewTensorRTProviderOptions()
+		if err != nil {
+			return nil, fmt.Errorf("%w: TensorRT: %v (use an ONNX Runtime GPU build with TensorRT, or --device cpu|auto)", ErrProviderUnavailable, err)
+		}
+		defer trt.Destroy()
+		if err := trt.Update(map[string]string{"device_id": dev}); err != nil {
+			return nil, fmt.Errorf("%w: TensorRT options: %v", ErrProviderUnavailable, err)
+		}
+		if err := so.AppendExecutionProviderTensorRT(trt); err != nil {
+			return nil, fmt.Errorf("%w: TensorRT: %v (use an ONNX Runtime GPU build with TensorRT, or --device cpu|auto)", ErrProviderUnavailable, err)
+		}
+		// Nodes TensorRT cannot take run on CUDA, still on the GPU.
+		if err := appendCUDA(so, dev); err != nil {
+			return nil, err
+		}
+	}
+	if provider != ProviderCPU {
+		if err := so.AddSessionConfigEntry("session.disable_cpu_ep_fallback", "1"); err != nil {
+			return nil, fmt.Errorf("onnxruntime: disable CPU fallback: %w", err)
+		}
+	}
+	s, err := ort.NewDynamicAdvancedSessionWithONNXData(model, []string{input}, []string{output}, so)
+	if err != nil {
+		if provider != ProviderCPU {
+			return nil, fmt.Errorf("%w: %s session: %v", ErrProviderUnavailable, provider, err)
+		}
+		return nil, fmt.Errorf("onnxruntime: create session: %w", err)
+	}
+	return &session{s: s, provider: provider, input: input, output: output}, nil
+}
+
+func appendCUDA(so *ort.SessionOptions, dev string) error {
+	cuda, err := ort.NewCUDAProviderOptions()
+	if err != nil {
+		return fmt.Errorf("%w: CUDA: %v (this ONNX Runtime library has no CUDA provider: use a GPU build, or --device cpu|auto)", ErrProviderUnavailable, err)
+	}
+	defer cuda.Destroy()
+	if err := cuda.Update(map[string]string{"device_id": dev}); err != nil {
+		return fmt.Errorf("%w: CUDA options: %v", ErrProviderUnavailable, err)
+	}
+	if err := so.AppendExecutionProviderCUDA(cuda); err != nil {
+		return fmt.Errorf("%w: CUDA: %v (GPU build without its CUDA/cuDNN libraries, or no GPU: check LD_LIBRARY_PATH, or --device cpu|auto)", ErrProviderUnavailable, err)
+	}
+	return nil
+}
+
+// run feeds n images of input (NCHW float32, already normalised) and
+// returns the [n, width] output.
+func (s *session) run(input []float32, n int) (out []float32, width int, err error) {
+	in, err := ort.NewTensor(ort.NewShape(int64(n), 3, imageSize, imageSize), input)
+	if err != nil {
+		return nil, 0, fmt.Errorf("onnxruntime: input tensor: %w", err)
+	}
+	defer in.Destroy()
+	outs := []ort.Value{nil}
+	if err := s.s.Run([]ort.Value{in}, outs); err != nil {
+		return nil, 0, fmt.Errorf("onnxruntime: run batch of %d: %w", n, err)
+	}
+	defer outs[0].Destroy()
+	t, ok := outs[0].(*ort.Tensor[float32])
+	if !ok {
+		return nil, 0, fmt.Errorf("onnxruntime: output %q is %T, want a float32 tensor", s.output, outs[0])
+	}
+	shape := t.GetShape()
+	if len(shape) != 2 || shape[0] != int64(n) {
+		return nil, 0, fmt.Errorf("onnxruntime: output %q has shape %v for a batch of %d, want [%d, classes]", s.output, shape, n, n)
+	}
+	// Copy: the tensor's memory is freed with it.
+	return append([]float32(nil), t.GetData()...), int(shape[1]), nil
+}
+
+func (s *session) close() {
+	if s != nil && s.s != nil {
+		_ = s.s.Destroy()
+		s.s = nil
+	}
+}
+
+// ioInfo reads the declared inputs and outputs of a model. The binding only
+// offers this through a throwaway CPU session; it is built once per load, off
+// the serving path.
+func ioInfo(model []byte) ([]ort.InputOutputInfo, []ort.InputOutputInfo, error) {
+	if !ort.IsInitialized() {
+		return nil, nil, errors.New("onnxruntime: not initialised (call InitRuntime first)")
+	}
+	ins, outs, err := ort.GetInputOutputInfoWithONNXData(model)
+	if err != nil {
+		return nil, nil, fmt.Errorf("onnxruntime: read model inputs/outputs: %w", err)
+	}
+	return ins, outs, nil
+}

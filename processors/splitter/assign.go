@@ -1,0 +1,304 @@
+package splitter
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"strings"
+	"unicode"
+
+	"eyeflow/objstore"
+	"eyeflow/schemas"
+)
+
+// SplitFunc names the split function recorded in every event. It changes
+// whenever the mapping from (salt, key) to a split could change, so an
+// assignment can always be reproduced from an event.
+const SplitFunc = "sha256-threshold-v1"
+
+// Split key kinds recorded in Split.SplitKey.
+const (
+	KeyPatient = "patient"
+	KeyContent = "content"
+)
+
+// Dataset layout.
+const (
+	DefaultPrefix = "transformed_eye_dataset"
+	// DirTest holds every test image, whatever its holdout.
+	DirTest = "test"
+	// PatientGroup is the named group a key pattern must have.
+	PatientGroup = "patient"
+)
+
+// DatasetDirs are the top-level folders of the dataset, in report order.
+func DatasetDirs() []string {
+	return []string{schemas.SplitTrain, DirTest, schemas.SplitHoldout1, schemas.SplitHoldout2, schemas.SplitHoldout3}
+}
+
+// holdouts in order; HoldoutWeights index into it.
+var holdouts = [3]string{schemas.SplitHoldout1, schemas.SplitHoldout2, schemas.SplitHoldout3}
+
+// Config configures the split function and the stage.
+type Config struct {
+	// Salt is fed to the hash; changing it reshuffles every split, so it is
+	// versioned: SaltVersion is what events record (the salt itself may be
+	// kept private).
+	Salt        string
+	SaltVersion string
+	// TrainFraction is the share of each class assigned to train; the rest
+	// is the test part.
+	TrainFraction float64
+	// HoldoutWeights divide the test part between holdout_1..3; they are
+	// normalised, so {1, 1, 1} gives each holdout a third.
+	HoldoutWeights [3]float64
+	// KeyPattern, when set, is a Go regexp with a named group "patient"
+	// matched against the source object key; a non-empty match is the
+	// patient id of uploads whose metadata carries none.
+	KeyPattern string
+	// Bucket and Prefix locate the dataset layout.
+	Bucket string
+	Prefix string
+	// Concurrency is the number of images the stage copies at once.
+	Concurrency int
+}
+
+// DefaultConfig is the split the original batch ETL used: 80% train, the test
+// part cut in three equal holdouts.
+func DefaultConfig() Config {
+	return Config{
+		Salt:           "eyeflow-split",
+		SaltVersion:    "1",
+		TrainFraction:  0.8,
+		HoldoutWeights: [3]float64{1, 1, 1},
+		Bucket:         objstore.BucketProcessed,
+		Prefix:         DefaultPrefix,
+		Concurrency:    4,
+	}
+}
+
+// Validate reports a configuration the splitter cannot run with.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Salt == "" || c.SaltVersion == "" {
+		errs = append(errs, errors.New("splitter: salt and salt version are required"))
+	}
+	if !(c.TrainFraction > 0 && c.TrainFraction < 1) {
+		errs = append(errs, fmt.Errorf("splitter: train fraction %v must be strictly between 0 and 1", c.TrainFraction))
+	}
+	for i, w := range c.HoldoutWeights {
+		if !(w > 0) || math.IsInf(w, 0) {
+			errs = append(errs, fmt.Errorf("splitter: holdout_%d weight %v must be positive: every holdout gets images", i+1, w))
+		}
+	}
+	if c.KeyPattern != "" {
+		if _, _, err := compilePattern(c.KeyPattern); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.Bucket == "" {
+		errs = append(errs, errors.New("splitter: dataset bucket is required"))
+	}
+	if strings.Trim(c.Prefix, "/") == "" {
+		errs = append(errs, errors.New("splitter: dataset prefix is required"))
+	}
+	if c.Concurrency < 1 {
+		errs = append(errs, fmt.Errorf("splitter: concurrency %d must be at least 1", c.Concurrency))
+	}
+	return errors.Join(errs...)
+}
+
+func compilePattern(p string) (*regexp.Regexp, int, error) {
+	re, err := regexp.Compile(p)
+	if err != nil {
+		return nil, 0, fmt.Errorf("splitter: key pattern: %w", err)
+	}
+	i := re.SubexpIndex(PatientGroup)
+	if i < 0 {
+		return nil, 0, fmt.Errorf("splitter: key pattern %q has no (?P<%s>...) group", p, PatientGroup)
+	}
+	return re, i, nil
+}
+
+// Assigner is the split function for one configuration. It holds no state
+// beyond the configuration and is safe for concurrent use.
+type Assigner struct {
+	salt        string
+	saltVersion string
+	// trainCut and holdoutCut are thresholds on the 64-bit hash: integers,
+	// so every machine compares exactly the same numbers (no floating point
+	// happens per image).
+	trainCut   uint64
+	holdoutCut [3]uint64
+	pattern    *regexp.Regexp
+	patientIdx int
+}
+
+// NewAssigner validates the split part of cfg and builds the function.
+func NewAssigner(cfg Config) (*Assigner, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	a := &Assigner{salt: cfg.Salt, saltVersion: cfg.SaltVersion}
+	if cfg.KeyPattern != "" {
+		a.pattern, a.patientIdx, _ = compilePattern(cfg.KeyPattern)
+	}
+	a.trainCut = cut(cfg.TrainFraction)
+	total := cfg.HoldoutWeights[0] + cfg.HoldoutWeights[1] + cfg.HoldoutWeights[2]
+	span := math.MaxUint64 - a.trainCut
+	var acc float64
+	for i, w := range cfg.HoldoutWeights {
+		acc += w
+		// The explicit conversions keep the compiler from fusing the
+		// multiply into an add, which some architectures would round
+		// differently.
+		a.holdoutCut[i] = a.trainCut + uint64(math.Min(float64(acc/total)*float64(span), float64(span)))
+	}
+	// The last holdout ends at the top of the range: every test image falls
+	// in exactly one holdout whatever the rounding above.
+	a.holdoutCut[2] = math.MaxUint64
+	return a, nil
+}
+
+// cut maps a fraction in (0,1) to a threshold on [0, 2^64).
+func cut(f float64) uint64 {
+	v := f * 0x1p64
+	if v >= 0x1p64 {
+		return math.MaxUint64
+	}
+	return uint64(v)
+}
+
+// SaltVersion is the salt version recorded in events.
+func (a *Assigner) SaltVersion() string { return a.saltVersion }
+
+// Key is what the split is keyed on.
+type Key struct {
+	Kind  string // KeyPatient or KeyContent
+	Value string
+}
+
+// KeyFor picks the split key of an image: the patient id from the upload's
+// metadata, else the patient matched by the key pattern in sourceKey, else
+// the content hash (image id). Patient ids are compared after trimming
+// surrounding space only: case may be meaningful in a hospital's ids.
+func (a *Assigner) KeyFor(imageID, patientID, sourceKey string) Key {
+	if p := strings.TrimSpace(patientID); p != "" {
+		return Key{KeyPatient, p}
+	}
+	if a.pattern != nil {
+		if m := a.pattern.FindStringSubmatch(sourceKey); m != nil {
+			if p := strings.TrimSpace(m[a.patientIdx]); p != "" {
+				return Key{KeyPatient, p}
+			}
+		}
+	}
+	return Key{KeyContent, strings.ToLower(imageID)}
+}
+
+// Assignment is where one image goes and why.
+type Assignment struct {
+	// Split is train, holdout_1..3 or unlabeled.
+	Split string
+	// Holdout is the holdout for test images, "" otherwise.
+	Holdout string
+	// Would is the split the key maps to, also for unlabeled images (which
+	// never join it): what the image gets once it has a class.
+	Would string
+	Key   Key
+	// Hash is the hex SHA-256 the split came from; U is its first 64 bits
+	// as a fraction of the range, for people to compare with the cuts.
+	Hash string
+	U    float64
+}
+
+// Dirs returns the dataset folders the image is copied to: train, or test
+// and its holdout; none for unlabeled images.
+func (as Assignment) Dirs() []string {
+	switch {
+	case as.Split == schemas.SplitTrain:
+		return []string{schemas.SplitTrain}
+	case as.Holdout != "":
+		return []string{DirTest, as.Holdout}
+	}
+	return nil
+}
+
+// Assign places an image with the given key and class ("" for unlabeled).
+// The class only decides labelled versus unlabeled: it never enters the
+// hash, so a patient's eyes of different classes still share a split.
+func (a *Assigner) Assign(key Key, class string) Assignment {
+	sum := a.hash(key)
+	h := binary.BigEndian.Uint64(sum[:8])
+	as := Assignment{Key: key, Hash: hex.EncodeToString(sum[:]), U: float64(h>>11) * 0x1p-53}
+	if h < a.trainCut {
+		as.Would = schemas.SplitTrain
+	} else {
+		for i, c := range a.holdoutCut {
+			if h <= c {
+				as.Would = holdouts[i]
+				break
+			}
+		}
+	}
+	if class == "" {
+		as.Split = schemas.SplitUnlabeled
+		return as
+	}
+	as.Split = as.Would
+	if as.Split != schemas.SplitTrain {
+		as.Holdout = as.Split
+	}
+	return as
+}
+
+// AssignResized is Assign for an eye.resized event.
+func (a *Assigner) AssignResized(r schemas.Resized) Assignment {
+	return a.Assign(a.KeyFor(r.ImageID, r.PatientID, r.Source.Key), r.Label)
+}
+
+// hash is SHA-256 over length-prefixed fields, so that no two different
+// (salt, kind, key) triples feed the hash the same bytes.
+func (a *Assigner) hash(key Key) [sha256.Size]byte {
+	h := sha256.New()
+	var n [binary.MaxVarintLen64]byte
+	for _, s := range []string{SplitFunc, a.salt, key.Kind, key.Value} {
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(s)))])
+		h.Write([]byte(s))
+	}
+	var out [sha256.Size]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// validClass reports whether a class can be a dataset folder name as is.
+// Resize already sanitises labels; this guards the bucket layout against any
+// other producer of eye.resized.
+func validClass(c string) bool {
+	if c == "" || c == "." || c == ".." || len(c) > 255 {
+		return false
+	}
+	for _, r := range c {
+		if r == '/' || r == '\\' || unicode.IsControl(r) || r == unicode.ReplacementChar {
+			return false
+		}
+	}
+	return true
+}
+
+// validImageID reports whether id is a lowercase hex SHA-256.
+func validImageID(id string) bool {
+	if len(id) != 2*sha256.Size {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,149 @@
+package splitter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+
+	ejs "eyeflow/jetstream"
+	"eyeflow/objstore"
+	"eyeflow/schemas"
+	"eyeflow/stage"
+
+	"github.com/rs/zerolog"
+)
+
+// ReasonBadResized labels eye.resized events the splitter cannot place
+// (dead-lettered at once: a redelivery carries the same payload).
+const ReasonBadResized = "bad_resized"
+
+// Splitter is the split stage's processor.
+type Splitter struct {
+	cfg    Config
+	prefix string
+	a      *Assigner
+	store  objstore.Store
+}
+
+// New validates cfg and returns the stage's processor, copying into store.
+func New(cfg Config, store objstore.Store) (*Splitter, error) {
+	if store == nil {
+		return nil, errors.New("splitter: an object store is required")
+	}
+	a, err := NewAssigner(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Splitter{cfg: cfg, prefix: strings.Trim(cfg.Prefix, "/"), a: a, store: store}, nil
+}
+
+// Assigner returns the split function the stage uses.
+func (s *Splitter) Assigner() *Assigner { return s.a }
+
+// Identity names an eye.resized input for its outputs' Msg-Ids: the upload.
+// The same upload delivered or published twice yields the same Msg-Id, so
+// JetStream drops the second split event; a re-upload of the same bytes under
+// another name is another upload and gets its own event (with the same split).
+func Identity(r schemas.Resized) string {
+	if r.UploadID != "" {
+		return r.UploadID
+	}
+	// Handle refuses such input; this only keeps its dead letter distinct.
+	return "image:" + r.ImageID + "@" + r.Source.Bucket + "/" + r.Source.Key
+}
+
+// Processor is the stage runtime's configuration of the splitter, for
+// `eyeflow up` and `eyeflow splitter`.
+func Processor(s *Splitter, log zerolog.Logger, m *stage.Metrics) stage.Processor[schemas.Resized] {
+	return stage.Processor[schemas.Resized]{
+		Stage:       schemas.StageSplitter,
+		Stream:      ejs.StreamResized,
+		Consumer:    ejs.ConsumerSplitter,
+		Decode:      schemas.DecodeResized,
+		Identity:    Identity,
+		ImageID:     func(r schemas.Resized) string { return r.ImageID },
+		Handle:      s.Handle,
+		Concurrency: s.cfg.Concurrency,
+		Logger:      log,
+		Metrics:     m,
+	}
+}
+
+// DatasetKey is the object key of an image in one dataset folder:
+// <prefix>/<dir>/<class>/<image-id>.png.
+func DatasetKey(prefix, dir, class, imageID string) string {
+	return path.Join(strings.Trim(prefix, "/"), dir, class, imageID+".png")
+}
+
+// Handle assigns one image, copies it into the dataset layout and returns
+// its eye.split.<split> event. Copies come first: the event is published
+// only once the dataset holds the image, and a retry after a failed copy
+// skips the copies already made.
+func (s *Splitter) Handle(ctx context.Context, in schemas.Resized) ([]stage.Output, error) {
+	if err := checkInput(in); err != nil {
+		return nil, stage.Permanent(ReasonBadResized, err)
+	}
+	as := s.a.AssignResized(in)
+	for _, dir := range as.Dirs() {
+		dst := DatasetKey(s.prefix, dir, in.Label, in.ImageID)
+		if err := s.copyOnce(ctx, in.Processed, dst); err != nil {
+			return nil, fmt.Errorf("image %s (%s) to %s: %w", in.ImageID, in.UploadID, dir, err)
+		}
+	}
+	ev := schemas.Split{
+		Schema:      schemas.SchemaSplit,
+		Resized:     in,
+		Split:       as.Split,
+		Holdout:     as.Holdout,
+		SplitKey:    as.Key.Kind,
+		SplitFunc:   SplitFunc,
+		SaltVersion: s.a.SaltVersion(),
+	}
+	return []stage.Output{{Subject: schemas.SplitSubject(as.Split), Event: ev}}, nil
+}
+
+// checkInput refuses events that cannot be placed or copied safely.
+func checkInput(in schemas.Resized) error {
+	var errs []error
+	if !validImageID(in.ImageID) {
+		errs = append(errs, fmt.Errorf("image id %q is not a lowercase hex sha256", in.ImageID))
+	}
+	if in.UploadID == "" {
+		errs = append(errs, errors.New("upload id is missing"))
+	}
+	if in.Label != "" {
+		if !validClass(in.Label) {
+			errs = append(errs, fmt.Errorf("label %q cannot be a dataset folder name", in.Label))
+		}
+		if in.Processed.Bucket == "" || in.Processed.Key == "" {
+			errs = append(errs, errors.New("processed image reference is missing"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// copyOnce copies src to dst unless dst already holds the same bytes. The
+// destination key depends only on the image, so a redelivery or a duplicate
+// upload never makes a second object; skipping identical content also keeps
+// the existing object's version, so nothing downstream sees a rewrite.
+func (s *Splitter) copyOnce(ctx context.Context, src schemas.ObjectRef, dst string) error {
+	si, err := s.store.Stat(ctx, src.Bucket, src.Key)
+	if err != nil {
+		// Resize writes the PNG before publishing, so a missing source is
+		// an outage or a deletion: retried, then dead-lettered.
+		return fmt.Errorf("source: %w", err)
+	}
+	di, err := s.store.Stat(ctx, s.cfg.Bucket, dst)
+	switch {
+	case err == nil && di.ETag != "" && strings.EqualFold(di.ETag, si.ETag) && di.Size == si.Size:
+		return nil
+	case err != nil && !errors.Is(err, objstore.ErrNotFound):
+		return fmt.Errorf("destination: %w", err)
+	}
+	if _, err := s.store.Copy(ctx, src.Bucket, src.Key, s.cfg.Bucket, dst); err != nil {
+		return fmt.Errorf("copy: %w", err)
+	}
+	return nil
+}

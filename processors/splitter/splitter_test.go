@@ -1,0 +1,436 @@
+package splitter_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"eyeflow/internal/testenv"
+	ejs "eyeflow/jetstream"
+	"eyeflow/objstore"
+	"eyeflow/processors/splitter"
+	"eyeflow/schemas"
+	"eyeflow/stage"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+)
+
+// countingStore counts copies per destination and can fail once right after
+// a copy succeeded, as a connection lost before the reply would: the stage
+// must retry without copying again.
+type countingStore struct {
+	objstore.Store
+	mu       sync.Mutex
+	copies   map[string]int
+	failNext atomic.Bool
+	injected atomic.Int64
+}
+
+func (s *countingStore) Copy(ctx context.Context, srcBucket, srcKey, dstBucket, dstKey string) (objstore.Info, error) {
+	info, err := s.Store.Copy(ctx, srcBucket, srcKey, dstBucket, dstKey)
+	if err != nil {
+		return info, err
+	}
+	s.mu.Lock()
+	s.copies[dstKey]++
+	s.mu.Unlock()
+	if s.failNext.CompareAndSwap(true, false) {
+		s.injected.Add(1)
+		return objstore.Info{}, errors.New("injected: connection reset after the copy was stored")
+	}
+	return info, nil
+}
+
+// tinyPNG is a small valid PNG of one colour, standing in for resize's output.
+func tinyPNG(t *testing.T, seed int) []byte {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, 4, 3))
+	for i := range img.Pix {
+		img.Pix[i] = byte(seed*31 + i)
+	}
+	img.Set(0, 0, color.RGBA{A: 255})
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// image is one upload as resize would report it.
+type upload struct {
+	resized schemas.Resized
+	png     []byte
+}
+
+// newUpload stores the processed PNG of original where resize puts it and
+// returns the eye.resized event for it.
+func newUpload(t *testing.T, store objstore.Store, original []byte, key, patient string) upload {
+	t.Helper()
+	sum := sha256.Sum256(original)
+	id := hex.EncodeToString(sum[:])
+	data := tinyPNG(t, int(sum[0]))
+	outKey := "resized/" + id + ".png"
+	info, err := store.Put(testenv.Context(t, 30*time.Second), objstore.BucketProcessed, outKey, bytes.NewReader(data), int64(len(data)), objstore.PutOptions{ContentType: "image/png"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	label := ""
+	if dir := filepath.Dir(key); dir != "." {
+		label = filepath.Base(dir)
+	}
+	return upload{png: data, resized: schemas.Resized{
+		Schema: schemas.SchemaResized, ImageID: id, UploadID: "raw/" + key + "@etag-" + id[:8],
+		Source: schemas.ObjectRef{Bucket: "raw", Key: key}, Width: 4, Height: 3, Format: "png",
+		Label: label, PatientID: patient,
+		Processed:    schemas.ObjectRef{Bucket: objstore.BucketProcessed, Key: outKey, ETag: info.ETag, Size: info.Size},
+		ResizedWidth: 4, ResizedHeight: 3, Time: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
+	}}
+}
+
+func publish(t *testing.T, js natsjs.JetStream, r schemas.Resized) {
+	t.Helper()
+	data, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No Msg-Id: a second publish is stored as a second message, as a
+	// replayed or re-published event would be.
+	if _, err := js.Publish(testenv.Context(t, 10*time.Second), schemas.SubjectResized, data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func runStage(t *testing.T, js natsjs.JetStream, s *splitter.Splitter) {
+	t.Helper()
+	p := splitter.Processor(s, zerolog.Nop(), stage.NewMetrics(prometheus.NewRegistry()))
+	p.RetryBase = 50 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- stage.Run(ctx, js, p) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("stage: %v", err)
+		}
+	})
+}
+
+// TestPipelineIntoDatasetLayout runs the stage on embedded NATS: eye.resized
+// in, eye.split.* and the dataset layout out, with a re-published event, a
+// failed-after-success copy that forces a redelivery, a duplicate photograph
+// under another name, a patient's two eyes, unlabeled images and bad input.
+func TestPipelineIntoDatasetLayout(t *testing.T) {
+	env := testenv.NATS(t, testenv.TopologyOptions())
+	ctx := testenv.Context(t, 2*time.Minute)
+	js := objstore.NewJetStream(env.JS)
+	if err := js.EnsureBucket(ctx, objstore.BucketProcessed); err != nil {
+		t.Fatal(err)
+	}
+	store := &countingStore{Store: js, copies: map[string]int{}}
+
+	r := rand.New(rand.NewPCG(4, 4))
+	classes := []string{"amd", "cataract", "diabetic_retinopathy", "glaucoma", "normal"}
+	var ups []upload
+	for i := range 40 {
+		original := fmt.Appendf(nil, "fundus %d %d", i, r.Int())
+		ups = append(ups, newUpload(t, js, original, fmt.Sprintf("%s/img %d.jpg", classes[i%len(classes)], i), ""))
+	}
+	// Both eyes of one patient, different classes.
+	ups = append(ups,
+		newUpload(t, js, []byte("patient 7 left"), "glaucoma/p7-left.jpg", "p-7"),
+		newUpload(t, js, []byte("patient 7 right"), "normal/p7-right.jpg", "p-7"))
+	// Unlabeled: no class folder.
+	ups = append(ups,
+		newUpload(t, js, []byte("no class 1"), "loose.jpg", ""),
+		newUpload(t, js, []byte("no class 2"), "scan-2.jpg", ""))
+	// The first image uploaded again under another name: a new upload,
+	// the same content.
+	dup := newUpload(t, js, fmt.Appendf(nil, "fundus %d %d", 0, rand.New(rand.NewPCG(4, 4)).Int()), "amd/copy of img 0.jpg", "")
+	if dup.resized.ImageID != ups[0].resized.ImageID {
+		t.Fatal("duplicate fixture has other content")
+	}
+	ups = append(ups, dup)
+
+	for _, u := range ups {
+		publish(t, env.JS, u.resized)
+	}
+	// The same event again, as a replay or a second publisher would send it.
+	publish(t, env.JS, ups[3].resized)
+	// Bad input: dead-lettered, the rest flows.
+	bad := ups[5].resized
+	bad.UploadID, bad.Label = "raw/../x@1", "../etc"
+	publish(t, env.JS, bad)
+
+	s, err := splitter.New(splitter.DefaultConfig(), store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.failNext.Store(true)
+	runStage(t, env.JS, s)
+	testenv.WaitConsumerIdle(t, env.JS, ejs.StreamResized, ejs.ConsumerSplitter)
+
+	if in := testenv.StreamMessages(t, env.JS, ejs.StreamResized, schemas.SubjectResized); len(in) != len(ups)+2 {
+		t.Fatalf("%d eye.resized messages, want %d: the re-publish must be a second message", len(in), len(ups)+2)
+	}
+	if store.injected.Load() != 1 {
+		t.Fatalf("%d injected copy failures, want 1", store.injected.Load())
+	}
+
+	// Expected events and objects, from the split function itself.
+	a := s.Assigner()
+	wantEvents := map[string]splitter.Assignment{} // upload id -> assignment
+	wantObjects := map[string][]byte{}
+	counts := map[string]map[string]int{} // class -> dir -> images
+	for _, u := range ups {
+		as := a.AssignResized(u.resized)
+		wantEvents[u.resized.UploadID] = as
+		for _, d := range as.Dirs() {
+			k := splitter.DatasetKey(splitter.DefaultPrefix, d, u.resized.Label, u.resized.ImageID)
+			if _, seen := wantObjects[k]; !seen {
+				if counts[u.resized.Label] == nil {
+					counts[u.resized.Label] = map[string]int{}
+				}
+				counts[u.resized.Label][d]++
+			}
+			wantObjects[k] = u.png
+		}
+	}
+	p7l, p7r := wantEvents[ups[40].resized.UploadID], wantEvents[ups[41].resized.UploadID]
+	if p7l.Split != p7r.Split || p7l.Key.Kind != splitter.KeyPatient {
+		t.Fatalf("patient p-7's eyes: %+v and %+v", p7l, p7r)
+	}
+
+	msgs := testenv.StreamMessages(t, env.JS, ejs.StreamSplits, schemas.SubjectSplitAll)
+	if len(msgs) != len(wantEvents) {
+		t.Fatalf("%d split events, want one per upload (%d): redelivery or re-publish made duplicates", len(msgs), len(wantEvents))
+	}
+	seenSplits := map[string]int{}
+	for _, m := range msgs {
+		ev, err := schemas.DecodeSplit(m.Data())
+		if err != nil {
+			t.Fatalf("decode %s: %v", m.Data(), err)
+		}
+		want, ok := wantEvents[ev.UploadID]
+		if !ok {
+			t.Fatalf("event for unknown upload %q", ev.UploadID)
+		}
+		delete(wantEvents, ev.UploadID)
+		seenSplits[ev.Split]++
+		if m.Subject() != schemas.SplitSubject(ev.Split) || ev.Split != want.Split || ev.Holdout != want.Holdout ||
+			ev.SplitKey != want.Key.Kind || ev.SplitFunc != splitter.SplitFunc || ev.SaltVersion != "1" {
+			t.Errorf("event on %s: split %q holdout %q key %q func %q salt %q; want %+v", m.Subject(), ev.Split, ev.Holdout, ev.SplitKey, ev.SplitFunc, ev.SaltVersion, want)
+		}
+		if ev.ImageID == "" || ev.Processed.Key == "" || ev.ResizedWidth != 4 || ev.Source.Key == "" {
+			t.Errorf("event lost the resized fields: %+v", ev)
+		}
+	}
+	for _, split := range []string{schemas.SplitTrain, schemas.SplitUnlabeled} {
+		if seenSplits[split] == 0 {
+			t.Errorf("no %s events in %v: the fixture should cover every kind", split, seenSplits)
+		}
+	}
+	if seenSplits[schemas.SplitHoldout1]+seenSplits[schemas.SplitHoldout2]+seenSplits[schemas.SplitHoldout3] == 0 {
+		t.Errorf("no holdout events in %v", seenSplits)
+	}
+
+	// The dataset holds exactly the expected objects, each copied once.
+	var got []string
+	for info, err := range js.List(ctx, objstore.BucketProcessed, splitter.DefaultPrefix+"/") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, info.Key)
+	}
+	want := make([]string, 0, len(wantObjects))
+	for k := range wantObjects {
+		want = append(want, k)
+	}
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("dataset objects\n%q\nwant\n%q", got, want)
+	}
+	for k, n := range store.copies {
+		if n != 1 {
+			t.Errorf("%s copied %d times, want once", k, n)
+		}
+	}
+	for k, data := range wantObjects {
+		rc, _, err := js.Get(ctx, objstore.BucketProcessed, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || !bytes.Equal(b, data) {
+			t.Fatalf("%s: %d bytes (%v), want the processed PNG", k, len(b), err)
+		}
+	}
+
+	// The bad event is dead-lettered, not retried.
+	dl := testenv.StreamMessages(t, env.JS, ejs.StreamDLQ, schemas.DLQSubject(schemas.StageSplitter))
+	if len(dl) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(dl))
+	}
+	if d, err := schemas.DecodeDeadLetter(dl[0].Data()); err != nil || d.Reason != splitter.ReasonBadResized || !d.Permanent {
+		t.Fatalf("dead letter %+v (%v), want permanent %s", d, err, splitter.ReasonBadResized)
+	}
+
+	// The report, built by listing the bucket, agrees.
+	rep, err := splitter.Report(ctx, js, objstore.BucketProcessed, splitter.DefaultPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) != 0 || rep.Other != 0 {
+		t.Fatalf("report problems %q, %d other objects", rep.Problems, rep.Other)
+	}
+	for _, cc := range rep.Classes {
+		for _, d := range splitter.DatasetDirs() {
+			if cc.Counts[d] != counts[cc.Class][d] {
+				t.Errorf("report %s/%s = %d, want %d", cc.Class, d, cc.Counts[d], counts[cc.Class][d])
+			}
+		}
+	}
+	if len(rep.Classes) != len(classes) {
+		t.Errorf("report has %d classes, want %d", len(rep.Classes), len(classes))
+	}
+
+	// A local copy of train/ loads as a torchvision ImageFolder would read it.
+	checkImageFolder(t, js, splitter.DefaultPrefix+"/"+schemas.SplitTrain)
+}
+
+// checkImageFolder downloads bucket/<root>/ and applies torchvision
+// ImageFolder's rules: the classes are the sub-folders of the root, each
+// holds at least one file with an image extension, nothing else lies there,
+// and every file decodes.
+func checkImageFolder(t *testing.T, store objstore.Store, root string) {
+	t.Helper()
+	ctx := testenv.Context(t, time.Minute)
+	dir := t.TempDir()
+	for info, err := range store.List(ctx, objstore.BucketProcessed, root+"/") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, _, err := store.Get(ctx, objstore.BucketProcessed, info.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		local := filepath.Join(dir, filepath.FromSlash(strings.TrimPrefix(info.Key, root+"/")))
+		if err := os.MkdirAll(filepath.Dir(local), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(local, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) == 0 {
+		t.Fatal("train folder is empty")
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			t.Fatalf("%s lies in the ImageFolder root, not in a class folder", e.Name())
+		}
+		files, err := os.ReadDir(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(files) == 0 {
+			t.Fatalf("class %s has no images", e.Name())
+		}
+		for _, f := range files {
+			if f.IsDir() || filepath.Ext(f.Name()) != ".png" {
+				t.Fatalf("%s/%s is not a .png file directly in its class folder", e.Name(), f.Name())
+			}
+			b, err := os.ReadFile(filepath.Join(dir, e.Name(), f.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := png.Decode(bytes.NewReader(b)); err != nil {
+				t.Fatalf("%s/%s: %v", e.Name(), f.Name(), err)
+			}
+		}
+	}
+}
+
+// panicStore fails the test on any use: bad input must be refused before
+// the store is touched.
+type panicStore struct{ objstore.Store }
+
+func TestHandleRefusesBadInput(t *testing.T) {
+	good := schemas.Resized{
+		Schema: schemas.SchemaResized, ImageID: strings.Repeat("ab", 32), UploadID: "raw/amd/a.jpg@e",
+		Source: schemas.ObjectRef{Bucket: "raw", Key: "amd/a.jpg"}, Label: "amd",
+		Processed: schemas.ObjectRef{Bucket: "processed", Key: "resized/x.png"},
+	}
+	tests := []struct {
+		name string
+		edit func(*schemas.Resized)
+		want string
+	}{
+		{"short image id", func(r *schemas.Resized) { r.ImageID = "abc" }, "image id"},
+		{"upper-case image id", func(r *schemas.Resized) { r.ImageID = strings.Repeat("AB", 32) }, "image id"},
+		{"no upload id", func(r *schemas.Resized) { r.UploadID = "" }, "upload id"},
+		{"label with slash", func(r *schemas.Resized) { r.Label = "amd/../../x" }, "label"},
+		{"dot-dot label", func(r *schemas.Resized) { r.Label = ".." }, "label"},
+		{"control character", func(r *schemas.Resized) { r.Label = "a\nb" }, "label"},
+		{"labelled without processed image", func(r *schemas.Resized) { r.Processed = schemas.ObjectRef{} }, "processed"},
+	}
+	s, err := splitter.New(splitter.DefaultConfig(), panicStore{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := good
+			tt.edit(&in)
+			_, err := s.Handle(context.Background(), in)
+			var pe *stage.PermanentError
+			if !errors.As(err, &pe) || pe.Reason != splitter.ReasonBadResized || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want permanent %s mentioning %q", err, splitter.ReasonBadResized, tt.want)
+			}
+		})
+	}
+	// Unlabeled images need no processed image: nothing is copied.
+	in := good
+	in.Label, in.Processed = "", schemas.ObjectRef{}
+	out, err := s.Handle(context.Background(), in)
+	if err != nil || len(out) != 1 || out[0].Subject != schemas.SplitSubject(schemas.SplitUnlabeled) {
+		t.Fatalf("unlabeled: %+v, %v", out, err)
+	}
+	if ev := out[0].Event.(schemas.Split); ev.Split != schemas.SplitUnlabeled || ev.Holdout != "" || ev.Schema != schemas.SchemaSplit {
+		t.Fatalf("unlabeled event %+v", ev)
+	}
+}
+
+func TestNewNeedsAStore(t *testing.T) {
+	if _, err := splitter.New(splitter.DefaultConfig(), nil); err == nil {
+		t.Fatal("New accepted a nil store")
+	}
+}
