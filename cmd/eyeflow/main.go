@@ -31,6 +31,8 @@ func commands() []command {
 		{"buckets", "create the buckets and MinIO's bucket notification: `eyeflow buckets init`", runBuckets},
 		{"reconcile", "publish upload events for raw objects that have none", runReconcile},
 		{"resize", "run the resize processor alone", runResize},
+		{"splitter", "run the splitter processor alone", runSplitter},
+		{"split", "explain which split files would get; report per-class split counts from the bucket", runSplit},
 		{"preprocess", "decode and resize one image exactly as the resize stage does", runPreprocess},
 		{"demo-data", "write a deterministic synthetic fundus data set in ImageFolder layout", runDemoData},
 	}

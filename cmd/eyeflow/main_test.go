@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -93,10 +94,14 @@ func startUp(t *testing.T, data, natsAddr, httpAddr string) (stop func()) {
 	return stop
 }
 
-var processedRe = regexp.MustCompile(`(?m)^eyeflow_messages_processed_total\{stage="resize"\} (\d+)`)
-
 func processed(t *testing.T, httpAddr string) int {
 	t.Helper()
+	return processedBy(t, httpAddr, "resize")
+}
+
+func processedBy(t *testing.T, httpAddr, stage string) int {
+	t.Helper()
+	processedRe := regexp.MustCompile(`(?m)^eyeflow_messages_processed_total\{stage="` + stage + `"\} (\d+)`)
 	resp, err := http.Get("http://" + httpAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -137,6 +142,27 @@ func TestUpPutAndRestart(t *testing.T) {
 	}
 	if got := processed(t, httpAddr); got != n {
 		t.Fatalf("resize processed %d of %d uploads", got, n)
+	}
+	for processedBy(t, httpAddr, "splitter") < n && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The split report lists the dataset layout in the bucket: every
+	// labelled image is in exactly one of train and the holdouts.
+	var report bytes.Buffer
+	if err := run(ctx, []string{"split", "report", "--nats", "nats://" + natsAddr, "--json"}, &report, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Total    map[string]int `json:"total"`
+		Images   int            `json:"images"`
+		Problems []string       `json:"problems"`
+	}
+	if err := json.Unmarshal(report.Bytes(), &rep); err != nil {
+		t.Fatalf("split report %s: %v", report.String(), err)
+	}
+	holdouts := rep.Total["holdout_1"] + rep.Total["holdout_2"] + rep.Total["holdout_3"]
+	if rep.Images != n || rep.Total["train"]+rep.Total["test"] != n || holdouts != rep.Total["test"] || len(rep.Problems) != 0 {
+		t.Fatalf("split report %+v: want %d images, each in train or test, every test image in one holdout", rep, n)
 	}
 	stop()
 

@@ -23,6 +23,7 @@ type upFlags struct {
 	replicas   int
 	reconcile  time.Duration
 	resize     resizeFlags
+	split      splitFlags
 }
 
 func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
@@ -38,6 +39,7 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 	fs.intVar(&f.replicas, "replicas", 1, "stream and bucket replicas (3 on a three-node cluster)")
 	fs.durationVar(&f.reconcile, "reconcile-interval", 5*time.Minute, "how often the reconciler lists the raw bucket for objects without an event (0: only at start)")
 	f.resize.register(fs)
+	f.split.register(fs, "split-")
 	if err := fs.parse(args); err != nil {
 		return err
 	}
@@ -95,6 +97,10 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	splitProc, err := f.split.processor(p, store)
+	if err != nil {
+		return err
+	}
 	srv, err := listenHTTP(f.http, p, nc)
 	if err != nil {
 		return err
@@ -103,6 +109,7 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 		httpTask(srv),
 		stageTask(js, ingest.LedgerProcessor(ledger, log, p.metrics)),
 		stageTask(js, resizeProc),
+		stageTask(js, splitProc),
 		{name: "reconciler", run: func(ctx context.Context) error {
 			if f.reconcile <= 0 {
 				_, err := rec.Once(ctx)
@@ -133,6 +140,9 @@ func (f *upFlags) validate() error {
 		return err
 	}
 	if err := f.store.validate(); err != nil {
+		return err
+	}
+	if err := f.split.validate(); err != nil {
 		return err
 	}
 	return f.resize.validate()

@@ -1,0 +1,5 @@
+//go:build !race
+
+package splitter_test
+
+const raceEnabled = false
