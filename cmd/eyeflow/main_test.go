@@ -243,3 +243,41 @@ func TestFlagsFromEnvironmentAndValidation(t *testing.T) {
 		})
 	}
 }
+
+// TestBucketsInitWithMinIO: `eyeflow topology apply` and `eyeflow buckets
+// init` against a real MinIO make MinIO itself publish eye.uploads, and
+// `eyeflow put --s3` uploads into it; credentials come from the environment.
+func TestBucketsInitWithMinIO(t *testing.T) {
+	env := testenv.NATS(t, testenv.TopologyOptions())
+	minio := testenv.MinIO(t, testenv.MinIOOptions{NATSAddress: strings.TrimPrefix(env.URL, "nats://")})
+	t.Setenv("EYEFLOW_S3_ACCESS_KEY", minio.AccessKey)
+	t.Setenv("EYEFLOW_S3_SECRET_KEY", minio.SecretKey)
+	ctx := testenv.Context(t, 2*time.Minute)
+	var out bytes.Buffer
+	if err := run(ctx, []string{"topology", "apply", "--nats", env.URL}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // idempotent
+		if err := run(ctx, []string{"buckets", "init", "--s3", minio.Endpoint, "--notify-arn", minio.ARN}, &out, io.Discard); err != nil {
+			t.Fatalf("buckets init: %v\n%s", err, out.String())
+		}
+	}
+	img := filepath.Join(testenv.GoldenDir(t), "amd_0000.jpg")
+	if err := run(ctx, []string{"put", "--s3", minio.Endpoint, "--class", "amd", img}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	var msgs int
+	for time.Now().Before(deadline) {
+		if msgs = len(testenv.StreamMessages(t, env.JS, ejs.StreamUploads, schemas.SubjectUploads)); msgs > 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if msgs != 1 {
+		t.Fatalf("MinIO published %d eye.uploads events for one put, want 1\n%s", msgs, out.String())
+	}
+	if strings.Contains(out.String(), minio.SecretKey) {
+		t.Fatal("a command printed the S3 secret key")
+	}
+}
