@@ -42,6 +42,12 @@ const (
 	// KVUploads records the identity of every upload an event was published
 	// for, so the reconciler publishes only for objects that have none.
 	KVUploads = "eyeflow_uploads"
+	// KVModels maps each environment to the model name and version it serves.
+	KVModels = "eyeflow_models"
+	// KVDriftwatch holds driftwatch's state per env and model version.
+	KVDriftwatch = "eyeflow_driftwatch"
+	// KVLabelsink records labelling tasks, retrain events and processed exports.
+	KVLabelsink = "eyeflow_labelsink"
 )
 
 // Options shape the topology. The zero value is not valid; start from DefaultOptions.
@@ -150,14 +156,38 @@ func Build(o Options) Topology {
 			stream(StreamRetrain, "retrain requests and manifests", schemas.SubjectRetrain),
 			dlq,
 		},
-		KV: []natsjs.KeyValueConfig{{
-			Bucket:      KVUploads,
-			Description: "upload identities that have an eye.uploads event",
-			History:     1,
-			Storage:     natsjs.FileStorage,
-			Replicas:    o.Replicas,
-			TTL:         o.MaxAge,
-		}},
+		KV: []natsjs.KeyValueConfig{
+			{
+				Bucket:      KVUploads,
+				Description: "upload identities that have an eye.uploads event",
+				History:     1,
+				Storage:     natsjs.FileStorage,
+				Replicas:    o.Replicas,
+				TTL:         o.MaxAge,
+			},
+			{
+				Bucket:      KVModels,
+				Description: "env -> model name and version the classifier serves",
+				History:     16, // promotion history, for rollbacks
+				Storage:     natsjs.FileStorage,
+				Replicas:    o.Replicas,
+			},
+			{
+				Bucket:       KVDriftwatch,
+				Description:  "driftwatch state per env and model version: streak, windows, alerts, last counted sequence",
+				History:      1,
+				Storage:      natsjs.FileStorage,
+				Replicas:     o.Replicas,
+				MaxValueSize: 1 << 20, // states carry windows of a few hundred floats
+			},
+			{
+				Bucket:      KVLabelsink,
+				Description: "labelsink: tasks written, retrain events, labels received, export files processed",
+				History:     1,
+				Storage:     natsjs.FileStorage,
+				Replicas:    o.Replicas,
+			},
+		},
 	}
 	consumer := func(stream, name, filter string) ConsumerSpec {
 		return ConsumerSpec{Stream: stream, Config: natsjs.ConsumerConfig{
@@ -184,8 +214,12 @@ func Build(o Options) Topology {
 	for _, env := range schemas.Envs() {
 		t.Consumers = append(t.Consumers, consumer(StreamSplits, ClassifierConsumer(env), schemas.SubjectSplitAll))
 	}
+	drift := consumer(StreamPredictions, ConsumerDriftwatch, schemas.SubjectPredictionsAll)
+	// One at a time: "consecutive" is stream order, and a retried
+	// prediction must not be overtaken by later ones.
+	drift.Config.MaxAckPending = 1
 	t.Consumers = append(t.Consumers,
-		consumer(StreamPredictions, ConsumerDriftwatch, schemas.SubjectPredictionsAll),
+		drift,
 		consumer(StreamRetrain, ConsumerLabelsink, schemas.SubjectRetrain),
 	)
 	return t
@@ -201,6 +235,28 @@ func backoff(ackWait time.Duration, maxDeliver int) []time.Duration {
 		d *= 2
 	}
 	return out
+}
+
+// KeyValue returns the configuration of the named KV bucket.
+func (t Topology) KeyValue(bucket string) (natsjs.KeyValueConfig, bool) {
+	for _, kv := range t.KV {
+		if kv.Bucket == bucket {
+			return kv, true
+		}
+	}
+	return natsjs.KeyValueConfig{}, false
+}
+
+// KeyValueConfig is the topology's configuration of a KV bucket with the
+// given replicas, for a process that creates its bucket at start.
+func KeyValueConfig(bucket string, replicas int) natsjs.KeyValueConfig {
+	o := DefaultOptions()
+	o.Replicas = max(replicas, 1)
+	kv, ok := Build(o).KeyValue(bucket)
+	if !ok {
+		panic("jetstream: no KV bucket " + bucket + " in the topology")
+	}
+	return kv
 }
 
 // Consumer returns the spec of the named durable consumer.

@@ -33,6 +33,9 @@ func TestApplyIsIdempotentAndConverges(t *testing.T) {
 		t.Fatalf("apply newer over older: %v", err)
 	}
 	want := testenv.TopologyOptions()
+	if c, _ := env.Topology.Consumer(ejs.ConsumerResize); c.Config.MaxAckPending != want.MaxAckPending {
+		t.Fatalf("resize MaxAckPending %d, want the option's %d", c.Config.MaxAckPending, want.MaxAckPending)
+	}
 	for _, sc := range env.Topology.Streams {
 		s, err := env.JS.Stream(ctx, sc.Name)
 		if err != nil {
@@ -51,8 +54,8 @@ func TestApplyIsIdempotentAndConverges(t *testing.T) {
 		if err != nil {
 			t.Fatalf("consumer %s: %v", cs.Config.Durable, err)
 		}
-		if got := c.CachedInfo().Config.MaxAckPending; got != want.MaxAckPending {
-			t.Errorf("consumer %s MaxAckPending %d, want %d", cs.Config.Durable, got, want.MaxAckPending)
+		if got := c.CachedInfo().Config.MaxAckPending; got != cs.Config.MaxAckPending {
+			t.Errorf("consumer %s MaxAckPending %d, want %d", cs.Config.Durable, got, cs.Config.MaxAckPending)
 		}
 	}
 }

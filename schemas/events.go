@@ -100,6 +100,17 @@ type DriftAlert struct {
 	To           time.Time `json:"to,omitzero"`
 	Detail       string    `json:"detail,omitempty"`
 	Time         time.Time `json:"time"`
+	// Statistic and PValue are the test result of a distribution signal
+	// (entropy_ks: the KS D statistic; class_chi2: the chi-square statistic).
+	Statistic float64 `json:"statistic,omitempty"`
+	PValue    float64 `json:"p_value,omitempty"`
+	// Threshold is the rule's threshold: the confidence bound of
+	// low_confidence_streak, the p-value bound of a distribution signal.
+	Threshold float64 `json:"threshold,omitempty"`
+	// SampleSize is the number of predictions the signal was computed over;
+	// ReferenceSize the size of the reference it was compared with.
+	SampleSize    int `json:"sample_size,omitempty"`
+	ReferenceSize int `json:"reference_size,omitempty"`
 }
 
 // Retrain is published on eye.retrain when retraining is requested, and again
@@ -115,6 +126,12 @@ type Retrain struct {
 	Samples      []ObjectRef `json:"samples,omitempty"`
 	Manifest     *ObjectRef  `json:"manifest,omitempty"`
 	Time         time.Time   `json:"time"`
+	// Predictions are the predictions behind Samples, in the same order, so
+	// a labelling tool can show the model's answer as a pre-annotation.
+	Predictions []Prediction `json:"predictions,omitempty"`
+	// Labelled counts the newly labelled images in the manifest
+	// (manifest_ready only).
+	Labelled int `json:"labelled,omitempty"`
 }
 
 // DeadLetter is published on eye.dlq.<stage> when a stage gives up on a

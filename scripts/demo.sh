@@ -38,16 +38,21 @@ echo "waiting for the pipeline..."
 while :; do
   resized=$(metric eyeflow_messages_processed_total 'stage="resize"')
   dead=$(metric eyeflow_dead_letters_total 'stage="resize"')
-  printf '\r  resized %d/%d, dead-lettered %d' "$resized" "$total" "$dead"
-  [ "$((resized + dead))" -ge "$total" ] && break
+  predicted=$(metric predictions_total 'env="prod"')
+  printf '\r  resized %d/%d, dead-lettered %d, classified (prod) %d' "$resized" "$total" "$dead" "$predicted"
+  [ "$((predicted + dead))" -ge "$total" ] && break
   kill -0 $up 2>/dev/null || { echo; echo "eyeflow up stopped:"; tail -20 "$data/eyeflow.log"; exit 1; }
   sleep 0.5
 done
 secs=$(awk -v a="$start" -v b="$(date +%s%N)" 'BEGIN {printf "%.1f", (b - a) / 1e9}')
 echo
 echo "== eyeflow demo =="
-echo "images:    $total in $images (15 classes)"
-echo "resized:   $resized to 224x224 (PIL-bilinear parity) in ${secs}s, dead-lettered: $dead"
+echo "images:      $total in $images (15 classes)"
+echo "resized:     $resized to 224x224 (PIL-bilinear parity), dead-lettered: $dead"
+echo "classified:  $predicted by prod (synthetic DenseNet121, random weights; canary and staging serve once a model is promoted: eyeflow model promote)"
+echo "drift:       $(metric drift_alert 'env="prod"') prod alert(s) firing"
+echo "time:        ${secs}s from the first upload to the last prod prediction"
+"$bin" split report --nats nats://127.0.0.1:4222 || true
 echo "metrics:   http://$http/metrics     logs: $data/eyeflow.log"
 echo "NATS:      nats://127.0.0.1:4222 (try: nats sub 'eye.>')"
 if [ "${DEMO_EXIT:-0}" = 1 ]; then exit 0; fi

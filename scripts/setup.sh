@@ -8,6 +8,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 # Debian packages: C libraries for cgo. The benchmarks' peers are in setup-bench.sh.
 apt_pkgs=(pkg-config libjpeg62-turbo-dev curl "$@")
 missing=()
+command -v npm >/dev/null || apt_pkgs+=(npm) # fetches the ONNX Runtime library
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
@@ -17,5 +18,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# ONNX Runtime 1.24.1 (CPU) for the classifier, from the npm registry.
+"$here/install-ort.sh" >/dev/null
 # MinIO server for the S3 integration tests.
 "$here/install-minio.sh" >/dev/null

@@ -144,6 +144,9 @@ func Run[In any](ctx context.Context, js natsjs.JetStream, p Processor[In]) erro
 	}
 	p.defaults()
 	cons, err := js.Consumer(ctx, p.Stream, p.Consumer)
+	if err != nil && ctx.Err() != nil {
+		return nil // shut down before it started
+	}
 	if err != nil {
 		return fmt.Errorf("stage %s: consumer %s on %s: %w", p.Stage, p.Consumer, p.Stream, err)
 	}
@@ -178,24 +181,21 @@ func Run[In any](ctx context.Context, js natsjs.JetStream, p Processor[In]) erro
 	pump.Go(func() {
 		defer close(ch)
 		for {
-			m, err := it.Next(natsjs.NextContext(ctx))
+			// No context here: on shutdown the iterator is drained, so
+			// messages already prefetched still come out and are handed
+			// back (NAK) instead of waiting out their AckWait.
+			m, err := it.Next()
 			if err != nil {
 				if ctx.Err() != nil || errors.Is(err, natsjs.ErrMsgIteratorClosed) {
 					return
 				}
 				r.log.Warn().Err(err).Msg("fetch")
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(100 * time.Millisecond):
-				}
 				continue
 			}
 			select {
 			case ch <- m:
 			case <-ctx.Done():
 				r.release(m)
-				return
 			}
 		}
 	})
@@ -215,7 +215,7 @@ func Run[In any](ctx context.Context, js natsjs.JetStream, p Processor[In]) erro
 	}
 	r.log.Info().Str("consumer", p.Consumer).Int("concurrency", p.Concurrency).Int("max_batch", p.MaxBatch).Msg("stage started")
 	<-ctx.Done()
-	it.Stop()
+	it.Drain()
 	pump.Wait()
 	workers.Wait()
 	r.log.Info().Msg("stage stopped")

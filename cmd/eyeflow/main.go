@@ -33,6 +33,11 @@ func commands() []command {
 		{"resize", "run the resize processor alone", runResize},
 		{"splitter", "run the splitter processor alone", runSplitter},
 		{"split", "explain which split files would get; report per-class split counts from the bucket", runSplit},
+		{"classifier", "run the classifier alone: eye.split.* -> eye.predictions.<env>, POST /predict", runClassifier},
+		{"predict", "classify local image files with a model folder (JSON lines)", runPredict},
+		{"model", "model registry: `eyeflow model synth|push|promote|list`", runModel},
+		{"driftwatch", "run the drift watcher alone", runDriftwatch},
+		{"labelsink", "run the label sink alone (Label Studio tasks, exports, retrain manifests)", runLabelsink},
 		{"preprocess", "decode and resize one image exactly as the resize stage does", runPreprocess},
 		{"demo-data", "write a deterministic synthetic fundus data set in ImageFolder layout", runDemoData},
 	}

@@ -24,6 +24,9 @@ type upFlags struct {
 	reconcile  time.Duration
 	resize     resizeFlags
 	split      splitFlags
+	classifier classifierFlags
+	driftwatch driftwatchFlags
+	labelsink  labelsinkFlags
 }
 
 func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
@@ -40,6 +43,9 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 	fs.durationVar(&f.reconcile, "reconcile-interval", 5*time.Minute, "how often the reconciler lists the raw bucket for objects without an event (0: only at start)")
 	f.resize.register(fs)
 	f.split.register(fs, "split-")
+	f.classifier.register(fs)
+	f.driftwatch.register(fs)
+	f.labelsink.register(fs)
 	if err := fs.parse(args); err != nil {
 		return err
 	}
@@ -101,7 +107,21 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	driftProc, err := f.driftwatch.processor(ctx, p, js, f.replicas)
+	if err != nil {
+		return err
+	}
+	labelTasks, err := f.labelsink.tasks(ctx, p, js, store, f.replicas)
+	if err != nil {
+		return err
+	}
 	srv, err := listenHTTP(f.http, p, nc)
+	if err != nil {
+		return err
+	}
+	// Loads ONNX Runtime, serves --model or registers the synthetic
+	// DenseNet121 as prod on an empty registry, and mounts POST /predict.
+	clsTask, err := f.classifier.setup(ctx, p, js, store, srv)
 	if err != nil {
 		return err
 	}
@@ -110,6 +130,8 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 		stageTask(js, ingest.LedgerProcessor(ledger, log, p.metrics)),
 		stageTask(js, resizeProc),
 		stageTask(js, splitProc),
+		clsTask,
+		stageTask(js, driftProc),
 		{name: "reconciler", run: func(ctx context.Context) error {
 			if f.reconcile <= 0 {
 				_, err := rec.Once(ctx)
@@ -119,6 +141,7 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 			return nil
 		}},
 	}
+	tasks = append(tasks, labelTasks...)
 	if f.store.endpoint == "" {
 		// The embedded store cannot notify: the watcher turns its writes into events.
 		tasks = append(tasks, task{name: "watcher", run: func(ctx context.Context) error {
@@ -143,6 +166,15 @@ func (f *upFlags) validate() error {
 		return err
 	}
 	if err := f.split.validate(); err != nil {
+		return err
+	}
+	if err := f.classifier.validate(); err != nil {
+		return err
+	}
+	if err := f.driftwatch.validate(); err != nil {
+		return err
+	}
+	if err := f.labelsink.validate(); err != nil {
 		return err
 	}
 	return f.resize.validate()

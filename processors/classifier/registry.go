@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	ejs "eyeflow/jetstream"
 	"fmt"
 	"io"
 	"path"
@@ -22,18 +23,12 @@ import (
 // KVModels is the JetStream KV bucket mapping each env (the key) to the
 // model version it serves (an Assignment as JSON). The classifier creates it
 // with CreateOrUpdateKeyValue; it belongs in jetstream.Topology.
-const KVModels = "eyeflow_models"
+const KVModels = ejs.KVModels
 
 // KVModelsConfig is the bucket's configuration. History keeps the last
 // promotions per env for audit and rollback.
 func KVModelsConfig(replicas int) jetstream.KeyValueConfig {
-	return jetstream.KeyValueConfig{
-		Bucket:      KVModels,
-		Description: "env -> model name and version the classifier serves",
-		History:     16,
-		Storage:     jetstream.FileStorage,
-		Replicas:    max(replicas, 1),
-	}
+	return ejs.KeyValueConfig(KVModels, replicas)
 }
 
 // Assignment is the value of an env's key in KVModels.
@@ -272,4 +267,38 @@ func EnsureDefault(ctx context.Context, js jetstream.JetStream, store objstore.S
 	log.Warn().Str("model", SyntheticName).Str("version", SyntheticVersion).
 		Msg("model registry was empty: registered the synthetic DenseNet121 (random weights, predictions are meaningless) as prod; push and promote a trained model to replace it")
 	return true, nil
+}
+
+// ServeModelDir registers a model folder under the name and version of its
+// model.json (unless that version is already registered) and promotes it to
+// env: `eyeflow up --model DIR`.
+func ServeModelDir(ctx context.Context, js jetstream.JetStream, store objstore.Store, dir, env string, log zerolog.Logger) (Card, error) {
+	r, err := OpenRegistry(ctx, js, store)
+	if err != nil {
+		return Card{}, err
+	}
+	files, err := ReadModelDir(dir)
+	if err != nil {
+		return Card{}, err
+	}
+	var card Card
+	if err := json.Unmarshal(files.Card, &card); err != nil {
+		return Card{}, fmt.Errorf("%s/%s: %w", dir, FileCard, err)
+	}
+	_, err = r.store.Stat(ctx, objstore.BucketModels, ModelKey(card.Name, card.Version, FileCard))
+	switch {
+	case err == nil:
+		log.Info().Str("model", card.Name).Str("version", card.Version).Msg("model folder already registered under this version: promoting the registered copy")
+	case errors.Is(err, objstore.ErrNotFound):
+		if card, err = r.Push(ctx, files, card.Name, card.Version); err != nil {
+			return Card{}, err
+		}
+	default:
+		return Card{}, fmt.Errorf("model registry: %w", err)
+	}
+	if err := r.Promote(ctx, env, card.Name, card.Version); err != nil {
+		return Card{}, err
+	}
+	log.Info().Str("model", card.Name).Str("version", card.Version).Str("env", env).Str("dir", dir).Msg("serving model folder")
+	return card, nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,6 +50,9 @@ func InitRuntime(library string) error {
 			return fmt.Errorf("onnxruntime: already initialised with %s, cannot switch to %s", ortLibrary, library)
 		}
 		return nil
+	}
+	if library == "" {
+		library = cachedLibrary()
 	}
 	if library == "" {
 		return fmt.Errorf("onnxruntime: no library path: set --ort-lib or $%s (scripts/install-ort.sh installs ONNX Runtime %s and prints its path)", EnvORTLibrary, ORTVersion)
@@ -283,4 +287,26 @@ func ioInfo(model []byte) ([]ort.InputOutputInfo, []ort.InputOutputInfo, error) 
 		return nil, nil, fmt.Errorf("onnxruntime: read model inputs/outputs: %w", err)
 	}
 	return ins, outs, nil
+}
+
+// cachedLibrary is where scripts/install-ort.sh puts the library, when it is
+// there: so `eyeflow up` works after `make setup` without any flag.
+func cachedLibrary() string {
+	cache := os.Getenv("EYEFLOW_CACHE")
+	if cache == "" {
+		base := os.Getenv("XDG_CACHE_HOME")
+		if base == "" {
+			home, err := os.UserHomeDir()
+			if err != nil {
+				return ""
+			}
+			base = filepath.Join(home, ".cache")
+		}
+		cache = filepath.Join(base, "eyeflow")
+	}
+	lib := filepath.Join(cache, "onnxruntime-"+ORTVersion, "libonnxruntime.so.1")
+	if _, err := os.Stat(lib); err != nil {
+		return ""
+	}
+	return lib
 }

@@ -1,0 +1,139 @@
+package classifier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestBatcherMergesAndSwaps(t *testing.T) {
+	initORT(t)
+	m1, err := LoadModel(tinyModel(t, "v1"), SessionOptions{IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := NewBatcher(m1, 8, 50*time.Millisecond)
+	defer b.Close()
+	// Eight single-image requests at once fill one run of 8.
+	var wg sync.WaitGroup
+	sizes := make([]int, 8)
+	for i := range 8 {
+		wg.Go(func() {
+			r, err := b.Predict(context.Background(), [][]byte{solid(255, 0, 0)}, false)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			sizes[i] = r.Size
+		})
+	}
+	wg.Wait()
+	merged := false
+	for _, s := range sizes {
+		merged = merged || s > 1
+	}
+	if !merged {
+		t.Errorf("batch sizes %v: concurrent requests were not merged", sizes)
+	}
+	// A job larger than MaxBatch is split into runs.
+	big := make([][]byte, 19)
+	for i := range big {
+		big[i] = solid(0, 0, 255)
+	}
+	r, err := b.Predict(context.Background(), big, true)
+	if err != nil || len(r.Probs) != 19 || r.Size != 8 {
+		t.Fatalf("19 images: %d probs, size %d, err %v", len(r.Probs), r.Size, err)
+	}
+	m2, err := LoadModel(tinyModel(t, "v2"), SessionOptions{IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := b.Swap(m2)
+	if err != nil || old != m1 {
+		t.Fatalf("swap returned %v, %v", old, err)
+	}
+	old.Close()
+	r, err = b.Predict(context.Background(), [][]byte{solid(1, 2, 3)}, true)
+	if err != nil || r.Card.Version != "v2" {
+		t.Fatalf("after swap: %v %v", r.Card.Version, err)
+	}
+	if _, err := b.Predict(context.Background(), [][]byte{make([]byte, 10)}, true); err == nil {
+		t.Error("a wrong-sized image was accepted")
+	}
+}
+
+func TestBatcherWithoutModel(t *testing.T) {
+	b := NewBatcher(nil, 4, time.Millisecond)
+	defer b.Close()
+	if _, err := b.Predict(context.Background(), [][]byte{solid(0, 0, 0)}, true); err != ErrNoModel {
+		t.Fatalf("err %v, want ErrNoModel", err)
+	}
+}
+
+func TestInCanaryDeterministicShare(t *testing.T) {
+	in := 0
+	for i := range 10000 {
+		id := fmt.Sprintf("%064x", i)
+		a := InCanary(id, 0.1)
+		if a != InCanary(id, 0.1) {
+			t.Fatal("not deterministic")
+		}
+		if a && !InCanary(id, 0.5) {
+			t.Fatal("a larger share must include a smaller one")
+		}
+		if a {
+			in++
+		}
+	}
+	if in < 900 || in > 1100 {
+		t.Errorf("share 0.1 took %d of 10000", in)
+	}
+	if InCanary("x", 0) || !InCanary("x", 1) {
+		t.Error("share 0 must take nothing and 1 everything")
+	}
+}
+
+func TestParseDevice(t *testing.T) {
+	for in, want := range map[string]Device{"cpu": {Kind: "cpu"}, "": {Kind: "cpu"}, "cuda": {Kind: "cuda"}, "cuda:1": {Kind: "cuda", ID: 1}, "TensorRT:2": {Kind: "tensorrt", ID: 2}, "auto": {Kind: "auto"}} {
+		got, err := ParseDevice(in)
+		if err != nil || got != want {
+			t.Errorf("%q: %v %v, want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"gpu", "cuda:x", "cpu:0", "cuda:-1"} {
+		if _, err := ParseDevice(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestCUDAUnavailableFailsClearly(t *testing.T) {
+	initORT(t)
+	// The test library is the CPU-only build: asking for CUDA must fail at
+	// load, naming the provider, and auto must fall back to the CPU.
+	gm, err := LoadModel(tinyModel(t, "v1"), SessionOptions{Device: Device{Kind: "cuda"}})
+	if err == nil {
+		// A GPU build on a GPU host: then the provider must say so.
+		defer gm.Close()
+		if gm.Provider != ProviderCUDA {
+			t.Fatalf("cuda requested, provider %s", gm.Provider)
+		}
+		return
+	}
+	if !errorsIs(err, ErrProviderUnavailable) {
+		t.Fatalf("err %v, want ErrProviderUnavailable", err)
+	}
+	m, err := LoadModel(tinyModel(t, "v1"), SessionOptions{Device: Device{Kind: "auto"}})
+	if err != nil {
+		t.Fatalf("auto: %v", err)
+	}
+	defer m.Close()
+	if m.Provider != ProviderCPU {
+		t.Fatalf("auto chose %s without CUDA", m.Provider)
+	}
+}
+
+func errorsIs(err, target error) bool { return errors.Is(err, target) }
