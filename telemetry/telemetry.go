@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
 	"time"
@@ -90,6 +91,16 @@ func Listen(addr string, gatherer prometheus.Gatherer, ready ReadyFunc) (*Server
 			IdleTimeout:       2 * time.Minute,
 		},
 	}, nil
+}
+
+// EnablePprof mounts net/http/pprof under /debug/pprof/, for operators
+// chasing memory or CPU; off by default because profiles reveal internals.
+func (s *Server) EnablePprof() {
+	s.Mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	s.Mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	s.Mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	s.Mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	s.Mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 }
 
 // Addr is the bound address.

@@ -80,7 +80,9 @@ func connect(url, name, creds string, log zerolog.Logger) (*nats.Conn, natsjs.Je
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", redactURL(url), err)
 	}
-	js, err := natsjs.New(nc)
+	// A generous default: object-store reads of large models and API calls
+	// on a busy or recovering cluster take longer than the client's 5s.
+	js, err := natsjs.New(nc, natsjs.WithDefaultTimeout(30*time.Second))
 	if err != nil {
 		nc.Close()
 		return nil, nil, fmt.Errorf("jetstream: %w", err)

@@ -6,11 +6,17 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"eyeflow/ingest"
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
+	"eyeflow/schemas"
+	"eyeflow/telemetry"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
 type upFlags struct {
@@ -22,6 +28,8 @@ type upFlags struct {
 	http       string
 	replicas   int
 	reconcile  time.Duration
+	processors string
+	pprof      bool
 	resize     resizeFlags
 	split      splitFlags
 	classifier classifierFlags
@@ -41,6 +49,8 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 	fs.stringVar(&f.http, "http", "127.0.0.1:8080", "address for /metrics, /healthz and /readyz")
 	fs.intVar(&f.replicas, "replicas", 1, "stream and bucket replicas (3 on a three-node cluster)")
 	fs.durationVar(&f.reconcile, "reconcile-interval", 5*time.Minute, "how often the reconciler lists the raw bucket for objects without an event (0: only at start)")
+	fs.stringVar(&f.processors, "processors", strings.Join(processorNames(), ","), "processors to run in this process, comma-separated (run others as `eyeflow <processor>` elsewhere)")
+	fs.boolVar(&f.pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP port")
 	f.resize.register(fs)
 	f.split.register(fs, "split-")
 	f.classifier.register(fs)
@@ -99,39 +109,16 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 	pub := ingest.NewPublisher(js, ledger)
 	rec := &ingest.Reconciler{Store: store, Bucket: objstore.BucketRaw, Pub: pub, Grace: time.Minute, Log: log.With().Str("component", "reconciler").Logger()}
 
-	resizeProc, err := f.resize.processor(p, store)
-	if err != nil {
-		return err
-	}
-	splitProc, err := f.split.processor(p, store)
-	if err != nil {
-		return err
-	}
-	driftProc, err := f.driftwatch.processor(ctx, p, js, f.replicas)
-	if err != nil {
-		return err
-	}
-	labelTasks, err := f.labelsink.tasks(ctx, p, js, store, f.replicas)
-	if err != nil {
-		return err
-	}
 	srv, err := listenHTTP(f.http, p, nc)
 	if err != nil {
 		return err
 	}
-	// Loads ONNX Runtime, serves --model or registers the synthetic
-	// DenseNet121 as prod on an empty registry, and mounts POST /predict.
-	clsTask, err := f.classifier.setup(ctx, p, js, store, srv)
-	if err != nil {
-		return err
+	if f.pprof {
+		srv.EnablePprof()
 	}
 	tasks := []task{
 		httpTask(srv),
 		stageTask(js, ingest.LedgerProcessor(ledger, log, p.metrics)),
-		stageTask(js, resizeProc),
-		stageTask(js, splitProc),
-		clsTask,
-		stageTask(js, driftProc),
 		{name: "reconciler", run: func(ctx context.Context) error {
 			if f.reconcile <= 0 {
 				_, err := rec.Once(ctx)
@@ -141,13 +128,17 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 			return nil
 		}},
 	}
-	tasks = append(tasks, labelTasks...)
 	if f.store.endpoint == "" {
 		// The embedded store cannot notify: the watcher turns its writes into events.
 		tasks = append(tasks, task{name: "watcher", run: func(ctx context.Context) error {
 			return ingest.WatchJetStream(ctx, js, objstore.BucketRaw, pub, log)
 		}})
 	}
+	procTasks, err := f.processorTasks(ctx, p, js, store, srv)
+	if err != nil {
+		return err
+	}
+	tasks = append(tasks, procTasks...)
 	log.Info().Str("http", "http://"+srv.Addr()).Str("put", "eyeflow put DIR").Msg("eyeflow is up")
 	return runTasks(ctx, log, tasks...)
 }
@@ -165,6 +156,11 @@ func (f *upFlags) validate() error {
 	if err := f.store.validate(); err != nil {
 		return err
 	}
+	for _, n := range f.processorList() {
+		if !slices.Contains(processorNames(), n) {
+			return fmt.Errorf("--processors: %q is not one of %v", n, processorNames())
+		}
+	}
 	if err := f.split.validate(); err != nil {
 		return err
 	}
@@ -178,4 +174,61 @@ func (f *upFlags) validate() error {
 		return err
 	}
 	return f.resize.validate()
+}
+
+// processorNames are the processors `eyeflow up` can run in-process.
+func processorNames() []string {
+	return []string{schemas.StageResize, schemas.StageSplitter, schemas.StageClassifier, schemas.StageDriftwatch, schemas.StageLabelsink}
+}
+
+// processorTasks builds the processors named by --processors.
+func (f *upFlags) processorTasks(ctx context.Context, p *proc, js natsjs.JetStream, store objstore.Store, srv *telemetry.Server) ([]task, error) {
+	var tasks []task
+	for _, name := range f.processorList() {
+		switch name {
+		case schemas.StageResize:
+			rp, err := f.resize.processor(p, store)
+			if err != nil {
+				return nil, err
+			}
+			tasks = append(tasks, stageTask(js, rp))
+		case schemas.StageSplitter:
+			sp, err := f.split.processor(p, store)
+			if err != nil {
+				return nil, err
+			}
+			tasks = append(tasks, stageTask(js, sp))
+		case schemas.StageClassifier:
+			// Loads ONNX Runtime, serves --model or registers the synthetic
+			// DenseNet121 as prod on an empty registry, mounts POST /predict.
+			t, err := f.classifier.setup(ctx, p, js, store, srv)
+			if err != nil {
+				return nil, err
+			}
+			tasks = append(tasks, t)
+		case schemas.StageDriftwatch:
+			dp, err := f.driftwatch.processor(ctx, p, js, f.replicas)
+			if err != nil {
+				return nil, err
+			}
+			tasks = append(tasks, stageTask(js, dp))
+		case schemas.StageLabelsink:
+			lt, err := f.labelsink.tasks(ctx, p, js, store, f.replicas)
+			if err != nil {
+				return nil, err
+			}
+			tasks = append(tasks, lt...)
+		}
+	}
+	return tasks, nil
+}
+
+func (f *upFlags) processorList() []string {
+	var out []string
+	for _, n := range strings.Split(f.processors, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
 }

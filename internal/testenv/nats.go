@@ -59,7 +59,7 @@ func Connect(t testing.TB, url string) (*nats.Conn, natsjs.JetStream) {
 		t.Fatalf("connect %s: %v", url, err)
 	}
 	t.Cleanup(nc.Close)
-	js, err := natsjs.New(nc)
+	js, err := natsjs.New(nc, natsjs.WithDefaultTimeout(30*time.Second))
 	if err != nil {
 		t.Fatalf("jetstream: %v", err)
 	}

@@ -208,6 +208,25 @@ func (c *Classifier) Run(ctx context.Context) error {
 	}
 }
 
+// fetch reads a model from the registry, retrying transient failures (a
+// busy store, a timeout): only a model that is missing or invalid is refused.
+func (c *Classifier) fetch(ctx context.Context, log zerolog.Logger, a Assignment) (ModelFiles, error) {
+	delay := time.Second
+	for attempt := 1; ; attempt++ {
+		files, err := c.reg.Fetch(ctx, a.Name, a.Version)
+		if err == nil || errors.Is(err, objstore.ErrNotFound) || ctx.Err() != nil || attempt == 6 {
+			return files, err
+		}
+		log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", delay).Msg("fetch model failed, retrying")
+		select {
+		case <-ctx.Done():
+			return files, ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 30*time.Second)
+	}
+}
+
 // load fetches, validates and swaps in env's model. A model that fails to
 // load is refused: the previous one keeps serving.
 func (c *Classifier) load(ctx context.Context, env string, a Assignment) bool {
@@ -215,7 +234,10 @@ func (c *Classifier) load(ctx context.Context, env string, a Assignment) bool {
 	if cur, ok := c.Serving(env); ok && cur.Name == a.Name && cur.Version == a.Version {
 		return true
 	}
-	files, err := c.reg.Fetch(ctx, a.Name, a.Version)
+	files, err := c.fetch(ctx, log, a)
+	if ctx.Err() != nil {
+		return false // shutting down: nothing was refused
+	}
 	var m *Model
 	if err == nil {
 		m, err = LoadModel(files, c.cfg.Session)
