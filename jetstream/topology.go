@@ -83,7 +83,10 @@ func DefaultOptions() Options {
 		MaxBytes:      -1,
 		Duplicates:    2 * time.Hour,
 		AckWait:       60 * time.Second,
-		MaxDeliver:    6,
+		// Enough deliveries, with the runtime's backoff (1s doubling to 1m),
+		// to ride out about a quarter of an hour of a store or model outage
+		// before a message is dead-lettered.
+		MaxDeliver:    20,
 		MaxAckPending: 512,
 	}
 }

@@ -53,11 +53,18 @@ func (s *syncBuffer) String() string {
 // startUp runs `eyeflow up` in-process until the returned stop is called.
 func startUp(t *testing.T, data, natsAddr, httpAddr string) (stop func()) {
 	t.Helper()
+	return startUpWith(t, data, natsAddr, httpAddr)
+}
+
+// startUpWith is startUp with more flags.
+func startUpWith(t *testing.T, data, natsAddr, httpAddr string, flags ...string) (stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &syncBuffer{}
 	done := make(chan error, 1)
+	args := append([]string{"up", "--data", data, "--nats-listen", natsAddr, "--http", httpAddr, "--log-format", "json"}, flags...)
 	go func() {
-		done <- run(ctx, []string{"up", "--data", data, "--nats-listen", natsAddr, "--http", httpAddr, "--log-format", "json"}, io.Discard, logs)
+		done <- run(ctx, args, io.Discard, logs)
 	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -101,19 +108,27 @@ func processed(t *testing.T, httpAddr string) int {
 
 func processedBy(t *testing.T, httpAddr, stage string) int {
 	t.Helper()
-	processedRe := regexp.MustCompile(`(?m)^eyeflow_messages_processed_total\{stage="` + stage + `"\} (\d+)`)
+	return metricSum(t, httpAddr, "eyeflow_messages_processed_total", `stage="`+stage+`"`)
+}
+
+// metricSum adds up the series of a metric whose labels contain label.
+func metricSum(t *testing.T, httpAddr, name, label string) int {
+	t.Helper()
 	resp, err := http.Get("http://" + httpAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	m := processedRe.FindSubmatch(body)
-	if m == nil {
-		return 0
+	re := regexp.MustCompile(`(?m)^` + name + `\{([^}]*)\} (\S+)`)
+	var sum float64
+	for _, m := range re.FindAllSubmatch(body, -1) {
+		if strings.Contains(string(m[1]), label) {
+			v, _ := strconv.ParseFloat(string(m[2]), 64)
+			sum += v
+		}
 	}
-	n, _ := strconv.Atoi(string(m[1]))
-	return n
+	return int(sum)
 }
 
 // TestUpPutAndRestart is the embedded default as a user runs it: eyeflow up,

@@ -47,6 +47,62 @@ type MinIOServer struct {
 	ARN string
 	// LogPath is the file that holds the server's output.
 	LogPath string
+
+	t       testing.TB
+	bin     string
+	env     []string
+	addr    string
+	dataDir string
+	logFile *os.File
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	exited  chan error
+}
+
+// Stop shuts the server down, as an outage would; Start brings it back on
+// the same address with the same data.
+func (s *MinIOServer) Stop() {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		stop(s.t, s.cmd, s.exited)
+		s.cmd = nil
+	}
+}
+
+// Start restarts a stopped server and waits until it is ready.
+func (s *MinIOServer) Start() {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		return
+	}
+	if err := s.launch(); err != nil {
+		s.t.Fatalf("testenv: restart MinIO: %v", err)
+	}
+}
+
+// launch starts the process on s.addr and waits for readiness.
+func (s *MinIOServer) launch() error {
+	fmt.Fprintf(s.logFile, "=== minio server --address %s\n", s.addr)
+	cmd := exec.Command(s.bin, "server", "--address", s.addr, s.dataDir)
+	cmd.Env = s.env
+	cmd.Stdout = s.logFile
+	cmd.Stderr = s.logFile
+	setProcAttrs(cmd)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start MinIO %s: %w", s.bin, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	if err := waitReady("http://"+s.addr, exited, 60*time.Second); err != nil {
+		stop(s.t, cmd, exited)
+		return err
+	}
+	s.cmd, s.exited = cmd, exited
+	return nil
 }
 
 // MinIO starts a MinIO server on a free 127.0.0.1 port with its data in a
@@ -100,34 +156,21 @@ func MinIO(t testing.TB, opts MinIOOptions) *MinIOServer {
 		}
 	})
 
+	srv.t, srv.bin, srv.env, srv.dataDir, srv.logFile = t, bin, env, dataDir, logFile
+	t.Cleanup(srv.Stop)
 	// The port is found free and then handed to MinIO, so another process
 	// can take it in between: retry a few times on an early exit.
 	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
+	for range 3 {
 		port, err := freePort()
 		if err != nil {
 			t.Fatalf("testenv: free port: %v", err)
 		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		fmt.Fprintf(logFile, "=== attempt %d: minio server --address %s\n", attempt+1, addr)
-		cmd := exec.Command(bin, "server", "--address", addr, dataDir)
-		cmd.Env = env
-		cmd.Stdout = logFile
-		cmd.Stderr = logFile
-		setProcAttrs(cmd)
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("testenv: start MinIO %s: %v", bin, err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		endpoint := "http://" + addr
-		lastErr = waitReady(endpoint, exited, 60*time.Second)
-		if lastErr == nil {
-			t.Cleanup(func() { stop(t, cmd, exited) })
-			srv.Endpoint = endpoint
+		srv.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		if lastErr = srv.launch(); lastErr == nil {
+			srv.Endpoint = "http://" + srv.addr
 			return srv
 		}
-		stop(t, cmd, exited)
 	}
 	// The cleanup above prints the log.
 	t.Fatalf("testenv: MinIO did not start: %v", lastErr)

@@ -8,29 +8,65 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
-// StreamMessages returns every message stored on subject in stream, in order.
+// StreamMessages returns every message stored on subject in stream, in
+// order. It reads until it has as many as the stream holds for the subject:
+// an empty fetch is no proof of the end on a busy or clustered server.
 func StreamMessages(t testing.TB, js natsjs.JetStream, stream, subject string) []natsjs.Msg {
 	t.Helper()
-	ctx := Context(t, 10*time.Second)
-	c, err := js.OrderedConsumer(ctx, stream, natsjs.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	ctx := Context(t, time.Minute)
+	st, err := js.Stream(ctx, stream)
 	if err != nil {
 		t.Fatalf("read %s on %s: %v", subject, stream, err)
 	}
-	var out []natsjs.Msg
-	for {
-		b, err := c.FetchNoWait(100)
+	info, err := st.Info(ctx, natsjs.WithSubjectFilter(subject))
+	if err != nil {
+		t.Fatalf("read %s on %s: %v", subject, stream, err)
+	}
+	var want uint64
+	for _, n := range info.State.Subjects {
+		want += n
+	}
+	out := make([]natsjs.Msg, 0, want)
+	var c natsjs.Consumer
+	var lastSeq uint64
+	for uint64(len(out)) < want {
+		if ctx.Err() != nil {
+			t.Fatalf("read %s on %s: %d of %d messages in a minute", subject, stream, len(out), want)
+		}
+		if c == nil {
+			// (Re)start after the last message read: on a cluster an
+			// ordered consumer can be lost with a node or a leader.
+			cfg := natsjs.OrderedConsumerConfig{FilterSubjects: []string{subject}}
+			if lastSeq > 0 {
+				cfg.DeliverPolicy = natsjs.DeliverByStartSequencePolicy
+				cfg.OptStartSeq = lastSeq + 1
+			}
+			if c, err = js.OrderedConsumer(ctx, stream, cfg); err != nil {
+				c = nil
+				time.Sleep(200 * time.Millisecond)
+				continue
+			}
+		}
+		b, err := c.Fetch(int(min(want-uint64(len(out)), 500)), natsjs.FetchMaxWait(5*time.Second))
 		if err != nil {
-			t.Fatalf("read %s on %s: %v", subject, stream, err)
+			c = nil
+			time.Sleep(200 * time.Millisecond)
+			continue
 		}
 		n := 0
 		for m := range b.Messages() {
 			out = append(out, m)
+			if md, err := m.Metadata(); err == nil {
+				lastSeq = md.Sequence.Stream
+			}
 			n++
 		}
-		if n == 0 {
-			return out
+		if b.Error() != nil && n == 0 {
+			c = nil
+			time.Sleep(200 * time.Millisecond)
 		}
 	}
+	return out
 }
 
 // WaitConsumerIdle waits until the consumer has settled every message the

@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"eyeflow/imaging"
@@ -54,6 +55,9 @@ type Config struct {
 	StageMetrics *stage.Metrics
 	// RetryBase is the stage's first retry delay (default the runtime's).
 	RetryBase time.Duration
+	// DrillDelay slows every batch down by this much: a knob for failure
+	// drills (a slow model, an overloaded GPU), never set in normal runs.
+	DrillDelay time.Duration
 }
 
 // DefaultCanaryShare is the canary's share when none is configured.
@@ -103,6 +107,8 @@ type Classifier struct {
 	serving map[string]Assignment // what each env's batcher holds
 	started map[string]bool       // env stage running
 	ready   map[string]chan struct{}
+
+	drillDelay atomic.Int64 // time.Duration; see SetDrillDelay
 }
 
 // New opens the registry (creating the models bucket and KV when missing).
@@ -122,6 +128,7 @@ func New(ctx context.Context, js jetstream.JetStream, store objstore.Store, cfg 
 		started:  map[string]bool{},
 		ready:    map[string]chan struct{}{},
 	}
+	c.SetDrillDelay(cfg.DrillDelay)
 	for _, env := range cfg.Envs {
 		b := NewBatcher(nil, cfg.MaxBatch, cfg.MaxWait)
 		b.observe = cfg.Metrics.observe(env)
@@ -309,10 +316,20 @@ func InCanary(imageID string, share float64) bool {
 	return float64(binary.BigEndian.Uint64(h[:8]))/(1<<64) < share
 }
 
+// SetDrillDelay changes the artificial per-batch delay of failure drills
+// while the classifier runs; 0 ends the drill.
+func (c *Classifier) SetDrillDelay(d time.Duration) { c.drillDelay.Store(int64(d)) }
+
 // handleBatch classifies a stage batch for env with one session run.
 func (c *Classifier) handleBatch(env string) stage.BatchHandler[schemas.Split] {
 	b := c.batchers[env]
 	return func(ctx context.Context, ins []schemas.Split) []stage.Result {
+		if d := time.Duration(c.drillDelay.Load()); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+			}
+		}
 		res := make([]stage.Result, len(ins))
 		var (
 			idx  []int
