@@ -1,0 +1,167 @@
+// Command analyze reads a finished eyeflow run back from its streams and
+// metrics: upload-to-prediction latency per image (stored time of the
+// eye.uploads event to stored time of the eye.predictions.<env> event) and
+// the share of processing time each stage took.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	ejs "eyeflow/jetstream"
+	"eyeflow/schemas"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+)
+
+func main() {
+	natsURL := flag.String("nats", "nats://127.0.0.1:4222", "NATS URL")
+	metrics := flag.String("metrics", "http://127.0.0.1:8080/metrics", "eyeflow /metrics URL")
+	env := flag.String("env", schemas.EnvProd, "environment")
+	flag.Parse()
+	if err := run(*natsURL, *metrics, *env); err != nil {
+		fmt.Fprintln(os.Stderr, "analyze:", err)
+		os.Exit(1)
+	}
+}
+
+func run(natsURL, metricsURL, env string) error {
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := natsjs.New(nc, natsjs.WithDefaultTimeout(30*time.Second))
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	uploaded := map[string]time.Time{}
+	err = each(ctx, js, ejs.StreamUploads, schemas.SubjectUploads, func(data []byte, stored time.Time) {
+		ev, err := schemas.DecodeS3Event(data)
+		if err != nil {
+			return
+		}
+		ups, _ := ev.Uploads()
+		for _, u := range ups {
+			if t, ok := uploaded[u.ID()]; !ok || stored.Before(t) {
+				uploaded[u.ID()] = stored
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	var lat []time.Duration
+	var first, last time.Time
+	err = each(ctx, js, ejs.StreamPredictions, schemas.PredictionSubject(env), func(data []byte, stored time.Time) {
+		p, err := schemas.DecodePrediction(data)
+		if err != nil {
+			return
+		}
+		up, ok := uploaded[p.UploadID]
+		if !ok {
+			return
+		}
+		lat = append(lat, stored.Sub(up))
+		if first.IsZero() || up.Before(first) {
+			first = up
+		}
+		if stored.After(last) {
+			last = stored
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if len(lat) == 0 {
+		return fmt.Errorf("no predictions on %s matched an upload", schemas.PredictionSubject(env))
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+	span := last.Sub(first).Seconds()
+	shares, err := stageShares(metricsURL)
+	if err != nil {
+		return err
+	}
+	out := map[string]any{
+		"images": len(lat), "seconds_first_upload_to_last_prediction": span,
+		"images_per_second": float64(len(lat)) / span,
+		"latency_p50_seconds": pct(0.5).Seconds(), "latency_p99_seconds": pct(0.99).Seconds(),
+		"stage_time_share": shares,
+	}
+	b, _ := json.MarshalIndent(out, "", "  ")
+	fmt.Println(string(b))
+	return nil
+}
+
+// each calls f for every message on subject, with its stored time.
+func each(ctx context.Context, js natsjs.JetStream, stream, subject string, f func([]byte, time.Time)) error {
+	c, err := js.OrderedConsumer(ctx, stream, natsjs.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		return err
+	}
+	for {
+		b, err := c.Fetch(500, natsjs.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return err
+		}
+		n := 0
+		for m := range b.Messages() {
+			md, err := m.Metadata()
+			if err != nil {
+				return err
+			}
+			f(m.Data(), md.Timestamp)
+			n++
+		}
+		if n == 0 {
+			return nil
+		}
+	}
+}
+
+// stageShares is each stage's part of eyeflow_processing_seconds_sum.
+func stageShares(url string) (map[string]float64, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	sums := map[string]float64{}
+	var total float64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "eyeflow_processing_seconds_sum{") {
+			continue
+		}
+		i := strings.Index(line, `stage="`)
+		if i < 0 {
+			continue
+		}
+		st := line[i+7:]
+		st = st[:strings.IndexByte(st, '"')]
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err != nil {
+			continue
+		}
+		sums[st] += v
+		total += v
+	}
+	for k := range sums {
+		sums[k] = sums[k] / total
+	}
+	return sums, sc.Err()
+}

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"eyeflow/dashboard"
+	"eyeflow/objstore"
+	"eyeflow/processors/splitter"
+	"eyeflow/telemetry"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+)
+
+// dashboardFlags configure the dashboard (`eyeflow up`, `eyeflow dashboard`).
+type dashboardFlags struct {
+	off       bool
+	token     string
+	tokenFile string
+	window    int
+}
+
+func (f *dashboardFlags) register(fs *flagSet) {
+	fs.boolVar(&f.off, "dashboard-off", false, "do not serve the dashboard under /dashboard/")
+	fs.stringVar(&f.token, "dashboard-token", "", "bearer token the dashboard requires (empty: open; prefer the environment or a file)")
+	fs.stringVar(&f.tokenFile, "dashboard-token-file", "", "file holding the dashboard token")
+	fs.intVar(&f.window, "dashboard-window", dashboard.DefaultWindow, "latest predictions the dashboard computes accuracy and confusion matrices over")
+}
+
+func (f *dashboardFlags) validate() error {
+	if f.window < 1 || f.window > 1_000_000 {
+		return fmt.Errorf("--dashboard-window %d: want 1..1000000", f.window)
+	}
+	_, err := f.tokenValue()
+	return err
+}
+
+func (f *dashboardFlags) tokenValue() (string, error) {
+	if f.tokenFile == "" {
+		return f.token, nil
+	}
+	b, err := os.ReadFile(f.tokenFile)
+	if err != nil {
+		return "", fmt.Errorf("--dashboard-token-file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("--dashboard-token-file %s is empty", f.tokenFile)
+	}
+	return tok, nil
+}
+
+// mount adds the dashboard to srv's mux and returns the task feeding it
+// (live predictions, throughput samples). counters nil reads this process's
+// registry, which in `eyeflow up` holds every stage's counters.
+func (f *dashboardFlags) mount(p *proc, nc *nats.Conn, js natsjs.JetStream, store objstore.Store, srv *telemetry.Server, prefix string, counters dashboard.CounterSource) (task, error) {
+	if f.off {
+		return task{name: "dashboard", run: func(context.Context) error { return nil }}, nil
+	}
+	if err := f.validate(); err != nil {
+		return task{}, err
+	}
+	tok, err := f.tokenValue()
+	if err != nil {
+		return task{}, err
+	}
+	if counters == nil {
+		counters = dashboard.GathererSource(p.reg)
+	}
+	d, err := dashboard.New(dashboard.Config{NC: nc, JS: js, Store: store, Prefix: prefix, Token: tok, Window: f.window,
+		Counters: counters, Log: p.log.With().Str("component", "dashboard").Logger()})
+	if err != nil {
+		return task{}, err
+	}
+	d.Mount(srv.Mux)
+	return task{name: "dashboard", run: d.Run}, nil
+}
+
+func runDashboard(ctx context.Context, args []string, out, errOut io.Writer) error {
+	var s standalone
+	var df dashboardFlags
+	var prefix, metrics string
+	fs := newFlagSet("dashboard", "", "Serves the dashboard (/dashboard/: dataset, pipeline, models) with /metrics, /healthz and /readyz,\n"+
+		"read-only against --nats and --s3. Throughput comes from the stages' /metrics (--metrics-urls).", errOut)
+	s.register(fs)
+	df.register(fs)
+	fs.stringVar(&prefix, "split-prefix", splitter.DefaultPrefix, "dataset folder in the processed bucket")
+	fs.stringVar(&metrics, "metrics-urls", "", "comma-separated /metrics URLs of the stage processes, for throughput (e.g. http://resize:8080/metrics)")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if err := s.validate(); err != nil {
+		return err
+	}
+	if err := df.validate(); err != nil {
+		return err
+	}
+	urls, err := parseURLs(metrics)
+	if err != nil {
+		return err
+	}
+	log, err := s.log.logger(errOut)
+	if err != nil {
+		return err
+	}
+	p := newProc(log.With().Str("process", "dashboard").Logger())
+	nc, js, err := connect(s.nats.url, "eyeflow-dashboard", s.nats.creds, p.log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	store, err := s.store.open(js, 1)
+	if err != nil {
+		return err
+	}
+	srv, err := listenHTTP(s.http, p, nc)
+	if err != nil {
+		return err
+	}
+	var counters dashboard.CounterSource
+	if len(urls) > 0 {
+		counters = dashboard.ScrapeSource(&http.Client{Timeout: 5 * time.Second}, urls)
+	}
+	dt, err := df.mount(p, nc, js, store, srv, prefix, counters)
+	if err != nil {
+		return err
+	}
+	p.log.Info().Str("http", "http://"+srv.Addr()+dashboard.Path).Str("nats", redactURL(s.nats.url)).Msg("dashboard running")
+	return runTasks(ctx, p.log, dt, httpTask(srv))
+}
+
+func parseURLs(list string) ([]string, error) {
+	var out []string
+	for _, u := range strings.Split(list, ",") {
+		if u = strings.TrimSpace(u); u == "" {
+			continue
+		}
+		p, err := url.Parse(u)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return nil, fmt.Errorf("--metrics-urls: %q is not an http(s) URL", u)
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}

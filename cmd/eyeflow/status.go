@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"eyeflow/dashboard"
+)
+
+// runStatus is `eyeflow status`: the pipeline as JetStream sees it, for a
+// terminal or (--json) a script. It reads only; it never creates anything.
+func runStatus(ctx context.Context, args []string, out, errOut io.Writer) error {
+	var n natsFlags
+	var asJSON bool
+	o := dashboard.DefaultCollectOptions()
+	fs := newFlagSet("status", "", "Prints every stream (messages, bytes), durable consumer (pending, ack pending, redelivered),\n"+
+		"dead letters per stage with the latest reasons, and per env the served model and drift state.", errOut)
+	n.register(fs, defaultNATS, "NATS server URL(s)")
+	fs.boolVar(&asJSON, "json", false, "print one JSON object (the dashboard's /dashboard/api/status)")
+	fs.intVar(&o.RecentAlerts, "alerts", 5, "latest drift alerts to show")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		fs.Usage()
+		return errUsage
+	}
+	if err := n.validate(); err != nil {
+		return err
+	}
+	if o.RecentAlerts < 0 {
+		return fmt.Errorf("--alerts %d: must not be negative", o.RecentAlerts)
+	}
+	nc, js, err := connect(n.url, "eyeflow-status", n.creds, nopLogger())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	snap, err := dashboard.Collect(ctx, js, o)
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	if asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(snap); err != nil {
+			return fmt.Errorf("status: %w", err)
+		}
+		return nil
+	}
+	return writeStatus(out, snap)
+}
+
+// writeStatus prints the snapshot as aligned tables.
+func writeStatus(w io.Writer, s dashboard.Snapshot) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "STREAM\tMESSAGES\tBYTES\tFIRST\tLAST\tCONSUMERS\n")
+	for _, st := range s.Streams {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\n", st.Name, st.Messages, st.Bytes, st.FirstSeq, st.LastSeq, st.Consumers)
+	}
+	fmt.Fprintf(tw, "\nCONSUMER\tSTREAM\tSTAGE\tPENDING\tACK PENDING\tREDELIVERED\n")
+	for _, c := range s.Consumers {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\n", c.Name, c.Stream, c.Stage, c.Pending, c.AckPending, c.Redelivered)
+	}
+	fmt.Fprintf(tw, "\nDLQ STAGE\tDEAD LETTERS\tLATEST REASONS\n")
+	for _, d := range s.DLQ {
+		reasons := strings.Join(d.Reasons, ", ")
+		if reasons == "" {
+			reasons = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\n", d.Stage, d.Count, reasons)
+	}
+	fmt.Fprintf(tw, "\nENV\tMODEL\tDRIFT\tSTREAK\tENTROPY KS\tCLASS CHI2\n")
+	for _, e := range s.Envs {
+		model := "-"
+		if e.Version != "" {
+			model = e.ModelName + " " + e.Version
+		}
+		drift, streak, ks, chi := "no data", "-", "-", "-"
+		if len(e.Drift) > 0 {
+			d := e.Drift[0] // the served version's, when driftwatch has seen it
+			drift = "ok"
+			if e.Firing() {
+				drift = "FIRING"
+			}
+			if d.ModelVersion != e.Version {
+				drift += " (state of " + d.ModelVersion + ")"
+			}
+			streak = fmt.Sprintf("%s run=%d", firing(d.StreakFiring), d.StreakLen)
+			ks, chi = test(d.KSFiring, d.KSTested, d.KSP), test(d.Chi2Firing, d.Chi2Tested, d.Chi2P)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Env, model, drift, streak, ks, chi)
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	if len(s.Alerts) > 0 {
+		fmt.Fprintln(w, "\nrecent drift alerts (newest first):")
+		for _, a := range s.Alerts {
+			fmt.Fprintf(w, "  %s  %-7s %-8s %-22s %s\n", a.Time.UTC().Format(time.RFC3339), a.Env, a.State, a.Signal, a.ModelVersion)
+		}
+	}
+	for _, p := range s.Problems {
+		fmt.Fprintf(w, "problem: %s\n", p)
+	}
+	return nil
+}
+
+func firing(b bool) string {
+	if b {
+		return "FIRING"
+	}
+	return "ok"
+}
+
+func test(f bool, tested int, p float64) string {
+	if tested == 0 {
+		return firing(f) + " untested"
+	}
+	return fmt.Sprintf("%s p=%.3f", firing(f), p)
+}
