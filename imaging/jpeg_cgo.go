@@ -177,7 +177,9 @@ func (d *jpegDecoder) err() error {
 		C.JERR_ARITH_NOTIMPL, C.JERR_NOTIMPL:
 		kind = ErrUnsupported
 	case C.JERR_OUT_OF_MEMORY:
-		return fmt.Errorf("decode jpeg: out of memory")
+		// libjpeg's allocator refused: the image needs more memory than
+		// allowed, which is this package's "too large".
+		return fmt.Errorf("decode jpeg: out of memory: %w", ErrTooLarge)
 	}
 	if msg != "" {
 		msg = strings.ToLower(msg[:1]) + msg[1:]
@@ -200,7 +202,7 @@ func openJPEG(data []byte) (*jpegDecoder, error) {
 	}
 	d := &jpegDecoder{h: C.ef_new()}
 	if d.h == nil {
-		return nil, fmt.Errorf("decode jpeg: out of memory")
+		return nil, fmt.Errorf("decode jpeg: out of memory: %w", ErrTooLarge)
 	}
 	d.pin.Pin(&data[0])
 	if C.ef_header(d.h, (*C.uchar)(unsafe.Pointer(&data[0])), C.ulong(len(data))) != 0 {
@@ -305,6 +307,12 @@ func decodeJPEGResized(data []byte, opts Options) (*RGB8, int, error) {
 		return nil, 1, err
 	}
 	defer d.close()
+	// Decode checked the size Sniff read; check libjpeg's own reading of
+	// the header too, so the pixel limit holds even if the two marker
+	// walks ever disagree on which frame header counts.
+	if err := checkSize(FormatJPEG, d.width, d.height, opts.MaxPixels); err != nil {
+		return nil, 1, err
+	}
 	orient := d.orientation()
 	tw, th := opts.Width, opts.Height
 	if orient >= 5 { // transposing orientations: stored width becomes height

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"eyeflow/objstore"
+	"eyeflow/security/objkey"
 )
 
 // PutOptions configure Put.
@@ -51,8 +52,34 @@ type PutSummary struct {
 // Plan lists the files Put would upload, with their keys, in key order.
 // A folder argument is an ImageFolder root: DIR/<class>/<file> becomes
 // <class>/<file>; hidden files and folders are left out.
+//
+// Keys follow the object-key policy (security/objkey): a file whose key
+// would be refused downstream (control characters, invalid UTF-8, over 1024
+// bytes) fails the plan with its path, before anything is uploaded, and a
+// class or prefix with a dot segment or separator cannot move keys out of
+// their folder.
 func Plan(paths []string, opts PutOptions) ([]PutFile, error) {
+	if opts.Class != "" {
+		if err := objkey.Segment(opts.Class); err != nil {
+			return nil, fmt.Errorf("put: class: %w", err)
+		}
+	}
+	// "/in/" means the folder in/: path.Join would keep the leading slash
+	// and make absolute keys.
+	opts.Prefix = strings.Trim(opts.Prefix, "/")
+	if opts.Prefix != "" {
+		if err := objkey.Check(opts.Prefix); err != nil {
+			return nil, fmt.Errorf("put: prefix: %w", err)
+		}
+	}
 	var files []PutFile
+	add := func(f PutFile) error {
+		if err := objkey.Under(opts.Prefix, f.Key); err != nil {
+			return fmt.Errorf("put %s: %w", f.Path, err)
+		}
+		files = append(files, f)
+		return nil
+	}
 	for _, p := range paths {
 		st, err := os.Stat(p)
 		if err != nil {
@@ -63,7 +90,9 @@ func Plan(paths []string, opts PutOptions) ([]PutFile, error) {
 			if opts.Class != "" {
 				key = opts.Class + "/" + key
 			}
-			files = append(files, PutFile{Path: p, Key: path.Join(opts.Prefix, key), Size: st.Size()})
+			if err := add(PutFile{Path: p, Key: path.Join(opts.Prefix, key), Size: st.Size()}); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		err = filepath.WalkDir(p, func(fp string, d fs.DirEntry, err error) error {
@@ -87,8 +116,7 @@ func Plan(paths []string, opts PutOptions) ([]PutFile, error) {
 			if err != nil {
 				return err
 			}
-			files = append(files, PutFile{Path: fp, Key: path.Join(opts.Prefix, filepath.ToSlash(rel)), Size: info.Size()})
-			return nil
+			return add(PutFile{Path: fp, Key: path.Join(opts.Prefix, filepath.ToSlash(rel)), Size: info.Size()})
 		})
 		if err != nil {
 			return nil, fmt.Errorf("put %s: %w", p, err)

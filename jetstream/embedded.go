@@ -26,7 +26,14 @@ type ServerOptions struct {
 	Routes        []string
 	// MaxPayload bounds one message; 0 keeps the server default (1 MiB).
 	MaxPayload int32
-	Logger     zerolog.Logger
+	// Users, when set, makes every client log in as one of them, with its
+	// permissions (security/natsauth renders eyeflow's; LoadUsers reads a
+	// rendered file). Empty: no authentication, the embedded default.
+	Users []*server.User
+	// TLSCert and TLSKey (PEM files) make the client port require TLS;
+	// TLSCA, when also set, requires and verifies client certificates.
+	TLSCert, TLSKey, TLSCA string
+	Logger                 zerolog.Logger
 }
 
 // Server is a running embedded nats-server with JetStream.
@@ -53,6 +60,22 @@ func StartServer(opts ServerOptions) (*Server, error) {
 		NoSigs:                 true,
 		MaxPayload:             opts.MaxPayload,
 		DisableJetStreamBanner: true,
+	}
+	if len(opts.Users) > 0 {
+		so.Users = opts.Users
+	}
+	if opts.TLSCert != "" || opts.TLSKey != "" || opts.TLSCA != "" {
+		if opts.TLSCert == "" || opts.TLSKey == "" {
+			return nil, errors.New("embedded nats: TLS needs both a certificate and a key")
+		}
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{
+			CertFile: opts.TLSCert, KeyFile: opts.TLSKey, CaFile: opts.TLSCA, Verify: opts.TLSCA != "",
+		})
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats: tls: %w", err)
+		}
+		so.TLSConfig, so.TLS, so.TLSVerify = tc, true, opts.TLSCA != ""
+		so.TLSTimeout = 5
 	}
 	if opts.ClusterListen != "" {
 		ch, cp, err := splitHostPort(opts.ClusterListen, "127.0.0.1", -1)
@@ -117,3 +140,23 @@ func (s serverLogger) Fatalf(format string, v ...any)  { s.l.Error().Msgf(format
 func (s serverLogger) Errorf(format string, v ...any)  { s.l.Error().Msgf(format, v...) }
 func (s serverLogger) Debugf(format string, v ...any)  { s.l.Debug().Msgf(format, v...) }
 func (s serverLogger) Tracef(format string, v ...any)  { s.l.Trace().Msgf(format, v...) }
+
+// LoadUsers reads the users and permissions of a nats-server configuration
+// file (an authorization block, as `eyeflow nats-config` writes it).
+// $VARIABLE references are resolved from the environment; a missing one is
+// an error, so no user is ever left without its password.
+func LoadUsers(path string) ([]*server.User, error) {
+	o, err := server.ProcessConfigFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("nats auth config %s: %w", path, err)
+	}
+	if len(o.Users) == 0 {
+		return nil, fmt.Errorf("nats auth config %s: no users (want an authorization { users = [...] } block)", path)
+	}
+	for _, u := range o.Users {
+		if u.Password == "" {
+			return nil, fmt.Errorf("nats auth config %s: user %q has an empty password", path, u.Username)
+		}
+	}
+	return o.Users, nil
+}

@@ -77,12 +77,12 @@ type Options struct {
 // DefaultOptions is the topology for one server.
 func DefaultOptions() Options {
 	return Options{
-		Replicas:      1,
-		MaxAge:        7 * 24 * time.Hour,
-		DLQMaxAge:     30 * 24 * time.Hour,
-		MaxBytes:      -1,
-		Duplicates:    2 * time.Hour,
-		AckWait:       60 * time.Second,
+		Replicas:   1,
+		MaxAge:     7 * 24 * time.Hour,
+		DLQMaxAge:  30 * 24 * time.Hour,
+		MaxBytes:   -1,
+		Duplicates: 2 * time.Hour,
+		AckWait:    60 * time.Second,
 		// Enough deliveries, with the runtime's backoff (1s doubling to 1m),
 		// to ride out about a quarter of an hour of a store or model outage
 		// before a message is dead-lettered.

@@ -56,13 +56,13 @@ export MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=68719476736
 t0=$(now)
 (cd "$peers" && RAW_DATA_DIR="$tmp/in" OUTPUT_DIR="$tmp/old-out" /usr/bin/python3 seed_transform.py >"$tmp/transform.log" 2>&1)
 t1=$(now)
-(cd "$peers" && TORCH_THREADS=2 /usr/bin/python3 -m uvicorn seed_fastapi:app --host 127.0.0.1 --port 18003 --workers 1 >"$tmp/old.log" 2>&1) &
+(cd "$peers" && exec env TORCH_THREADS=2 /usr/bin/python3 -m uvicorn seed_fastapi:app --host 127.0.0.1 --port 18003 --workers 1 >"$tmp/old.log" 2>&1) &
 pids+=($!)
 wait_http http://127.0.0.1:18003/metrics
 t2=$(now)
 "$tmp/loadgen" -name old-fastapi -url http://127.0.0.1:18003/predict -c 2 -n "$N" -warmup 0 "${all[@]}" >"$tmp/old.json"
 t3=$(now)
-oldrss=$(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$(pgrep -f 'uvicorn seed_fastapi:app --host 127.0.0.1 --port 18003' | head -1)/status")
+oldrss=$(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/${pids[0]}/status")
 transform_s=$(secs "$t0" "$t1") serve_s=$(secs "$t2" "$t3")
 old_s=$(awk -v a="$transform_s" -v b="$serve_s" 'BEGIN {printf "%.1f", a + b}')
 echo "old stack: transform ${transform_s}s + service ${serve_s}s (concurrency 2) = ${old_s}s, service peak RSS ${oldrss} MiB"

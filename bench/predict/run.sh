@@ -25,7 +25,7 @@ wait_http() { for _ in $(seq 1 600); do curl -fsS "$1" >/dev/null 2>&1 && return
 
 echo "load: $(uptime)"
 # The old service.
-(cd "$peers" && MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=68719476736 TORCH_THREADS=2 \
+(cd "$peers" && exec env MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=68719476736 TORCH_THREADS=2 \
   /usr/bin/python3 -m uvicorn seed_fastapi:app --host 127.0.0.1 --port 18000 --workers 1 >"$tmp/old.log" 2>&1) &
 pids+=($!)
 wait_http http://127.0.0.1:18000/metrics

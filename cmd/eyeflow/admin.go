@@ -32,7 +32,7 @@ func runTopology(ctx context.Context, args []string, out, errOut io.Writer) erro
 	if err := o.Validate(); err != nil {
 		return fmt.Errorf("topology: %w", err)
 	}
-	nc, js, err := connect(n.url, "eyeflow-topology", n.creds, nopLogger())
+	nc, js, err := n.dial(n.url, "eyeflow-topology", nopLogger())
 	if err != nil {
 		return err
 	}
@@ -68,7 +68,7 @@ func runBuckets(ctx context.Context, args []string, out, errOut io.Writer) error
 	}
 	var store objstore.Store
 	if s.endpoint == "" {
-		nc, js, err := connect(n.url, "eyeflow-buckets", n.creds, nopLogger())
+		nc, js, err := n.dial(n.url, "eyeflow-buckets", nopLogger())
 		if err != nil {
 			return err
 		}
@@ -114,7 +114,7 @@ func runReconcile(ctx context.Context, args []string, out, errOut io.Writer) err
 	if err != nil {
 		return err
 	}
-	nc, js, err := connect(s.nats.url, "eyeflow-reconcile", s.nats.creds, log)
+	nc, js, err := s.nats.dial(s.nats.url, "eyeflow-reconcile", log)
 	if err != nil {
 		return err
 	}

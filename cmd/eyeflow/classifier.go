@@ -187,7 +187,7 @@ func runClassifier(ctx context.Context, args []string, out, errOut io.Writer) er
 		return err
 	}
 	p := newProc(log.With().Str("process", "classifier").Logger())
-	nc, js, err := connect(s.nats.url, "eyeflow-classifier", s.nats.creds, p.log)
+	nc, js, err := s.nats.dial(s.nats.url, "eyeflow-classifier", p.log)
 	if err != nil {
 		return err
 	}

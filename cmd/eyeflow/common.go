@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"eyeflow/objstore"
+	"eyeflow/security/natsauth"
 	"eyeflow/stage"
 	"eyeflow/telemetry"
 
@@ -38,29 +39,131 @@ func (l *logFlags) logger(w io.Writer) (zerolog.Logger, error) {
 type natsFlags struct {
 	url   string
 	creds string
+	// user logs in with a password from $EYEFLOW_NATS_PASSWORD or the
+	// password file; the command line refuses it, so it is not in ps.
+	user         string
+	passwordEnv  string
+	passwordFile string
+	inboxPrefix  string
+	tlsCA        string
+	tlsCert      string
+	tlsKey       string
 }
+
+// envNATSPassword holds the password of --nats-user: credentials come
+// only from the environment or files.
+const envNATSPassword = "EYEFLOW_NATS_PASSWORD"
 
 func (n *natsFlags) register(fs *flagSet, def string, usage string) {
 	fs.stringVar(&n.url, "nats", def, usage)
 	fs.stringVar(&n.creds, "nats-creds", "", "NATS credentials file (user JWT and nkey seed)")
+	fs.stringVar(&n.user, "nats-user", "", "NATS user name (see deploy/nats/auth.conf); the password comes from $"+envNATSPassword+" or --nats-password-file")
+	fs.secretVar(&n.passwordEnv, "nats-password", "password of --nats-user")
+	fs.stringVar(&n.passwordFile, "nats-password-file", "", "file holding the password of --nats-user")
+	fs.stringVar(&n.inboxPrefix, "nats-inbox-prefix", "", "reply subject prefix (default with --nats-user: _INBOX_<user>, the only inbox its permissions allow)")
+	fs.stringVar(&n.tlsCA, "nats-tls-ca", "", "PEM file of the CA that signed the NATS server certificate (enables TLS)")
+	fs.stringVar(&n.tlsCert, "nats-tls-cert", "", "PEM client certificate for NATS servers that verify clients (with --nats-tls-key)")
+	fs.stringVar(&n.tlsKey, "nats-tls-key", "", "PEM private key of --nats-tls-cert")
 }
 
 func (n *natsFlags) validate() error {
-	if n.url == "" {
-		return nil
-	}
-	for _, u := range strings.Split(n.url, ",") {
-		p, err := url.Parse(strings.TrimSpace(u))
-		if err != nil || p.Host == "" {
-			return fmt.Errorf("--nats %q: want a URL such as nats://host:4222", u)
+	if n.url != "" {
+		for _, u := range strings.Split(n.url, ",") {
+			p, err := url.Parse(strings.TrimSpace(u))
+			if err != nil || p.Host == "" {
+				return fmt.Errorf("--nats %q: want a URL such as nats://host:4222", u)
+			}
 		}
 	}
-	return nil
+	_, err := n.options()
+	return err
+}
+
+// password reads the password of --nats-user: the file wins over the
+// environment. Errors name where it was looked for, never its value.
+func (n *natsFlags) password() (string, error) {
+	if n.passwordFile != "" {
+		b, err := os.ReadFile(n.passwordFile)
+		if err != nil {
+			return "", fmt.Errorf("--nats-password-file: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return n.passwordEnv, nil
+}
+
+// options turns the authentication and TLS flags into client options.
+func (n *natsFlags) options() ([]nats.Option, error) {
+	var opts []nats.Option
+	if n.creds != "" {
+		if _, err := os.Stat(n.creds); err != nil {
+			return nil, fmt.Errorf("--nats-creds: %w", err)
+		}
+		opts = append(opts, nats.UserCredentials(n.creds))
+	}
+	switch {
+	case n.user != "" && n.creds != "":
+		return nil, errors.New("--nats-user and --nats-creds are exclusive: log in with a password or with a credentials file")
+	case n.user != "":
+		pw, err := n.password()
+		if err != nil {
+			return nil, err
+		}
+		if pw == "" {
+			return nil, fmt.Errorf("--nats-user %q needs a password: set $%s or --nats-password-file", n.user, envNATSPassword)
+		}
+		opts = append(opts, nats.UserInfo(n.user, pw))
+	case n.passwordFile != "":
+		return nil, errors.New("--nats-password-file needs --nats-user")
+	}
+	if prefix := n.inbox(); prefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(prefix))
+	}
+	if (n.tlsCert == "") != (n.tlsKey == "") {
+		return nil, errors.New("--nats-tls-cert and --nats-tls-key go together")
+	}
+	for flag, f := range map[string]string{"--nats-tls-ca": n.tlsCA, "--nats-tls-cert": n.tlsCert, "--nats-tls-key": n.tlsKey} {
+		if f == "" {
+			continue
+		}
+		if _, err := os.Stat(f); err != nil {
+			return nil, fmt.Errorf("%s: %w", flag, err)
+		}
+	}
+	if n.tlsCA != "" {
+		opts = append(opts, nats.RootCAs(n.tlsCA))
+	}
+	if n.tlsCert != "" {
+		opts = append(opts, nats.ClientCert(n.tlsCert, n.tlsKey))
+	}
+	return opts, nil
+}
+
+// inbox is the reply prefix: the flag, else the user's own (natsauth
+// permissions let a user subscribe only to _INBOX_<user>.>).
+func (n *natsFlags) inbox() string {
+	if n.inboxPrefix != "" {
+		return n.inboxPrefix
+	}
+	if n.user != "" {
+		return natsauth.InboxPrefix(n.user)
+	}
+	return ""
+}
+
+// dial connects to url with the flags' credentials and TLS settings.
+func (n *natsFlags) dial(url, name string, log zerolog.Logger, extra ...nats.Option) (*nats.Conn, natsjs.JetStream, error) {
+	opts, err := n.options()
+	if err != nil {
+		return nil, nil, err
+	}
+	return connect(url, name, "", log, append(opts, extra...)...)
 }
 
 // connect opens a NATS connection that reconnects forever: processors
-// outlive server restarts and cluster node failures.
-func connect(url, name, creds string, log zerolog.Logger) (*nats.Conn, natsjs.JetStream, error) {
+// outlive server restarts and cluster node failures. Commands with
+// natsFlags use natsFlags.dial, which adds the user, TLS and inbox options.
+func connect(url, name, creds string, log zerolog.Logger, extra ...nats.Option) (*nats.Conn, natsjs.JetStream, error) {
 	opts := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
@@ -72,10 +175,16 @@ func connect(url, name, creds string, log zerolog.Logger) (*nats.Conn, natsjs.Je
 			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info().Str("server", c.ConnectedUrlRedacted()).Msg("nats reconnected") }),
+		// Permission violations arrive asynchronously: log them, they mean
+		// the permission table and the code disagree.
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			log.Error().Err(err).Msg("nats error")
+		}),
 	}
 	if creds != "" {
 		opts = append(opts, nats.UserCredentials(creds))
 	}
+	opts = append(opts, extra...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", redactURL(url), err)
@@ -108,7 +217,7 @@ type storeFlags struct {
 func (s *storeFlags) register(fs *flagSet) {
 	fs.stringVar(&s.endpoint, "s3", "", "S3 endpoint URL (e.g. http://minio:9000) instead of the JetStream object store")
 	fs.stringVar(&s.accessKey, "s3-access-key", "", "S3 access key (prefer the environment or a file)")
-	fs.stringVar(&s.secretKey, "s3-secret-key", "", "S3 secret key (prefer the environment or a file; never logged)")
+	fs.secretVar(&s.secretKey, "s3-secret-key", "S3 secret key; never logged")
 	fs.stringVar(&s.accessKeyFile, "s3-access-key-file", "", "file holding the S3 access key")
 	fs.stringVar(&s.secretKeyFile, "s3-secret-key-file", "", "file holding the S3 secret key")
 	fs.stringVar(&s.region, "s3-region", "", "S3 region (default: ask the server)")

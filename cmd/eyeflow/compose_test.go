@@ -142,9 +142,18 @@ func TestComposeIsConsistent(t *testing.T) {
 				if s.Healthcheck.Disable || len(s.Healthcheck.Test) == 0 {
 					t.Errorf("no healthcheck")
 				}
+				serverPasswords := natsServerPasswords(t)
 				for k := range s.Environment {
-					if strings.HasPrefix(k, "EYEFLOW_") {
+					if strings.HasPrefix(k, "EYEFLOW_") && !(strings.HasPrefix(s.Image, "nats:") && serverPasswords[k]) {
 						t.Errorf("%s set on a service that is not eyeflow", k)
+					}
+				}
+				if strings.HasPrefix(s.Image, "nats:") {
+					// The server resolves every password auth.conf names.
+					for k := range serverPasswords {
+						if _, ok := s.Environment[k]; !ok {
+							t.Errorf("nats server lacks %s, which deploy/nats/auth.conf needs", k)
+						}
 					}
 				}
 				return
@@ -296,4 +305,22 @@ func TestDockerfilesSetRealVariables(t *testing.T) {
 			}
 		}
 	}
+}
+
+// natsServerPasswords are the $EYEFLOW_NATS_PASSWORD_* variables that
+// deploy/nats/auth.conf makes the NATS server read.
+func natsServerPasswords(t *testing.T) map[string]bool {
+	t.Helper()
+	conf, err := os.ReadFile(filepath.Join("../..", "deploy", "nats", "auth.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, m := range regexp.MustCompile(`\$(EYEFLOW_NATS_PASSWORD_[A-Z]+)`).FindAllSubmatch(conf, -1) {
+		out[string(m[1])] = true
+	}
+	if len(out) == 0 {
+		t.Fatal("deploy/nats/auth.conf names no password variable")
+	}
+	return out
 }

@@ -29,7 +29,7 @@ type dashboardFlags struct {
 
 func (f *dashboardFlags) register(fs *flagSet) {
 	fs.boolVar(&f.off, "dashboard-off", false, "do not serve the dashboard under /dashboard/")
-	fs.stringVar(&f.token, "dashboard-token", "", "bearer token the dashboard requires (empty: open; prefer the environment or a file)")
+	fs.secretVar(&f.token, "dashboard-token", "bearer token the dashboard requires (empty: open)")
 	fs.stringVar(&f.tokenFile, "dashboard-token-file", "", "file holding the dashboard token")
 	fs.intVar(&f.window, "dashboard-window", dashboard.DefaultWindow, "latest predictions the dashboard computes accuracy and confusion matrices over")
 }
@@ -111,7 +111,7 @@ func runDashboard(ctx context.Context, args []string, out, errOut io.Writer) err
 		return err
 	}
 	p := newProc(log.With().Str("process", "dashboard").Logger())
-	nc, js, err := connect(s.nats.url, "eyeflow-dashboard", s.nats.creds, p.log)
+	nc, js, err := s.nats.dial(s.nats.url, "eyeflow-dashboard", p.log)
 	if err != nil {
 		return err
 	}

@@ -15,12 +15,13 @@ import (
 // variable; the command line wins over the environment.
 type flagSet struct {
 	*flag.FlagSet
-	env  map[string]string // flag name -> env var
-	args string
+	env     map[string]string // flag name -> env var
+	secrets map[string]bool   // flags refused on the command line
+	args    string
 }
 
 func newFlagSet(name, args, summary string, out io.Writer) *flagSet {
-	fs := &flagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), env: map[string]string{}, args: args}
+	fs := &flagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), env: map[string]string{}, secrets: map[string]bool{}, args: args}
 	fs.SetOutput(out)
 	fs.Usage = func() {
 		fmt.Fprintf(out, "usage: eyeflow %s [flags] %s\n\n%s\n\nflags (each also read from the environment variable shown):\n", name, args, summary)
@@ -44,6 +45,15 @@ func (fs *flagSet) bind(name string) { fs.env[name] = envName(name) }
 func (fs *flagSet) stringVar(p *string, name, def, usage string) {
 	fs.StringVar(p, name, def, usage)
 	fs.bind(name)
+}
+
+// secretVar is a string read only from its environment variable: a secret
+// on the command line would show in `ps` and shell history, so parse
+// refuses it there.
+func (fs *flagSet) secretVar(p *string, name, usage string) {
+	fs.StringVar(p, name, "", usage+" (environment only, never the command line)")
+	fs.bind(name)
+	fs.secrets[name] = true
 }
 
 func (fs *flagSet) intVar(p *int, name string, def int, usage string) {
@@ -85,6 +95,11 @@ func (fs *flagSet) parse(args []string) error {
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for name := range fs.secrets {
+		if given[name] {
+			return fmt.Errorf("--%s is a secret: pass it in $%s or a file, not on the command line", name, fs.env[name])
+		}
+	}
 	names := make([]string, 0, len(fs.env))
 	for n := range fs.env {
 		names = append(names, n)

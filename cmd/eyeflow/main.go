@@ -39,7 +39,10 @@ func commands() []command {
 		{"driftwatch", "run the drift watcher alone", runDriftwatch},
 		{"labelsink", "run the label sink alone (Label Studio tasks, exports, retrain manifests)", runLabelsink},
 		{"preprocess", "decode and resize one image exactly as the resize stage does", runPreprocess},
+		{"dashboard", "serve the dashboard alone (dataset, pipeline, models) against --nats and --s3", runDashboard},
+		{"status", "print streams, consumers, dead letters, models and drift per env (--json for scripts)", runStatus},
 		{"demo-data", "write a deterministic synthetic fundus data set in ImageFolder layout", runDemoData},
+		{"nats-config", "write the nats-server config of the per-processor NATS users and permissions", runNATSConfig},
 	}
 }
 

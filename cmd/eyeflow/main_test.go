@@ -245,6 +245,7 @@ func TestFlagsFromEnvironmentAndValidation(t *testing.T) {
 		{"s3 not a url", nil, []string{"resize", "--s3", "minio:9000"}, "want http(s)://host:port"},
 		{"command line beats env", map[string]string{"EYEFLOW_RESIZE_CONCURRENCY": "0"}, []string{"up", "--resize-concurrency", "0"}, "--resize-concurrency 0"},
 		{"unknown command", nil, []string{"frobnicate"}, "unknown command"},
+		{"secret on the command line", nil, []string{"resize", "--s3-secret-key", "hunter2"}, "not on the command line"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

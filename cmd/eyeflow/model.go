@@ -79,7 +79,7 @@ func (r *registryFlags) open(ctx context.Context, name string) (*classifier.Regi
 	if err := r.store.validate(); err != nil {
 		return nil, nil, err
 	}
-	nc, js, err := connect(r.nats.url, "eyeflow-model-"+name, r.nats.creds, nopLogger())
+	nc, js, err := r.nats.dial(r.nats.url, "eyeflow-model-"+name, nopLogger())
 	if err != nil {
 		return nil, nil, err
 	}

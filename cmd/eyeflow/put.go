@@ -46,7 +46,7 @@ func runPut(ctx context.Context, args []string, out, errOut io.Writer) error {
 	}
 	var store objstore.Store
 	if s.endpoint == "" {
-		nc, js, err := connect(n.url, "eyeflow-put", n.creds, nopLogger())
+		nc, js, err := n.dial(n.url, "eyeflow-put", nopLogger())
 		if err != nil {
 			return fmt.Errorf("%w (is `eyeflow up` running?)", err)
 		}

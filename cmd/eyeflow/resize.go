@@ -80,7 +80,7 @@ func (s *standalone) run(ctx context.Context, name string, errOut io.Writer, bui
 		return err
 	}
 	p := newProc(log.With().Str("process", name).Logger())
-	nc, js, err := connect(s.nats.url, "eyeflow-"+name, s.nats.creds, p.log)
+	nc, js, err := s.nats.dial(s.nats.url, "eyeflow-"+name, p.log)
 	if err != nil {
 		return err
 	}

@@ -219,7 +219,7 @@ func runSplitReport(ctx context.Context, args []string, out, errOut io.Writer) e
 	}
 	var js natsjs.JetStream
 	if s.endpoint == "" {
-		nc, j, err := connect(n.url, "eyeflow-split-report", n.creds, nopLogger())
+		nc, j, err := n.dial(n.url, "eyeflow-split-report", nopLogger())
 		if err != nil {
 			return err
 		}

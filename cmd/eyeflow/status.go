@@ -36,7 +36,7 @@ func runStatus(ctx context.Context, args []string, out, errOut io.Writer) error 
 	if o.RecentAlerts < 0 {
 		return fmt.Errorf("--alerts %d: must not be negative", o.RecentAlerts)
 	}
-	nc, js, err := connect(n.url, "eyeflow-status", n.creds, nopLogger())
+	nc, js, err := n.dial(n.url, "eyeflow-status", nopLogger())
 	if err != nil {
 		return err
 	}

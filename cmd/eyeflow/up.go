@@ -14,8 +14,10 @@ import (
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
+	"eyeflow/security/natsauth"
 	"eyeflow/telemetry"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
@@ -23,18 +25,25 @@ type upFlags struct {
 	log        logFlags
 	data       string
 	natsListen string
-	nats       natsFlags
-	store      storeFlags
-	http       string
-	replicas   int
-	reconcile  time.Duration
-	processors string
-	pprof      bool
-	resize     resizeFlags
-	split      splitFlags
-	classifier classifierFlags
-	driftwatch driftwatchFlags
-	labelsink  labelsinkFlags
+	// The embedded server's authentication and TLS (the client side of
+	// `up` itself is in nats).
+	natsAuthConfig string
+	listenTLSCert  string
+	listenTLSKey   string
+	listenTLSCA    string
+	nats           natsFlags
+	store          storeFlags
+	http           string
+	replicas       int
+	reconcile      time.Duration
+	processors     string
+	pprof          bool
+	resize         resizeFlags
+	split          splitFlags
+	classifier     classifierFlags
+	driftwatch     driftwatchFlags
+	labelsink      labelsinkFlags
+	dashboard      dashboardFlags
 }
 
 func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
@@ -44,6 +53,10 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 	f.log.register(fs)
 	fs.stringVar(&f.data, "data", "eyeflow-data", "data directory of the embedded NATS server (streams, KV, objects)")
 	fs.stringVar(&f.natsListen, "nats-listen", "127.0.0.1:4222", "client address of the embedded NATS server")
+	fs.stringVar(&f.natsAuthConfig, "nats-auth-config", "", "nats-server config with the users and permissions the embedded server requires (`eyeflow nats-config`, deploy/nats/auth.conf); `up` logs in with --nats-user")
+	fs.stringVar(&f.listenTLSCert, "nats-listen-tls-cert", "", "PEM certificate: the embedded server's client port requires TLS")
+	fs.stringVar(&f.listenTLSKey, "nats-listen-tls-key", "", "PEM private key of --nats-listen-tls-cert")
+	fs.stringVar(&f.listenTLSCA, "nats-listen-tls-ca", "", "PEM CA: the embedded server also requires client certificates signed by it")
 	f.nats.register(fs, "", "external NATS URL instead of the embedded server")
 	f.store.register(fs)
 	fs.stringVar(&f.http, "http", "127.0.0.1:8080", "address for /metrics, /healthz and /readyz")
@@ -56,6 +69,7 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 	f.classifier.register(fs)
 	f.driftwatch.register(fs)
 	f.labelsink.register(fs)
+	f.dashboard.register(fs)
 	if err := fs.parse(args); err != nil {
 		return err
 	}
@@ -69,20 +83,33 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 	p := newProc(log)
 
 	natsURL := f.nats.url
+	var upClientOpts []nats.Option
 	if natsURL == "" {
 		dir := filepath.Join(f.data, "jetstream")
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return fmt.Errorf("data directory: %w", err)
 		}
-		srv, err := ejs.StartServer(ejs.ServerOptions{Name: "eyeflow", Listen: f.natsListen, StoreDir: dir, Logger: log})
+		so := ejs.ServerOptions{Name: "eyeflow", Listen: f.natsListen, StoreDir: dir, Logger: log,
+			TLSCert: f.listenTLSCert, TLSKey: f.listenTLSKey, TLSCA: f.listenTLSCA}
+		if f.natsAuthConfig != "" {
+			if so.Users, err = ejs.LoadUsers(f.natsAuthConfig); err != nil {
+				return err
+			}
+		}
+		srv, err := ejs.StartServer(so)
 		if err != nil {
 			return err
+		}
+		if f.listenTLSCert != "" && f.nats.tlsCA == "" {
+			// up's own client trusts the certificate it serves (enough for
+			// a self-signed one; a CA-signed one needs --nats-tls-ca).
+			upClientOpts = append(upClientOpts, nats.RootCAs(f.listenTLSCert))
 		}
 		defer srv.Stop()
 		natsURL = srv.ClientURL()
 		log.Info().Str("nats", natsURL).Str("data", f.data).Msg("embedded NATS with JetStream started")
 	}
-	nc, js, err := connect(natsURL, "eyeflow-up", f.nats.creds, log)
+	nc, js, err := f.nats.dial(natsURL, "eyeflow-up", log, upClientOpts...)
 	if err != nil {
 		return err
 	}
@@ -116,8 +143,13 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if f.pprof {
 		srv.EnablePprof()
 	}
+	dash, err := f.dashboard.mount(p, nc, js, store, srv, f.split.prefix, nil)
+	if err != nil {
+		return err
+	}
 	tasks := []task{
 		httpTask(srv),
+		dash,
 		stageTask(js, ingest.LedgerProcessor(ledger, log, p.metrics)),
 		{name: "reconciler", run: func(ctx context.Context) error {
 			if f.reconcile <= 0 {
@@ -152,6 +184,15 @@ func (f *upFlags) validate() error {
 	}
 	if err := f.nats.validate(); err != nil {
 		return err
+	}
+	if f.nats.url != "" && (f.natsAuthConfig != "" || f.listenTLSCert != "" || f.listenTLSKey != "" || f.listenTLSCA != "") {
+		return fmt.Errorf("--nats-auth-config and --nats-listen-tls-* configure the embedded server: not with --nats")
+	}
+	if (f.listenTLSCert == "") != (f.listenTLSKey == "") || (f.listenTLSCA != "" && f.listenTLSCert == "") {
+		return fmt.Errorf("--nats-listen-tls-cert and --nats-listen-tls-key go together (and --nats-listen-tls-ca needs them)")
+	}
+	if f.natsAuthConfig != "" && f.nats.user == "" && f.nats.creds == "" {
+		return fmt.Errorf("--nats-auth-config: eyeflow up needs a user too: --nats-user (e.g. %s) with $%s", natsauth.UserName(natsauth.RoleAdmin), envNATSPassword)
 	}
 	if err := f.store.validate(); err != nil {
 		return err

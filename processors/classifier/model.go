@@ -106,6 +106,19 @@ func (c Card) validate() error {
 	return errors.Join(errs...)
 }
 
+// ParseCard reads model.json and checks it on its own: the pure-Go half of
+// LoadModel's validation, run before any byte reaches ONNX Runtime.
+func ParseCard(data []byte) (Card, error) {
+	var card Card
+	if err := json.Unmarshal(data, &card); err != nil {
+		return Card{}, fmt.Errorf("model.json: %w", err)
+	}
+	if err := card.validate(); err != nil {
+		return Card{}, fmt.Errorf("model.json of %s %s: %w", card.Name, card.Version, err)
+	}
+	return card, nil
+}
+
 // ModelFiles are the three files of a model, in memory.
 type ModelFiles struct {
 	ONNX, Labels, Card []byte
@@ -195,12 +208,9 @@ type Model struct {
 // on a real one-image run, since exported graphs often leave it symbolic.
 func LoadModel(files ModelFiles, opts SessionOptions) (*Model, error) {
 	start := time.Now()
-	var card Card
-	if err := json.Unmarshal(files.Card, &card); err != nil {
-		return nil, fmt.Errorf("model.json: %w", err)
-	}
-	if err := card.validate(); err != nil {
-		return nil, fmt.Errorf("model.json of %s %s: %w", card.Name, card.Version, err)
+	card, err := ParseCard(files.Card)
+	if err != nil {
+		return nil, err
 	}
 	labels, err := ParseLabels(files.Labels)
 	if err != nil {
@@ -209,6 +219,11 @@ func LoadModel(files ModelFiles, opts SessionOptions) (*Model, error) {
 	ref := card.Name + " " + card.Version
 	if card.Labels != 0 && card.Labels != len(labels) {
 		return nil, fmt.Errorf("model %s: model.json says %d labels, labels.json has %d", ref, card.Labels, len(labels))
+	}
+	// A pure-Go walk of the protobuf first: garbage or truncated bytes are
+	// refused here rather than handed to ONNX Runtime's C++ parser.
+	if _, err := onnx.Inspect(files.ONNX); err != nil {
+		return nil, fmt.Errorf("model %s refused: %w", ref, err)
 	}
 	if err := checkIO(files.ONNX, card, len(labels)); err != nil {
 		return nil, fmt.Errorf("model %s refused: %w", ref, err)

@@ -208,7 +208,8 @@ func TestLoadRefusesMismatches(t *testing.T) {
 		{"wrong input name", ModelFiles{good.ONNX, good.Labels, mutateCard(func(c *Card) { c.Input.Name = "pixels" })}, `graph input is "input", model.json says "pixels"`},
 		{"card input shape", ModelFiles{good.ONNX, good.Labels, mutateCard(func(c *Card) { c.Input.Shape = []int64{-1, 3, 299, 299} })}, "input.shape"},
 		{"output kind", ModelFiles{good.ONNX, good.Labels, mutateCard(func(c *Card) { c.Output.Kind = "scores" })}, "output.kind"},
-		{"not onnx", ModelFiles{[]byte("not a model"), good.Labels, good.Card}, "onnxruntime"},
+		// Refused by the pure-Go protobuf walk, before ONNX Runtime parses it.
+		{"not onnx", ModelFiles{[]byte("not a model"), good.Labels, good.Card}, "onnx: malformed model"},
 		{"graph input 299", ModelFiles{wrongInputGraph(), good.Labels, good.Card}, "want [N, 3, 224, 224]"},
 	}
 	for _, tc := range cases {

@@ -12,6 +12,7 @@ import (
 	"eyeflow/demodata"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
+	"eyeflow/security/objkey"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 )
@@ -112,6 +113,12 @@ func (c Config) Validate() error {
 	}
 	if len(c.Classes) < 2 {
 		errs = append(errs, errors.New("labelsink: at least two classes are required"))
+	}
+	for _, cl := range c.Classes {
+		// A class becomes the folder of raw/<class>/<id>.<ext>.
+		if err := objkey.Segment(cl); err != nil {
+			errs = append(errs, fmt.Errorf("labelsink: class: %w", err))
+		}
 	}
 	if c.PollInterval <= 0 || c.ManifestTimeout <= 0 {
 		errs = append(errs, errors.New("labelsink: poll interval and manifest timeout must be positive"))

@@ -16,6 +16,7 @@ import (
 
 	"eyeflow/objstore"
 	"eyeflow/schemas"
+	"eyeflow/security/objkey"
 	"eyeflow/stage"
 
 	"github.com/nats-io/nats.go"
@@ -154,6 +155,15 @@ func (s *Sink) parseItem(raw json.RawMessage) (labelled, error) {
 	}
 	if l.Source.Bucket == "" || l.Source.Key == "" {
 		return labelled{}, rejection{reason: ReasonMissingSource, imageID: l.ImageID, err: fmt.Errorf("image %s: no source object in the task", l.ImageID)}
+	}
+	// The export is written by Label Studio (or anyone with write access to
+	// the labelling bucket): its source reference is untrusted. The sink
+	// copies only from the raw bucket, and only keys the pipeline accepts.
+	if l.Source.Bucket != s.cfg.RawBucket {
+		return labelled{}, rejection{reason: objkey.Reason, imageID: l.ImageID, err: fmt.Errorf("image %s: source bucket %q is not the raw bucket %q", l.ImageID, l.Source.Bucket, s.cfg.RawBucket)}
+	}
+	if err := objkey.Check(l.Source.Key); err != nil {
+		return labelled{}, rejection{reason: objkey.Reason, imageID: l.ImageID, err: fmt.Errorf("image %s: source: %w", l.ImageID, err)}
 	}
 
 	var live []lsAnnotation
@@ -297,12 +307,27 @@ func (s *Sink) processExport(ctx context.Context, info objstore.Info) error {
 
 // RawKey is where a labelled image is copied in the raw bucket:
 // <class>/<image-id>.<ext>, the layout the resize stage reads a label from.
+// The extension is kept only when it is short and alphanumeric: it comes
+// from an untrusted key, and the file name may land on a file system.
 func RawKey(class, imageID, sourceKey string) string {
 	ext := strings.ToLower(path.Ext(sourceKey))
-	if ext == "" {
+	if !safeExt(ext) {
 		ext = ".jpg"
 	}
 	return class + "/" + imageID + ext
+}
+
+// safeExt reports whether ext is "." and 1 to 8 ASCII letters or digits.
+func safeExt(ext string) bool {
+	if len(ext) < 2 || len(ext) > 9 {
+		return false
+	}
+	for _, c := range ext[1:] {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // applyLabel copies the image into raw/<class>/ (once: an existing copy is

@@ -18,6 +18,7 @@ import (
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
+	"eyeflow/security/objkey"
 	"eyeflow/stage"
 
 	"github.com/rs/zerolog"
@@ -101,6 +102,14 @@ func (r *Resizer) Handle(ctx context.Context, ev schemas.S3Event) ([]stage.Outpu
 	ups, err := ev.Uploads()
 	if err != nil {
 		return nil, err
+	}
+	// Refuse hostile keys before anything is read: the key travels on as
+	// Source.Key (labelsink copies from it, tasks show it) and its folder
+	// becomes a dataset class.
+	for _, u := range ups {
+		if err := objkey.Check(u.Key); err != nil {
+			return nil, stage.Permanent(objkey.Reason, fmt.Errorf("upload %s: %w", u.Bucket, err))
+		}
 	}
 	outs := make([]stage.Output, 0, len(ups))
 	for _, u := range ups {

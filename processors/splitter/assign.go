@@ -13,6 +13,7 @@ import (
 
 	"eyeflow/objstore"
 	"eyeflow/schemas"
+	"eyeflow/security/objkey"
 )
 
 // SplitFunc names the split function recorded in every event. It changes
@@ -280,6 +281,11 @@ func (a *Assigner) hash(key Key) [sha256.Size]byte {
 // other producer of eye.resized.
 func validClass(c string) bool {
 	if c == "" || c == "." || c == ".." || len(c) > 255 {
+		return false
+	}
+	// The object-key policy too: no encoded dot segment ("%2e%2e"), so the
+	// stage and `split explain` agree with what resize accepts.
+	if objkey.Segment(c) != nil {
 		return false
 	}
 	for _, r := range c {

@@ -10,6 +10,7 @@ import (
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
+	"eyeflow/security/objkey"
 	"eyeflow/stage"
 
 	"github.com/rs/zerolog"
@@ -82,6 +83,9 @@ func DatasetKey(prefix, dir, class, imageID string) string {
 // only once the dataset holds the image, and a retry after a failed copy
 // skips the copies already made.
 func (s *Splitter) Handle(ctx context.Context, in schemas.Resized) ([]stage.Output, error) {
+	if err := checkKeys(in); err != nil {
+		return nil, stage.Permanent(objkey.Reason, err)
+	}
 	if err := checkInput(in); err != nil {
 		return nil, stage.Permanent(ReasonBadResized, err)
 	}
@@ -102,6 +106,25 @@ func (s *Splitter) Handle(ctx context.Context, in schemas.Resized) ([]stage.Outp
 		SaltVersion: s.a.SaltVersion(),
 	}
 	return []stage.Output{{Subject: schemas.SplitSubject(as.Split), Event: ev}}, nil
+}
+
+// checkKeys refuses, as bad_key, an event whose label cannot be a dataset
+// folder or whose source key is one resize would have refused (an event
+// published by something other than resize): the label becomes
+// <prefix>/<split>/<class>/, the source key travels on to the classifier
+// and labelsink.
+func checkKeys(in schemas.Resized) error {
+	if in.Label != "" {
+		if !validClass(in.Label) {
+			return fmt.Errorf("label %q cannot be a dataset folder name", in.Label)
+		}
+	}
+	if in.Source.Key != "" {
+		if err := objkey.Check(in.Source.Key); err != nil {
+			return fmt.Errorf("source: %w", err)
+		}
+	}
+	return nil
 }
 
 // checkInput refuses events that cannot be placed or copied safely.

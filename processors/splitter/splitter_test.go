@@ -27,6 +27,7 @@ import (
 	"eyeflow/objstore"
 	"eyeflow/processors/splitter"
 	"eyeflow/schemas"
+	"eyeflow/security/objkey"
 	"eyeflow/stage"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -290,8 +291,9 @@ func TestPipelineIntoDatasetLayout(t *testing.T) {
 	if len(dl) != 1 {
 		t.Fatalf("%d dead letters, want 1", len(dl))
 	}
-	if d, err := schemas.DecodeDeadLetter(dl[0].Data()); err != nil || d.Reason != splitter.ReasonBadResized || !d.Permanent {
-		t.Fatalf("dead letter %+v (%v), want permanent %s", d, err, splitter.ReasonBadResized)
+	// Its label "../etc" is a key problem: bad_key.
+	if d, err := schemas.DecodeDeadLetter(dl[0].Data()); err != nil || d.Reason != objkey.Reason || !d.Permanent {
+		t.Fatalf("dead letter %+v (%v), want permanent %s", d, err, objkey.Reason)
 	}
 
 	// The report, built by listing the bucket, agrees.
@@ -389,18 +391,25 @@ func TestHandleRefusesBadInput(t *testing.T) {
 		Source: schemas.ObjectRef{Bucket: "raw", Key: "amd/a.jpg"}, Label: "amd",
 		Processed: schemas.ObjectRef{Bucket: "processed", Key: "resized/x.png"},
 	}
+	bad, key := splitter.ReasonBadResized, objkey.Reason
 	tests := []struct {
-		name string
-		edit func(*schemas.Resized)
-		want string
+		name   string
+		edit   func(*schemas.Resized)
+		want   string
+		reason string
 	}{
-		{"short image id", func(r *schemas.Resized) { r.ImageID = "abc" }, "image id"},
-		{"upper-case image id", func(r *schemas.Resized) { r.ImageID = strings.Repeat("AB", 32) }, "image id"},
-		{"no upload id", func(r *schemas.Resized) { r.UploadID = "" }, "upload id"},
-		{"label with slash", func(r *schemas.Resized) { r.Label = "amd/../../x" }, "label"},
-		{"dot-dot label", func(r *schemas.Resized) { r.Label = ".." }, "label"},
-		{"control character", func(r *schemas.Resized) { r.Label = "a\nb" }, "label"},
-		{"labelled without processed image", func(r *schemas.Resized) { r.Processed = schemas.ObjectRef{} }, "processed"},
+		{"short image id", func(r *schemas.Resized) { r.ImageID = "abc" }, "image id", bad},
+		{"upper-case image id", func(r *schemas.Resized) { r.ImageID = strings.Repeat("AB", 32) }, "image id", bad},
+		{"no upload id", func(r *schemas.Resized) { r.UploadID = "" }, "upload id", bad},
+		{"label with slash", func(r *schemas.Resized) { r.Label = "amd/../../x" }, "label", key},
+		{"dot-dot label", func(r *schemas.Resized) { r.Label = ".." }, "label", key},
+		{"control character", func(r *schemas.Resized) { r.Label = "a\nb" }, "label", key},
+		{"backslash label", func(r *schemas.Resized) { r.Label = `..\x` }, "label", key},
+		{"invalid UTF-8 label", func(r *schemas.Resized) { r.Label = "a\xffb" }, "label", key},
+		{"traversal source key", func(r *schemas.Resized) { r.Source.Key = "../../etc/passwd" }, "source", key},
+		{"encoded traversal source key", func(r *schemas.Resized) { r.Source.Key = "%2e%2e/x.jpg" }, "source", key},
+		{"long source key", func(r *schemas.Resized) { r.Source.Key = strings.Repeat("k", 1025) }, "source", key},
+		{"labelled without processed image", func(r *schemas.Resized) { r.Processed = schemas.ObjectRef{} }, "processed", bad},
 	}
 	s, err := splitter.New(splitter.DefaultConfig(), panicStore{})
 	if err != nil {
@@ -412,8 +421,8 @@ func TestHandleRefusesBadInput(t *testing.T) {
 			tt.edit(&in)
 			_, err := s.Handle(context.Background(), in)
 			var pe *stage.PermanentError
-			if !errors.As(err, &pe) || pe.Reason != splitter.ReasonBadResized || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("error %v, want permanent %s mentioning %q", err, splitter.ReasonBadResized, tt.want)
+			if !errors.As(err, &pe) || pe.Reason != tt.reason || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want permanent %s mentioning %q", err, tt.reason, tt.want)
 			}
 		})
 	}

@@ -96,7 +96,7 @@ func run(natsURL, metricsURL, env string) error {
 	}
 	out := map[string]any{
 		"images": len(lat), "seconds_first_upload_to_last_prediction": span,
-		"images_per_second": float64(len(lat)) / span,
+		"images_per_second":   float64(len(lat)) / span,
 		"latency_p50_seconds": pct(0.5).Seconds(), "latency_p99_seconds": pct(0.99).Seconds(),
 		"stage_time_share": shares,
 	}

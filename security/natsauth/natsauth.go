@@ -1,0 +1,236 @@
+package natsauth
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+
+	ejs "eyeflow/jetstream"
+	"eyeflow/objstore"
+	"eyeflow/processors/labelsink"
+	"eyeflow/schemas"
+)
+
+// Roles besides the five stages.
+const (
+	// RoleIngest uploads: eyeflow put, the watcher, the reconciler and the
+	// upload ledger.
+	RoleIngest = "ingest"
+	// RoleAdmin applies the topology, creates buckets, pushes and promotes
+	// models and runs the all-in-one `eyeflow up`: every subject.
+	RoleAdmin = "admin"
+	// RoleMinIO is MinIO's NATS notification target: it publishes
+	// eye.uploads with JetStream acks on the default _INBOX (its client
+	// cannot take a custom prefix; no eyeflow user replies there).
+	RoleMinIO = "minio"
+)
+
+// User is one NATS user and its permissions.
+type User struct {
+	// Name is the NATS user name: "eyeflow-" + role.
+	Name string
+	Role string
+	// PasswordEnv is the environment variable the server reads the
+	// password from when it loads the rendered configuration.
+	PasswordEnv string
+	// InboxPrefix is the user's private reply subject prefix: the client
+	// uses it for every request and consumer delivery, and no other user
+	// may subscribe to it (so nobody reads another processor's objects
+	// or API replies off a shared _INBOX.>).
+	InboxPrefix string
+	Publish     []string
+	Subscribe   []string
+}
+
+// UserName is the NATS user of a role.
+func UserName(role string) string { return "eyeflow-" + role }
+
+// InboxPrefix is the reply prefix of a user: _INBOX_<user>. Clients set it
+// with nats.CustomInboxPrefix.
+func InboxPrefix(user string) string { return "_INBOX_" + strings.ReplaceAll(user, ".", "_") }
+
+// PasswordEnv is the variable holding a role's password for the server:
+// EYEFLOW_NATS_PASSWORD_<ROLE>.
+func PasswordEnv(role string) string {
+	return "EYEFLOW_NATS_PASSWORD_" + strings.ToUpper(strings.ReplaceAll(role, "-", "_"))
+}
+
+// perms accumulates the publish subjects of one user.
+type perms struct{ pub []string }
+
+func (p *perms) add(s ...string) { p.pub = append(p.pub, s...) }
+
+// consume is what a stage needs for its durable pull consumer: look it up,
+// fetch, and acknowledge (acks are published to the message's reply
+// subject, $JS.ACK.<stream>.<consumer>.<...>).
+func (p *perms) consume(stream, consumer string) {
+	p.add("$JS.API.CONSUMER.INFO."+stream+"."+consumer,
+		"$JS.API.CONSUMER.MSG.NEXT."+stream+"."+consumer,
+		"$JS.ACK."+stream+"."+consumer+".>")
+}
+
+// read is what reading a bucket's backing stream takes: its info, single
+// message gets (direct or through the API), and the ephemeral ordered
+// consumers that object gets, lists and KV watches create, with their flow
+// control replies.
+func (p *perms) read(stream string) {
+	p.add("$JS.API.STREAM.INFO."+stream,
+		"$JS.API.STREAM.MSG.GET."+stream,
+		"$JS.API.DIRECT.GET."+stream, "$JS.API.DIRECT.GET."+stream+".>",
+		"$JS.API.CONSUMER.CREATE."+stream, "$JS.API.CONSUMER.CREATE."+stream+".>",
+		"$JS.API.CONSUMER.INFO."+stream+".*",
+		"$JS.API.CONSUMER.DELETE."+stream+".*",
+		"$JS.FC."+stream+".>")
+}
+
+// objRead / objWrite: an object-store bucket (stream OBJ_<bucket>, subjects
+// $O.<bucket>.C.* chunks and $O.<bucket>.M.* metadata). A put replaces an
+// object by purging its old chunks.
+func (p *perms) objRead(bucket string) { p.read("OBJ_" + bucket) }
+func (p *perms) objWrite(bucket string) {
+	p.objRead(bucket)
+	p.add("$O."+bucket+".>", "$JS.API.STREAM.PURGE.OBJ_"+bucket)
+}
+
+// kvRead / kvWrite: a KV bucket (stream KV_<bucket>, subjects $KV.<bucket>.*).
+func (p *perms) kvRead(bucket string) { p.read("KV_" + bucket) }
+func (p *perms) kvWrite(bucket string) {
+	p.kvRead(bucket)
+	p.add("$KV." + bucket + ".>")
+}
+
+// kvOwn: processors create their own state bucket at start
+// (CreateOrUpdateKeyValue), so they may create and update that one stream.
+func (p *perms) kvOwn(bucket string) {
+	p.add("$JS.API.STREAM.CREATE.KV_"+bucket, "$JS.API.STREAM.UPDATE.KV_"+bucket)
+}
+
+// Users is the permission table for the topology's stages. It is the one
+// place to change when a stage starts publishing, consuming or storing
+// somewhere new; the auth tests run the stages under it.
+func Users() []User {
+	var users []User
+	add := func(role string, p perms) {
+		name := UserName(role)
+		inbox := InboxPrefix(name)
+		pub, sub := slices.Clone(p.pub), []string{inbox + ".>"}
+		if role == RoleMinIO {
+			inbox = "_INBOX"
+			sub = []string{inbox + ".>"}
+		}
+		if role == RoleAdmin {
+			// Operators' tools (nats sub 'eye.predictions.>', the nats
+			// CLI's stream reports) and the all-in-one `up` run as admin.
+			pub, sub = []string{">"}, []string{">"}
+		}
+		slices.Sort(pub)
+		users = append(users, User{
+			Name: name, Role: role, PasswordEnv: PasswordEnv(role), InboxPrefix: inbox,
+			Publish: slices.Compact(pub), Subscribe: sub,
+		})
+	}
+	dlq := schemas.DLQSubject
+
+	var resize perms
+	resize.consume(ejs.StreamUploads, ejs.ConsumerResize)
+	resize.add(schemas.SubjectResized, dlq(schemas.StageResize))
+	resize.objRead(objstore.BucketRaw)
+	resize.objWrite(objstore.BucketProcessed)
+	add(schemas.StageResize, resize)
+
+	var splitter perms
+	splitter.consume(ejs.StreamResized, ejs.ConsumerSplitter)
+	splitter.add(schemas.SubjectSplitAll, dlq(schemas.StageSplitter))
+	splitter.objWrite(objstore.BucketProcessed) // reads resized/, writes the dataset folders
+	add(schemas.StageSplitter, splitter)
+
+	var classifier perms
+	for _, env := range schemas.Envs() {
+		classifier.consume(ejs.StreamSplits, ejs.ClassifierConsumer(env))
+	}
+	classifier.add(schemas.SubjectPredictionsAll, dlq(schemas.StageClassifier))
+	classifier.kvRead(ejs.KVModels)
+	classifier.kvOwn(ejs.KVModels)
+	classifier.objRead(objstore.BucketModels)
+	classifier.objRead(objstore.BucketProcessed) // events without inline pixels
+	add(schemas.StageClassifier, classifier)
+
+	var drift perms
+	drift.consume(ejs.StreamPredictions, ejs.ConsumerDriftwatch)
+	drift.add(schemas.SubjectDriftAll, schemas.SubjectRetrain, dlq(schemas.StageDriftwatch))
+	drift.kvWrite(ejs.KVDriftwatch)
+	drift.kvOwn(ejs.KVDriftwatch)
+	add(schemas.StageDriftwatch, drift)
+
+	var sink perms
+	sink.consume(ejs.StreamRetrain, ejs.ConsumerLabelsink)
+	sink.consume(ejs.StreamPredictions, labelsink.ConsumerPredictions)
+	sink.add(schemas.SubjectRetrain, dlq(schemas.StageLabelsink))
+	sink.kvWrite(ejs.KVLabelsink)
+	sink.kvOwn(ejs.KVLabelsink)
+	sink.objWrite(objstore.BucketLabeling)
+	sink.objWrite(objstore.BucketRaw) // labelled copies into raw/<class>/
+	sink.objRead(objstore.BucketProcessed)
+	add(schemas.StageLabelsink, sink)
+
+	var ingest perms
+	ingest.consume(ejs.StreamUploads, ejs.ConsumerIngestLedger)
+	ingest.add(schemas.SubjectUploads)
+	ingest.objWrite(objstore.BucketRaw)
+	ingest.kvWrite(ejs.KVUploads)
+	add(RoleIngest, ingest)
+
+	var minio perms
+	minio.add(schemas.SubjectUploads)
+	add(RoleMinIO, minio)
+
+	add(RoleAdmin, perms{})
+	return users
+}
+
+// Find returns the user of a role.
+func Find(users []User, role string) (User, bool) {
+	for _, u := range users {
+		if u.Role == role {
+			return u, true
+		}
+	}
+	return User{}, false
+}
+
+// Render writes users as a nats-server configuration (an authorization
+// block, to include from the server's main file or pass to
+// `eyeflow up --nats-auth-config`). Passwords are $VARIABLE references the
+// server resolves from its environment when it loads the file: a missing
+// variable fails the server's start instead of leaving a user open.
+func Render(w io.Writer, users []User) error {
+	var b strings.Builder
+	b.WriteString("# NATS users and permissions of the eyeflow processors.\n")
+	b.WriteString("# Generated by `eyeflow nats-config` from security/natsauth: do not edit.\n")
+	b.WriteString("# Passwords come from the server's environment (one variable per user).\n")
+	b.WriteString("authorization {\n  users = [\n")
+	for _, u := range users {
+		fmt.Fprintf(&b, "    # %s\n", u.Role)
+		fmt.Fprintf(&b, "    {\n      user: %s\n      password: $%s\n", strconv.Quote(u.Name), u.PasswordEnv)
+		b.WriteString("      permissions: {\n")
+		writeList(&b, "publish", u.Publish)
+		writeList(&b, "subscribe", u.Subscribe)
+		b.WriteString("      }\n    }\n")
+	}
+	b.WriteString("  ]\n}\n")
+	_, err := io.WriteString(w, b.String())
+	if err != nil {
+		return fmt.Errorf("natsauth: render: %w", err)
+	}
+	return nil
+}
+
+func writeList(b *strings.Builder, name string, subjects []string) {
+	fmt.Fprintf(b, "        %s: {\n          allow: [\n", name)
+	for _, s := range subjects {
+		fmt.Fprintf(b, "            %s\n", strconv.Quote(s))
+	}
+	b.WriteString("          ]\n        }\n")
+}
