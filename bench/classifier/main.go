@@ -21,6 +21,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -45,8 +46,22 @@ func main() {
 	n := flag.Int("n", 200, "images per measurement")
 	rounds := flag.Int("rounds", 3, "raw/pipeline pairs per batch size, alternated so load changes hit both; the median ratio is reported")
 	modelDir := flag.String("model", "", "model folder (default: synthetic DenseNet121)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench/classifier:", err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "bench/classifier:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(*ortLib, *threads, *batches, *n, *rounds, *modelDir); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "bench/classifier:", err)
 		os.Exit(1)
 	}
@@ -204,7 +219,8 @@ func pipelineRate(files classifier.ModelFiles, card classifier.Card, opts classi
 		if info.AckFloor.Consumer >= uint64(n) {
 			break
 		}
-		time.Sleep(2 * time.Millisecond)
+		// Coarse enough not to load the server it measures.
+		time.Sleep(20 * time.Millisecond)
 	}
 	elapsed := time.Since(start)
 	cancel()

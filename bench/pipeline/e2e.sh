@@ -9,6 +9,11 @@
 #
 #   bench/pipeline/e2e.sh [IMAGEFOLDER_DIR]      (default: N demo images)
 #   N=300 bench/pipeline/e2e.sh
+#   PER_CLASS=20 bench/pipeline/e2e.sh DIR       (at most 20 images of each class)
+#
+# The old transform's stratified splits (sklearn) need at least 2 test images
+# per class, about 10 images per class in all: with the imbalanced demo set,
+# pass a large set and PER_CLASS so every class has enough.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 peers="${PEERS:-$root/../shared/peers}"
@@ -22,7 +27,15 @@ if [ -z "$src" ]; then
   src="$tmp/images"
   "$tmp/eyeflow" demo-data --out "$src" --total "$N" >/dev/null
 fi
-mapfile -t all < <(find "$src" -type f -name '*.jpg' | sort | head -"$N")
+if [ -n "${PER_CLASS:-}" ]; then
+  all=()
+  for d in "$src"/*/; do
+    mapfile -t some < <(find "$d" -type f -name '*.jpg' | sort | head -"$PER_CLASS")
+    all+=("${some[@]}")
+  done
+else
+  mapfile -t all < <(find "$src" -type f -name '*.jpg' | sort | head -"$N")
+fi
 N=${#all[@]}
 mkdir -p "$tmp/in"
 for f in "${all[@]}"; do c="$(basename "$(dirname "$f")")"; mkdir -p "$tmp/in/$c"; cp "$f" "$tmp/in/$c/"; done
@@ -54,7 +67,8 @@ echo "eyeflow: $N images uploaded and classified in ${new_s}s, peak RSS ${rss} M
 # The old stack: the batch transform, then the service, one request per image.
 export MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=68719476736
 t0=$(now)
-(cd "$peers" && RAW_DATA_DIR="$tmp/in" OUTPUT_DIR="$tmp/old-out" /usr/bin/python3 seed_transform.py >"$tmp/transform.log" 2>&1)
+(cd "$peers" && RAW_DATA_DIR="$tmp/in" OUTPUT_DIR="$tmp/old-out" /usr/bin/python3 seed_transform.py >"$tmp/transform.log" 2>&1) ||
+  { echo "the old transform failed:"; tail -5 "$tmp/transform.log"; exit 1; }
 t1=$(now)
 (cd "$peers" && exec env TORCH_THREADS=2 /usr/bin/python3 -m uvicorn seed_fastapi:app --host 127.0.0.1 --port 18003 --workers 1 >"$tmp/old.log" 2>&1) &
 pids+=($!)

@@ -26,6 +26,7 @@ type runtimeFlags struct {
 	device       string
 	threads      int
 	interOp      int
+	spin         bool
 	maxBatch     int
 	maxWait      time.Duration
 	topK         int
@@ -37,6 +38,7 @@ func (f *runtimeFlags) register(fs *flagSet) {
 	fs.stringVar(&f.device, "device", "cpu", "where models run: cpu, cuda[:N], tensorrt[:N], or auto (CUDA when available, else CPU); a GPU device that cannot be used fails at start")
 	fs.intVar(&f.threads, "threads", 0, "ONNX Runtime intra-op threads per inference (0: one per physical core)")
 	fs.intVar(&f.interOp, "inter-op-threads", 0, "ONNX Runtime inter-op threads (0: its default)")
+	fs.boolVar(&f.spin, "ort-spin", false, "let ONNX Runtime's threads busy-wait between ops (faster only when nothing else needs the cores)")
 	fs.intVar(&f.maxBatch, "max-batch", 8, "most images per session run (dynamic batching)")
 	fs.durationVar(&f.maxWait, "max-wait", 5*time.Millisecond, "longest wait after the first image for more to fill a batch")
 	fs.intVar(&f.topK, "top-k", 5, "class probabilities listed in each prediction")
@@ -65,7 +67,7 @@ func (f *runtimeFlags) validate() error {
 func (f *runtimeFlags) init() error { return classifier.InitRuntime(f.ortLib) }
 
 func (f *runtimeFlags) session() classifier.SessionOptions {
-	return classifier.SessionOptions{Device: f.parsedDevice, IntraOpThreads: f.threads, InterOpThreads: f.interOp}
+	return classifier.SessionOptions{Device: f.parsedDevice, IntraOpThreads: f.threads, InterOpThreads: f.interOp, Spin: f.spin}
 }
 
 // classifierFlags configure the classifier stage.

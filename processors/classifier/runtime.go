@@ -129,6 +129,10 @@ type SessionOptions struct {
 	IntraOpThreads int
 	// InterOpThreads parallelises independent graph branches; 0 is ORT's default.
 	InterOpThreads int
+	// Spin lets ONNX Runtime's idle threads busy-wait for the next op. It
+	// is off by default: in eyeflow the same cores decode JPEGs and move
+	// messages between runs, and spinning threads would take that time.
+	Spin bool
 }
 
 // session is one loaded ONNX graph and the provider it runs on.
@@ -188,6 +192,15 @@ func createSession(model []byte, input, output string, opts SessionOptions, prov
 	if opts.InterOpThreads > 0 {
 		if err := so.SetInterOpNumThreads(opts.InterOpThreads); err != nil {
 			return nil, fmt.Errorf("onnxruntime: inter-op threads %d: %w", opts.InterOpThreads, err)
+		}
+	}
+	spin := "0"
+	if opts.Spin {
+		spin = "1"
+	}
+	for _, key := range []string{"session.intra_op.allow_spinning", "session.inter_op.allow_spinning"} {
+		if err := so.AddSessionConfigEntry(key, spin); err != nil {
+			return nil, fmt.Errorf("onnxruntime: %s: %w", key, err)
 		}
 	}
 	dev := strconv.Itoa(opts.Device.ID)
