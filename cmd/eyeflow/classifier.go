@@ -184,30 +184,13 @@ func runClassifier(ctx context.Context, args []string, out, errOut io.Writer) er
 	if err := cf.validate(); err != nil {
 		return err
 	}
-	log, err := s.log.logger(errOut)
-	if err != nil {
-		return err
-	}
-	p := newProc(log.With().Str("process", "classifier").Logger())
-	nc, js, err := s.nats.dial(s.nats.url, "eyeflow-classifier", p.log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	store, err := s.store.open(js, 1)
-	if err != nil {
-		return err
-	}
-	srv, err := listenHTTP(s.http, p, nc)
-	if err != nil {
-		return err
-	}
-	t, err := cf.setup(ctx, p, js, store, srv)
-	if err != nil {
-		return err
-	}
-	p.log.Info().Str("http", srv.Addr()).Str("nats", redactURL(s.nats.url)).Msg("classifier running")
-	return runTasks(ctx, p.log, t, httpTask(srv))
+	return s.run(ctx, "classifier", errOut, func(e standaloneEnv) ([]task, error) {
+		t, err := cf.setup(ctx, e.p, e.js, e.store, e.srv)
+		if err != nil {
+			return nil, err
+		}
+		return []task{t}, nil
+	})
 }
 
 // fileResult is one line of `eyeflow predict`.

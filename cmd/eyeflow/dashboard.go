@@ -106,34 +106,18 @@ func runDashboard(ctx context.Context, args []string, out, errOut io.Writer) err
 	if err != nil {
 		return err
 	}
-	log, err := s.log.logger(errOut)
-	if err != nil {
-		return err
-	}
-	p := newProc(log.With().Str("process", "dashboard").Logger())
-	nc, js, err := s.nats.dial(s.nats.url, "eyeflow-dashboard", p.log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	store, err := s.store.open(js, 1)
-	if err != nil {
-		return err
-	}
-	srv, err := listenHTTP(s.http, p, nc)
-	if err != nil {
-		return err
-	}
-	var counters dashboard.CounterSource
-	if len(urls) > 0 {
-		counters = dashboard.ScrapeSource(&http.Client{Timeout: 5 * time.Second}, urls)
-	}
-	dt, err := df.mount(p, nc, js, store, srv, prefix, counters)
-	if err != nil {
-		return err
-	}
-	p.log.Info().Str("http", "http://"+srv.Addr()+dashboard.Path).Str("nats", redactURL(s.nats.url)).Msg("dashboard running")
-	return runTasks(ctx, p.log, dt, httpTask(srv))
+	return s.run(ctx, "dashboard", errOut, func(e standaloneEnv) ([]task, error) {
+		var counters dashboard.CounterSource
+		if len(urls) > 0 {
+			counters = dashboard.ScrapeSource(&http.Client{Timeout: 5 * time.Second}, urls)
+		}
+		dt, err := df.mount(e.p, e.nc, e.js, e.store, e.srv, prefix, counters)
+		if err != nil {
+			return nil, err
+		}
+		e.p.log.Info().Str("dashboard", "http://"+e.srv.Addr()+dashboard.Path).Msg("dashboard mounted")
+		return []task{dt}, nil
+	})
 }
 
 func parseURLs(list string) ([]string, error) {

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	ejs "eyeflow/jetstream"
-	"eyeflow/objstore"
 	"eyeflow/processors/driftwatch"
 	"eyeflow/schemas"
 	"eyeflow/stage"
@@ -110,11 +109,11 @@ func runDriftwatch(ctx context.Context, args []string, out, errOut io.Writer) er
 	if err := df.validate(); err != nil {
 		return err
 	}
-	return s.run(ctx, "driftwatch", errOut, func(p *proc, js natsjs.JetStream, _ objstore.Store) ([]task, error) {
-		dp, err := df.processor(ctx, p, js, 1)
+	return s.run(ctx, "driftwatch", errOut, func(e standaloneEnv) ([]task, error) {
+		dp, err := df.processor(ctx, e.p, e.js, 1)
 		if err != nil {
 			return nil, err
 		}
-		return []task{stageTask(js, dp)}, nil
+		return []task{stageTask(e.js, dp)}, nil
 	})
 }

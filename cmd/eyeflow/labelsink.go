@@ -121,7 +121,7 @@ func runLabelsink(ctx context.Context, args []string, out, errOut io.Writer) err
 	if err := lf.validate(); err != nil {
 		return err
 	}
-	return s.run(ctx, "labelsink", errOut, func(p *proc, js natsjs.JetStream, store objstore.Store) ([]task, error) {
-		return lf.tasks(ctx, p, js, store, 1)
+	return s.run(ctx, "labelsink", errOut, func(e standaloneEnv) ([]task, error) {
+		return lf.tasks(ctx, e.p, e.js, e.store, 1)
 	})
 }

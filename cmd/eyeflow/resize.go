@@ -9,7 +9,9 @@ import (
 	"eyeflow/processors/resize"
 	"eyeflow/schemas"
 	"eyeflow/stage"
+	"eyeflow/telemetry"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
@@ -73,8 +75,17 @@ func (s *standalone) validate() error {
 	return s.store.validate()
 }
 
-// runStandalone connects, builds the stage tasks and serves HTTP until ctx ends.
-func (s *standalone) run(ctx context.Context, name string, errOut io.Writer, build func(p *proc, js natsjs.JetStream, store objstore.Store) ([]task, error)) error {
+// standaloneEnv is what a standalone processor's tasks are built from.
+type standaloneEnv struct {
+	p     *proc
+	nc    *nats.Conn
+	js    natsjs.JetStream
+	store objstore.Store
+	srv   *telemetry.Server // handlers may be added before it serves
+}
+
+// run connects, builds the process's tasks and serves HTTP until ctx ends.
+func (s *standalone) run(ctx context.Context, name string, errOut io.Writer, build func(e standaloneEnv) ([]task, error)) error {
 	log, err := s.log.logger(errOut)
 	if err != nil {
 		return err
@@ -89,11 +100,11 @@ func (s *standalone) run(ctx context.Context, name string, errOut io.Writer, bui
 	if err != nil {
 		return err
 	}
-	tasks, err := build(p, js, store)
+	srv, err := listenHTTP(s.http, p, nc)
 	if err != nil {
 		return err
 	}
-	srv, err := listenHTTP(s.http, p, nc)
+	tasks, err := build(standaloneEnv{p: p, nc: nc, js: js, store: store, srv: srv})
 	if err != nil {
 		return err
 	}
@@ -116,11 +127,11 @@ func runResize(ctx context.Context, args []string, out, errOut io.Writer) error 
 	if err := rf.validate(); err != nil {
 		return err
 	}
-	return s.run(ctx, "resize", errOut, func(p *proc, js natsjs.JetStream, store objstore.Store) ([]task, error) {
-		rp, err := rf.processor(p, store)
+	return s.run(ctx, "resize", errOut, func(e standaloneEnv) ([]task, error) {
+		rp, err := rf.processor(e.p, e.store)
 		if err != nil {
 			return nil, err
 		}
-		return []task{stageTask(js, rp)}, nil
+		return []task{stageTask(e.js, rp)}, nil
 	})
 }

@@ -106,12 +106,12 @@ func runSplitter(ctx context.Context, args []string, out, errOut io.Writer) erro
 	if err := sf.validate(); err != nil {
 		return err
 	}
-	return s.run(ctx, "splitter", errOut, func(p *proc, js natsjs.JetStream, store objstore.Store) ([]task, error) {
-		sp, err := sf.processor(p, store)
+	return s.run(ctx, "splitter", errOut, func(e standaloneEnv) ([]task, error) {
+		sp, err := sf.processor(e.p, e.store)
 		if err != nil {
 			return nil, err
 		}
-		return []task{stageTask(js, sp)}, nil
+		return []task{stageTask(e.js, sp)}, nil
 	})
 }
 
