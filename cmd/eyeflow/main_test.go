@@ -179,6 +179,17 @@ func TestUpPutAndRestart(t *testing.T) {
 	if rep.Images != n || rep.Total["train"]+rep.Total["test"] != n || holdouts != rep.Total["test"] || len(rep.Problems) != 0 {
 		t.Fatalf("split report %+v: want %d images, each in train or test, every test image in one holdout", rep, n)
 	}
+	// A local copy for training: DIR/train/<class>/<image-id>.png, as ImageFolder reads it.
+	exported := t.TempDir()
+	if err := run(ctx, []string{"split", "export", "--nats", "nats://" + natsAddr, "--out", exported}, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	for dir, want := range rep.Total {
+		pngs, _ := filepath.Glob(filepath.Join(exported, dir, "*", "*.png"))
+		if len(pngs) != want {
+			t.Errorf("export has %d PNGs under %s/<class>/, the report counts %d", len(pngs), dir, want)
+		}
+	}
 	stop()
 
 	startUp(t, data, natsAddr, httpAddr)

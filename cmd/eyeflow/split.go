@@ -6,12 +6,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
 	"eyeflow/objstore"
 	"eyeflow/processors/splitter"
 	"eyeflow/schemas"
+	"eyeflow/security/objkey"
 	"eyeflow/stage"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -123,10 +126,13 @@ func runSplit(ctx context.Context, args []string, out, errOut io.Writer) error {
 			return runSplitExplain(args[1:], out, errOut)
 		case "report":
 			return runSplitReport(ctx, args[1:], out, errOut)
+		case "export":
+			return runSplitExport(ctx, args[1:], out, errOut)
 		}
 	}
 	fmt.Fprintln(errOut, "usage: eyeflow split explain [flags] FILE...   which split each file would get, and the hash it came from\n"+
-		"       eyeflow split report [flags]           per-class counts per split, listed from the processed bucket")
+		"       eyeflow split report [flags]           per-class counts per split, listed from the processed bucket\n"+
+		"       eyeflow split export --out DIR [flags] copy the dataset layout to a local folder (for training)")
 	return errUsage
 }
 
@@ -238,4 +244,89 @@ func runSplitReport(ctx context.Context, args []string, out, errOut io.Writer) e
 		return rep.WriteJSON(out)
 	}
 	return rep.WriteText(out)
+}
+
+func runSplitExport(ctx context.Context, args []string, out, errOut io.Writer) error {
+	var n natsFlags
+	var s storeFlags
+	var prefix, dir string
+	fs := newFlagSet("split export", "", "Copies processed/<prefix>/ ({train,test,holdout_N}/<class>/<image-id>.png) into --out, the\n"+
+		"layout torchvision's ImageFolder reads (point it at DIR/train). Existing files of the same size are kept.", errOut)
+	n.register(fs, defaultNATS, "NATS server URL(s) (for the JetStream object store)")
+	s.register(fs)
+	fs.stringVar(&prefix, "split-prefix", splitter.DefaultPrefix, "dataset folder in the processed bucket")
+	fs.stringVar(&dir, "out", "", "local folder (required)")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if dir == "" || fs.NArg() != 0 {
+		fs.Usage()
+		return errUsage
+	}
+	if err := n.validate(); err != nil {
+		return err
+	}
+	if err := s.validate(); err != nil {
+		return err
+	}
+	var js natsjs.JetStream
+	if s.endpoint == "" {
+		nc, j, err := n.dial(n.url, "eyeflow-split-export", nopLogger())
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		js = j
+	}
+	store, err := s.open(js, 1)
+	if err != nil {
+		return err
+	}
+	root := strings.Trim(prefix, "/") + "/"
+	var files int
+	var bytes int64
+	for info, err := range store.List(ctx, objstore.BucketProcessed, root) {
+		if err != nil {
+			return fmt.Errorf("split export: %w", err)
+		}
+		// Keys were checked when written; check again before they become paths.
+		if err := objkey.Check(info.Key); err != nil {
+			return fmt.Errorf("split export: %s: %w", info.Key, err)
+		}
+		dst := filepath.Join(dir, filepath.FromSlash(strings.TrimPrefix(info.Key, root)))
+		if st, err := os.Stat(dst); err == nil && st.Size() == info.Size {
+			continue
+		}
+		if err := exportObject(ctx, store, info.Key, dst); err != nil {
+			return err
+		}
+		files++
+		bytes += info.Size
+	}
+	fmt.Fprintf(out, "exported %d files (%s) to %s\n", files, humanBytes(bytes), dir)
+	return nil
+}
+
+func exportObject(ctx context.Context, store objstore.Store, key, dst string) error {
+	rc, _, err := store.Get(ctx, objstore.BucketProcessed, key)
+	if err != nil {
+		return fmt.Errorf("split export: %w", err)
+	}
+	defer rc.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return fmt.Errorf("split export: %w", err)
+	}
+	tmp := dst + ".part"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("split export: %w", err)
+	}
+	if _, err := io.Copy(f, rc); err != nil {
+		f.Close()
+		return fmt.Errorf("split export %s: %w", key, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("split export: %w", err)
+	}
+	return os.Rename(tmp, dst)
 }
