@@ -17,9 +17,10 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// TestClusterNodeLossMidRun: on a three-node cluster with R3 streams, one
-// node is killed in the middle of a 2,000-image run and brought back; every
-// image still gets exactly one prediction per env.
+// TestClusterNodeLossMidRun: on a three-node cluster with R3 streams, with
+// two instances of every stage, one node is killed in the middle of a
+// 2,000-image run and brought back; every image still gets exactly one
+// prediction per env.
 func TestClusterNodeLossMidRun(t *testing.T) {
 	const n = 2000
 	c := testenv.Cluster(t, 3)
@@ -27,6 +28,9 @@ func TestClusterNodeLossMidRun(t *testing.T) {
 	ups := makeUploads(t, n)
 	want := expected(ups)
 	_, js := testenv.Connect(t, c.URL)
+	// Two instances of every stage share each durable consumer, as scaled-out
+	// processes would.
+	startPipeline(t, c.URL, 3)
 	startPipeline(t, c.URL, 3)
 
 	put := make(chan error, 1)

@@ -70,12 +70,14 @@ func putUploads(t testing.TB, store objstore.Store, ups []upload) {
 // putAll uploads like a producer would: a put that fails (a node just died)
 // is retried, since the producer did not get its acknowledgement.
 func putAll(store objstore.Store, ups []upload) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
 	for _, u := range ups {
 		var err error
 		for attempt := 0; attempt < 20; attempt++ {
+			// A bounded wait per attempt: a request lost with a node is
+			// retried, not waited on until a distant deadline.
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			_, err = store.Put(ctx, objstore.BucketRaw, u.key, bytes.NewReader(u.data), int64(len(u.data)), objstore.PutOptions{ContentType: "image/jpeg"})
+			cancel()
 			if err == nil {
 				break
 			}
