@@ -53,7 +53,7 @@ echo "classified:  $predicted by prod (synthetic DenseNet121, random weights; ca
 echo "drift:       $(metric drift_alert 'env="prod"') prod alert(s) firing"
 echo "time:        ${secs}s from the first upload to the last prod prediction"
 "$bin" split report --nats nats://127.0.0.1:4222 || true
-echo "metrics:   http://$http/metrics     logs: $data/eyeflow.log"
+echo "dashboard: http://$http/dashboard/   metrics: http://$http/metrics   logs: $data/eyeflow.log"
 echo "NATS:      nats://127.0.0.1:4222 (try: nats sub 'eye.>')"
 if [ "${DEMO_EXIT:-0}" = 1 ]; then exit 0; fi
 echo "eyeflow is running; Ctrl-C to stop."
