@@ -321,3 +321,40 @@ func httpTask(srv *telemetry.Server) task {
 }
 
 func nopLogger() zerolog.Logger { return zerolog.Nop() }
+
+// storeClient reaches the object store alone, for commands that only read
+// or write objects: the JetStream object store through NATS, or S3.
+type storeClient struct {
+	nats  natsFlags
+	store storeFlags
+}
+
+func (c *storeClient) register(fs *flagSet) {
+	c.nats.register(fs, defaultNATS, "NATS server URL(s) (for the JetStream object store)")
+	c.store.register(fs)
+}
+
+// open validates the flags and connects; close releases the connection.
+func (c *storeClient) open(name string) (store objstore.Store, close func(), err error) {
+	if err := c.nats.validate(); err != nil {
+		return nil, nil, err
+	}
+	if err := c.store.validate(); err != nil {
+		return nil, nil, err
+	}
+	close = func() {}
+	var js natsjs.JetStream
+	if c.store.endpoint == "" {
+		nc, j, err := c.nats.dial(c.nats.url, "eyeflow-"+name, nopLogger())
+		if err != nil {
+			return nil, nil, err
+		}
+		close, js = nc.Close, j
+	}
+	store, err = c.store.open(js, 1)
+	if err != nil {
+		close()
+		return nil, nil, err
+	}
+	return store, close, nil
+}

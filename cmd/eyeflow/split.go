@@ -16,8 +16,6 @@ import (
 	"eyeflow/schemas"
 	"eyeflow/security/objkey"
 	"eyeflow/stage"
-
-	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
 // splitFlags configure the split function. The stage (`eyeflow up`,
@@ -200,14 +198,12 @@ func parseInterleaved(fs *flagSet, args []string) ([]string, error) {
 }
 
 func runSplitReport(ctx context.Context, args []string, out, errOut io.Writer) error {
-	var n natsFlags
-	var s storeFlags
+	var c storeClient
 	var prefix string
 	var asJSON bool
 	fs := newFlagSet("split report", "", "Lists the dataset in the processed bucket and prints per-class image counts per split, with any\n"+
 		"broken invariant (a test image in no or several holdouts, an image in train and test).", errOut)
-	n.register(fs, defaultNATS, "NATS server URL(s) (for the JetStream object store)")
-	s.register(fs)
+	c.register(fs)
 	fs.stringVar(&prefix, "split-prefix", splitter.DefaultPrefix, "dataset folder in the processed bucket")
 	fs.boolVar(&asJSON, "json", false, "print JSON, for the dashboard")
 	if err := fs.parse(args); err != nil {
@@ -217,25 +213,11 @@ func runSplitReport(ctx context.Context, args []string, out, errOut io.Writer) e
 		fs.Usage()
 		return errUsage
 	}
-	if err := n.validate(); err != nil {
-		return err
-	}
-	if err := s.validate(); err != nil {
-		return err
-	}
-	var js natsjs.JetStream
-	if s.endpoint == "" {
-		nc, j, err := n.dial(n.url, "eyeflow-split-report", nopLogger())
-		if err != nil {
-			return err
-		}
-		defer nc.Close()
-		js = j
-	}
-	store, err := s.open(js, 1)
+	store, closeStore, err := c.open("split-report")
 	if err != nil {
 		return err
 	}
+	defer closeStore()
 	rep, err := splitter.Report(ctx, store, objstore.BucketProcessed, prefix)
 	if err != nil {
 		return err
@@ -247,13 +229,11 @@ func runSplitReport(ctx context.Context, args []string, out, errOut io.Writer) e
 }
 
 func runSplitExport(ctx context.Context, args []string, out, errOut io.Writer) error {
-	var n natsFlags
-	var s storeFlags
+	var c storeClient
 	var prefix, dir string
 	fs := newFlagSet("split export", "", "Copies processed/<prefix>/ ({train,test,holdout_N}/<class>/<image-id>.png) into --out, the\n"+
 		"layout torchvision's ImageFolder reads (point it at DIR/train). Existing files of the same size are kept.", errOut)
-	n.register(fs, defaultNATS, "NATS server URL(s) (for the JetStream object store)")
-	s.register(fs)
+	c.register(fs)
 	fs.stringVar(&prefix, "split-prefix", splitter.DefaultPrefix, "dataset folder in the processed bucket")
 	fs.stringVar(&dir, "out", "", "local folder (required)")
 	if err := fs.parse(args); err != nil {
@@ -263,25 +243,11 @@ func runSplitExport(ctx context.Context, args []string, out, errOut io.Writer) e
 		fs.Usage()
 		return errUsage
 	}
-	if err := n.validate(); err != nil {
-		return err
-	}
-	if err := s.validate(); err != nil {
-		return err
-	}
-	var js natsjs.JetStream
-	if s.endpoint == "" {
-		nc, j, err := n.dial(n.url, "eyeflow-split-export", nopLogger())
-		if err != nil {
-			return err
-		}
-		defer nc.Close()
-		js = j
-	}
-	store, err := s.open(js, 1)
+	store, closeStore, err := c.open("split-export")
 	if err != nil {
 		return err
 	}
+	defer closeStore()
 	root := strings.Trim(prefix, "/") + "/"
 	var files int
 	var bytes int64
