@@ -2,8 +2,8 @@ package ingest_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
+	"eyeflow/internal/stagetest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -251,7 +251,7 @@ func TestLedgerStageRecordsForeignEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runStage(t, env.JS, ingest.LedgerProcessor(ledger, zerolog.Nop(), stage.NewMetrics(prometheus.NewRegistry())))
+	stagetest.Run(t, env.JS, ingest.LedgerProcessor(ledger, zerolog.Nop(), stage.NewMetrics(prometheus.NewRegistry())))
 	// An event published by someone else (MinIO) without a Msg-Id.
 	up := schemas.Upload{Bucket: "raw", Key: "x/y z.jpg", ETag: "abc"}
 	data, _ := json.Marshal(schemas.NewUploadEvent(up))
@@ -263,18 +263,4 @@ func TestLedgerStageRecordsForeignEvents(t *testing.T) {
 	if err != nil || !has {
 		t.Fatalf("ledger has %s: %v %v", up.ID(), has, err)
 	}
-}
-
-// runStage runs p until the test ends.
-func runStage[In any](t *testing.T, js natsjs.JetStream, p stage.Processor[In]) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- stage.Run(ctx, js, p) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("stage %s: %v", p.Stage, err)
-		}
-	})
 }

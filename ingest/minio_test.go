@@ -3,6 +3,7 @@ package ingest_test
 import (
 	"bytes"
 	"encoding/json"
+	"eyeflow/internal/stagetest"
 	"image/jpeg"
 	"strings"
 	"testing"
@@ -53,8 +54,8 @@ func TestMinIOEventFlowsThroughOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runStage(t, env.JS, ingest.LedgerProcessor(ledger, zerolog.Nop(), m))
-	runStage(t, env.JS, resize.Processor(r, 2, zerolog.Nop(), m))
+	stagetest.Run(t, env.JS, ingest.LedgerProcessor(ledger, zerolog.Nop(), m))
+	stagetest.Run(t, env.JS, resize.Processor(r, 2, zerolog.Nop(), m))
 
 	img, err := demodata.Image("cataract", 3, demodata.Options{Width: 640, Height: 480})
 	if err != nil {

@@ -59,39 +59,11 @@ func startUp(t *testing.T, data, natsAddr, httpAddr string) (stop func()) {
 // startUpWith is startUp with more flags.
 func startUpWith(t *testing.T, data, natsAddr, httpAddr string, flags ...string) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncBuffer{}
-	done := make(chan error, 1)
-	args := append([]string{"up", "--data", data, "--nats-listen", natsAddr, "--http", httpAddr, "--log-format", "json"}, flags...)
-	go func() {
-		done <- run(ctx, args, io.Discard, logs)
-	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + httpAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("eyeflow up exited: %v\n%s", err, logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("eyeflow up not ready after 30s\n%s", logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	logs, stopUp := startUpArgs(t, httpAddr, append([]string{"--data", data, "--nats-listen", natsAddr}, flags...)...)
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("eyeflow up: %v\n%s", err, logs.String())
-			}
+			stopUp()
 			if strings.Contains(logs.String(), `"level":"error"`) {
 				t.Errorf("eyeflow up logged errors:\n%s", logs.String())
 			}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"eyeflow/internal/stagetest"
 	"fmt"
 	"image/jpeg"
 	"io"
@@ -87,21 +88,8 @@ func newFixture(t *testing.T) *fixture {
 	return &fixture{env: env, store: store, sink: sink, cfg: cfg, ls: ls, m: stage.NewMetrics(prometheus.NewRegistry())}
 }
 
-func runStage[In any](t *testing.T, js natsjs.JetStream, p stage.Processor[In]) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- stage.Run(ctx, js, p) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("stage %s: %v", p.Stage, err)
-		}
-	})
-}
-
 func (f *fixture) startRetrainStage(t *testing.T) {
-	runStage(t, f.env.JS, labelsink.Processor(f.sink, zerolog.Nop(), f.m))
+	stagetest.Run(t, f.env.JS, labelsink.Processor(f.sink, zerolog.Nop(), f.m))
 }
 
 func fundusJPEG(t *testing.T, class string, i int) []byte {
@@ -309,12 +297,12 @@ func TestExportBecomesLabelledUpload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runStage(t, js, resize.Processor(rz, 1, zerolog.Nop(), m))
+	stagetest.Run(t, js, resize.Processor(rz, 1, zerolog.Nop(), m))
 	sp, err := splitter.New(splitter.DefaultConfig(), f.store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	runStage(t, js, splitter.Processor(sp, zerolog.Nop(), m))
+	stagetest.Run(t, js, splitter.Processor(sp, zerolog.Nop(), m))
 	f.startRetrainStage(t)
 
 	// A training image (for the manifest) and the unlabelled one.

@@ -2,9 +2,9 @@ package natsauth_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
+	"eyeflow/internal/stagetest"
 	"flag"
 	"image"
 	"image/color"
@@ -185,19 +185,6 @@ func smallJPEG(t *testing.T) []byte {
 	return b.Bytes()
 }
 
-func runStage[In any](t *testing.T, js natsjs.JetStream, p stage.Processor[In]) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- stage.Run(ctx, js, p) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("stage %s: %v", p.Stage, err)
-		}
-	})
-}
-
 // TestStagesRunUnderTheirUsers: ingest uploads an image and publishes its
 // event, resize and splitter process it, each logged in as its own user
 // with only the table's permissions: the pipeline works end to end.
@@ -223,14 +210,14 @@ func TestStagesRunUnderTheirUsers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runStage(t, resizeJS, resize.Processor(r, 1, zerolog.Nop(), stage.NewMetrics(prometheus.NewRegistry())))
+	stagetest.Run(t, resizeJS, resize.Processor(r, 1, zerolog.Nop(), stage.NewMetrics(prometheus.NewRegistry())))
 
 	_, splitJS, splitErrs := env.connect(t, schemas.StageSplitter)
 	sp, err := splitter.New(splitter.DefaultConfig(), objstore.NewJetStream(splitJS))
 	if err != nil {
 		t.Fatal(err)
 	}
-	runStage(t, splitJS, splitter.Processor(sp, zerolog.Nop(), stage.NewMetrics(prometheus.NewRegistry())))
+	stagetest.Run(t, splitJS, splitter.Processor(sp, zerolog.Nop(), stage.NewMetrics(prometheus.NewRegistry())))
 
 	_, adminJS, _ := env.connect(t, natsauth.RoleAdmin)
 	deadline := time.Now().Add(30 * time.Second)

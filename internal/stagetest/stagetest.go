@@ -1,0 +1,28 @@
+// Package stagetest runs processors for tests in other packages: a stage
+// started on a JetStream context and stopped, with its error checked, when
+// the test ends. It is separate from testenv because the stage package's
+// own tests use testenv.
+package stagetest
+
+import (
+	"context"
+	"testing"
+
+	"eyeflow/stage"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+)
+
+// Run runs p until the test ends.
+func Run[In any](t testing.TB, js natsjs.JetStream, p stage.Processor[In]) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- stage.Run(ctx, js, p) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("stage %s: %v", p.Stage, err)
+		}
+	})
+}
