@@ -1,12 +1,14 @@
 // Command classifier measures what the classifier pipeline loses around ONNX
-// Runtime: for each batch size it times (1) raw session runs of the model on
-// preprocessed images, and (2) the whole classifier stage on the same model,
-// threads and batch size: split events with inline pixels already in an
-// embedded JetStream, consumed, batched, classified, published as
-// predictions and acknowledged. It prints images/s for both, their ratio
-// (the target is >= 0.90), and the p50/p99 of the per-batch session time.
+// Runtime: for each configuration (intra-op threads x parallel runs of one
+// session) and batch size it times (1) raw session runs of the model on
+// preprocessed images, from as many goroutines as parallel runs, and (2) the
+// whole classifier stage on the same model, threads, parallel runs and batch
+// size: split events with inline pixels already in an embedded JetStream,
+// consumed, batched, classified, published as predictions and acknowledged.
+// It prints images/s for both, their ratio (the target is >= 0.90), and the
+// p50/p99 of the per-batch session time.
 //
-//	go run ./bench/classifier -threads 2 -batches 1,8 -n 200
+//	go run ./bench/classifier -configs 2x1,1x2 -batches 1,8 -n 200
 //
 // The library comes from --ort-lib or $EYEFLOW_ORT_LIB (scripts/install-ort.sh).
 // The model is the synthetic DenseNet121 (15 classes) unless --model DIR.
@@ -16,15 +18,18 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	ejs "eyeflow/jetstream"
@@ -41,7 +46,7 @@ import (
 
 func main() {
 	ortLib := flag.String("ort-lib", os.Getenv(classifier.EnvORTLibrary), "libonnxruntime.so path")
-	threads := flag.Int("threads", 2, "intra-op threads")
+	configs := flag.String("configs", "2x1,1x2", "THREADSxRUNS configurations: intra-op threads per run x session runs at once")
 	batches := flag.String("batches", "1,8", "batch sizes")
 	n := flag.Int("n", 200, "images per measurement")
 	rounds := flag.Int("rounds", 3, "raw/pipeline pairs per batch size, alternated so load changes hit both; the median ratio is reported")
@@ -60,14 +65,14 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(*ortLib, *threads, *batches, *n, *rounds, *modelDir); err != nil {
+	if err := run(*ortLib, *configs, *batches, *n, *rounds, *modelDir); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "bench/classifier:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ortLib string, threads int, batchList string, n, rounds int, modelDir string) error {
+func run(ortLib, configList, batchList string, n, rounds int, modelDir string) error {
 	if err := classifier.InitRuntime(ortLib); err != nil {
 		return err
 	}
@@ -83,7 +88,16 @@ func run(ortLib string, threads int, batchList string, n, rounds int, modelDir s
 	}
 	var card classifier.Card
 	_ = json.Unmarshal(files.Card, &card)
-	opts := classifier.SessionOptions{IntraOpThreads: threads}
+	var configs []classifier.SessionOptions
+	for _, c := range strings.Split(configList, ",") {
+		t, r, ok := strings.Cut(strings.TrimSpace(c), "x")
+		threads, err1 := strconv.Atoi(t)
+		runs, err2 := strconv.Atoi(r)
+		if !ok || err1 != nil || err2 != nil || threads < 1 || runs < 1 {
+			return fmt.Errorf("config %q: want THREADSxRUNS, e.g. 1x2", c)
+		}
+		configs = append(configs, classifier.SessionOptions{IntraOpThreads: threads, ParallelRuns: runs})
+	}
 
 	rng := rand.New(rand.NewPCG(1, 2))
 	images := make([][]byte, 16)
@@ -93,97 +107,121 @@ func run(ortLib string, threads int, batchList string, n, rounds int, modelDir s
 			images[i][j] = byte(rng.IntN(256))
 		}
 	}
-	fmt.Printf("model %s %s, onnxruntime %s, %d intra-op threads, %d images per measurement, GOMAXPROCS=%s\n",
-		card.Name, card.Version, classifier.RuntimeVersion(), threads, n, os.Getenv("GOMAXPROCS"))
+	fmt.Printf("model %s %s, onnxruntime %s, %d images per measurement, GOMAXPROCS=%s, %d CPUs\n",
+		card.Name, card.Version, classifier.RuntimeVersion(), n, os.Getenv("GOMAXPROCS"), runtime.NumCPU())
 	fmt.Printf("load before: %s\n", uptime())
-	fmt.Printf("%-6s %12s %12s %8s %14s %14s\n", "batch", "raw img/s", "pipe img/s", "ratio", "run p50 ms", "run p99 ms")
-	for _, f := range strings.Split(batchList, ",") {
-		b, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || b < 1 {
-			return fmt.Errorf("batch %q", f)
-		}
-		var ratios []float64
-		for r := range rounds {
-			raw, err := rawRate(files, opts, images, b, n)
-			if err != nil {
-				return err
+	fmt.Printf("%-8s %-6s %12s %12s %8s %12s %14s %14s\n", "config", "batch", "raw img/s", "pipe img/s", "ratio", "pipe cold", "run p50 ms", "run p99 ms")
+	var summary []string
+	for _, opts := range configs {
+		cfg := fmt.Sprintf("%dx%d", opts.IntraOpThreads, opts.ParallelRuns)
+		for _, f := range strings.Split(batchList, ",") {
+			b, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || b < 1 {
+				return fmt.Errorf("batch %q", f)
 			}
-			pipe, runs, err := pipelineRate(files, card, opts, images, b, n)
-			if err != nil {
-				return err
+			var ratios, raws, pipes []float64
+			for r := range rounds {
+				raw, err := rawRate(files, opts, images, b, n)
+				if err != nil {
+					return err
+				}
+				pipe, whole, runs, err := pipelineRate(files, card, opts, images, b, n)
+				if err != nil {
+					return err
+				}
+				ratios, raws, pipes = append(ratios, pipe/raw), append(raws, raw), append(pipes, pipe)
+				fmt.Printf("%-8s %-6d %12.1f %12.1f %8.2f %12.1f %14.1f %14.1f   (round %d)\n", cfg, b, raw, pipe, pipe/raw, whole, pct(runs, 0.5)*1e3, pct(runs, 0.99)*1e3, r+1)
 			}
-			ratios = append(ratios, pipe/raw)
-			fmt.Printf("%-6d %12.1f %12.1f %8.2f %14.1f %14.1f   (round %d)\n", b, raw, pipe, pipe/raw, pct(runs, 0.5)*1e3, pct(runs, 0.99)*1e3, r+1)
+			summary = append(summary, fmt.Sprintf("%s batch %d: median raw %.1f img/s, pipeline %.1f img/s, pipeline/raw %.2f over %d rounds",
+				cfg, b, pct(raws, 0.5), pct(pipes, 0.5), pct(ratios, 0.5), rounds))
 		}
-		fmt.Printf("batch %d: median pipeline/raw ratio %.2f over %d rounds\n", b, pct(ratios, 0.5), rounds)
+	}
+	for _, l := range summary {
+		fmt.Println(l)
 	}
 	fmt.Printf("load after:  %s\n", uptime())
 	return nil
 }
 
 // rawRate times Model.Run (normalisation in Go + session run + softmax) on
-// n images in batches of b, after one warm-up batch.
+// n images in batches of b from opts.ParallelRuns goroutines sharing the
+// session, after one warm-up batch each.
 func rawRate(files classifier.ModelFiles, opts classifier.SessionOptions, images [][]byte, b, n int) (float64, error) {
 	m, err := classifier.LoadModel(files, opts)
 	if err != nil {
 		return 0, err
 	}
 	defer m.Close()
+	par := m.ParallelRuns
 	batch := make([][]byte, b)
 	for i := range batch {
 		batch[i] = images[i%len(images)]
 	}
-	if _, err := m.Run(batch); err != nil {
+	loop := func(runs int) error {
+		var wg sync.WaitGroup
+		errs := make([]error, par)
+		for i := range par {
+			wg.Go(func() {
+				for range runs {
+					if _, err := m.Run(batch); err != nil {
+						errs[i] = err
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return errors.Join(errs...)
+	}
+	if err := loop(1); err != nil {
 		return 0, err
 	}
-	runs := (n + b - 1) / b
+	runs := max(1, (n+b*par-1)/(b*par))
 	start := time.Now()
-	for range runs {
-		if _, err := m.Run(batch); err != nil {
-			return 0, err
-		}
+	if err := loop(runs); err != nil {
+		return 0, err
 	}
-	return float64(runs*b) / time.Since(start).Seconds(), nil
+	return float64(runs*b*par) / time.Since(start).Seconds(), nil
 }
 
 // pipelineRate puts n split events in an embedded JetStream, then runs the
 // classifier for prod and times from its model being ready to the last
 // prediction being acknowledged.
-func pipelineRate(files classifier.ModelFiles, card classifier.Card, opts classifier.SessionOptions, images [][]byte, b, n int) (float64, []float64, error) {
+func pipelineRate(files classifier.ModelFiles, card classifier.Card, opts classifier.SessionOptions, images [][]byte, b, n int) (steady, whole float64, runs []float64, err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dir, err := os.MkdirTemp("", "bench-classifier-")
 	if err != nil {
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
 	defer os.RemoveAll(dir)
 	srv, err := ejs.StartServer(ejs.ServerOptions{Name: "bench", Listen: "127.0.0.1:0", StoreDir: dir, Logger: zerolog.Nop()})
 	if err != nil {
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
 	defer srv.Stop()
 	nc, err := nats.Connect(srv.ClientURL())
 	if err != nil {
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
 	defer nc.Close()
 	js, err := natsjs.New(nc)
 	if err != nil {
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
 	if err := ejs.Apply(ctx, js, ejs.Build(ejs.DefaultOptions())); err != nil {
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
 	store := objstore.NewJetStream(js)
 	reg, err := classifier.OpenRegistry(ctx, js, store)
 	if err != nil {
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
 	if _, err := reg.Push(ctx, files, card.Name, card.Version); err != nil {
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
 	if err := reg.Promote(ctx, schemas.EnvProd, card.Name, card.Version); err != nil {
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
 	for i := range n {
 		s := schemas.Split{Schema: schemas.SchemaSplit, Split: schemas.SplitHoldout1}
@@ -191,38 +229,57 @@ func pipelineRate(files classifier.ModelFiles, card classifier.Card, opts classi
 			RGB: images[i%len(images)], ResizedWidth: 224, ResizedHeight: 224}
 		data, _ := json.Marshal(s)
 		if _, err := js.Publish(ctx, schemas.SplitSubject(s.Split), data, natsjs.WithMsgID(s.ImageID)); err != nil {
-			return 0, nil, err
+			return 0, 0, nil, err
 		}
 	}
+	// Arrival times of the predictions, over core NATS: the steady-state
+	// rate runs from the end of the first run of every runner (the raw
+	// loop's warm-up) to the last prediction, like the raw timing.
+	arrivals := make(chan time.Time, n)
+	sub, err := nc.Subscribe(schemas.PredictionSubject(schemas.EnvProd), func(*nats.Msg) { arrivals <- time.Now() })
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	defer sub.Unsubscribe()
 	promReg := prometheus.NewRegistry()
-	var runs []float64
 	c, err := classifier.New(ctx, js, store, classifier.Config{
 		Envs: []string{schemas.EnvProd}, MaxBatch: b, Session: opts,
 		Logger: zerolog.Nop(), Metrics: classifier.NewMetrics(promReg), StageMetrics: stage.NewMetrics(promReg),
 	})
 	if err != nil {
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
 	<-c.Ready(schemas.EnvProd)
 	start := time.Now()
+	warm := min(n-1, b*max(opts.ParallelRuns, 1))
+	var times []time.Time
+	timeout := time.After(10 * time.Minute)
+	for len(times) < n {
+		select {
+		case t := <-arrivals:
+			times = append(times, t)
+		case <-timeout:
+			return 0, 0, nil, fmt.Errorf("%d of %d predictions after 10 minutes", len(times), n)
+		}
+	}
 	cons, err := js.Consumer(ctx, ejs.StreamSplits, ejs.ClassifierConsumer(schemas.EnvProd))
 	if err != nil {
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
 	for {
 		info, err := cons.Info(ctx)
 		if err != nil {
-			return 0, nil, err
+			return 0, 0, nil, err
 		}
 		if info.AckFloor.Consumer >= uint64(n) {
 			break
 		}
-		// Coarse enough not to load the server it measures.
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
 	elapsed := time.Since(start)
+	steady = float64(n-warm) / times[n-1].Sub(times[warm-1]).Seconds()
 	cancel()
 	<-done
 	// Per-run session times, from the predictions (one value per run).
@@ -248,7 +305,7 @@ func pipelineRate(files classifier.ModelFiles, card classifier.Card, opts classi
 			got += k
 		}
 	}
-	return float64(n) / elapsed.Seconds(), runs, nil
+	return steady, float64(n) / elapsed.Seconds(), runs, nil
 }
 
 func pct(v []float64, q float64) float64 {

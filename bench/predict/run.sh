@@ -3,11 +3,13 @@
 # seed_fastapi.py, one image per request, DenseNet121 with 15 classes, 2 torch
 # threads, glibc malloc tuned as its README says) and eyeflow's POST /predict
 # (same resize code as the pipeline, the classifier's dynamic batcher, the
-# synthetic DenseNet121 on ONNX Runtime with 2 threads), driven by the same
+# synthetic DenseNet121 on ONNX Runtime with its defaults for this machine:
+# on 2 cores, two single-threaded runs at once), driven by the same
 # closed-loop load generator at concurrency 1 and 16 with 2048x1536 JPEGs.
 #
 #   bench/predict/run.sh [IMAGE_DIR]     (default: ../shared/golden)
 #   N1=60 N16=160 bench/predict/run.sh   (requests at concurrency 1 and 16)
+#   EYEFLOW_ARGS="--threads 2 --parallel-runs 1" bench/predict/run.sh   (other eyeflow flags)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 peers="${PEERS:-$root/../shared/peers}"
@@ -35,10 +37,11 @@ kill "${pids[@]}"; wait 2>/dev/null || true; pids=()
 
 # eyeflow: only the classifier (prod) in an embedded up, so /predict has the machine.
 "$tmp/eyeflow" up --data "$tmp/data" --http 127.0.0.1:18001 --nats-listen 127.0.0.1:14201 --log-format json \
-  --processors classifier --envs prod --threads 2 >"$tmp/eyeflow.log" 2>&1 &
+  --processors classifier --envs prod ${EYEFLOW_ARGS:-} >"$tmp/eyeflow.log" 2>&1 &
 pids+=($!)
 wait_http http://127.0.0.1:18001/readyz
 until curl -fsS -F "file=@${imgs[0]}" http://127.0.0.1:18001/predict >/dev/null 2>&1; do sleep 0.5; done
+grep -m1 '"model serving"' "$tmp/eyeflow.log" | python3 -c 'import json,sys; e=json.load(sys.stdin); print("eyeflow model:", e.get("provider"), "threads", e.get("threads"), "parallel runs", e.get("parallel_runs"))' 
 "$tmp/loadgen" -name eyeflow -url http://127.0.0.1:18001/predict -c 1 -n "$N1" "${imgs[@]}" | tee "$tmp/new1.json"
 "$tmp/loadgen" -name eyeflow -url http://127.0.0.1:18001/predict -c 16 -n "$N16" "${imgs[@]}" | tee "$tmp/new16.json"
 rss=$(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/${pids[0]}/status")

@@ -25,6 +25,7 @@ type runtimeFlags struct {
 	ortLib       string
 	device       string
 	threads      int
+	parallel     int
 	interOp      int
 	spin         bool
 	maxBatch     int
@@ -36,7 +37,8 @@ type runtimeFlags struct {
 func (f *runtimeFlags) register(fs *flagSet) {
 	fs.stringVar(&f.ortLib, "ort-lib", "", "path of libonnxruntime.so "+classifier.ORTVersion+" (scripts/install-ort.sh installs it and prints the path)")
 	fs.stringVar(&f.device, "device", "cpu", "where models run: cpu, cuda[:N], tensorrt[:N], or auto (CUDA when available, else CPU); a GPU device that cannot be used fails at start")
-	fs.intVar(&f.threads, "threads", 0, "ONNX Runtime intra-op threads per inference (0: one per physical core)")
+	fs.intVar(&f.threads, "threads", 0, "ONNX Runtime intra-op threads per session run (0: on the CPU, the cores divided among --parallel-runs; on a GPU, ONNX Runtime's default)")
+	fs.intVar(&f.parallel, "parallel-runs", 0, "session runs of one loaded model at once (0: on the CPU, enough to fill the cores with --threads each, one thread per run by default; on a GPU, 1)")
 	fs.intVar(&f.interOp, "inter-op-threads", 0, "ONNX Runtime inter-op threads (0: its default)")
 	fs.boolVar(&f.spin, "ort-spin", false, "let ONNX Runtime's threads busy-wait between ops (faster only when nothing else needs the cores)")
 	fs.intVar(&f.maxBatch, "max-batch", 8, "most images per session run (dynamic batching)")
@@ -51,8 +53,8 @@ func (f *runtimeFlags) validate() error {
 	}
 	f.parsedDevice = d
 	switch {
-	case f.threads < 0 || f.interOp < 0:
-		return errors.New("--threads and --inter-op-threads must be 0 or more")
+	case f.threads < 0 || f.interOp < 0 || f.parallel < 0:
+		return errors.New("--threads, --parallel-runs and --inter-op-threads must be 0 or more")
 	case f.maxBatch < 1:
 		return fmt.Errorf("--max-batch %d: must be at least 1", f.maxBatch)
 	case f.maxWait < 0:
@@ -67,7 +69,7 @@ func (f *runtimeFlags) validate() error {
 func (f *runtimeFlags) init() error { return classifier.InitRuntime(f.ortLib) }
 
 func (f *runtimeFlags) session() classifier.SessionOptions {
-	return classifier.SessionOptions{Device: f.parsedDevice, IntraOpThreads: f.threads, InterOpThreads: f.interOp, Spin: f.spin}
+	return classifier.SessionOptions{Device: f.parsedDevice, IntraOpThreads: f.threads, ParallelRuns: f.parallel, InterOpThreads: f.interOp, Spin: f.spin}
 }
 
 // classifierFlags configure the classifier stage.
@@ -84,7 +86,7 @@ func (f *classifierFlags) register(fs *flagSet) {
 	f.rt.register(fs)
 	fs.stringVar(&f.envs, "envs", strings.Join(schemas.Envs(), ","), "environments to serve, comma-separated (each has its own consumer and model)")
 	fs.float64Var(&f.canaryShare, "canary-share", classifier.DefaultCanaryShare, "share of images (by a hash of the image id) the canary env classifies, 0..1")
-	fs.intVar(&f.concurrency, "classifier-concurrency", 2, "stage batches in flight per env (one publishes while the next runs)")
+	fs.intVar(&f.concurrency, "classifier-concurrency", 0, "stage batches in flight per env (0: the parallel runs + 1, so one publishes while the others run)")
 	fs.int64Var(&f.maxUpload, "max-upload", classifier.DefaultMaxUpload, "largest POST /predict body in bytes")
 	fs.stringVar(&f.model, "model", "", "model folder (model.onnx, labels.json, model.json) to register and promote to prod at start")
 }
@@ -96,8 +98,8 @@ func (f *classifierFlags) validate() error {
 	if f.canaryShare < 0 || f.canaryShare > 1 {
 		return fmt.Errorf("--canary-share %v: want 0..1", f.canaryShare)
 	}
-	if f.concurrency < 1 {
-		return fmt.Errorf("--classifier-concurrency %d: must be at least 1", f.concurrency)
+	if f.concurrency < 0 {
+		return fmt.Errorf("--classifier-concurrency %d: must be 0 (automatic) or more", f.concurrency)
 	}
 	for _, e := range f.envList() {
 		if !contains(schemas.Envs(), e) {

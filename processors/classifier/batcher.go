@@ -45,10 +45,12 @@ type jobResult struct {
 
 // Batcher runs one model for one env: it merges concurrent Predict calls into
 // session runs of at most MaxBatch images, waiting at most MaxWait after the
-// first request for more, and runs them one at a time (ONNX Runtime already
-// uses every core inside a run). It is the single place where the model
-// changes: Swap takes effect between two runs, so a run never mixes models
-// and no request is lost in a swap.
+// first request for more, and keeps up to the model's ParallelRuns runs going
+// at once (one on a GPU; on the CPU as many as the cores take). A run is
+// collected only when a runner is free, so batches fill while every runner
+// is busy. It is the single place where the model changes: Swap waits for
+// the runs in flight and takes effect before the next one, so a run never
+// mixes models and no request is lost in a swap.
 type Batcher struct {
 	maxBatch int
 	maxWait  time.Duration
@@ -61,6 +63,12 @@ type Batcher struct {
 
 	// observe, when set, sees every run (for metrics).
 	observe func(b Batch, err error)
+
+	// runners holds one token per run in flight; its capacity is the
+	// serving model's ParallelRuns. Only the loop sends, replaces it (when
+	// idle) and waits on inflight.
+	runners  chan struct{}
+	inflight sync.WaitGroup
 
 	mu      sync.RWMutex
 	current *Model // read by Current; written only by the loop
@@ -87,8 +95,16 @@ func NewBatcher(m *Model, maxBatch int, maxWait time.Duration) *Batcher {
 		stopped: make(chan struct{}),
 		current: m,
 	}
+	b.runners = make(chan struct{}, runsOf(m))
 	go b.loop()
 	return b
+}
+
+func runsOf(m *Model) int {
+	if m == nil {
+		return 1
+	}
+	return max(m.ParallelRuns, 1)
 }
 
 // MaxBatch is the largest session run.
@@ -158,83 +174,111 @@ func (b *Batcher) Close() {
 
 func (b *Batcher) loop() {
 	defer close(b.stopped)
+	var pending *job // a job that did not fit in the previous run
 	defer func() {
+		if pending != nil {
+			pending.reply <- jobResult{err: ErrClosed}
+		}
+		b.inflight.Wait()
 		b.mu.Lock()
 		b.current.Close()
 		b.current = nil
 		b.mu.Unlock()
 	}()
-	var pending *job // a job that did not fit in the previous run
 	for {
-		var first *job
-		if pending != nil {
-			first, pending = pending, nil
-		} else {
+		// A free runner first: requests that arrive meanwhile join this run.
+		select {
+		case b.runners <- struct{}{}:
+		case s := <-b.swaps:
+			b.swap(s)
+			continue
+		case <-b.done:
+			return
+		}
+		first := pending
+		pending = nil
+		if first == nil {
 			select {
 			case first = <-b.jobs:
 			case s := <-b.swaps:
+				<-b.runners
 				b.swap(s)
 				continue
 			case <-b.done:
+				<-b.runners
 				return
 			}
 		}
-		run := []*job{first}
-		n := len(first.images)
-		flush := first.flush
-		var (
-			t     *time.Timer
-			timer <-chan time.Time
-		)
-		if !flush {
-			t = time.NewTimer(b.maxWait)
-			timer = t.C
-		}
-	collect:
-		for n < b.maxBatch {
-			var j *job
-			if flush {
-				// Take only what is already waiting.
-				select {
-				case j = <-b.jobs:
-				default:
-					break collect
-				}
-			} else {
-				select {
-				case j = <-b.jobs:
-				case <-timer:
-					break collect
-				}
-			}
-			if n+len(j.images) > b.maxBatch {
-				pending = j
-				break
-			}
-			run = append(run, j)
-			n += len(j.images)
-			if j.flush {
-				flush = true
-			}
-		}
-		if t != nil {
-			t.Stop()
-		}
-		b.run(run)
+		var run []*job
+		run, pending = b.collect(first)
+		m, tokens := b.current, b.runners // only this goroutine writes them
+		b.inflight.Add(1)
+		go func() {
+			defer func() { <-tokens; b.inflight.Done() }()
+			b.run(m, run)
+		}()
 	}
 }
 
+// collect gathers the jobs of one run, starting with first: up to maxBatch
+// images, waiting at most maxWait for more unless a job asks to flush. A job
+// that does not fit is returned as next, for the following run.
+func (b *Batcher) collect(first *job) (run []*job, next *job) {
+	run = []*job{first}
+	n := len(first.images)
+	flush := first.flush
+	var (
+		t     *time.Timer
+		timer <-chan time.Time
+	)
+	if !flush {
+		t = time.NewTimer(b.maxWait)
+		timer = t.C
+		defer t.Stop()
+	}
+	for n < b.maxBatch {
+		var j *job
+		if flush {
+			// Take only what is already waiting.
+			select {
+			case j = <-b.jobs:
+			default:
+				return run, nil
+			}
+		} else {
+			select {
+			case j = <-b.jobs:
+			case <-timer:
+				return run, nil
+			}
+		}
+		if n+len(j.images) > b.maxBatch {
+			return run, j
+		}
+		run = append(run, j)
+		n += len(j.images)
+		if j.flush {
+			flush = true
+		}
+	}
+	return run, nil
+}
+
+// swap waits for the runs in flight, installs the new model and hands the
+// old one back; the runner pool takes the new model's size.
 func (b *Batcher) swap(s swapReq) {
+	b.inflight.Wait()
 	b.mu.Lock()
 	old := b.current
 	b.current = s.m
 	b.mu.Unlock()
+	b.runners = make(chan struct{}, runsOf(s.m))
 	s.old <- old
 }
 
 // run executes the jobs in session runs of at most maxBatch images (one job
 // larger than that is split) and replies to each.
-func (b *Batcher) run(jobs []*job) {
+func (b *Batcher) run(m *Model, jobs []*job) {
 	// Requests whose caller has gone are not worth the compute.
 	live := jobs[:0]
 	for _, j := range jobs {
@@ -247,7 +291,6 @@ func (b *Batcher) run(jobs []*job) {
 	if len(live) == 0 {
 		return
 	}
-	m := b.current // only this goroutine writes it
 	if m == nil {
 		for _, j := range live {
 			j.reply <- jobResult{err: ErrNoModel}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -137,3 +139,72 @@ func TestCUDAUnavailableFailsClearly(t *testing.T) {
 }
 
 func errorsIs(err, target error) bool { return errors.Is(err, target) }
+
+func TestSessionPlan(t *testing.T) {
+	procs := runtime.GOMAXPROCS(0)
+	for _, tc := range []struct {
+		name          string
+		opts          SessionOptions
+		provider      string
+		threads, runs int
+	}{
+		{"cpu defaults: one thread per run, a run per core", SessionOptions{}, ProviderCPU, 1, procs},
+		{"cpu threads given", SessionOptions{IntraOpThreads: procs}, ProviderCPU, procs, 1},
+		{"cpu threads above the cores", SessionOptions{IntraOpThreads: 4 * procs}, ProviderCPU, 4 * procs, 1},
+		{"cpu runs given", SessionOptions{ParallelRuns: procs}, ProviderCPU, 1, procs},
+		{"cpu one run gets every core", SessionOptions{ParallelRuns: 1}, ProviderCPU, procs, 1},
+		{"cpu both given", SessionOptions{IntraOpThreads: 3, ParallelRuns: 5}, ProviderCPU, 3, 5},
+		{"gpu defaults: one run, ONNX Runtime's threads", SessionOptions{}, ProviderCUDA, 0, 1},
+		{"gpu runs given", SessionOptions{ParallelRuns: 2, IntraOpThreads: 2}, ProviderTensorRT, 2, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			threads, runs := tc.opts.Plan(tc.provider)
+			if threads != tc.threads || runs != tc.runs {
+				t.Errorf("Plan(%s) = %d threads x %d runs, want %d x %d", tc.provider, threads, runs, tc.threads, tc.runs)
+			}
+		})
+	}
+}
+
+// With ParallelRuns 2, two runs are in flight at once: each run's observe
+// hook (called inside the run, before its callers get their replies) waits
+// until the other run has reached it too. Runs one at a time never meet.
+func TestBatcherRunsInParallel(t *testing.T) {
+	initORT(t)
+	m, err := LoadModel(tinyModel(t, "v1"), SessionOptions{IntraOpThreads: 1, ParallelRuns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.ParallelRuns != 2 || m.Threads != 1 {
+		t.Fatalf("model plan %d threads x %d runs, want 1 x 2", m.Threads, m.ParallelRuns)
+	}
+	b := NewBatcher(m, 1, time.Millisecond)
+	defer b.Close()
+	var arrived sync.WaitGroup
+	arrived.Add(2)
+	met := make(chan struct{})
+	go func() { arrived.Wait(); close(met) }()
+	var alone atomic.Int32 // runs that waited for the other in vain
+	b.observe = func(Batch, error) {
+		arrived.Done()
+		select {
+		case <-met:
+		case <-time.After(10 * time.Second):
+			alone.Add(1)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			if _, err := b.Predict(ctx, [][]byte{solid(9, 9, 9)}, true); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if alone.Load() > 0 {
+		t.Fatal("the two runs never overlapped: the batcher ran them one at a time")
+	}
+}

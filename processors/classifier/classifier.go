@@ -40,7 +40,8 @@ type Config struct {
 	MaxBatch int
 	MaxWait  time.Duration
 	// Concurrency is the number of stage batches in flight per env
-	// (default 2: one is published and acknowledged while the next runs).
+	// (default the session's parallel runs + 1: one is published and
+	// acknowledged while the others run).
 	Concurrency int
 	// CanaryShare is the fraction of image ids the canary env classifies
 	// (0..1), chosen by a hash of the id so an image is always in or out.
@@ -79,7 +80,12 @@ func (c *Config) defaults() error {
 		c.MaxWait = 5 * time.Millisecond
 	}
 	if c.Concurrency < 1 {
-		c.Concurrency = 2
+		provider := ProviderCPU
+		if k := c.Session.Device.Kind; k == "cuda" || k == "tensorrt" {
+			provider = ProviderCUDA
+		}
+		_, runs := c.Session.Plan(provider)
+		c.Concurrency = runs + 1
 	}
 	if c.CanaryShare < 0 || c.CanaryShare > 1 {
 		return fmt.Errorf("canary share %v: want 0..1", c.CanaryShare)
@@ -277,7 +283,7 @@ func (c *Classifier) load(ctx context.Context, env string, a Assignment) bool {
 	}
 	c.cfg.Metrics.info.WithLabelValues(env, a.Name, a.Version, m.Provider).Set(1)
 	c.cfg.Metrics.loads.WithLabelValues(env, "ok").Inc()
-	ev := log.Info().Str("provider", m.Provider).Dur("load_time", m.LoadTime).Str("onnxruntime", RuntimeVersion())
+	ev := log.Info().Str("provider", m.Provider).Int("threads", m.Threads).Int("parallel_runs", m.ParallelRuns).Dur("load_time", m.LoadTime).Str("onnxruntime", RuntimeVersion())
 	if hadPrev {
 		ev = ev.Str("previous", prev.String())
 	}

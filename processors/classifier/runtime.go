@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -124,9 +125,20 @@ func ParseDevice(s string) (Device, error) {
 // SessionOptions configure one ONNX Runtime session.
 type SessionOptions struct {
 	Device Device
-	// IntraOpThreads is the number of threads one inference uses; 0 lets
-	// ONNX Runtime pick (one per physical core).
+	// IntraOpThreads is the number of threads one session run uses. 0
+	// picks: on the CPU, GOMAXPROCS divided among ParallelRuns (one thread
+	// per run when both are 0); on a GPU, ONNX Runtime's default.
 	IntraOpThreads int
+	// ParallelRuns is how many session runs of one loaded model execute at
+	// once (an ONNX Runtime session is safe for concurrent runs, so the
+	// weights are loaded once). 0 picks: on the CPU, enough runs of
+	// IntraOpThreads threads to fill GOMAXPROCS; on a GPU, one. On the CPU,
+	// single-threaded runs side by side beat one run split across threads:
+	// a run's parallel ops wait for their slowest thread, and a thread that
+	// shares its core with anything (JPEG decodes, message handling) stalls
+	// the whole op (BENCHMARKS.md, "Classifier": 47 against 30-34 images/s
+	// on 2 cores).
+	ParallelRuns int
 	// InterOpThreads parallelises independent graph branches; 0 is ORT's default.
 	InterOpThreads int
 	// Spin lets ONNX Runtime's idle threads busy-wait for the next op. It
@@ -135,12 +147,34 @@ type SessionOptions struct {
 	Spin bool
 }
 
+// Plan resolves IntraOpThreads and ParallelRuns for a session on provider:
+// the values given, with zeros replaced as their comments say.
+func (o SessionOptions) Plan(provider string) (threads, runs int) {
+	threads, runs = o.IntraOpThreads, o.ParallelRuns
+	if provider != ProviderCPU {
+		return threads, max(runs, 1)
+	}
+	procs := runtime.GOMAXPROCS(0)
+	switch {
+	case threads < 1 && runs < 1:
+		threads, runs = 1, procs
+	case runs < 1:
+		runs = max(1, procs/threads)
+	case threads < 1:
+		threads = max(1, procs/runs)
+	}
+	return threads, runs
+}
+
 // session is one loaded ONNX graph and the provider it runs on.
 type session struct {
 	s        *ort.DynamicAdvancedSession
 	provider string
 	input    string
 	output   string
+	// threads and runs are the resolved Plan: intra-op threads per run
+	// (0: ONNX Runtime's default) and runs at once.
+	threads, runs int
 }
 
 // ErrProviderUnavailable is wrapped by errors when a requested GPU execution
@@ -184,9 +218,10 @@ func createSession(model []byte, input, output string, opts SessionOptions, prov
 		return nil, fmt.Errorf("onnxruntime: session options: %w", err)
 	}
 	defer so.Destroy()
-	if opts.IntraOpThreads > 0 {
-		if err := so.SetIntraOpNumThreads(opts.IntraOpThreads); err != nil {
-			return nil, fmt.Errorf("onnxruntime: intra-op threads %d: %w", opts.IntraOpThreads, err)
+	threads, runs := opts.Plan(provider)
+	if threads > 0 {
+		if err := so.SetIntraOpNumThreads(threads); err != nil {
+			return nil, fmt.Errorf("onnxruntime: intra-op threads %d: %w", threads, err)
 		}
 	}
 	if opts.InterOpThreads > 0 {
@@ -238,7 +273,7 @@ func createSession(model []byte, input, output string, opts SessionOptions, prov
 		}
 		return nil, fmt.Errorf("onnxruntime: create session: %w", err)
 	}
-	return &session{s: s, provider: provider, input: input, output: output}, nil
+	return &session{s: s, provider: provider, input: input, output: output, threads: threads, runs: runs}, nil
 }
 
 func appendCUDA(so *ort.SessionOptions, dev string) error {
