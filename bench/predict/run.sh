@@ -35,26 +35,35 @@ wait_http http://127.0.0.1:18000/metrics
 "$tmp/loadgen" -name old-fastapi -url http://127.0.0.1:18000/predict -c 16 -n "$N16" "${imgs[@]}" | tee "$tmp/old16.json"
 kill "${pids[@]}"; wait 2>/dev/null || true; pids=()
 
-# eyeflow: only the classifier (prod) in an embedded up, so /predict has the machine.
-"$tmp/eyeflow" up --data "$tmp/data" --http 127.0.0.1:18001 --nats-listen 127.0.0.1:14201 --log-format json \
-  --processors classifier --envs prod ${EYEFLOW_ARGS:-} >"$tmp/eyeflow.log" 2>&1 &
-pids+=($!)
-wait_http http://127.0.0.1:18001/readyz
-until curl -fsS -F "file=@${imgs[0]}" http://127.0.0.1:18001/predict >/dev/null 2>&1; do sleep 0.5; done
-grep -m1 '"model serving"' "$tmp/eyeflow.log" | python3 -c 'import json,sys; e=json.load(sys.stdin); print("eyeflow model:", e.get("provider"), "threads", e.get("threads"), "parallel runs", e.get("parallel_runs"))' 
-"$tmp/loadgen" -name eyeflow -url http://127.0.0.1:18001/predict -c 1 -n "$N1" "${imgs[@]}" | tee "$tmp/new1.json"
-"$tmp/loadgen" -name eyeflow -url http://127.0.0.1:18001/predict -c 16 -n "$N16" "${imgs[@]}" | tee "$tmp/new16.json"
-rss=$(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/${pids[0]}/status")
-echo "eyeflow peak RSS: ${rss} MiB (embedded NATS + one DenseNet121 session)"
+# eyeflow: only the classifier (prod) in an embedded up, so /predict has the
+# machine; once per --max-batch in MAX_BATCHES (images and end-to-end latency
+# per batch size).
+MAX_BATCHES="${MAX_BATCHES:-1 8}"
+port=18001
+for mb in $MAX_BATCHES; do
+  port=$((port + 1))
+  "$tmp/eyeflow" up --data "$tmp/data-$mb" --http "127.0.0.1:$port" --nats-listen "127.0.0.1:$((port - 3800))" --log-format json \
+    --processors classifier --envs prod --max-batch "$mb" ${EYEFLOW_ARGS:-} >"$tmp/eyeflow-$mb.log" 2>&1 &
+  pids=($!)
+  wait_http "http://127.0.0.1:$port/readyz"
+  until curl -fsS -F "file=@${imgs[0]}" "http://127.0.0.1:$port/predict" >/dev/null 2>&1; do sleep 0.5; done
+  grep -m1 '"model serving"' "$tmp/eyeflow-$mb.log" | python3 -c 'import json,sys; e=json.load(sys.stdin); print("eyeflow model:", e.get("provider"), "threads", e.get("threads"), "parallel runs", e.get("parallel_runs"))'
+  "$tmp/loadgen" -name "eyeflow-max-batch-$mb" -url "http://127.0.0.1:$port/predict" -c 1 -n "$N1" "${imgs[@]}" | tee "$tmp/new1-$mb.json"
+  "$tmp/loadgen" -name "eyeflow-max-batch-$mb" -url "http://127.0.0.1:$port/predict" -c 16 -n "$N16" "${imgs[@]}" | tee "$tmp/new16-$mb.json"
+  rss=$(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/${pids[0]}/status")
+  echo "eyeflow --max-batch $mb peak RSS: ${rss} MiB (embedded NATS + one DenseNet121 session)"
+  kill "${pids[@]}"; wait 2>/dev/null || true; pids=()
+done
 echo "load: $(uptime)"
 
-python3 - "$tmp" <<'PY'
+python3 - "$tmp" $MAX_BATCHES <<'PY'
 import json, sys
-d = sys.argv[1]
-r = {k: json.load(open(f"{d}/{k}.json")) for k in ("old1", "old16", "new1", "new16")}
+d, batches = sys.argv[1], sys.argv[2:]
 for c in ("1", "16"):
-    o, n = r["old" + c], r["new" + c]
-    print(f"concurrency {c:>2}: old {o['requests_per_second']:.2f} req/s p50 {o['p50_ms']:.0f} ms p99 {o['p99_ms']:.0f} ms | "
-          f"eyeflow {n['requests_per_second']:.2f} req/s p50 {n['p50_ms']:.0f} ms p99 {n['p99_ms']:.0f} ms | "
-          f"throughput x{n['requests_per_second'] / o['requests_per_second']:.2f}")
+    o = json.load(open(f"{d}/old{c}.json"))
+    print(f"concurrency {c:>2}: old service {o['requests_per_second']:.2f} req/s p50 {o['p50_ms']:.0f} ms p99 {o['p99_ms']:.0f} ms")
+    for mb in batches:
+        n = json.load(open(f"{d}/new{c}-{mb}.json"))
+        print(f"    eyeflow --max-batch {mb:>2}: {n['requests_per_second']:.2f} req/s p50 {n['p50_ms']:.0f} ms p99 {n['p99_ms']:.0f} ms | "
+              f"throughput x{n['requests_per_second'] / o['requests_per_second']:.2f}, p99 {o['p99_ms'] / n['p99_ms']:.1f}x lower")
 PY
