@@ -229,6 +229,8 @@ func TestFlagsFromEnvironmentAndValidation(t *testing.T) {
 		{"command line beats env", map[string]string{"EYEFLOW_RESIZE_CONCURRENCY": "0"}, []string{"up", "--resize-concurrency", "0"}, "--resize-concurrency 0"},
 		{"unknown command", nil, []string{"frobnicate"}, "unknown command"},
 		{"secret on the command line", nil, []string{"resize", "--s3-secret-key", "hunter2"}, "not on the command line"},
+		{"negative parallel runs from env", map[string]string{"EYEFLOW_PARALLEL_RUNS": "-1"}, []string{"classifier"}, "--parallel-runs"},
+		{"negative classifier concurrency", nil, []string{"up", "--classifier-concurrency", "-2"}, "--classifier-concurrency -2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
