@@ -136,8 +136,8 @@ type SessionOptions struct {
 	// single-threaded runs side by side beat one run split across threads:
 	// a run's parallel ops wait for their slowest thread, and a thread that
 	// shares its core with anything (JPEG decodes, message handling) stalls
-	// the whole op (BENCHMARKS.md, "Classifier": 47 against 30-34 images/s
-	// on 2 cores).
+	// the whole op (BENCHMARKS.md, "Classifier": 46.7 against 26.3
+	// images/s at batch 1 on 2 cores).
 	ParallelRuns int
 	// InterOpThreads parallelises independent graph branches; 0 is ORT's default.
 	InterOpThreads int
