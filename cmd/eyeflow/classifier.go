@@ -38,7 +38,7 @@ func (f *runtimeFlags) register(fs *flagSet) {
 	fs.stringVar(&f.ortLib, "ort-lib", "", "path of libonnxruntime.so "+classifier.ORTVersion+" (scripts/install-ort.sh installs it and prints the path)")
 	fs.stringVar(&f.device, "device", "cpu", "where models run: cpu, cuda[:N], tensorrt[:N], or auto (CUDA when available, else CPU); a GPU device that cannot be used fails at start")
 	fs.intVar(&f.threads, "threads", 0, "ONNX Runtime intra-op threads per session run (0: on the CPU, the cores divided among --parallel-runs; on a GPU, ONNX Runtime's default)")
-	fs.intVar(&f.parallel, "parallel-runs", 0, "session runs of one loaded model at once (0: on the CPU, enough to fill the cores with --threads each, one thread per run by default; on a GPU, 1)")
+	fs.intVar(&f.parallel, "parallel-runs", 0, "session runs of one loaded model at once (0: on the CPU, enough to fill the cores with --threads each, by default single-threaded runs, at most 8; on a GPU, 1)")
 	fs.intVar(&f.interOp, "inter-op-threads", 0, "ONNX Runtime inter-op threads (0: its default)")
 	fs.boolVar(&f.spin, "ort-spin", false, "let ONNX Runtime's threads busy-wait between ops (faster only when nothing else needs the cores)")
 	fs.intVar(&f.maxBatch, "max-batch", 8, "most images per session run (dynamic batching)")

@@ -141,28 +141,39 @@ func TestCUDAUnavailableFailsClearly(t *testing.T) {
 func errorsIs(err, target error) bool { return errors.Is(err, target) }
 
 func TestSessionPlan(t *testing.T) {
-	procs := runtime.GOMAXPROCS(0)
 	for _, tc := range []struct {
 		name          string
 		opts          SessionOptions
 		provider      string
+		procs         int
 		threads, runs int
 	}{
-		{"cpu defaults: one thread per run, a run per core", SessionOptions{}, ProviderCPU, 1, procs},
-		{"cpu threads given", SessionOptions{IntraOpThreads: procs}, ProviderCPU, procs, 1},
-		{"cpu threads above the cores", SessionOptions{IntraOpThreads: 4 * procs}, ProviderCPU, 4 * procs, 1},
-		{"cpu runs given", SessionOptions{ParallelRuns: procs}, ProviderCPU, 1, procs},
-		{"cpu one run gets every core", SessionOptions{ParallelRuns: 1}, ProviderCPU, procs, 1},
-		{"cpu both given", SessionOptions{IntraOpThreads: 3, ParallelRuns: 5}, ProviderCPU, 3, 5},
-		{"gpu defaults: one run, ONNX Runtime's threads", SessionOptions{}, ProviderCUDA, 0, 1},
-		{"gpu runs given", SessionOptions{ParallelRuns: 2, IntraOpThreads: 2}, ProviderTensorRT, 2, 2},
+		{"2 cores: a single-threaded run per core", SessionOptions{}, ProviderCPU, 2, 1, 2},
+		{"8 cores: a single-threaded run per core", SessionOptions{}, ProviderCPU, 8, 1, 8},
+		{"12 cores: runs capped, 2 threads each", SessionOptions{}, ProviderCPU, 12, 2, 6},
+		{"64 cores: 8 runs of 8 threads", SessionOptions{}, ProviderCPU, 64, 8, 8},
+		{"9 cores: 4 runs of 2 threads", SessionOptions{}, ProviderCPU, 9, 2, 4},
+		{"threads given", SessionOptions{IntraOpThreads: 2}, ProviderCPU, 2, 2, 1},
+		{"threads above the cores", SessionOptions{IntraOpThreads: 8}, ProviderCPU, 2, 8, 1},
+		{"threads given, many cores: no cap", SessionOptions{IntraOpThreads: 1}, ProviderCPU, 16, 1, 16},
+		{"runs given", SessionOptions{ParallelRuns: 2}, ProviderCPU, 2, 1, 2},
+		{"one run gets every core", SessionOptions{ParallelRuns: 1}, ProviderCPU, 4, 4, 1},
+		{"both given", SessionOptions{IntraOpThreads: 3, ParallelRuns: 5}, ProviderCPU, 2, 3, 5},
+		{"gpu: one run, ONNX Runtime's threads", SessionOptions{}, ProviderCUDA, 16, 0, 1},
+		{"gpu runs given", SessionOptions{ParallelRuns: 2, IntraOpThreads: 2}, ProviderTensorRT, 16, 2, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			threads, runs := tc.opts.Plan(tc.provider)
+			threads, runs := tc.opts.plan(tc.provider, tc.procs)
 			if threads != tc.threads || runs != tc.runs {
-				t.Errorf("Plan(%s) = %d threads x %d runs, want %d x %d", tc.provider, threads, runs, tc.threads, tc.runs)
+				t.Errorf("plan(%s, %d cores) = %d threads x %d runs, want %d x %d", tc.provider, tc.procs, threads, runs, tc.threads, tc.runs)
 			}
 		})
+	}
+	// Plan is plan with this process's GOMAXPROCS.
+	procs := runtime.GOMAXPROCS(0)
+	wt, wr := SessionOptions{}.plan(ProviderCPU, procs)
+	if gt, gr := (SessionOptions{}).Plan(ProviderCPU); gt != wt || gr != wr {
+		t.Errorf("Plan = %d x %d, plan with GOMAXPROCS %d = %d x %d", gt, gr, procs, wt, wr)
 	}
 }
 

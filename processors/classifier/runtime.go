@@ -127,12 +127,14 @@ type SessionOptions struct {
 	Device Device
 	// IntraOpThreads is the number of threads one session run uses. 0
 	// picks: on the CPU, GOMAXPROCS divided among ParallelRuns (one thread
-	// per run when both are 0); on a GPU, ONNX Runtime's default.
+	// per run when both are 0, up to 8 cores); on a GPU, ONNX Runtime's
+	// default.
 	IntraOpThreads int
 	// ParallelRuns is how many session runs of one loaded model execute at
 	// once (an ONNX Runtime session is safe for concurrent runs, so the
 	// weights are loaded once). 0 picks: on the CPU, enough runs of
-	// IntraOpThreads threads to fill GOMAXPROCS; on a GPU, one. On the CPU,
+	// IntraOpThreads threads to fill GOMAXPROCS (at most 8 when neither is
+	// given: more cores get more threads per run); on a GPU, one. On the CPU,
 	// single-threaded runs side by side beat one run split across threads:
 	// a run's parallel ops wait for their slowest thread, and a thread that
 	// shares its core with anything (JPEG decodes, message handling) stalls
@@ -150,14 +152,23 @@ type SessionOptions struct {
 // Plan resolves IntraOpThreads and ParallelRuns for a session on provider:
 // the values given, with zeros replaced as their comments say.
 func (o SessionOptions) Plan(provider string) (threads, runs int) {
+	return o.plan(provider, runtime.GOMAXPROCS(0))
+}
+
+// maxDefaultRuns caps the parallel runs chosen for a many-core CPU: every
+// run in flight holds its own activations (about 110 MB for DenseNet121 at
+// batch 8), so past this the cores go to threads per run instead.
+const maxDefaultRuns = 8
+
+func (o SessionOptions) plan(provider string, procs int) (threads, runs int) {
 	threads, runs = o.IntraOpThreads, o.ParallelRuns
 	if provider != ProviderCPU {
 		return threads, max(runs, 1)
 	}
-	procs := runtime.GOMAXPROCS(0)
 	switch {
 	case threads < 1 && runs < 1:
-		threads, runs = 1, procs
+		threads = (procs + maxDefaultRuns - 1) / maxDefaultRuns
+		runs = max(1, procs/threads)
 	case runs < 1:
 		runs = max(1, procs/threads)
 	case threads < 1:
