@@ -62,6 +62,11 @@ func DecodeRetrain(data []byte) (Retrain, error) {
 	return decode(data, SchemaRetrain, false, func(v *Retrain) string { return v.Schema })
 }
 
+// DecodeModelEvent parses an eye.models payload.
+func DecodeModelEvent(data []byte) (ModelEvent, error) {
+	return decode(data, SchemaModel, false, func(v *ModelEvent) string { return v.Schema })
+}
+
 // DecodeDeadLetter parses an eye.dlq.<stage> payload.
 func DecodeDeadLetter(data []byte) (DeadLetter, error) {
 	return decode(data, SchemaDeadLetter, false, func(v *DeadLetter) string { return v.Schema })

@@ -10,6 +10,7 @@ const (
 	SchemaDrift      = "eyeflow.drift.v1"
 	SchemaRetrain    = "eyeflow.retrain.v1"
 	SchemaDeadLetter = "eyeflow.deadletter.v1"
+	SchemaModel      = "eyeflow.model.v1"
 )
 
 // ObjectRef points at one object in a bucket.
@@ -149,4 +150,63 @@ type DeadLetter struct {
 	MsgID      string    `json:"msg_id,omitempty"`
 	Payload    []byte    `json:"payload"` // the original message body
 	Time       time.Time `json:"time"`
+}
+
+// Kinds of a ModelEvent.
+const (
+	// ModelTrained: a trainer produced and registered a new version.
+	ModelTrained = "trained"
+	// ModelEvaluated: the evaluator scored a version on the holdouts.
+	ModelEvaluated = "evaluated"
+	// ModelPromoted: a version now serves ToEnv (FromEnv is where it served
+	// before, empty for a new candidate).
+	ModelPromoted = "promoted"
+	// ModelRefused: a training run or a candidate was stopped; Reason says why.
+	ModelRefused = "refused"
+	// ModelAwaitingSignoff: the canary qualifies for prod, but automatic
+	// promotion is off: a person promotes it (eyeflow model promote --to prod).
+	ModelAwaitingSignoff = "awaiting_signoff"
+	// ModelRolledBack: ToEnv went back from Version to PreviousVersion.
+	ModelRolledBack = "rolled_back"
+)
+
+// HoldoutMetrics are one model's figures on one holdout split, computed by
+// running the model through the classifier's own inference path.
+type HoldoutMetrics struct {
+	Images   int     `json:"images"`
+	Accuracy float64 `json:"accuracy"`
+	// AccuracyCI95 and MacroF1CI95 are bootstrap 95% intervals (holdouts are small).
+	AccuracyCI95 [2]float64 `json:"accuracy_ci95"`
+	MacroF1      float64    `json:"macro_f1"`
+	MacroF1CI95  [2]float64 `json:"macro_f1_ci95"`
+	// ECE is the expected calibration error over 15 equal-width confidence bins.
+	ECE float64 `json:"ece"`
+	// Recall and Support are per class (classes with holdout images only).
+	Recall  map[string]float64 `json:"recall"`
+	Support map[string]int     `json:"support"`
+	// Confusion[i][j] counts images of Classes[i] predicted as Classes[j].
+	Classes   []string `json:"classes"`
+	Confusion [][]int  `json:"confusion"`
+}
+
+// ModelEvent is published on eye.models for every step of a model version's
+// life, refusals included, so operators and the dashboard can follow it.
+type ModelEvent struct {
+	Schema  string `json:"schema"`
+	EventID string `json:"event_id"`
+	Kind    string `json:"kind"`
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	// Engine trained the version ("embedded", "torch", "pushed" for a model
+	// a person registered).
+	Engine  string `json:"engine,omitempty"`
+	FromEnv string `json:"from_env,omitempty"`
+	ToEnv   string `json:"to_env,omitempty"`
+	// PreviousVersion is what ToEnv served before (promotions, rollbacks).
+	PreviousVersion string `json:"previous_version,omitempty"`
+	// Metrics per holdout split (holdout_1, holdout_2, holdout_3).
+	Metrics     map[string]HoldoutMetrics `json:"metrics,omitempty"`
+	TrainImages int                       `json:"train_images,omitempty"`
+	Reason      string                    `json:"reason"`
+	Time        time.Time                 `json:"time"`
 }

@@ -88,6 +88,15 @@ func Events() []EventType {
 			Consumers:  "labelsink, training jobs",
 		},
 		{
+			Name:       "model",
+			SchemaID:   SchemaModel,
+			Title:      "eyeflow model lifecycle event",
+			Value:      ModelEvent{},
+			Subjects:   []string{SubjectModels},
+			Publishers: "trainer (trained, evaluated, promoted, refused, awaiting_signoff, rolled_back), eyeflow model promote/rollback",
+			Consumers:  "operators, dashboard (Models timeline)",
+		},
+		{
 			Name:       "deadletter",
 			SchemaID:   SchemaDeadLetter,
 			Title:      "eyeflow dead letter",

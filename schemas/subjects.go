@@ -5,6 +5,9 @@ const (
 	SubjectUploads = "eye.uploads"
 	SubjectResized = "eye.resized"
 	SubjectRetrain = "eye.retrain"
+	// SubjectModels carries every step of a model's life: trained,
+	// evaluated, promoted, refused, rolled back.
+	SubjectModels = "eye.models"
 
 	subjectSplitPrefix      = "eye.split."
 	subjectPredictionPrefix = "eye.predictions."
@@ -43,11 +46,12 @@ const (
 	StageClassifier = "classifier"
 	StageDriftwatch = "driftwatch"
 	StageLabelsink  = "labelsink"
+	StageTrainer    = "trainer"
 )
 
 // Stages lists every stage in pipeline order.
 func Stages() []string {
-	return []string{StageResize, StageSplitter, StageClassifier, StageDriftwatch, StageLabelsink}
+	return []string{StageResize, StageSplitter, StageClassifier, StageDriftwatch, StageLabelsink, StageTrainer}
 }
 
 // SplitSubject is eye.split.<split>.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"eyeflow/processors/classifier/onnx"
+	"eyeflow/schemas"
 
 	ort "github.com/yalue/onnxruntime_go"
 )
@@ -63,6 +64,34 @@ type Card struct {
 	// (sorted, as torchvision's ImageFolder assigns class indices).
 	LabelOrder  string `json:"label_order"`
 	Description string `json:"description,omitempty"`
+	// Training says how a trained version was made; absent on synthetic
+	// and hand-made models.
+	Training *Training `json:"training,omitempty"`
+	// Metrics are the evaluator's holdout figures, keyed by holdout split,
+	// for versions evaluated before they were registered.
+	Metrics map[string]schemas.HoldoutMetrics `json:"metrics,omitempty"`
+}
+
+// Training is the model card's account of a training run.
+type Training struct {
+	Engine string `json:"engine"`
+	// DatasetDigest identifies the training set (image ids and classes).
+	DatasetDigest string `json:"dataset_digest"`
+	TrainImages   int    `json:"train_images"`
+	SelectImages  int    `json:"select_images"`
+	// Skipped counts images named by the request that could not be used,
+	// by reason.
+	Skipped  map[string]int `json:"skipped,omitempty"`
+	Settings map[string]any `json:"settings,omitempty"`
+	Device   string         `json:"device,omitempty"`
+	Seconds  float64        `json:"seconds"`
+	// ImagesPerSec is the training throughput (feature extraction for the
+	// embedded engine, epochs x images for PyTorch).
+	ImagesPerSec float64 `json:"images_per_sec,omitempty"`
+	// Epochs are the per-epoch figures, when the engine has epochs.
+	Epochs []map[string]any `json:"epochs,omitempty"`
+	// Extra holds engine details: library versions, selection results.
+	Extra map[string]any `json:"extra,omitempty"`
 }
 
 // NewCard is the card of a model with the standard input and output.
