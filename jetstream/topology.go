@@ -19,6 +19,7 @@ const (
 	StreamPredictions = "EYE_PREDICTIONS"
 	StreamDrift       = "EYE_DRIFT"
 	StreamRetrain     = "EYE_RETRAIN"
+	StreamModels      = "EYE_MODELS"
 	StreamDLQ         = "EYE_DLQ"
 )
 
@@ -28,6 +29,8 @@ const (
 	ConsumerSplitter   = "splitter"
 	ConsumerDriftwatch = "driftwatch"
 	ConsumerLabelsink  = "labelsink"
+	// ConsumerTrainer reads retrain requests (manifest_ready trains).
+	ConsumerTrainer = "trainer"
 	// ConsumerIngestLedger records every upload event in the ledger.
 	ConsumerIngestLedger = "ingest-ledger"
 )
@@ -48,6 +51,9 @@ const (
 	KVDriftwatch = "eyeflow_driftwatch"
 	// KVLabelsink records labelling tasks, retrain events and processed exports.
 	KVLabelsink = "eyeflow_labelsink"
+	// KVTrainer holds each model version's rollout record: stage, holdout
+	// figures, when it was promoted where, and what it replaced.
+	KVTrainer = "eyeflow_trainer"
 )
 
 // Options shape the topology. The zero value is not valid; start from DefaultOptions.
@@ -157,6 +163,7 @@ func Build(o Options) Topology {
 			stream(StreamPredictions, "model predictions per environment", schemas.SubjectPredictionsAll),
 			stream(StreamDrift, "drift alerts per environment", schemas.SubjectDriftAll),
 			stream(StreamRetrain, "retrain requests and manifests", schemas.SubjectRetrain),
+			stream(StreamModels, "model lifecycle: trained, evaluated, promoted, refused, rolled back", schemas.SubjectModels),
 			dlq,
 		},
 		KV: []natsjs.KeyValueConfig{
@@ -182,6 +189,14 @@ func Build(o Options) Topology {
 				Storage:      natsjs.FileStorage,
 				Replicas:     o.Replicas,
 				MaxValueSize: 1 << 20, // states carry windows of a few hundred floats
+			},
+			{
+				Bucket:       KVTrainer,
+				Description:  "trainer: rollout record per model version",
+				History:      1,
+				Storage:      natsjs.FileStorage,
+				Replicas:     o.Replicas,
+				MaxValueSize: 1 << 20, // records carry confusion matrices
 			},
 			{
 				Bucket:      KVLabelsink,
@@ -224,6 +239,7 @@ func Build(o Options) Topology {
 	t.Consumers = append(t.Consumers,
 		drift,
 		consumer(StreamRetrain, ConsumerLabelsink, schemas.SubjectRetrain),
+		consumer(StreamRetrain, ConsumerTrainer, schemas.SubjectRetrain),
 	)
 	return t
 }

@@ -14,11 +14,13 @@ const (
 	BucketProcessed = "processed"
 	BucketLabeling  = "labeling"
 	BucketModels    = "models"
+	// BucketFeatures caches the trainer's backbone features per image.
+	BucketFeatures = "features"
 )
 
 // Buckets lists every bucket eyeflow uses.
 func Buckets() []string {
-	return []string{BucketRaw, BucketProcessed, BucketLabeling, BucketModels}
+	return []string{BucketRaw, BucketProcessed, BucketLabeling, BucketModels, BucketFeatures}
 }
 
 // ErrNotFound is returned (wrapped) when a bucket or object does not exist.

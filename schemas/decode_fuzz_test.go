@@ -94,6 +94,7 @@ func FuzzDecoders(f *testing.F) {
 			SchemaPrediction: func(b []byte) error { _, err := DecodePrediction(b); return err },
 			SchemaDrift:      func(b []byte) error { _, err := DecodeDriftAlert(b); return err },
 			SchemaRetrain:    func(b []byte) error { _, err := DecodeRetrain(b); return err },
+			SchemaModel:      func(b []byte) error { _, err := DecodeModelEvent(b); return err },
 			SchemaDeadLetter: func(b []byte) error { _, err := DecodeDeadLetter(b); return err },
 		}
 		accepted := 0

@@ -18,6 +18,7 @@ var decoders = map[string]func([]byte) (any, error){
 	SchemaPrediction: func(b []byte) (any, error) { return DecodePrediction(b) },
 	SchemaDrift:      func(b []byte) (any, error) { return DecodeDriftAlert(b) },
 	SchemaRetrain:    func(b []byte) (any, error) { return DecodeRetrain(b) },
+	SchemaModel:      func(b []byte) (any, error) { return DecodeModelEvent(b) },
 	SchemaDeadLetter: func(b []byte) (any, error) { return DecodeDeadLetter(b) },
 }
 

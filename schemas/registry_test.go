@@ -82,6 +82,7 @@ func TestEvents(t *testing.T) {
 		"prediction": mapStrings(Envs(), PredictionSubject),
 		"drift":      mapStrings(Envs(), DriftSubject),
 		"retrain":    {SubjectRetrain},
+		"model":      {SubjectModels},
 		"deadletter": mapStrings(Stages(), DLQSubject),
 	}
 	seen := map[string]bool{}

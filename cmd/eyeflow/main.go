@@ -38,6 +38,8 @@ func commands() []command {
 		{"model", "model registry: `eyeflow model synth|push|promote|list`", runModel},
 		{"driftwatch", "run the drift watcher alone", runDriftwatch},
 		{"labelsink", "run the label sink alone (Label Studio tasks, exports, retrain manifests)", runLabelsink},
+		{"trainer", "run the trainer alone: train, evaluate, promote and roll back model versions", runTrainer},
+		{"train", "train a model version now, evaluate it and register it as a candidate", runTrain},
 		{"preprocess", "decode and resize one image exactly as the resize stage does", runPreprocess},
 		{"dashboard", "serve the dashboard alone (dataset, pipeline, models) against --nats and --s3", runDashboard},
 		{"status", "print streams, consumers, dead letters, models and drift per env (--json for scripts)", runStatus},

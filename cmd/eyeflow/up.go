@@ -43,6 +43,7 @@ type upFlags struct {
 	classifier     classifierFlags
 	driftwatch     driftwatchFlags
 	labelsink      labelsinkFlags
+	trainer        trainerFlags
 	dashboard      dashboardFlags
 }
 
@@ -69,6 +70,7 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 	f.classifier.register(fs)
 	f.driftwatch.register(fs)
 	f.labelsink.register(fs)
+	f.trainer.register(fs)
 	f.dashboard.register(fs)
 	if err := fs.parse(args); err != nil {
 		return err
@@ -214,12 +216,15 @@ func (f *upFlags) validate() error {
 	if err := f.labelsink.validate(); err != nil {
 		return err
 	}
+	if err := f.trainer.validate(); err != nil {
+		return err
+	}
 	return f.resize.validate()
 }
 
 // processorNames are the processors `eyeflow up` can run in-process.
 func processorNames() []string {
-	return []string{schemas.StageResize, schemas.StageSplitter, schemas.StageClassifier, schemas.StageDriftwatch, schemas.StageLabelsink}
+	return []string{schemas.StageResize, schemas.StageSplitter, schemas.StageClassifier, schemas.StageDriftwatch, schemas.StageLabelsink, schemas.StageTrainer}
 }
 
 // processorTasks builds the processors named by --processors.
@@ -259,6 +264,12 @@ func (f *upFlags) processorTasks(ctx context.Context, p *proc, js natsjs.JetStre
 				return nil, err
 			}
 			tasks = append(tasks, lt...)
+		case schemas.StageTrainer:
+			t, _, err := f.trainer.build(ctx, p, &f.classifier.rt, js, store, f.split.prefix, f.replicas)
+			if err != nil {
+				return nil, err
+			}
+			tasks = append(tasks, f.trainer.tasks(t, p, js)...)
 		}
 	}
 	return tasks, nil

@@ -270,11 +270,7 @@ func LoadModel(files ModelFiles, opts SessionOptions) (*Model, error) {
 		return nil, fmt.Errorf("model %s: %w", ref, err)
 	}
 	m := &Model{Card: card, Labels: labels, Provider: sess.provider, Threads: sess.threads, ParallelRuns: sess.runs, sess: sess}
-	for c := range 3 {
-		for v := range 256 {
-			m.lut[c][v] = float32((float64(v)/255 - card.Mean[c]) / card.Std[c])
-		}
-	}
+	m.setLUT()
 	// Warm up (first runs allocate and tune) and check the real width.
 	_, width, err := sess.run(make([]float32, 3*imageSize*imageSize), 1)
 	if err != nil {
@@ -339,6 +335,15 @@ func LoadModelDir(dir string, opts SessionOptions) (*Model, error) {
 	return LoadModel(f, opts)
 }
 
+// setLUT precomputes the card's per-channel normalisation of every byte value.
+func (m *Model) setLUT() {
+	for c := range 3 {
+		for v := range 256 {
+			m.lut[c][v] = float32((float64(v)/255 - m.Card.Mean[c]) / m.Card.Std[c])
+		}
+	}
+}
+
 // Close frees the session.
 func (m *Model) Close() {
 	if m != nil {
@@ -368,28 +373,14 @@ const ImageBytes = 3 * imageSize * imageSize
 // Run classifies images (each ImageBytes of packed RGB) in one session run
 // and returns one probability vector per image, in label order.
 func (m *Model) Run(images [][]byte) ([][]float64, error) {
-	n := len(images)
-	const per = 3 * imageSize * imageSize
-	buf, _ := m.inputs.Get().(*[]float32)
-	if buf == nil || cap(*buf) < n*per {
-		buf = new(make([]float32, n*per))
-	}
-	defer m.inputs.Put(buf)
-	// Every element is written below, so a recycled buffer needs no clearing.
-	input := (*buf)[:n*per]
-	for i, img := range images {
-		if len(img) != ImageBytes {
-			return nil, fmt.Errorf("image %d has %d bytes, want %d (224x224 RGB)", i, len(img), ImageBytes)
-		}
-		m.fill(input[i*per:(i+1)*per], img)
-	}
-	out, width, err := m.sess.run(input, n)
+	out, width, err := m.run(images)
 	if err != nil {
 		return nil, err
 	}
 	if width != len(m.Labels) {
 		return nil, fmt.Errorf("model %s: output has %d classes, labels %d", m.Ref(), width, len(m.Labels))
 	}
+	n := len(images)
 	probs := make([][]float64, n)
 	for i := range n {
 		row := out[i*width : (i+1)*width]
@@ -403,6 +394,67 @@ func (m *Model) Run(images [][]byte) ([][]float64, error) {
 		}
 	}
 	return probs, nil
+}
+
+// RunRaw runs images like Run and returns the graph's output rows as they
+// are: logits, or the features of a LoadFeatureExtractor model.
+func (m *Model) RunRaw(images [][]byte) ([][]float32, error) {
+	out, width, err := m.run(images)
+	if err != nil {
+		return nil, err
+	}
+	rows := make([][]float32, len(images))
+	for i := range rows {
+		rows[i] = slices.Clone(out[i*width : (i+1)*width])
+	}
+	return rows, nil
+}
+
+// run normalises images into a (recycled) input tensor and runs the session.
+func (m *Model) run(images [][]byte) ([]float32, int, error) {
+	n := len(images)
+	const per = 3 * imageSize * imageSize
+	buf, _ := m.inputs.Get().(*[]float32)
+	if buf == nil || cap(*buf) < n*per {
+		buf = new(make([]float32, n*per))
+	}
+	defer m.inputs.Put(buf)
+	// Every element is written below, so a recycled buffer needs no clearing.
+	input := (*buf)[:n*per]
+	for i, img := range images {
+		if len(img) != ImageBytes {
+			return nil, 0, fmt.Errorf("image %d has %d bytes, want %d (224x224 RGB)", i, len(img), ImageBytes)
+		}
+		m.fill(input[i*per:(i+1)*per], img)
+	}
+	return m.sess.run(input, n)
+}
+
+// LoadFeatureExtractor loads a graph whose output is a [N, width] feature
+// matrix (the trainer's frozen backbone) on the same session path as
+// LoadModel: device, run plan and the ImageNet normalisation of NewCard.
+func LoadFeatureExtractor(model []byte, output string, width int, opts SessionOptions) (*Model, error) {
+	start := time.Now()
+	if _, err := onnx.Inspect(model); err != nil {
+		return nil, fmt.Errorf("feature extractor refused: %w", err)
+	}
+	card := NewCard("features", "0", "", OutputLogits, 0)
+	card.Output.Name = output
+	sess, err := newSession(model, card.Input.Name, output, opts)
+	if err != nil {
+		return nil, fmt.Errorf("feature extractor: %w", err)
+	}
+	m := &Model{Card: card, Provider: sess.provider, Threads: sess.threads, ParallelRuns: sess.runs, sess: sess}
+	m.setLUT()
+	if _, w, err := sess.run(make([]float32, 3*imageSize*imageSize), 1); err != nil || w != width {
+		sess.close()
+		if err == nil {
+			err = fmt.Errorf("output %q has width %d, want %d", output, w, width)
+		}
+		return nil, fmt.Errorf("feature extractor: warm-up run: %w", err)
+	}
+	m.LoadTime = time.Since(start)
+	return m, nil
 }
 
 // Softmax is the numerically stable softmax, in float64.

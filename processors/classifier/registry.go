@@ -47,6 +47,81 @@ type Entry struct {
 	Modified      time.Time
 	// Envs that serve this version.
 	Envs []string
+	// Metrics are the evaluator's latest holdout figures (metrics.json),
+	// absent until the version was evaluated.
+	Metrics map[string]schemas.HoldoutMetrics
+}
+
+// FileMetrics holds a version's evaluation beside its three immutable
+// files: the evaluator writes it (and rewrites it when the holdouts grow).
+const FileMetrics = "metrics.json"
+
+// SetMetrics records a version's holdout figures.
+func (r *Registry) SetMetrics(ctx context.Context, name, version string, m map[string]schemas.HoldoutMetrics) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	key := ModelKey(name, version, FileMetrics)
+	if _, err := r.store.Put(ctx, objstore.BucketModels, key, bytes.NewReader(b), int64(len(b)), objstore.PutOptions{ContentType: "application/json"}); err != nil {
+		return fmt.Errorf("record metrics %s: %w", key, err)
+	}
+	return nil
+}
+
+// Metrics reads a version's holdout figures; ok is false when it was never evaluated.
+func (r *Registry) Metrics(ctx context.Context, name, version string) (m map[string]schemas.HoldoutMetrics, ok bool, err error) {
+	rc, _, err := r.store.Get(ctx, objstore.BucketModels, ModelKey(name, version, FileMetrics))
+	if errors.Is(err, objstore.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("metrics of %s %s: %w", name, version, err)
+	}
+	defer rc.Close()
+	if err := json.NewDecoder(rc).Decode(&m); err != nil {
+		return nil, false, fmt.Errorf("metrics of %s %s: %w", name, version, err)
+	}
+	return m, true, nil
+}
+
+// History returns env's assignments, oldest first (the KV bucket keeps the
+// last promotions per env): what a rollback goes back to.
+func (r *Registry) History(ctx context.Context, env string) ([]Assignment, error) {
+	if err := validEnv(env); err != nil {
+		return nil, err
+	}
+	hist, err := r.kv.History(ctx, env)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("model registry: history of %s: %w", env, err)
+	}
+	var out []Assignment
+	for _, e := range hist {
+		if e.Operation() != jetstream.KeyValuePut {
+			continue
+		}
+		if a, err := parseAssignment(e.Value()); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// Card reads a registered version's model card.
+func (r *Registry) Card(ctx context.Context, name, version string) (Card, error) {
+	rc, _, err := r.store.Get(ctx, objstore.BucketModels, ModelKey(name, version, FileCard))
+	if err != nil {
+		return Card{}, fmt.Errorf("model card of %s %s: %w", name, version, err)
+	}
+	defer rc.Close()
+	var c Card
+	if err := json.NewDecoder(rc).Decode(&c); err != nil {
+		return Card{}, fmt.Errorf("model card of %s %s: %w", name, version, err)
+	}
+	return c, nil
 }
 
 // Registry stores models in the object store, bucket "models", at
@@ -226,6 +301,7 @@ func (r *Registry) List(ctx context.Context) ([]Entry, error) {
 			_ = json.NewDecoder(rc).Decode(&e.Card)
 			rc.Close()
 		}
+		e.Metrics, _, _ = r.Metrics(ctx, name, version)
 		out = append(out, e)
 	}
 	slices.SortFunc(out, func(a, b Entry) int {

@@ -76,3 +76,7 @@ func or(a, b string) string {
 	}
 	return b
 }
+
+// IsPlaceholder reports whether a registered model is the untrained
+// synthetic one `eyeflow up` serves until a trained model replaces it.
+func IsPlaceholder(name string) bool { return name == SyntheticName || name == TinyName }

@@ -59,44 +59,87 @@ func filled(n int, v float32) []float32 {
 }
 
 // conv adds a bias-free convolution (as in torchvision's DenseNet) with
-// He-uniform weights, which keep activations at unit scale through 121
-// layers so the logits are finite and varied.
+// torchvision's initialisation, Kaiming-normal (fan-in, gain sqrt 2): it keeps
+// activations at unit scale through 121 layers, and its pooled features carry
+// more of an image's structure than He-uniform weights did (BENCHMARKS.md,
+// "Trainer").
 func (b *builder) conv(name, x string, cin, cout, k, stride, pad int64) string {
 	fanIn := float64(cin * k * k)
-	w := b.init(name+".weight", []int64{cout, cin, k, k}, b.uniform(int(cout*cin*k*k), math.Sqrt(6/fanIn)))
+	w := b.init(name+".weight", []int64{cout, cin, k, k}, b.normal(int(cout*cin*k*k), math.Sqrt(2/fanIn)))
 	return b.node("Conv", name, []string{x, w},
 		AInts("kernel_shape", k, k), AInts("strides", stride, stride), AInts("pads", pad, pad, pad, pad))
 }
 
-// bn adds a BatchNormalization in inference form with slightly perturbed
-// statistics, so it is not an identity ONNX Runtime could drop.
-func (b *builder) bn(name, x string, c int64) string {
-	n := int(c)
-	scale := b.init(name+".weight", []int64{c}, addTo(b.uniform(n, 0.1), 1))
-	bias := b.init(name+".bias", []int64{c}, b.uniform(n, 0.05))
-	mean := b.init(name+".running_mean", []int64{c}, b.uniform(n, 0.05))
-	variance := b.init(name+".running_var", []int64{c}, addTo(b.uniform(n, 0.1), 1))
-	return b.node("BatchNormalization", name, []string{x, scale, bias, mean, variance}, AFloat("epsilon", 1e-5))
+// normal returns n values drawn from N(0, std^2).
+func (b *builder) normal(n int, std float64) []float32 {
+	out := make([]float32, n)
+	for i := range out {
+		out[i] = float32(b.rng.NormFloat64() * std)
+	}
+	return out
 }
 
-func addTo(v []float32, d float32) []float32 {
-	for i := range v {
-		v[i] += d
-	}
-	return v
+// bn adds a BatchNormalization in inference form as torchvision initialises
+// it: scale 1, shift 0, running mean 0 and variance 1.
+func (b *builder) bn(name, x string, c int64) string {
+	n := int(c)
+	scale := b.init(name+".weight", []int64{c}, filled(n, 1))
+	bias := b.init(name+".bias", []int64{c}, filled(n, 0))
+	mean := b.init(name+".running_mean", []int64{c}, filled(n, 0))
+	variance := b.init(name+".running_var", []int64{c}, filled(n, 1))
+	return b.node("BatchNormalization", name, []string{x, scale, bias, mean, variance}, AFloat("epsilon", 1e-5))
 }
 
 func (b *builder) relu(name, x string) string { return b.node("Relu", name, []string{x}) }
 
+// DenseNetFeatures is the width of DenseNet121's pooled features: the
+// input of its classifier.
+const DenseNetFeatures = 1024
+
+// FeaturesName is the output of a features-only graph.
+const FeaturesName = "features"
+
+// Head is a linear classifier on the pooled features: logits = W f + B, with
+// W row-major [classes][DenseNetFeatures].
+type Head struct {
+	W, B []float32
+}
+
+// DenseNetOptions select a DenseNet121 graph. The backbone (every weight
+// before the classifier) depends on Seed alone, so a features-only graph and
+// graphs with different heads share it bit for bit.
+type DenseNetOptions struct {
+	Classes int
+	Seed    uint64
+	// Head replaces the random classifier (its rows set Classes).
+	Head *Head
+	// FeaturesOnly ends the graph at the pooled features: output
+	// "features" [N, 1024] instead of "output".
+	FeaturesOnly bool
+}
+
 // DenseNet121 returns torchvision's densenet121(num_classes=classes) graph
 // (growth 32, bn_size 4, blocks of 6/12/24/16 layers, 64 initial features)
-// with deterministic random weights drawn from seed, a dynamic batch axis,
-// input "input" [N,3,224,224] float32 and output "output" [N,classes] logits.
+// with deterministic random weights drawn from seed (torchvision's
+// initialisation), a dynamic batch axis, input "input" [N,3,224,224] float32
+// and output "output" [N,classes] logits.
 func DenseNet121(classes int, seed uint64) []byte {
+	return DenseNet(DenseNetOptions{Classes: classes, Seed: seed})
+}
+
+// DenseNet returns the DenseNet121 graph o describes.
+func DenseNet(o DenseNetOptions) []byte {
 	const growth, bnSize = 32, 4
-	b := &builder{rng: rand.New(rand.NewPCG(seed, 0x656965666c6f77))} // "eyeflow"
+	classes := o.Classes
+	if o.Head != nil {
+		classes = len(o.Head.B)
+	}
+	b := &builder{rng: rand.New(rand.NewPCG(o.Seed, 0x656965666c6f77))} // "eyeflow"
 	b.g.Name = "densenet121"
 	b.g.Inputs, b.g.Outputs = ioInfo(classes)
+	if o.FeaturesOnly {
+		b.g.Outputs = []ValueInfo{{Name: FeaturesName, Shape: []Dim{{Param: BatchParam}, {Value: DenseNetFeatures}}}}
+	}
 
 	x := b.conv("features.conv0", InputName, 3, 64, 7, 2, 3)
 	x = b.bn("features.norm0", x, 64)
@@ -139,13 +182,24 @@ func DenseNet121(classes int, seed uint64) []byte {
 	x = b.bn("features.norm5", x, c)
 	x = b.relu("relu5", x)
 	x = b.node("GlobalAveragePool", "avgpool", []string{x})
+	b.g.Metadata = map[string]string{"eyeflow.arch": "densenet121", "eyeflow.seed": fmt.Sprint(o.Seed), "eyeflow.init": "torchvision"}
+	if o.FeaturesOnly {
+		b.g.Nodes = append(b.g.Nodes, Node{Op: "Flatten", Name: "flatten", Inputs: []string{x}, Outputs: []string{FeaturesName}, Attrs: []Attr{AInt("axis", 1)}})
+		return b.g.Encode()
+	}
 	x = b.node("Flatten", "flatten", []string{x}, AInt("axis", 1))
-	bound := 1 / math.Sqrt(float64(c))
-	w := b.init("classifier.weight", []int64{int64(classes), c}, b.uniform(classes*int(c), bound))
-	bias := b.init("classifier.bias", []int64{int64(classes)}, b.uniform(classes, bound))
+	var wv, bv []float32
+	if o.Head != nil {
+		wv, bv = o.Head.W, o.Head.B
+		b.g.Metadata["eyeflow.head"] = "trained"
+	} else {
+		// torchvision: nn.Linear's default weights, bias zero.
+		wv, bv = b.uniform(classes*int(c), 1/math.Sqrt(float64(c))), filled(classes, 0)
+	}
+	w := b.init("classifier.weight", []int64{int64(classes), c}, wv)
+	bias := b.init("classifier.bias", []int64{int64(classes)}, bv)
 	b.g.Nodes = append(b.g.Nodes, Node{Op: "Gemm", Name: "classifier", Inputs: []string{x, w, bias},
 		Outputs: []string{OutputName}, Attrs: []Attr{AInt("transB", 1)}})
-	b.g.Metadata = map[string]string{"eyeflow.arch": "densenet121", "eyeflow.seed": fmt.Sprint(seed)}
 	return b.g.Encode()
 }
 
