@@ -54,6 +54,20 @@ func (e *Embedded) Settings() map[string]any {
 	}
 }
 
+// Warm computes and caches the features of examples not seen yet, so a
+// training run that follows finds them ready: the trainer calls it while it
+// waits for the dataset to settle.
+func (e *Embedded) Warm(ctx context.Context, exs []Example, images ImageSource) (int, error) {
+	todo := e.features.Unknown(exs)
+	if len(todo) == 0 {
+		return 0, nil
+	}
+	// A bounded chunk per call: the caller holds the trainer meanwhile.
+	todo = todo[:min(len(todo), 64)]
+	_, _, _, st, err := e.features.Extract(ctx, todo, images, nil)
+	return st.Computed, err
+}
+
 // Train implements Engine.
 func (e *Embedded) Train(ctx context.Context, job Job) (Result, error) {
 	start := time.Now()
@@ -63,6 +77,9 @@ func (e *Embedded) Train(ctx context.Context, job Job) (Result, error) {
 		}
 	}
 	all := append(slices.Clone(job.Train), job.Select...)
+	for i := range job.Select {
+		all[len(job.Train)+i].Split = SelectHoldout
+	}
 	exs, feats, skipped, st, err := e.features.Extract(ctx, all, job.Images, func(done, total int) {
 		if done%64 == 0 || done == total {
 			progress(Progress{Epoch: 0, Epochs: 1, Message: fmt.Sprintf("features %d/%d", done, total)})
@@ -70,9 +87,6 @@ func (e *Embedded) Train(ctx context.Context, job Job) (Result, error) {
 	})
 	if err != nil {
 		return Result{}, fmt.Errorf("embedded engine: features: %w", err)
-	}
-	if len(skipped) > 0 {
-		return Result{}, fmt.Errorf("embedded engine: %d images unreadable (first: %s: %v): %w", len(skipped), skipped[0].Example.Key, skipped[0].Err, ErrRefused)
 	}
 	idx := map[string]int{}
 	for i, c := range job.Classes {
@@ -85,7 +99,7 @@ func (e *Embedded) Train(ctx context.Context, job Job) (Result, error) {
 		if !ok {
 			return Result{}, fmt.Errorf("embedded engine: image %s has class %q, not one of the job's classes: %w", ex.ImageID, ex.Class, ErrRefused)
 		}
-		if i < len(job.Train) {
+		if ex.Split != SelectHoldout {
 			xt, yt = append(xt, feats[i]), append(yt, k)
 		} else {
 			xs, ys = append(xs, feats[i]), append(ys, k)
@@ -136,5 +150,5 @@ func (e *Embedded) Train(ctx context.Context, job Job) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{Files: classifier.ModelFiles{ONNX: graph, Labels: labels, Card: cardJSON}, Seconds: time.Since(start)}, nil
+	return Result{Files: classifier.ModelFiles{ONNX: graph, Labels: labels, Card: cardJSON}, Skipped: skipped, Seconds: time.Since(start)}, nil
 }

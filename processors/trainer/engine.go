@@ -71,6 +71,8 @@ type Progress struct {
 // card's Training section filled in) ready to push.
 type Result struct {
 	Files classifier.ModelFiles
+	// Skipped are examples the engine could not read; it trained without them.
+	Skipped []Skipped
 	// Seconds is the wall time of the run.
 	Seconds time.Duration
 }
@@ -89,6 +91,13 @@ type Engine interface {
 	// hung child): the trainer reports it as a refused event and does not
 	// retry it.
 	Train(ctx context.Context, job Job) (Result, error)
+}
+
+// Warmer is an engine that can prepare examples ahead of a run (the
+// embedded engine computes their features); the trainer calls it for new
+// dataset images while it waits for the dataset to settle.
+type Warmer interface {
+	Warm(ctx context.Context, exs []Example, images ImageSource) (int, error)
 }
 
 // ErrRefused marks a training run that cannot produce a model from this

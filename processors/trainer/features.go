@@ -31,6 +31,12 @@ type Features struct {
 	// Backbone is the features-only graph; the embedded engine attaches its
 	// head to the same weights.
 	Backbone onnx.DenseNetOptions
+
+	// known holds the features this process computed or read: a read from
+	// the object store costs a round trip per image (about 40 ms on the
+	// JetStream object store), a training run needs every image's.
+	mu    sync.Mutex
+	known map[string][]float32
 }
 
 // ExtractStats report one Extract call.
@@ -56,7 +62,7 @@ func NewFeatures(store objstore.Store, opts classifier.SessionOptions) (*Feature
 		return nil, fmt.Errorf("trainer backbone: %w", err)
 	}
 	sum := sha256.Sum256(graph)
-	return &Features{model: m, store: store, digest: hex.EncodeToString(sum[:8]), Backbone: bb}, nil
+	return &Features{model: m, store: store, digest: hex.EncodeToString(sum[:8]), Backbone: bb, known: map[string][]float32{}}, nil
 }
 
 // Digest identifies the backbone's weights.
@@ -69,6 +75,26 @@ func (f *Features) Provider() string { return f.model.Provider }
 func (f *Features) Close() { f.model.Close() }
 
 func (f *Features) cacheKey(imageID string) string { return f.digest + "/" + imageID }
+
+// Unknown returns the examples whose features this process has not seen
+// cached or computed.
+func (f *Features) Unknown(exs []Example) []Example {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []Example
+	for _, e := range exs {
+		if f.known[e.ImageID] == nil {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (f *Features) remember(id string, v []float32) {
+	f.mu.Lock()
+	f.known[id] = v
+	f.mu.Unlock()
+}
 
 // Skipped is an example that could not be used, with the reason.
 type Skipped struct {
@@ -96,6 +122,7 @@ func (f *Features) Extract(ctx context.Context, exs []Example, images ImageSourc
 		if v, ok := f.cached(ctx, ex.ImageID); ok {
 			feats[i] = v
 			st.Cached++
+			f.remember(ex.ImageID, v)
 			continue
 		}
 		todo = append(todo, i)
@@ -186,6 +213,12 @@ func (f *Features) Extract(ctx context.Context, exs []Example, images ImageSourc
 }
 
 func (f *Features) cached(ctx context.Context, imageID string) ([]float32, bool) {
+	f.mu.Lock()
+	v := f.known[imageID]
+	f.mu.Unlock()
+	if v != nil {
+		return v, true
+	}
 	if f.store == nil {
 		return nil, false
 	}
@@ -198,7 +231,7 @@ func (f *Features) cached(ctx context.Context, imageID string) ([]float32, bool)
 	if err != nil || len(b) != 4*onnx.DenseNetFeatures {
 		return nil, false
 	}
-	v := make([]float32, onnx.DenseNetFeatures)
+	v = make([]float32, onnx.DenseNetFeatures)
 	for j := range v {
 		v[j] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*j:]))
 	}
@@ -215,5 +248,6 @@ func (f *Features) store1(ctx context.Context, imageID string, v []float32) {
 	for _, x := range v {
 		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(x))
 	}
+	f.remember(imageID, v)
 	_, _ = f.store.Put(ctx, objstore.BucketFeatures, f.cacheKey(imageID), bytes.NewReader(b), int64(len(b)), objstore.PutOptions{ContentType: "application/octet-stream"})
 }

@@ -194,7 +194,10 @@ func (t *Trainer) promote(ctx context.Context, name, version, env, reason, kind,
 		return err
 	}
 	if rec.Promoted == nil {
-		rec.Promoted, rec.Previous = map[string]time.Time{}, map[string]string{}
+		rec.Promoted = map[string]time.Time{}
+	}
+	if rec.Previous == nil {
+		rec.Previous = map[string]string{}
 	}
 	rec.Promoted[env] = t.now()
 	if hadPrev && prev.Version != version {

@@ -98,10 +98,14 @@ func (t *Trainer) HandleRetrain(ctx context.Context, r schemas.Retrain) ([]stage
 func (t *Trainer) RunBootstrap(ctx context.Context) error {
 	tried := ""
 	for {
+		wait := t.cfg.Poll
+		if t.warm(ctx) > 0 {
+			wait = 0 // more may be waiting: no pause between chunks
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(t.cfg.Poll):
+		case <-time.After(wait):
 		}
 		due, digest, why, err := t.bootstrapDue(ctx)
 		if err != nil {
@@ -121,6 +125,28 @@ func (t *Trainer) RunBootstrap(ctx context.Context) error {
 			tried = ""
 		}
 	}
+}
+
+// warm lets a Warmer engine prepare the dataset's new train and holdout_1
+// images, unless a run or a rollout step holds the trainer.
+func (t *Trainer) warm(ctx context.Context) int {
+	w, ok := t.engine.(Warmer)
+	if !ok || !t.mu.TryLock() {
+		return 0
+	}
+	defer t.mu.Unlock()
+	ds, err := ListDataset(ctx, t.store, t.cfg.DatasetBucket, t.cfg.DatasetPrefix)
+	if err != nil {
+		return 0
+	}
+	exs := append(ds.Splits[schemas.SplitTrain], ds.Splits[SelectHoldout]...)
+	n, err := w.Warm(ctx, exs, t.eval.Images)
+	if err != nil && ctx.Err() == nil {
+		t.log.Warn().Err(err).Msg("warm-up of new images")
+	} else if n > 0 {
+		t.log.Debug().Int("images", n).Msg("features computed ahead of training")
+	}
+	return n
 }
 
 // bootstrapDue says whether bootstrap should train now, and on which set.

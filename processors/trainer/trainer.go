@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"eyeflow/imaging"
 	"eyeflow/objstore"
 	"eyeflow/processors/classifier"
 	"eyeflow/processors/labelsink"
@@ -167,11 +166,7 @@ func (t *Trainer) Train(ctx context.Context, req Request) (Outcome, error) {
 			return Outcome{}, err
 		}
 	}
-	train, bad, err := t.readable(ctx, ds.Splits[schemas.SplitTrain])
-	if err != nil {
-		return Outcome{}, err
-	}
-	skipped = append(skipped, bad...)
+	train := ds.Splits[schemas.SplitTrain]
 	refuse := func(reason string) Outcome {
 		t.metrics.runs.WithLabelValues(t.engine.Name(), "refused").Inc()
 		log.Warn().Str("reason", reason).Msg("training refused")
@@ -217,10 +212,6 @@ func (t *Trainer) Train(ctx context.Context, req Request) (Outcome, error) {
 			sel = append(sel, e)
 		}
 	}
-	if sel, bad, err = t.readable(ctx, sel); err != nil {
-		return Outcome{}, err
-	}
-	skipped = append(skipped, bad...)
 	work, err := os.MkdirTemp(t.cfg.TmpDir, "eyeflow-train-")
 	if err != nil {
 		return Outcome{}, fmt.Errorf("trainer: scratch folder: %w", err)
@@ -241,6 +232,7 @@ func (t *Trainer) Train(ctx context.Context, req Request) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, fmt.Errorf("train %s %s: %w", t.cfg.Name, version, err)
 	}
+	skipped = append(skipped, res.Skipped...)
 	metrics, err := t.eval.Evaluate(ctx, res.Files, ds)
 	if errors.Is(err, ErrCandidate) {
 		return refuse(fmt.Sprintf("trained %s %s, but %v", t.cfg.Name, version, err)), nil
@@ -312,31 +304,6 @@ func (t *Trainer) versionKey(train []Example) string {
 // holdoutDigest identifies the promotion holdout: figures computed on
 // another one are recomputed before they are compared.
 func holdoutDigest(ds *Dataset) string { return Digest(ds.Splits[GateHoldout])[:16] }
-
-// readable returns the examples whose PNG reads and decodes, and the others.
-func (t *Trainer) readable(ctx context.Context, exs []Example) ([]Example, []Skipped, error) {
-	var ok []Example
-	var bad []Skipped
-	for _, ex := range exs {
-		data, err := t.eval.Images.PNG(ctx, ex)
-		switch {
-		case errors.Is(err, objstore.ErrNotFound):
-			bad = append(bad, Skipped{Example: ex, Reason: ReasonMissingImage, Err: err})
-			continue
-		case err != nil:
-			if ctx.Err() != nil {
-				return nil, nil, ctx.Err()
-			}
-			return nil, nil, err
-		}
-		if _, _, _, err := imaging.Sniff(data); err != nil {
-			bad = append(bad, Skipped{Example: ex, Reason: ReasonUnreadableImage, Err: err})
-			continue
-		}
-		ok = append(ok, ex)
-	}
-	return ok, bad, nil
-}
 
 // awaitManifest waits (up to ManifestWait) until every labelled image of
 // the manifest is in the dataset, and returns the dataset then with the
