@@ -2,22 +2,40 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
+	ejs "eyeflow/jetstream"
 	"eyeflow/processors/classifier"
+	"eyeflow/processors/trainer"
+	"eyeflow/schemas"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
 // runModel is `eyeflow model synth|push|promote|list`.
 func runModel(ctx context.Context, args []string, out, errOut io.Writer) error {
-	usage := "usage: eyeflow model synth|push|promote|list [flags] (eyeflow model <sub> --help)"
+	usage := "usage: eyeflow model synth|push|promote|rollback|list [flags] (eyeflow model <sub> --help)\n\n" +
+		"  synth     write a synthetic model folder (no download)\n" +
+		"  push      store a model folder in the registry\n" +
+		"  promote   point an env at a registered version (an event on eye.models)\n" +
+		"  rollback  point an env back at what it served before (an event on eye.models)\n" +
+		"  list      registered versions, their envs, stage and holdout figures (--json for scripts)"
 	if len(args) == 0 {
 		fmt.Fprintln(errOut, usage)
 		return errUsage
 	}
 	switch args[0] {
+	case "-h", "--help", "help":
+		fmt.Fprintln(errOut, usage)
+		return nil
+	case "rollback":
+		return runModelRollback(ctx, args[1:], out, errOut)
 	case "synth":
 		return runModelSynth(args[1:], out, errOut)
 	case "push":
@@ -28,7 +46,7 @@ func runModel(ctx context.Context, args []string, out, errOut io.Writer) error {
 		return runModelList(ctx, args[1:], out, errOut)
 	default:
 		fmt.Fprintln(errOut, usage)
-		return fmt.Errorf("model: unknown subcommand %q", args[0])
+		return fmt.Errorf("model: unknown subcommand %q (want synth, push, promote, rollback or list)", args[0])
 	}
 }
 
@@ -73,27 +91,53 @@ func (r *registryFlags) register(fs *flagSet) {
 }
 
 func (r *registryFlags) open(ctx context.Context, name string) (*classifier.Registry, func(), error) {
+	reg, _, closeFn, err := r.openWith(ctx, name)
+	return reg, closeFn, err
+}
+
+// openWith also returns the JetStream context, for commands that record
+// rollouts and publish model events.
+func (r *registryFlags) openWith(ctx context.Context, name string) (*classifier.Registry, natsjs.JetStream, func(), error) {
 	if err := r.nats.validate(); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if err := r.store.validate(); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	nc, js, err := r.nats.dial(r.nats.url, "eyeflow-model-"+name, nopLogger())
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	store, err := r.store.open(js, 1)
 	if err != nil {
 		nc.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	reg, err := classifier.OpenRegistry(ctx, js, store)
 	if err != nil {
 		nc.Close()
+		return nil, nil, nil, err
+	}
+	return reg, js, nc.Close, nil
+}
+
+// rollout returns the trainer's rollout bookkeeping over the registry, so
+// a manual promotion or rollback is recorded and announced like the
+// trainer's own.
+func (r *registryFlags) rollout(ctx context.Context, name string) (*trainer.Trainer, func(), error) {
+	reg, js, closeFn, err := r.openWith(ctx, name)
+	if err != nil {
 		return nil, nil, err
 	}
-	return reg, nc.Close, nil
+	kv, err := js.KeyValue(ctx, ejs.KVTrainer)
+	if errors.Is(err, natsjs.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, ejs.KeyValueConfig(ejs.KVTrainer, 1))
+	}
+	if err != nil {
+		closeFn()
+		return nil, nil, fmt.Errorf("kv %s: %w", ejs.KVTrainer, err)
+	}
+	return trainer.ForRegistry(reg, kv, js, nopLogger()), closeFn, nil
 }
 
 func runModelPush(ctx context.Context, args []string, out, errOut io.Writer) error {
@@ -130,38 +174,110 @@ func runModelPush(ctx context.Context, args []string, out, errOut io.Writer) err
 
 func runModelPromote(ctx context.Context, args []string, out, errOut io.Writer) error {
 	var rf registryFlags
-	var env string
+	var env, to, reason string
 	fs := newFlagSet("model promote", "NAME VERSION", "Points an env at a registered model version; running classifiers swap to it between batches\n"+
-		"(a model that fails to load is refused and the previous one keeps serving: check the classifier's log).", errOut)
+		"(a model that fails to load is refused and the previous one keeps serving: check the classifier's log).\n"+
+		"The step is recorded in the trainer's rollout records and published on eye.models with --reason.", errOut)
 	rf.register(fs)
-	fs.stringVar(&env, "env", "", "prod, canary or staging (required)")
+	fs.stringVar(&env, "env", "", "prod, canary or staging (or --to)")
+	fs.stringVar(&to, "to", "", "same as --env")
+	fs.stringVar(&reason, "reason", "", "why (required for prod: the clinical sign-off), recorded in the model event")
 	if err := parseModelArgs(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() != 2 || env == "" {
-		fs.Usage()
-		return errUsage
+	if to != "" && env != "" && to != env {
+		return fmt.Errorf("model promote: --env %s and --to %s disagree", env, to)
 	}
-	reg, closeFn, err := rf.open(ctx, "promote")
+	if env == "" {
+		env = to
+	}
+	switch {
+	case env == "":
+		return fmt.Errorf("model promote: --to (or --env) is required: prod, canary or staging")
+	case fs.NArg() != 2:
+		return fmt.Errorf("model promote: want NAME VERSION, got %d arguments", fs.NArg())
+	case env == schemas.EnvProd && strings.TrimSpace(reason) == "":
+		return fmt.Errorf("model promote: --reason is required for prod (who signed it off, and why)")
+	}
+	if reason == "" {
+		reason = "promoted with eyeflow model promote"
+	}
+	t, closeFn, err := rf.rollout(ctx, "promote")
 	if err != nil {
 		return err
 	}
 	defer closeFn()
-	if err := reg.Promote(ctx, env, fs.Arg(0), fs.Arg(1)); err != nil {
+	if err := t.Promote(ctx, fs.Arg(0), fs.Arg(1), env, reason); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "%s now serves %s %s\n", env, fs.Arg(0), fs.Arg(1))
 	return nil
 }
 
+func runModelRollback(ctx context.Context, args []string, out, errOut io.Writer) error {
+	var rf registryFlags
+	var env, reason string
+	fs := newFlagSet("model rollback", "", "Points an env back at the version it served before its current one; the current one is marked\n"+
+		"rolled back in the rollout records, and the step is published on eye.models.", errOut)
+	rf.register(fs)
+	fs.stringVar(&env, "env", schemas.EnvProd, "prod, canary or staging")
+	fs.stringVar(&reason, "reason", "", "why (required), recorded in the model event")
+	if err := parseModelArgs(fs, args); err != nil {
+		return err
+	}
+	if strings.TrimSpace(reason) == "" {
+		return fmt.Errorf("model rollback: --reason is required")
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("model rollback: takes no arguments, got %q", fs.Args())
+	}
+	t, closeFn, err := rf.rollout(ctx, "rollback")
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	if err := t.Rollback(ctx, env, reason); err != nil {
+		return err
+	}
+	reg, _, c2, err := rf.openWith(ctx, "rollback")
+	if err != nil {
+		return err
+	}
+	defer c2()
+	if a, ok, err := reg.Assigned(ctx, env); err == nil && ok {
+		fmt.Fprintf(out, "%s now serves %s %s again\n", env, a.Name, a.Version)
+	}
+	return nil
+}
+
+// modelListEntry is one line of `eyeflow model list --json`.
+type modelListEntry struct {
+	Name        string                            `json:"name"`
+	Version     string                            `json:"version"`
+	Envs        []string                          `json:"envs"`
+	Stage       string                            `json:"stage,omitempty"`
+	Engine      string                            `json:"engine"`
+	Arch        string                            `json:"arch,omitempty"`
+	Classes     int                               `json:"classes"`
+	Output      string                            `json:"output"`
+	TrainImages int                               `json:"train_images,omitempty"`
+	Pushed      time.Time                         `json:"pushed"`
+	Metrics     map[string]schemas.HoldoutMetrics `json:"metrics,omitempty"`
+}
+
 func runModelList(ctx context.Context, args []string, out, errOut io.Writer) error {
 	var rf registryFlags
-	fs := newFlagSet("model list", "", "Lists registered model versions and the envs serving them.", errOut)
+	var asJSON bool
+	fs := newFlagSet("model list", "", "Lists registered model versions, the envs serving them, their rollout stage and holdout figures.", errOut)
 	rf.register(fs)
+	fs.boolVar(&asJSON, "json", false, "print a JSON array (metrics.holdout_N.accuracy, macro_f1, ...) for scripts")
 	if err := fs.parse(args); err != nil {
 		return err
 	}
-	reg, closeFn, err := rf.open(ctx, "list")
+	if fs.NArg() != 0 {
+		return fmt.Errorf("model list: takes no arguments, got %q", fs.Args())
+	}
+	reg, js, closeFn, err := rf.openWith(ctx, "list")
 	if err != nil {
 		return err
 	}
@@ -170,31 +286,99 @@ func runModelList(ctx context.Context, args []string, out, errOut io.Writer) err
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tVERSION\tARCH\tCLASSES\tOUTPUT\tENVS\tPUSHED")
+	stages := map[string]string{}
+	if kv, err := js.KeyValue(ctx, ejs.KVTrainer); err == nil {
+		recs, err := trainer.ListRecords(ctx, kv)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			stages[r.Name+" "+r.Version] = r.Stage
+		}
+	}
+	list := make([]modelListEntry, 0, len(entries))
 	for _, e := range entries {
+		le := modelListEntry{Name: e.Name, Version: e.Version, Envs: e.Envs, Stage: stages[e.Name+" "+e.Version],
+			Engine: trainer.EnginePushed, Arch: e.Card.Arch, Classes: e.Card.Labels, Output: e.Card.Output.Kind,
+			Pushed: e.Modified, Metrics: e.Metrics}
+		if le.Envs == nil {
+			le.Envs = []string{}
+		}
+		if classifier.IsPlaceholder(e.Name) {
+			le.Engine = "synthetic"
+		}
+		if tr := e.Card.Training; tr != nil {
+			le.Engine, le.TrainImages = tr.Engine, tr.TrainImages
+		}
+		if le.Metrics == nil {
+			le.Metrics = e.Card.Metrics
+		}
+		list = append(list, le)
+	}
+	if asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(list)
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tVERSION\tENVS\tSTAGE\tENGINE\tTRAIN\tHOLDOUT_2 ACC\tHOLDOUT_3 ACC\tHOLDOUT_3 F1\tPUSHED")
+	fig := func(m map[string]schemas.HoldoutMetrics, split string, f func(schemas.HoldoutMetrics) float64) string {
+		if hm, ok := m[split]; ok && hm.Images > 0 {
+			return fmt.Sprintf("%.3f", f(hm))
+		}
+		return "-"
+	}
+	acc := func(h schemas.HoldoutMetrics) float64 { return h.Accuracy }
+	f1 := func(h schemas.HoldoutMetrics) float64 { return h.MacroF1 }
+	for _, e := range list {
 		envs := strings.Join(e.Envs, ",")
 		if envs == "" {
 			envs = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.Name, e.Version, e.Card.Arch, e.Card.Labels, e.Card.Output.Kind, envs, e.Modified.Format("2006-01-02 15:04:05"))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", e.Name, e.Version, envs, or(e.Stage, "-"), e.Engine, e.TrainImages,
+			fig(e.Metrics, trainer.GateHoldout, acc), fig(e.Metrics, trainer.ReportHoldout, acc), fig(e.Metrics, trainer.ReportHoldout, f1),
+			e.Pushed.Format("2006-01-02 15:04:05"))
 	}
 	return tw.Flush()
 }
 
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
 // parseModelArgs parses flags that come before or after the positional
-// arguments (Go's flag package stops at the first positional one).
+// arguments (Go's flag package stops at the first positional one). It moves
+// the flags in front and parses once: parsing twice would take values the
+// first pass filled from the environment (secrets among them) for ones
+// given on the command line.
 func parseModelArgs(fs *flagSet, args []string) error {
-	var pos []string
-	for {
-		if err := fs.parse(args); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
 			break
 		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			pos = append(pos, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			continue // parse names the unknown flag
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !(ok && b.IsBoolFlag()) && i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
 	}
-	return fs.Parse(pos) // leaves exactly the positional arguments in fs.Args()
+	return fs.parse(append(append(flags, "--"), pos...))
 }

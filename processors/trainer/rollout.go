@@ -14,6 +14,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 )
 
 // Stages of a version's rollout record.
@@ -144,6 +146,13 @@ func (t *Trainer) emit(ctx context.Context, ev schemas.ModelEvent) error {
 	t.metrics.steps.WithLabelValues(ev.Kind).Inc()
 	t.log.Info().Str("kind", ev.Kind).Str("model", ev.Name).Str("version", ev.Version).Str("from", ev.FromEnv).Str("to", ev.ToEnv).Str("reason", ev.Reason).Msg("model event")
 	return nil
+}
+
+// ForRegistry returns a Trainer that only promotes and rolls back (the
+// model commands): no engine, no evaluator.
+func ForRegistry(registry *classifier.Registry, kv natsjs.KeyValue, js natsjs.JetStream, log zerolog.Logger) *Trainer {
+	return &Trainer{cfg: DefaultConfig(), registry: registry, kv: kv, js: js, log: log,
+		metrics: NewMetrics(prometheus.NewRegistry()), now: func() time.Time { return time.Now().UTC() }}
 }
 
 // Promote moves a version to env, records it and publishes the event.
