@@ -98,7 +98,7 @@ func TestStatus(t *testing.T) {
 				}
 			}
 			switch {
-			case len(s.Streams) != 7 || len(s.Problems) != 0:
+			case len(s.Streams) != 8 || len(s.Problems) != 0:
 				t.Errorf("%d streams, problems %v", len(s.Streams), s.Problems)
 			case dlq[schemas.StageSplitter] != 1 || dlq[schemas.StageResize] != 0:
 				t.Errorf("dead letters %v", dlq)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -361,5 +362,32 @@ func TestBadPredictionDeadLettered(t *testing.T) {
 	}
 	if as := alerts(t, env.JS); len(as) != 1 {
 		t.Fatalf("alerts %+v, want the 5 valid lows to fire", as)
+	}
+}
+
+// TestNewVersionResolvesTheOldOnesAlerts: a firing streak of version v1 can
+// never resolve once the env serves v2 (v1 makes no more predictions), so
+// v2's first prediction resolves it, once, saying why.
+func TestNewVersionResolvesTheOldOnesAlerts(t *testing.T) {
+	env := newEnv(t)
+	startWatcher(t, env.JS, driftwatch.DefaultConfig(), nil)
+	publish(t, env.JS, lowHigh(0, runs(1, 6)...)...)
+	idle(t, env.JS)
+	if got := alerts(t, env.JS); len(got) != 1 || got[0].State != driftwatch.StateFiring {
+		t.Fatalf("alerts %+v, want one firing", got)
+	}
+	next := lowHigh(10, 0.9, 0.2, 0.9)
+	for i := range next {
+		next[i].ModelVersion = "v2"
+	}
+	publish(t, env.JS, next...)
+	idle(t, env.JS)
+	got := alerts(t, env.JS)
+	if len(got) != 2 {
+		t.Fatalf("alerts %+v, want the firing one and its resolution", got)
+	}
+	r := got[1]
+	if r.State != driftwatch.StateResolved || r.AlertID != got[0].AlertID || r.ModelVersion != "v1" || !strings.Contains(r.Detail, "now serves model version v2") {
+		t.Errorf("resolution %+v", r)
 	}
 }

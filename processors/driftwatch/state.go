@@ -327,3 +327,28 @@ func stripForState(p schemas.Prediction) schemas.Prediction {
 	p.InferenceSeconds, p.BatchSize = 0, 0
 	return p
 }
+
+// supersede resolves every alert still firing in old, the state of a model
+// version its env no longer serves (newVersion's first prediction arrived):
+// nothing that version does any more can resolve them.
+func supersede(old *State, newVersion string, now time.Time) []schemas.DriftAlert {
+	detail := fmt.Sprintf("resolved: %s now serves model version %s", old.Env, newVersion)
+	var out []schemas.DriftAlert
+	if old.Streak.Firing {
+		a := schemas.DriftAlert{Schema: schemas.SchemaDrift, AlertID: old.Streak.AlertID, Env: old.Env, ModelVersion: old.ModelVersion,
+			Signal: SignalLowConfidence, State: StateResolved, From: old.Streak.From, Time: now, Detail: detail, SampleSize: old.Streak.Len}
+		out = append(out, a)
+		old.Streak = StreakState{}
+	}
+	for _, w := range []struct {
+		signal string
+		w      *window
+	}{{SignalEntropyKS, &old.KS.window}, {SignalClassChi2, &old.Chi2.window}} {
+		if w.w.Firing {
+			out = append(out, schemas.DriftAlert{Schema: schemas.SchemaDrift, AlertID: w.w.AlertID, Env: old.Env, ModelVersion: old.ModelVersion,
+				Signal: w.signal, State: StateResolved, From: w.w.From, To: w.w.To, Time: now, Detail: detail})
+			w.w.Firing = false
+		}
+	}
+	return out
+}

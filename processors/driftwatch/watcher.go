@@ -175,6 +175,26 @@ func (w *Watcher) Handle(ctx context.Context, p schemas.Prediction) ([]stage.Out
 	if err != nil {
 		return nil, err
 	}
+	var superseded []State
+	if rev == 0 {
+		// The env's first prediction by this version: alerts of the
+		// versions it replaced resolve. Their events join this
+		// prediction's saved outputs, so a redelivery publishes them again.
+		if superseded, err = w.firingOthers(ctx, p.Env, p.ModelVersion); err != nil {
+			return nil, err
+		}
+		for i := range superseded {
+			for _, a := range supersede(&superseded[i], p.ModelVersion, w.now()) {
+				o := stage.Output{Subject: schemas.DriftSubject(p.Env), Key: a.AlertID + "/" + StateResolved, Event: a}
+				outs = append(outs, o)
+				b, err := json.Marshal(a)
+				if err != nil {
+					return nil, err
+				}
+				st.LastOutputs = append(st.LastOutputs, SavedOutput{Subject: o.Subject, Key: o.Key, Event: b})
+			}
+		}
+	}
 	data, err := json.Marshal(st)
 	if err != nil {
 		return nil, fmt.Errorf("driftwatch: encode state %s: %w", key, err)
@@ -190,7 +210,57 @@ func (w *Watcher) Handle(ctx context.Context, p schemas.Prediction) ([]stage.Out
 		return nil, fmt.Errorf("driftwatch: save state %s (env %s, model %s): %w", key, p.Env, p.ModelVersion, err)
 	}
 	w.metrics.observe(&st)
+	for _, old := range superseded {
+		if err := w.save(ctx, old); err != nil {
+			return nil, err
+		}
+		w.metrics.observe(&old)
+	}
 	return outs, nil
+}
+
+// firingOthers returns the states of env's other model versions that have
+// an alert firing.
+func (w *Watcher) firingOthers(ctx context.Context, env, version string) ([]State, error) {
+	prefix := "state." + base64.RawURLEncoding.EncodeToString([]byte(env)) + "."
+	lister, err := w.kv.ListKeysFiltered(ctx, prefix+">")
+	if errors.Is(err, natsjs.ErrNoKeysFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("driftwatch: list states of %s: %w", env, err)
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	_ = lister.Stop()
+	var out []State
+	for _, k := range keys {
+		if k == StateKey(env, version) {
+			continue
+		}
+		st, _, err := w.load(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		if st.Streak.Firing || st.KS.Firing || st.Chi2.Firing {
+			out = append(out, st)
+		}
+	}
+	return out, nil
+}
+
+// save overwrites a state (a superseded version's: nothing else writes it).
+func (w *Watcher) save(ctx context.Context, st State) error {
+	data, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	if _, err := w.kv.Put(ctx, StateKey(st.Env, st.ModelVersion), data); err != nil {
+		return fmt.Errorf("driftwatch: save state of %s %s: %w", st.Env, st.ModelVersion, err)
+	}
+	return nil
 }
 
 func replay(saved []SavedOutput) []stage.Output {

@@ -175,6 +175,23 @@ func Users() []User {
 	sink.objRead(objstore.BucketProcessed)
 	add(schemas.StageLabelsink, sink)
 
+	var train perms
+	train.consume(ejs.StreamRetrain, ejs.ConsumerTrainer)
+	train.add(schemas.SubjectModels, dlq(schemas.StageTrainer))
+	// Rollout checks read live predictions and drift alerts with ephemeral
+	// ordered consumers; the step is its own record in the KV bucket.
+	train.read(ejs.StreamPredictions)
+	train.read(ejs.StreamDrift)
+	train.kvWrite(ejs.KVTrainer)
+	train.kvOwn(ejs.KVTrainer)
+	train.kvWrite(ejs.KVModels) // promotions and rollbacks
+	train.kvOwn(ejs.KVModels)
+	train.objRead(objstore.BucketProcessed) // the dataset layout
+	train.objWrite(objstore.BucketModels)   // new versions and their metrics
+	train.objWrite(objstore.BucketFeatures) // the backbone's feature cache
+	train.objRead(objstore.BucketLabeling)  // retrain manifests
+	add(schemas.StageTrainer, train)
+
 	var ingest perms
 	ingest.consume(ejs.StreamUploads, ejs.ConsumerIngestLedger)
 	ingest.add(schemas.SubjectUploads)
