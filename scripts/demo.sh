@@ -11,6 +11,8 @@ data="${EYEFLOW_DATA:-$root/data/eyeflow}"
 images="${DEMO_IMAGES:-$root/data/demo-images}"
 total="${DEMO_TOTAL:-600}"
 http="${EYEFLOW_HTTP:-127.0.0.1:8080}"
+listen="${DEMO_NATS_LISTEN:-127.0.0.1:4222}"
+nats="nats://$listen"
 
 if [ ! -f "$images/.complete-$total" ]; then
   rm -rf "$images"
@@ -21,7 +23,12 @@ fi
 # A fresh data directory each run, so the summary counts this run's work.
 rm -rf "$data"
 mkdir -p "$data"
-"$bin" up --data "$data" --http "$http" --log-format json >"$data/eyeflow.log" 2>&1 &
+# Labelsink writes a task for every low-confidence prediction and reads
+# annotations every 2 s; the canary needs 30 live predictions, half the
+# traffic, so the demo's last batch can carry a version through it.
+"$bin" up --data "$data" --http "$http" --nats-listen "$listen" --log-format json \
+  --label-low-confidence 0.5 --label-poll-interval 2s --label-manifest-timeout 60s \
+  --canary-share 0.5 --canary-min "${DEMO_CANARY_MIN:-30}" >"$data/eyeflow.log" 2>&1 &
 up=$!
 trap 'kill $up 2>/dev/null; wait $up 2>/dev/null' EXIT
 for _ in $(seq 1 100); do
@@ -33,7 +40,7 @@ done
 # metric NAME LABEL: the sum of NAME's series that carry LABEL.
 metric() { curl -fsS "http://$http/metrics" | awk -v m="$1{" -v l="$2" 'index($1, m) == 1 && index($1, l) {s += $2} END {print int(s)}'; }
 start=$(date +%s%N)
-"$bin" put "$images"
+"$bin" put --nats "$nats" "$images"
 echo "waiting for the pipeline..."
 while :; do
   resized=$(metric eyeflow_messages_processed_total 'stage="resize"')
@@ -46,15 +53,67 @@ while :; do
 done
 secs=$(awk -v a="$start" -v b="$(date +%s%N)" 'BEGIN {printf "%.1f", (b - a) / 1e9}')
 echo
-echo "== eyeflow demo =="
+echo "== eyeflow demo, act 1: the data set =="
 echo "images:      $total in $images (15 classes)"
 echo "resized:     $resized to 224x224 (PIL-bilinear parity), dead-lettered: $dead"
-echo "classified:  $predicted by prod (synthetic DenseNet121, random weights; canary and staging serve once a model is promoted: eyeflow model promote)"
-echo "drift:       $(metric drift_alert 'env="prod"') prod alert(s) firing"
+echo "classified:  $predicted by prod (the untrained placeholder: random weights)"
 echo "time:        ${secs}s from the first upload to the last prod prediction"
-"$bin" split report --nats nats://127.0.0.1:4222 || true
+"$bin" split report --nats "$nats" || true
+
+# version VERSION-PREFIX ENV: waits until ENV serves a trained version.
+models() { "$bin" model list --nats "$nats" --json; }
+serving() { models | python3 -c 'import json,sys; env=sys.argv[1]; print(next((m["version"] for m in json.load(sys.stdin) if env in m["envs"]), ""))' "$1"; }
+echo
+echo "waiting for the trainer: version 1 trains once the train split settles, then staging -> canary -> prod..."
+t0=$(date +%s%N)
+until v1=$(serving prod) && [ -n "$v1" ] && [ "$v1" != 0.0.0-synthetic ]; do
+  kill -0 $up 2>/dev/null || { echo "eyeflow up stopped:"; tail -20 "$data/eyeflow.log"; exit 1; }
+  sleep 1
+done
+echo "version 1 ($v1) serves prod $(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN {printf "%.1f", (b - a) / 1e9}')s after the last prod prediction"
+
+echo
+echo "== act 2: a shifted camera =="
+shift_kind="${DEMO_SHIFT:-dark}"
+shifted="$root/data/demo-shift-$shift_kind"
+rm -rf "$shifted" "$shifted.answers.json"
+"$bin" demo-data --shift "$shift_kind" --out "$shifted" --total "${DEMO_SHIFT_TOTAL:-150}" --width 1024 --height 768 --seed 2
+"$bin" put --nats "$nats" "$shifted"
+echo "waiting for drift on prod..."
+until [ "$(metric drift_alert 'env="prod"')" -ge 1 ] || [ "$(metric drift_class_chi2_alert 'env="prod"')" -ge 1 ] || [ "$(metric drift_entropy_ks_alert 'env="prod"')" -ge 1 ]; do
+  kill -0 $up 2>/dev/null || { echo "eyeflow up stopped:"; tail -20 "$data/eyeflow.log"; exit 1; }
+  sleep 1
+done
+echo "drift fired on prod; labelsink writes Label Studio tasks; the demo's annotator answers them..."
+"$bin" demo-annotate --nats "$nats" --answers "$shifted.answers.json" --wait 8s
+echo "waiting for version 2: labelled images re-enter the pipeline, the manifest triggers a retrain, the gate decides..."
+until models | python3 -c 'import json,sys; sys.exit(0 if any(m["version"].startswith("v2-") and m.get("stage") not in (None,"","candidate","staging") for m in json.load(sys.stdin)) else 1)'; do
+  kill -0 $up 2>/dev/null || { echo "eyeflow up stopped:"; tail -20 "$data/eyeflow.log"; exit 1; }
+  sleep 1
+done
+stage2=$(models | python3 -c 'import json,sys; print(next(m["stage"] for m in json.load(sys.stdin) if m["version"].startswith("v2-")))')
+if [ "$stage2" = canary ]; then
+  echo "version 2 is in canary: live traffic decides (a last batch, ${DEMO_LIVE_TOTAL:-80} images)..."
+  live="$root/data/demo-live-$shift_kind"
+  rm -rf "$live" "$live.answers.json"
+  "$bin" demo-data --shift "$shift_kind" --out "$live" --total "${DEMO_LIVE_TOTAL:-80}" --width 1024 --height 768 --seed 3 >/dev/null
+  "$bin" put --nats "$nats" "$live"
+  for _ in $(seq 1 120); do
+    stage2=$(models | python3 -c 'import json,sys; print(next(m["stage"] for m in json.load(sys.stdin) if m["version"].startswith("v2-")))')
+    [ "$stage2" != canary ] && break
+    sleep 1
+  done
+fi
+sleep 3 # driftwatch resolves the replaced version's alerts on its first prediction
+echo
+echo "== the learning loop =="
+"$bin" model list --nats "$nats"
+echo
+"$bin" model timeline --nats "$nats"
+echo "drift:       $(metric drift_alert 'env="prod"') low-confidence alert(s) firing on prod now"
+echo
 echo "dashboard: http://$http/dashboard/   metrics: http://$http/metrics   logs: $data/eyeflow.log"
-echo "NATS:      nats://127.0.0.1:4222 (try: nats sub 'eye.>')"
+echo "NATS:      $nats (try: nats sub 'eye.>')"
 if [ "${DEMO_EXIT:-0}" = 1 ]; then exit 0; fi
 echo "eyeflow is running; Ctrl-C to stop."
 wait $up

@@ -35,7 +35,7 @@ func commands() []command {
 		{"split", "explain which split files would get; report per-class split counts from the bucket", runSplit},
 		{"classifier", "run the classifier alone: eye.split.* -> eye.predictions.<env>, POST /predict", runClassifier},
 		{"predict", "classify local image files with a model folder (JSON lines)", runPredict},
-		{"model", "model registry: `eyeflow model synth|push|promote|list`", runModel},
+		{"model", "model registry: `eyeflow model synth|push|promote|rollback|list|timeline`", runModel},
 		{"driftwatch", "run the drift watcher alone", runDriftwatch},
 		{"labelsink", "run the label sink alone (Label Studio tasks, exports, retrain manifests)", runLabelsink},
 		{"trainer", "run the trainer alone: train, evaluate, promote and roll back model versions", runTrainer},
@@ -43,7 +43,8 @@ func commands() []command {
 		{"preprocess", "decode and resize one image exactly as the resize stage does", runPreprocess},
 		{"dashboard", "serve the dashboard alone (dataset, pipeline, models) against --nats and --s3", runDashboard},
 		{"status", "print streams, consumers, dead letters, models and drift per env (--json for scripts)", runStatus},
-		{"demo-data", "write a deterministic synthetic fundus data set in ImageFolder layout", runDemoData},
+		{"demo-data", "write a deterministic synthetic fundus data set in ImageFolder layout (or a shifted unlabelled batch)", runDemoData},
+		{"demo-annotate", "answer the demo's Label Studio tasks with the true classes, as Label Studio's export writes them", runDemoAnnotate},
 		{"nats-config", "write the nats-server config of the per-processor NATS users and permissions", runNATSConfig},
 	}
 }

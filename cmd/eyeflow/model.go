@@ -25,7 +25,8 @@ func runModel(ctx context.Context, args []string, out, errOut io.Writer) error {
 		"  push      store a model folder in the registry\n" +
 		"  promote   point an env at a registered version (an event on eye.models)\n" +
 		"  rollback  point an env back at what it served before (an event on eye.models)\n" +
-		"  list      registered versions, their envs, stage and holdout figures (--json for scripts)"
+		"  list      registered versions, their envs, stage and holdout figures (--json for scripts)\n" +
+		"  timeline  every step on eye.models, and each prod version's accuracy on labelled live images"
 	if len(args) == 0 {
 		fmt.Fprintln(errOut, usage)
 		return errUsage
@@ -36,6 +37,8 @@ func runModel(ctx context.Context, args []string, out, errOut io.Writer) error {
 		return nil
 	case "rollback":
 		return runModelRollback(ctx, args[1:], out, errOut)
+	case "timeline":
+		return runModelTimeline(ctx, args[1:], out, errOut)
 	case "synth":
 		return runModelSynth(args[1:], out, errOut)
 	case "push":
@@ -246,6 +249,83 @@ func runModelRollback(ctx context.Context, args []string, out, errOut io.Writer)
 	defer c2()
 	if a, ok, err := reg.Assigned(ctx, env); err == nil && ok {
 		fmt.Fprintf(out, "%s now serves %s %s again\n", env, a.Name, a.Version)
+	}
+	return nil
+}
+
+func runModelTimeline(ctx context.Context, args []string, out, errOut io.Writer) error {
+	var rf registryFlags
+	var asJSON bool
+	fs := newFlagSet("model timeline", "", "Prints every model event (eye.models) in order, then each version that served prod with its accuracy\n"+
+		"on the labelled images it classified there (predictions that carry a true label).", errOut)
+	rf.register(fs)
+	fs.boolVar(&asJSON, "json", false, "print the events as JSON lines")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	_, js, closeFn, err := rf.openWith(ctx, "timeline")
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	evs, err := trainer.Timeline(ctx, js)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(out)
+		for _, ev := range evs {
+			if err := enc.Encode(ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tEVENT\tMODEL\tENVS\tHOLDOUT_2 ACC\tHOLDOUT_3 ACC\tREASON")
+	var prodSince []struct {
+		version string
+		since   time.Time
+	}
+	for _, ev := range evs {
+		envs := "-"
+		if ev.ToEnv != "" {
+			envs = or(ev.FromEnv, "new") + " -> " + ev.ToEnv
+		}
+		acc := func(split string) string {
+			if m, ok := ev.Metrics[split]; ok && m.Images > 0 {
+				return fmt.Sprintf("%.3f", m.Accuracy)
+			}
+			return "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s %s\t%s\t%s\t%s\t%s\n", ev.Time.Format("15:04:05"), ev.Kind, ev.Name, ev.Version, envs,
+			acc(trainer.GateHoldout), acc(trainer.ReportHoldout), ev.Reason)
+		if ev.ToEnv == schemas.EnvProd && (ev.Kind == schemas.ModelPromoted) {
+			prodSince = append(prodSince, struct {
+				version string
+				since   time.Time
+			}{ev.Version, ev.Time})
+		}
+		if ev.Kind == schemas.ModelRolledBack && ev.ToEnv == schemas.EnvProd {
+			prodSince = append(prodSince, struct {
+				version string
+				since   time.Time
+			}{ev.PreviousVersion, ev.Time})
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, p := range prodSince {
+		st, err := trainer.Live(ctx, js, schemas.EnvProd, p.version, p.since, 0.5)
+		if err != nil {
+			return err
+		}
+		if st.Labelled > 0 {
+			fmt.Fprintf(out, "prod %s since %s: %d predictions, accuracy %.3f on %d labelled images\n", p.version, p.since.Format("15:04:05"), st.Predictions, st.Accuracy(), st.Labelled)
+		} else {
+			fmt.Fprintf(out, "prod %s since %s: %d predictions, none of a labelled image yet\n", p.version, p.since.Format("15:04:05"), st.Predictions)
+		}
 	}
 	return nil
 }

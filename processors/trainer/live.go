@@ -18,11 +18,11 @@ import (
 // size, so reading the stream again is cheaper than keeping counters in step
 // with it, and exact: the stream is the record.
 func scan(ctx context.Context, js natsjs.JetStream, stream, subject string, since time.Time, fn func(natsjs.Msg) bool) error {
-	cons, err := js.OrderedConsumer(ctx, stream, natsjs.OrderedConsumerConfig{
-		FilterSubjects: []string{subject},
-		DeliverPolicy:  natsjs.DeliverByStartTimePolicy,
-		OptStartTime:   &since,
-	})
+	cfg := natsjs.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: natsjs.DeliverByStartTimePolicy, OptStartTime: &since}
+	if since.IsZero() {
+		cfg.DeliverPolicy, cfg.OptStartTime = natsjs.DeliverAllPolicy, nil
+	}
+	cons, err := js.OrderedConsumer(ctx, stream, cfg)
 	if err != nil {
 		return fmt.Errorf("scan %s: %w", subject, err)
 	}
@@ -107,4 +107,23 @@ func driftFirings(ctx context.Context, js natsjs.JetStream, env, version string,
 		return true
 	})
 	return out, err
+}
+
+// Timeline returns every model event stored on eye.models, oldest first.
+func Timeline(ctx context.Context, js natsjs.JetStream) ([]schemas.ModelEvent, error) {
+	var out []schemas.ModelEvent
+	err := scan(ctx, js, ejs.StreamModels, schemas.SubjectModels, time.Time{}, func(m natsjs.Msg) bool {
+		if ev, err := schemas.DecodeModelEvent(m.Data()); err == nil {
+			out = append(out, ev)
+		}
+		return true
+	})
+	return out, err
+}
+
+// Live summarises env's predictions by version since since: how many, how
+// many below lowConf, and how the labelled ones fared.
+func Live(ctx context.Context, js natsjs.JetStream, env, version string, since time.Time, lowConf float64) (LiveStats, error) {
+	st, _, err := liveStats(ctx, js, env, version, since, 0, lowConf)
+	return st, err
 }
