@@ -2,7 +2,9 @@
 // to turn an uploaded image (JPEG, PNG, TIFF or WebP) into the model's fixed
 // size 8-bit RGB input: format sniffing and header checks (pixel limits
 // against decompression bombs), decoding with EXIF orientation and alpha
-// flattened on black, and a bit-exact re-implementation of Pillow's
+// dropped as Pillow's convert("RGB") drops it, lossy WebP converted with
+// libwebp's own BT.601 limited-range arithmetic and chroma upsampling (what
+// Pillow links), and a bit-exact re-implementation of Pillow's
 // Image.resize(..., BILINEAR) so that inference sees the same pixels the
 // training side (torchvision Resize on PIL images) saw. JPEGs are decoded with
 // libjpeg-turbo via cgo using DCT-domain downscaling, which is what makes this

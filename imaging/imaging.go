@@ -51,8 +51,9 @@ type Result struct {
 	Orientation         int    // EXIF orientation applied (1..8; 1 = none)
 }
 
-// Decode detects the format of data, decodes it to 8-bit RGB (alpha flattened
-// on black, EXIF orientation applied for JPEG) and resizes it to exactly
+// Decode detects the format of data, decodes it to 8-bit RGB (alpha dropped,
+// as Pillow's convert("RGB") does; EXIF orientation applied for JPEG) and
+// resizes it to exactly
 // opts.Width x opts.Height with Pillow BILINEAR semantics. Errors wrap
 // ErrTooLarge, ErrUnsupported or ErrCorrupt.
 func Decode(data []byte, opts Options) (res Result, err error) {
@@ -203,7 +204,18 @@ func classify(format string, err error) error {
 
 // decodeStd decodes PNG, TIFF and WebP with
 // the Go decoders, converts to RGB and resizes.
-func decodeStd(format string, data []byte, opts Options) (out *RGB8, err error) {
+func decodeStd(format string, data []byte, opts Options) (*RGB8, error) {
+	src, err := decodeFull(format, data)
+	if err != nil {
+		return nil, err
+	}
+	return Resize(src, opts.Width, opts.Height), nil
+}
+
+// decodeFull decodes PNG, TIFF or WebP at its stored size to packed RGB as
+// Pillow's Image.open(f).convert("RGB") does: alpha dropped, lossy WebP
+// converted with libwebp's arithmetic (webpYUVToRGB).
+func decodeFull(format string, data []byte) (out *RGB8, err error) {
 	// The x/image decoders are not hardened against every malformed input;
 	// a panic there must not take the stage down.
 	defer func() {
@@ -226,6 +238,15 @@ func decodeStd(format string, data []byte, opts Options) (out *RGB8, err error) 
 	if err != nil {
 		return nil, classify(format, err)
 	}
-	src := toRGB8(img)
-	return Resize(src, opts.Width, opts.Height), nil
+	switch m := img.(type) {
+	case *image.YCbCr: // lossy WebP
+		if rgb := webpYUVToRGB(m); rgb != nil {
+			return rgb, nil
+		}
+	case *image.NYCbCrA: // lossy WebP with alpha: the alpha is dropped
+		if rgb := webpYUVToRGB(&m.YCbCr); rgb != nil {
+			return rgb, nil
+		}
+	}
+	return toRGB8(img), nil
 }
