@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"eyeflow/internal/dicomtest"
+
 	"golang.org/x/image/tiff"
 )
 
@@ -49,8 +51,32 @@ func addImageSeeds(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(bytes.Clone(b.Bytes()))
+	// DICOM: native in both VR encodings and every photometric read,
+	// encapsulated JPEG Baseline, nested sequences (one of unknown VR).
+	var jb bytes.Buffer
+	if err := jpeg.Encode(&jb, img, &jpeg.Options{Quality: 50}); err != nil {
+		f.Fatal(err)
+	}
+	rgb := make([]byte, 3*9*7)
+	for i := range rgb {
+		rgb[i] = byte(i * 5)
+	}
+	enc := dicomtest.Image(dicomtest.JPEGBaseline, "YBR_FULL_422", 7, 9, 3, nil)
+	enc.Fragments = [][]byte{jb.Bytes()}
+	nested := dicomtest.Image(dicomtest.ExplicitLE, "MONOCHROME2", 7, 9, 1, rgb[:63]).Set(
+		dicomtest.Element{Tag: 0x00082218, Seq: []dicomtest.Element{dicomtest.Str(0x00080100, "SH", "Eye")}},
+		dicomtest.Element{Tag: 0x00091010, VR: "UN", Seq: []dicomtest.Element{dicomtest.Str(0x00091011, "LO", "p")}})
+	for _, d := range []dicomtest.File{
+		dicomtest.Image(dicomtest.ExplicitLE, "RGB", 7, 9, 3, rgb),
+		dicomtest.Image(dicomtest.ImplicitLE, "MONOCHROME1", 7, 9, 1, rgb[:63]),
+		dicomtest.Image(dicomtest.ExplicitLE, "YBR_FULL", 7, 9, 3, rgb).Set(dicomtest.US(0x00280006, 1)),
+		dicomtest.Image(dicomtest.ExplicitLE, "YBR_FULL_422", 7, 8, 3, rgb[:112]),
+		enc, nested,
+	} {
+		f.Add(d.Bytes())
+	}
 	// The checked-in WebP and PNG fixtures (a few KiB each).
-	for _, name := range []string{"lossless.webp", "lossy.webp", "resize_17x13.png"} {
+	for _, name := range []string{"lossless.webp", "lossy.webp", "odd_q75.webp", "even_alpha_q75.webp", "resize_17x13.png"} {
 		data, err := os.ReadFile(filepath.Join("testdata", name))
 		if err != nil {
 			f.Fatal(err)
@@ -62,6 +88,7 @@ func addImageSeeds(f *testing.F) {
 	f.Add([]byte("\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x7f\xff\xff\xff\x7f\xff\xff\xff\x08\x02\x00\x00\x00"))
 	f.Add([]byte("RIFF\x00\x00\x00\x00WEBPVP8X"))
 	f.Add([]byte("II*\x00"))
+	f.Add(append(make([]byte, 128), "DICM"...))
 }
 
 // FuzzDecode feeds arbitrary bytes to the resize stage's decode path with a
