@@ -51,30 +51,7 @@ func addImageSeeds(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(bytes.Clone(b.Bytes()))
-	// DICOM: native in both VR encodings and every photometric read,
-	// encapsulated JPEG Baseline, nested sequences (one of unknown VR).
-	var jb bytes.Buffer
-	if err := jpeg.Encode(&jb, img, &jpeg.Options{Quality: 50}); err != nil {
-		f.Fatal(err)
-	}
-	rgb := make([]byte, 3*9*7)
-	for i := range rgb {
-		rgb[i] = byte(i * 5)
-	}
-	enc := dicomtest.Image(dicomtest.JPEGBaseline, "YBR_FULL_422", 7, 9, 3, nil)
-	enc.Fragments = [][]byte{jb.Bytes()}
-	nested := dicomtest.Image(dicomtest.ExplicitLE, "MONOCHROME2", 7, 9, 1, rgb[:63]).Set(
-		dicomtest.Element{Tag: 0x00082218, Seq: []dicomtest.Element{dicomtest.Str(0x00080100, "SH", "Eye")}},
-		dicomtest.Element{Tag: 0x00091010, VR: "UN", Seq: []dicomtest.Element{dicomtest.Str(0x00091011, "LO", "p")}})
-	for _, d := range []dicomtest.File{
-		dicomtest.Image(dicomtest.ExplicitLE, "RGB", 7, 9, 3, rgb),
-		dicomtest.Image(dicomtest.ImplicitLE, "MONOCHROME1", 7, 9, 1, rgb[:63]),
-		dicomtest.Image(dicomtest.ExplicitLE, "YBR_FULL", 7, 9, 3, rgb).Set(dicomtest.US(0x00280006, 1)),
-		dicomtest.Image(dicomtest.ExplicitLE, "YBR_FULL_422", 7, 8, 3, rgb[:112]),
-		enc, nested,
-	} {
-		f.Add(d.Bytes())
-	}
+	addDICOMSeeds(f, img)
 	// The checked-in WebP and PNG fixtures (a few KiB each).
 	for _, name := range []string{"lossless.webp", "lossy.webp", "odd_q75.webp", "even_alpha_q75.webp", "resize_17x13.png"} {
 		data, err := os.ReadFile(filepath.Join("testdata", name))
@@ -88,6 +65,38 @@ func addImageSeeds(f *testing.F) {
 	f.Add([]byte("\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x7f\xff\xff\xff\x7f\xff\xff\xff\x08\x02\x00\x00\x00"))
 	f.Add([]byte("RIFF\x00\x00\x00\x00WEBPVP8X"))
 	f.Add([]byte("II*\x00"))
+}
+
+// addDICOMSeeds adds DICOM files: native in both VR encodings and every
+// photometric interpretation read, encapsulated JPEG Baseline, nested
+// sequences (one of unknown VR), and a file in a refused transfer syntax.
+func addDICOMSeeds(f *testing.F, img image.Image) {
+	f.Helper()
+	var jb bytes.Buffer
+	if err := jpeg.Encode(&jb, img, &jpeg.Options{Quality: 50}); err != nil {
+		f.Fatal(err)
+	}
+	b := img.Bounds()
+	rows, cols := b.Dy(), b.Dx()
+	rgb := make([]byte, 3*rows*cols)
+	for i := range rgb {
+		rgb[i] = byte(i * 5)
+	}
+	enc := dicomtest.Image(dicomtest.JPEGBaseline, "YBR_FULL_422", rows, cols, 3, nil)
+	enc.Fragments = [][]byte{jb.Bytes()}
+	nested := dicomtest.Image(dicomtest.ExplicitLE, "MONOCHROME2", rows, cols, 1, rgb[:rows*cols]).Set(
+		dicomtest.Element{Tag: 0x00082218, Seq: []dicomtest.Element{dicomtest.Str(0x00080100, "SH", "Eye")}},
+		dicomtest.Element{Tag: 0x00091010, VR: "UN", Seq: []dicomtest.Element{dicomtest.Str(0x00091011, "LO", "p")}})
+	for _, d := range []dicomtest.File{
+		dicomtest.Image(dicomtest.ExplicitLE, "RGB", rows, cols, 3, rgb),
+		dicomtest.Image(dicomtest.ImplicitLE, "MONOCHROME1", rows, cols, 1, rgb[:rows*cols]),
+		dicomtest.Image(dicomtest.ExplicitLE, "YBR_FULL", rows, cols, 3, rgb).Set(dicomtest.US(0x00280006, 1)),
+		dicomtest.Image(dicomtest.ExplicitLE, "YBR_FULL_422", rows, cols&^1, 3, rgb[:2*rows*(cols&^1)]),
+		dicomtest.Image(dicomtest.RLE, "RGB", rows, cols, 3, rgb),
+		enc, nested,
+	} {
+		f.Add(d.Bytes())
+	}
 	f.Add(append(make([]byte, 128), "DICM"...))
 }
 
@@ -97,33 +106,43 @@ func addImageSeeds(f *testing.F) {
 // output size, and nothing over the pixel limit is decoded.
 func FuzzDecode(f *testing.F) {
 	addImageSeeds(f)
+	f.Fuzz(checkDecode)
+}
+
+// FuzzDecodeDICOM is FuzzDecode from DICOM seeds only, so the mutations
+// explore the DICOM reader (element walking, sequences, encapsulation).
+func FuzzDecodeDICOM(f *testing.F) {
+	addDICOMSeeds(f, fuzzImage(9, 7))
+	f.Fuzz(checkDecode)
+}
+
+// checkDecode is the fuzz targets' property check.
+func checkDecode(t *testing.T, data []byte) {
 	opts := Options{Width: 8, Height: 6, MaxPixels: fuzzMaxPixels}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		format, w, h, serr := Sniff(data)
-		res, err := Decode(data, opts)
-		if err != nil {
-			n := 0
-			for _, s := range []error{ErrTooLarge, ErrUnsupported, ErrCorrupt} {
-				if errors.Is(err, s) {
-					n++
-				}
+	format, w, h, serr := Sniff(data)
+	res, err := Decode(data, opts)
+	if err != nil {
+		n := 0
+		for _, s := range []error{ErrTooLarge, ErrUnsupported, ErrCorrupt} {
+			if errors.Is(err, s) {
+				n++
 			}
-			if n != 1 {
-				t.Fatalf("error %q wraps %d sentinels, want exactly 1", err, n)
-			}
-			return
 		}
-		if serr != nil {
-			t.Fatalf("Decode succeeded where Sniff failed: %v", serr)
+		if n != 1 {
+			t.Fatalf("error %q wraps %d sentinels, want exactly 1", err, n)
 		}
-		if res.Width != opts.Width || res.Height != opts.Height || len(res.RGB) != 3*opts.Width*opts.Height {
-			t.Fatalf("output %dx%d with %d bytes, want %dx%d", res.Width, res.Height, len(res.RGB), opts.Width, opts.Height)
-		}
-		if res.Format != format || res.SrcWidth != w || res.SrcHeight != h {
-			t.Fatalf("result %s %dx%d disagrees with Sniff %s %dx%d", res.Format, res.SrcWidth, res.SrcHeight, format, w, h)
-		}
-		if int64(w)*int64(h) > fuzzMaxPixels {
-			t.Fatalf("decoded %dx%d, over the %d pixel limit", w, h, fuzzMaxPixels)
-		}
-	})
+		return
+	}
+	if serr != nil {
+		t.Fatalf("Decode succeeded where Sniff failed: %v", serr)
+	}
+	if res.Width != opts.Width || res.Height != opts.Height || len(res.RGB) != 3*opts.Width*opts.Height {
+		t.Fatalf("output %dx%d with %d bytes, want %dx%d", res.Width, res.Height, len(res.RGB), opts.Width, opts.Height)
+	}
+	if res.Format != format || res.SrcWidth != w || res.SrcHeight != h {
+		t.Fatalf("result %s %dx%d disagrees with Sniff %s %dx%d", res.Format, res.SrcWidth, res.SrcHeight, format, w, h)
+	}
+	if int64(w)*int64(h) > fuzzMaxPixels {
+		t.Fatalf("decoded %dx%d, over the %d pixel limit", w, h, fuzzMaxPixels)
+	}
 }

@@ -107,6 +107,23 @@ func TestKeyFor(t *testing.T) {
 		{"metadata beats pattern", a, "p-7", "amd/P12_left.png", p7},
 		{"pattern no match", a, "", "amd/scan.png", splitter.Key{Kind: splitter.KeyContent, Value: id}},
 	}
+	// The two key layouts the README documents, with its patterns.
+	underscore := splitter.DefaultConfig()
+	underscore.KeyPattern = `(^|/)(?P<patient>[^/_]+)_[^/]*$`
+	folder := splitter.DefaultConfig()
+	folder.KeyPattern = `^(?P<patient>[^/]+)/[^/]+/[^/]+$`
+	p42 := splitter.Key{Kind: splitter.KeyPatient, Value: splitter.PatientHash(salt, "P-0042")}
+	tests = append(tests, []struct {
+		name      string
+		a         *splitter.Assigner
+		patientID string
+		sourceKey string
+		want      splitter.Key
+	}{
+		{"README layout <class>/<patient>_...", mustAssigner(t, underscore), "", "amd/P-0042_OD_2024-03-01.jpg", p42},
+		{"README layout <patient>/<class>/<file>", mustAssigner(t, folder), "", "P-0042/amd/left.jpg", p42},
+		{"README layout, metadata still wins", mustAssigner(t, folder), "P-0042", "P-7/amd/left.jpg", p42},
+	}...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := tt.a.KeyFor(id, tt.patientID, tt.sourceKey); got != tt.want {
