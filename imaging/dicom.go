@@ -419,6 +419,9 @@ func orNone(s string) string {
 
 // checkPixelModule refuses images outside what decodeDICOM reads.
 func (f *dicomFile) checkPixelModule() error {
+	if f.bitsAllocated == 0 {
+		return dicomErr(ErrCorrupt, "no bits allocated (0028,0100)")
+	}
 	if f.bitsAllocated != 8 || (f.bitsStored != 0 && f.bitsStored != 8) {
 		return dicomErr(ErrUnsupportedEncoding, "%d bits allocated, %d stored: only 8-bit images are supported", f.bitsAllocated, f.bitsStored)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"image"
 	"image/color"
+	"slices"
 	"strings"
 	"testing"
 
@@ -203,6 +204,11 @@ func TestDecodeDICOMRefusals(t *testing.T) {
 		{"jpeg frame size differs from header", mismatch.Bytes(), ErrCorrupt, []string{"JPEG frame is 64x48, the header says 640x480"}},
 		{"odd width YBR_FULL_422", dicomtest.Image(dicomtest.ExplicitLE, "YBR_FULL_422", 1, 3, 3, make([]byte, 6)).Bytes(), ErrCorrupt, []string{"odd width"}},
 		{"samples disagree", grey8(2, 2).Set(dicomtest.US(0x00280002, 3)).Bytes(), ErrCorrupt, []string{"MONOCHROME2 with 3 samples"}},
+		{"no bits allocated", func() []byte {
+			f := grey8(2, 2)
+			f.Elements = slices.DeleteFunc(slices.Clone(f.Elements), func(e dicomtest.Element) bool { return e.Tag == 0x00280100 })
+			return f.Bytes()
+		}(), ErrCorrupt, []string{"no bits allocated"}},
 		{"rows zero", grey8(2, 2).Set(dicomtest.US(0x00280010, 0)).Bytes(), ErrCorrupt, []string{"rows 0"}},
 
 		{"65535x65535 header", dicomtest.Image(dicomtest.ExplicitLE, "RGB", 65535, 65535, 3, make([]byte, 12)).Bytes(), ErrTooLarge, []string{"65535x65535"}},
