@@ -41,6 +41,7 @@ FUZZ_TARGETS ?= \
 	./schemas:FuzzDecodeS3Event:100000x \
 	./schemas:FuzzDecoders:100000x \
 	./imaging:FuzzDecode:20000x \
+	./imaging:FuzzDecodeDICOM:50000x \
 	./processors/classifier/onnx:FuzzInspect:80000x \
 	./processors/classifier:FuzzParseCard:25000x \
 	./processors/classifier:FuzzParseLabels:20000x \

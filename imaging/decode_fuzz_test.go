@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"eyeflow/internal/dicomtest"
+
 	"golang.org/x/image/tiff"
 )
 
@@ -49,8 +51,9 @@ func addImageSeeds(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(bytes.Clone(b.Bytes()))
+	addDICOMSeeds(f, img)
 	// The checked-in WebP and PNG fixtures (a few KiB each).
-	for _, name := range []string{"lossless.webp", "lossy.webp", "resize_17x13.png"} {
+	for _, name := range []string{"lossless.webp", "lossy.webp", "odd_q75.webp", "even_alpha_q75.webp", "resize_17x13.png"} {
 		data, err := os.ReadFile(filepath.Join("testdata", name))
 		if err != nil {
 			f.Fatal(err)
@@ -64,39 +67,82 @@ func addImageSeeds(f *testing.F) {
 	f.Add([]byte("II*\x00"))
 }
 
+// addDICOMSeeds adds DICOM files: native in both VR encodings and every
+// photometric interpretation read, encapsulated JPEG Baseline, nested
+// sequences (one of unknown VR), and a file in a refused transfer syntax.
+func addDICOMSeeds(f *testing.F, img image.Image) {
+	f.Helper()
+	var jb bytes.Buffer
+	if err := jpeg.Encode(&jb, img, &jpeg.Options{Quality: 50}); err != nil {
+		f.Fatal(err)
+	}
+	b := img.Bounds()
+	rows, cols := b.Dy(), b.Dx()
+	rgb := make([]byte, 3*rows*cols)
+	for i := range rgb {
+		rgb[i] = byte(i * 5)
+	}
+	enc := dicomtest.Image(dicomtest.JPEGBaseline, "YBR_FULL_422", rows, cols, 3, nil)
+	enc.Fragments = [][]byte{jb.Bytes()}
+	nested := dicomtest.Image(dicomtest.ExplicitLE, "MONOCHROME2", rows, cols, 1, rgb[:rows*cols]).Set(
+		dicomtest.Element{Tag: 0x00082218, Seq: []dicomtest.Element{dicomtest.Str(0x00080100, "SH", "Eye")}},
+		dicomtest.Element{Tag: 0x00091010, VR: "UN", Seq: []dicomtest.Element{dicomtest.Str(0x00091011, "LO", "p")}})
+	for _, d := range []dicomtest.File{
+		dicomtest.Image(dicomtest.ExplicitLE, "RGB", rows, cols, 3, rgb),
+		dicomtest.Image(dicomtest.ImplicitLE, "MONOCHROME1", rows, cols, 1, rgb[:rows*cols]),
+		dicomtest.Image(dicomtest.ExplicitLE, "YBR_FULL", rows, cols, 3, rgb).Set(dicomtest.US(0x00280006, 1)),
+		dicomtest.Image(dicomtest.ExplicitLE, "YBR_FULL_422", rows, cols&^1, 3, rgb[:2*rows*(cols&^1)]),
+		dicomtest.Image(dicomtest.RLE, "RGB", rows, cols, 3, rgb),
+		enc, nested,
+	} {
+		f.Add(d.Bytes())
+	}
+	f.Add(append(make([]byte, 128), "DICM"...))
+}
+
 // FuzzDecode feeds arbitrary bytes to the resize stage's decode path with a
 // small pixel limit: no panic (the cgo JPEG path cannot be recovered), every
 // error wraps exactly one sentinel, a success has exactly the requested
 // output size, and nothing over the pixel limit is decoded.
 func FuzzDecode(f *testing.F) {
 	addImageSeeds(f)
+	f.Fuzz(checkDecode)
+}
+
+// FuzzDecodeDICOM is FuzzDecode from DICOM seeds only, so the mutations
+// explore the DICOM reader (element walking, sequences, encapsulation).
+func FuzzDecodeDICOM(f *testing.F) {
+	addDICOMSeeds(f, fuzzImage(9, 7))
+	f.Fuzz(checkDecode)
+}
+
+// checkDecode is the fuzz targets' property check.
+func checkDecode(t *testing.T, data []byte) {
 	opts := Options{Width: 8, Height: 6, MaxPixels: fuzzMaxPixels}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		format, w, h, serr := Sniff(data)
-		res, err := Decode(data, opts)
-		if err != nil {
-			n := 0
-			for _, s := range []error{ErrTooLarge, ErrUnsupported, ErrCorrupt} {
-				if errors.Is(err, s) {
-					n++
-				}
+	format, w, h, serr := Sniff(data)
+	res, err := Decode(data, opts)
+	if err != nil {
+		n := 0
+		for _, s := range []error{ErrTooLarge, ErrUnsupported, ErrCorrupt} {
+			if errors.Is(err, s) {
+				n++
 			}
-			if n != 1 {
-				t.Fatalf("error %q wraps %d sentinels, want exactly 1", err, n)
-			}
-			return
 		}
-		if serr != nil {
-			t.Fatalf("Decode succeeded where Sniff failed: %v", serr)
+		if n != 1 {
+			t.Fatalf("error %q wraps %d sentinels, want exactly 1", err, n)
 		}
-		if res.Width != opts.Width || res.Height != opts.Height || len(res.RGB) != 3*opts.Width*opts.Height {
-			t.Fatalf("output %dx%d with %d bytes, want %dx%d", res.Width, res.Height, len(res.RGB), opts.Width, opts.Height)
-		}
-		if res.Format != format || res.SrcWidth != w || res.SrcHeight != h {
-			t.Fatalf("result %s %dx%d disagrees with Sniff %s %dx%d", res.Format, res.SrcWidth, res.SrcHeight, format, w, h)
-		}
-		if int64(w)*int64(h) > fuzzMaxPixels {
-			t.Fatalf("decoded %dx%d, over the %d pixel limit", w, h, fuzzMaxPixels)
-		}
-	})
+		return
+	}
+	if serr != nil {
+		t.Fatalf("Decode succeeded where Sniff failed: %v", serr)
+	}
+	if res.Width != opts.Width || res.Height != opts.Height || len(res.RGB) != 3*opts.Width*opts.Height {
+		t.Fatalf("output %dx%d with %d bytes, want %dx%d", res.Width, res.Height, len(res.RGB), opts.Width, opts.Height)
+	}
+	if res.Format != format || res.SrcWidth != w || res.SrcHeight != h {
+		t.Fatalf("result %s %dx%d disagrees with Sniff %s %dx%d", res.Format, res.SrcWidth, res.SrcHeight, format, w, h)
+	}
+	if int64(w)*int64(h) > fuzzMaxPixels {
+		t.Fatalf("decoded %dx%d, over the %d pixel limit", w, h, fuzzMaxPixels)
+	}
 }

@@ -20,6 +20,8 @@ const (
 	FormatPNG  = "png"
 	FormatTIFF = "tiff"
 	FormatWebP = "webp"
+	// FormatDICOM: DICOM Part 10 (see dicom.go for what is read).
+	FormatDICOM = "dicom"
 )
 
 // Options controls Decode.
@@ -47,12 +49,17 @@ type Result struct {
 	// SrcWidth, SrcHeight: dimensions stored in the file header (before EXIF
 	// orientation and before any DCT-domain downscaling).
 	SrcWidth, SrcHeight int
-	Format              string // FormatJPEG, FormatPNG, FormatTIFF or FormatWebP
+	Format              string // FormatJPEG, FormatPNG, FormatTIFF, FormatWebP or FormatDICOM
 	Orientation         int    // EXIF orientation applied (1..8; 1 = none)
+	// PatientID is a DICOM file's PatientID (0010,0020), trimmed; empty for
+	// other formats. It identifies a person: pseudonymise it before it
+	// leaves the process (the resize stage publishes only a salted hash).
+	PatientID string
 }
 
-// Decode detects the format of data, decodes it to 8-bit RGB (alpha flattened
-// on black, EXIF orientation applied for JPEG) and resizes it to exactly
+// Decode detects the format of data, decodes it to 8-bit RGB (alpha dropped,
+// as Pillow's convert("RGB") does; EXIF orientation applied for JPEG) and
+// resizes it to exactly
 // opts.Width x opts.Height with Pillow BILINEAR semantics. Errors wrap
 // ErrTooLarge, ErrUnsupported or ErrCorrupt.
 func Decode(data []byte, opts Options) (res Result, err error) {
@@ -62,7 +69,7 @@ func Decode(data []byte, opts Options) (res Result, err error) {
 	if opts.MaxPixels <= 0 {
 		opts.MaxPixels = DefaultMaxPixels
 	}
-	format, w, h, err := Sniff(data)
+	format, w, h, dcm, err := sniff(data)
 	if err != nil {
 		return Result{}, err
 	}
@@ -71,9 +78,13 @@ func Decode(data []byte, opts Options) (res Result, err error) {
 	}
 	res = Result{SrcWidth: w, SrcHeight: h, Format: format, Orientation: 1}
 	var out *RGB8
-	if format == FormatJPEG {
+	switch format {
+	case FormatJPEG:
 		out, res.Orientation, err = decodeJPEGResized(data, opts)
-	} else {
+	case FormatDICOM:
+		out, err = decodeDICOM(dcm, opts)
+		res.PatientID = dcm.patientID
+	default:
 		out, err = decodeStd(format, data, opts)
 	}
 	if err != nil {
@@ -111,14 +122,24 @@ func jpegScaleDenom(w, h, tw, th int) int {
 func scaledDim(n, denom int) int { return (n + denom - 1) / denom }
 
 // Sniff identifies the format from magic bytes and reads the dimensions from
-// the header only (as stored, before EXIF orientation).
+// the header only (as stored, before EXIF orientation; for DICOM, Columns x
+// Rows of the image).
 func Sniff(data []byte) (format string, w, h int, err error) {
+	format, w, h, _, err = sniff(data)
+	return format, w, h, err
+}
+
+// sniff is Sniff, also returning a DICOM file's parsed header.
+func sniff(data []byte) (format string, w, h int, dcm *dicomFile, err error) {
 	switch {
 	case len(data) == 0:
-		return "", 0, 0, fmt.Errorf("decode: empty input: %w", ErrCorrupt)
+		return "", 0, 0, nil, fmt.Errorf("decode: empty input: %w", ErrCorrupt)
 	case bytes.HasPrefix(data, []byte{0xff, 0xd8, 0xff}):
 		w, h, err = jpegSize(data)
-		return FormatJPEG, w, h, err
+		return FormatJPEG, w, h, nil, err
+	case isDICOM(data):
+		w, h, dcm, err = dicomSize(data)
+		return FormatDICOM, w, h, dcm, err
 	case bytes.HasPrefix(data, []byte("\x89PNG\r\n\x1a\n")):
 		format = FormatPNG
 	case bytes.HasPrefix(data, []byte("II*\x00")), bytes.HasPrefix(data, []byte("MM\x00*")):
@@ -126,7 +147,7 @@ func Sniff(data []byte) (format string, w, h int, err error) {
 	case len(data) >= 12 && string(data[:4]) == "RIFF" && string(data[8:12]) == "WEBP":
 		format = FormatWebP
 	default:
-		return "", 0, 0, fmt.Errorf("decode: unknown image format: %w", ErrUnsupported)
+		return "", 0, 0, nil, fmt.Errorf("decode: unknown image format: %w", ErrUnsupported)
 	}
 	var cfg image.Config
 	switch format {
@@ -138,9 +159,9 @@ func Sniff(data []byte) (format string, w, h int, err error) {
 		cfg, err = webp.DecodeConfig(bytes.NewReader(data))
 	}
 	if err != nil {
-		return format, 0, 0, classify(format, err)
+		return format, 0, 0, nil, classify(format, err)
 	}
-	return format, cfg.Width, cfg.Height, nil
+	return format, cfg.Width, cfg.Height, nil, nil
 }
 
 // jpegSize walks the marker segments up to the first SOFn frame header.
@@ -193,7 +214,7 @@ func classify(format string, err error) error {
 	var tiffU tiff.UnsupportedError
 	switch {
 	case errors.As(err, &pngU), errors.As(err, &tiffU):
-		return fmt.Errorf("decode %s: %v: %w", format, err, ErrUnsupported)
+		return fmt.Errorf("decode %s: %v: %w", format, err, ErrUnsupportedEncoding)
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF),
 		strings.Contains(err.Error(), "short Huffman data"): // image/jpeg's word for truncation
 		return fmt.Errorf("decode %s: premature end of data: %w", format, ErrCorrupt)
@@ -203,7 +224,18 @@ func classify(format string, err error) error {
 
 // decodeStd decodes PNG, TIFF and WebP with
 // the Go decoders, converts to RGB and resizes.
-func decodeStd(format string, data []byte, opts Options) (out *RGB8, err error) {
+func decodeStd(format string, data []byte, opts Options) (*RGB8, error) {
+	src, err := decodeFull(format, data)
+	if err != nil {
+		return nil, err
+	}
+	return Resize(src, opts.Width, opts.Height), nil
+}
+
+// decodeFull decodes PNG, TIFF or WebP at its stored size to packed RGB as
+// Pillow's Image.open(f).convert("RGB") does: alpha dropped, lossy WebP
+// converted with libwebp's arithmetic (webpYUVToRGB).
+func decodeFull(format string, data []byte) (out *RGB8, err error) {
 	// The x/image decoders are not hardened against every malformed input;
 	// a panic there must not take the stage down.
 	defer func() {
@@ -226,6 +258,15 @@ func decodeStd(format string, data []byte, opts Options) (out *RGB8, err error) 
 	if err != nil {
 		return nil, classify(format, err)
 	}
-	src := toRGB8(img)
-	return Resize(src, opts.Width, opts.Height), nil
+	switch m := img.(type) {
+	case *image.YCbCr: // lossy WebP
+		if rgb := webpYUVToRGB(m); rgb != nil {
+			return rgb, nil
+		}
+	case *image.NYCbCrA: // lossy WebP with alpha: the alpha is dropped
+		if rgb := webpYUVToRGB(&m.YCbCr); rgb != nil {
+			return rgb, nil
+		}
+	}
+	return toRGB8(img), nil
 }

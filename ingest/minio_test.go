@@ -15,6 +15,7 @@ import (
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/processors/resize"
+	"eyeflow/processors/splitter"
 	"eyeflow/schemas"
 	"eyeflow/stage"
 
@@ -100,7 +101,9 @@ func TestMinIOEventFlowsThroughOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rz.Source.Key != key || rz.Label != "cataract" || rz.PatientID != "P 42" || rz.Width != 640 {
+	// The patient-id metadata MinIO delivered arrives as its salted hash only.
+	if rz.Source.Key != key || rz.Label != "cataract" || rz.Width != 640 || rz.PatientID != "" ||
+		rz.PatientHash != splitter.PatientHash(cfg.SplitSalt, "P 42") || rz.PatientSource != schemas.PatientFromMetadata {
 		t.Fatalf("resized %+v", rz)
 	}
 	if _, err := store.Stat(ctx, rz.Processed.Bucket, rz.Processed.Key); err != nil {

@@ -35,8 +35,22 @@ type Resized struct {
 	Height int    `json:"height"`
 	Format string `json:"format"`
 	// Label is the class from the key (<prefix>/<class>/<file>), empty when unknown.
-	Label     string `json:"label,omitempty"`
+	Label string `json:"label,omitempty"`
+	// PatientID is a raw patient identifier. eyeflow's resize stage never
+	// sets it (raw ids do not leave the resize stage: it publishes
+	// PatientHash); another producer may, and the splitter then hashes it
+	// the same way and drops it from its output.
 	PatientID string `json:"patient_id,omitempty"`
+	// PatientHash is the salted SHA-256 (hex) of the patient id found for
+	// the image (upload metadata patient-id, or a DICOM file's PatientID):
+	// every image of a patient carries the same value, and it is the
+	// patient's split key. Empty when no patient id was found.
+	PatientHash string `json:"patient_hash,omitempty"`
+	// PatientSaltVersion is the split salt version PatientHash was made with.
+	PatientSaltVersion string `json:"patient_salt_version,omitempty"`
+	// PatientSource says where the patient id came from: PatientFromMetadata,
+	// PatientFromDICOM or PatientFromKey.
+	PatientSource string `json:"patient_source,omitempty"`
 	// Processed is the resized PNG in the processed bucket.
 	Processed ObjectRef `json:"processed"`
 	// RGB holds the resized pixels inline (row-major RGB, 8 bit) when the stage
@@ -46,6 +60,17 @@ type Resized struct {
 	ResizedHeight int       `json:"resized_height"`
 	Time          time.Time `json:"time"`
 }
+
+// Where a patient id came from (Resized.PatientSource).
+const (
+	// PatientFromMetadata: the upload's user metadata patient-id
+	// (x-amz-meta-patient-id).
+	PatientFromMetadata = "metadata"
+	// PatientFromDICOM: the DICOM file's PatientID (0010,0020).
+	PatientFromDICOM = "dicom"
+	// PatientFromKey: the splitter's key pattern matched the object key.
+	PatientFromKey = "key"
+)
 
 // Split is published on eye.split.<split>: everything the classifier needs,
 // plus the split assignment and how it was computed.

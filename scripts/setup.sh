@@ -6,7 +6,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
 # Debian packages: C libraries for cgo. The benchmarks' peers are in setup-bench.sh.
-apt_pkgs=(pkg-config libjpeg62-turbo-dev curl chromium prometheus "$@") # chromium: dashboard browser test; prometheus: promtool for the rule tests
+apt_pkgs=(pkg-config libjpeg62-turbo-dev curl chromium prometheus dcmtk "$@") # chromium: dashboard browser test; prometheus: promtool for the rule tests; dcmtk: DICOM test files
 missing=()
 command -v npm >/dev/null || apt_pkgs+=(npm) # fetches the ONNX Runtime library
 for p in "${apt_pkgs[@]}"; do

@@ -21,6 +21,11 @@ type resizeFlags struct {
 	maxBytes    int64
 	labelPrefix string
 	inlineRGB   bool
+	// salt and saltVersion hash patient ids: the splitter's, so `eyeflow
+	// up` passes its --split-salt; `eyeflow resize` registers the same
+	// flags (registerSalt), read from the same EYEFLOW_SPLIT_SALT and
+	// EYEFLOW_SPLIT_SALT_VERSION as `eyeflow splitter`.
+	salt, saltVersion string
 }
 
 func (f *resizeFlags) register(fs *flagSet) {
@@ -30,6 +35,14 @@ func (f *resizeFlags) register(fs *flagSet) {
 	fs.int64Var(&f.maxBytes, "max-bytes", def.MaxBytes, "refuse uploaded objects larger than this many bytes")
 	fs.stringVar(&f.labelPrefix, "label-prefix", "", "key prefix under which <class>/<file> keys carry a label (empty: any folder)")
 	fs.boolVar(&f.inlineRGB, "inline-rgb", def.InlineRGB, "carry the 224x224 pixels in eye.resized so the classifier never reads the object store")
+}
+
+// registerSalt adds --split-salt and --split-salt-version for a process that
+// runs resize without the splitter's flags.
+func (f *resizeFlags) registerSalt(fs *flagSet) {
+	def := resize.DefaultConfig()
+	fs.stringVar(&f.salt, "split-salt", def.SplitSalt, "the splitter's salt: patient ids (upload metadata patient-id, DICOM PatientID) are published only as a hash salted with it; keep it private and the same for resize and the splitter")
+	fs.stringVar(&f.saltVersion, "split-salt-version", def.SplitSaltVersion, "the splitter's salt version, recorded with every patient hash")
 }
 
 func (f *resizeFlags) validate() error {
@@ -46,6 +59,7 @@ func (f *resizeFlags) processor(p *proc, store objstore.Store) (stage.Processor[
 	cfg.MaxBytes = f.maxBytes
 	cfg.LabelPrefix = f.labelPrefix
 	cfg.InlineRGB = f.inlineRGB
+	cfg.SplitSalt, cfg.SplitSaltVersion = f.salt, f.saltVersion
 	r, err := resize.New(cfg)
 	if err != nil {
 		return stage.Processor[schemas.S3Event]{}, err
@@ -118,6 +132,7 @@ func runResize(ctx context.Context, args []string, out, errOut io.Writer) error 
 	fs := newFlagSet("resize", "", "Runs the resize processor: eye.uploads -> eye.resized, against --nats and --s3.", errOut)
 	s.register(fs)
 	rf.register(fs)
+	rf.registerSalt(fs)
 	if err := fs.parse(args); err != nil {
 		return err
 	}

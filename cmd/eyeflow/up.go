@@ -233,6 +233,8 @@ func (f *upFlags) processorTasks(ctx context.Context, p *proc, js natsjs.JetStre
 	for _, name := range f.processorList() {
 		switch name {
 		case schemas.StageResize:
+			// Patient ids are hashed with the splitter's salt.
+			f.resize.salt, f.resize.saltVersion = f.split.salt, f.split.saltVersion
 			rp, err := f.resize.processor(p, store)
 			if err != nil {
 				return nil, err

@@ -20,6 +20,7 @@ import (
 	"eyeflow/internal/testenv"
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
+	"eyeflow/processors/classifier/onnx"
 	"eyeflow/schemas"
 	"eyeflow/stage"
 
@@ -333,6 +334,61 @@ func TestHotSwapUnderLoad(t *testing.T) {
 	ps := predictions(t, r.nats.JS, schemas.EnvProd)
 	if last := ps[len(ps)-1]; len(ps) != total+1 || last.ModelVersion != "v2" {
 		t.Fatalf("after refusal: %d predictions, last by %s, want %d and v2", len(ps), last.ModelVersion, total+1)
+	}
+}
+
+// TestLyingCardLeavesOldModelServing promotes a model whose card calls a
+// logits graph "probabilities": the classifier refuses it at load (the probe
+// check), v1 keeps serving, and no published prediction carries a negative
+// probability or a confidence above 1.
+func TestLyingCardLeavesOldModelServing(t *testing.T) {
+	r := newRig(t)
+	r.push(t, tinyModel(t, "v1"), TinyName, "v1")
+	r.promote(t, schemas.EnvProd, TinyName, "v1")
+	r.start(t, Config{Envs: []string{schemas.EnvProd}, MaxBatch: 4})
+
+	lying := tinyModel(t, "v2")
+	lying.ONNX = onnx.Tiny(15, false) // logits
+	var card Card
+	if err := json.Unmarshal(lying.Card, &card); err != nil {
+		t.Fatal(err)
+	}
+	card.Output.Kind = OutputProbabilities
+	lying.Card, _ = json.Marshal(card)
+	r.push(t, lying, TinyName, "v2")
+	r.promote(t, schemas.EnvProd, TinyName, "v2")
+	deadline := time.Now().Add(20 * time.Second)
+	for testutil.ToFloat64(r.metrics.loads.WithLabelValues(schemas.EnvProd, "refused")) < 1 {
+		if a, _ := r.c.Serving(schemas.EnvProd); a.Version == "v2" {
+			t.Errorf("the lying card was loaded and serves")
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("v2 was neither loaded nor refused")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if a, _ := r.c.Serving(schemas.EnvProd); a.Version != "v1" {
+		t.Errorf("serving %v after a lying card, want v1", a)
+	}
+	colours := tinyColours()
+	for i, c := range colours {
+		publishSplit(t, r.nats.JS, colourSplit(i, c, schemas.SplitHoldout1))
+	}
+	waitIdle(t, r.nats.JS, schemas.EnvProd)
+	ps := predictions(t, r.nats.JS, schemas.EnvProd)
+	if len(ps) != len(colours) {
+		t.Fatalf("%d predictions, want %d", len(ps), len(colours))
+	}
+	for _, p := range ps {
+		if p.ModelVersion != "v1" || p.Confidence < 0 || p.Confidence > 1 {
+			t.Errorf("%s: %s confidence %v, want v1 within [0, 1]", p.ImageID, p.ModelVersion, p.Confidence)
+		}
+		for _, cp := range p.TopK {
+			if cp.Probability < 0 || cp.Probability > 1 {
+				t.Errorf("%s: %s probability %v", p.ImageID, cp.Class, cp.Probability)
+			}
+		}
 	}
 }
 

@@ -243,6 +243,9 @@ type Model struct {
 // whose input is not [N,3,224,224] float32 under the card's name, and a
 // graph whose output width differs from labels.json. The width is checked
 // on a real one-image run, since exported graphs often leave it symbolic.
+// Last, the card's output kind is checked on ProbeImages (checkOutputKind):
+// a "probabilities" output that is negative or does not sum to 1, or a
+// "logits" output that does, is refused with a reason saying so.
 func LoadModel(files ModelFiles, opts SessionOptions) (*Model, error) {
 	start := time.Now()
 	card, err := ParseCard(files.Card)
@@ -281,8 +284,86 @@ func LoadModel(files ModelFiles, opts SessionOptions) (*Model, error) {
 		sess.close()
 		return nil, fmt.Errorf("model %s refused: output %q has %d classes, labels.json has %d", ref, card.Output.Name, width, len(labels))
 	}
+	if err := m.checkOutputKind(); err != nil {
+		sess.close()
+		return nil, fmt.Errorf("model %s refused: %w", ref, err)
+	}
 	m.LoadTime = time.Since(start)
 	return m, nil
+}
+
+// ProbeTolerance is how far from 1 a probabilities row may sum on the probe
+// input (float32 softmax rounding is ~1e-7; a logits row is off by far more).
+const ProbeTolerance = 1e-3
+
+// ProbeImages are the images LoadModel runs to check the card's output kind:
+// the ImageNet mean grey (a zero input tensor), a horizontal colour ramp and
+// a deterministic pseudo-random image, in packed 224x224 RGB.
+func ProbeImages() [][]byte {
+	grey := make([]byte, ImageBytes)
+	ramp := make([]byte, ImageBytes)
+	noise := make([]byte, ImageBytes)
+	var x uint32 = 2463534242
+	for i := 0; i < ImageBytes; i += 3 {
+		for c := range 3 {
+			grey[i+c] = byte(math.Round(ImageNetMean[c] * 255))
+			col := i / 3 % imageSize
+			ramp[i+c] = [3]byte{byte(col * 255 / (imageSize - 1)), byte(255 - col*255/(imageSize-1)), 128}[c]
+			x ^= x << 13
+			x ^= x >> 17
+			x ^= x << 5
+			noise[i+c] = byte(x >> 24)
+		}
+	}
+	return [][]byte{grey, ramp, noise}
+}
+
+// checkOutputKind runs the probe images and compares the rows with the
+// card's output kind: a "probabilities" model must give finite, non-negative
+// rows that sum to 1 within ProbeTolerance on every probe; a "logits" model
+// whose every row looks like that is a softmax graph mislabelled as logits
+// (softmax applied twice flattens every prediction towards uniform), and a
+// non-finite value is refused for either kind. The card is what the
+// classifier trusts to turn outputs into probabilities, so a card that lies
+// would publish negative probabilities or confidences above 1.
+func (m *Model) checkOutputKind() error {
+	probes := ProbeImages()
+	const per = 3 * imageSize * imageSize
+	input := make([]float32, len(probes)*per)
+	for i, img := range probes {
+		m.fill(input[i*per:(i+1)*per], img)
+	}
+	out, width, err := m.sess.run(input, len(probes))
+	if err != nil {
+		return fmt.Errorf("probe run: %w", err)
+	}
+	out = out[:len(probes)*width]
+	name, kind := m.Card.Output.Name, m.Card.Output.Kind
+	looksLikeProbs := true
+	for i := range probes {
+		row := out[i*width : (i+1)*width]
+		sum, minV := 0.0, math.Inf(1)
+		for k, v := range row {
+			f := float64(v)
+			if math.IsNaN(f) || math.IsInf(f, 0) {
+				return fmt.Errorf("output %q is %v for class %d on probe image %d: not finite", name, f, k, i)
+			}
+			sum += f
+			minV = min(minV, f)
+		}
+		ok := minV >= 0 && math.Abs(sum-1) <= ProbeTolerance
+		if kind == OutputProbabilities && !ok {
+			if minV < 0 {
+				return fmt.Errorf("model.json declares output %q as %s, but on probe image %d it has a negative value (%.4g; row sums to %.4g): it looks like logits, declare output.kind %q", name, kind, i, minV, sum, OutputLogits)
+			}
+			return fmt.Errorf("model.json declares output %q as %s, but on probe image %d its row sums to %.6g, not 1 within %g: declare output.kind %q, or end the graph in a softmax", name, kind, i, sum, ProbeTolerance, OutputLogits)
+		}
+		looksLikeProbs = looksLikeProbs && ok
+	}
+	if kind == OutputLogits && looksLikeProbs {
+		return fmt.Errorf("model.json declares output %q as %s, but on every probe image it is non-negative and sums to 1 within %g: it already holds probabilities (a second softmax would flatten them), declare output.kind %q", name, kind, ProbeTolerance, OutputProbabilities)
+	}
+	return nil
 }
 
 // checkIO compares the graph's declared input and output with the card.

@@ -211,6 +211,13 @@ func TestLoadRefusesMismatches(t *testing.T) {
 		// Refused by the pure-Go protobuf walk, before ONNX Runtime parses it.
 		{"not onnx", ModelFiles{[]byte("not a model"), good.Labels, good.Card}, "onnx: malformed model"},
 		{"graph input 299", ModelFiles{wrongInputGraph(), good.Labels, good.Card}, "want [N, 3, 224, 224]"},
+		// The card's output kind, checked on the probe images.
+		{"logits declared probabilities", ModelFiles{onnx.Tiny(15, false), good.Labels, mutateCard(func(c *Card) { c.Output.Kind = OutputProbabilities })},
+			`declares output "output" as probabilities, but on probe image 0 it has a negative value`},
+		{"sigmoid declared probabilities", ModelFiles{sigmoidGraph(15), good.Labels, mutateCard(func(c *Card) { c.Output.Kind = OutputProbabilities })},
+			"not 1 within 0.001"},
+		{"softmax declared logits", ModelFiles{onnx.Tiny(15, true), good.Labels, mutateCard(func(c *Card) { c.Output.Kind = OutputLogits })},
+			`declares output "output" as logits, but on every probe image it is non-negative and sums to 1`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -235,4 +242,45 @@ func wrongInputGraph() []byte {
 		Nodes:   []onnx.Node{{Op: "ReduceMean", Inputs: []string{"input"}, Outputs: []string{"output"}, Attrs: []onnx.Attr{onnx.AInts("axes", 2, 3), onnx.AInt("keepdims", 0)}}},
 	}
 	return g.Encode()
+}
+
+// sigmoidGraph outputs sigmoid(mean colour x W): non-negative scores that
+// do not sum to 1, which a card must not call probabilities.
+func sigmoidGraph(classes int) []byte {
+	w := make([]float32, 3*classes)
+	for i := range w {
+		w[i] = float32(i%7-3) / 4
+	}
+	g := onnx.Graph{
+		Name:         "sigmoid",
+		Inputs:       []onnx.ValueInfo{{Name: "input", Shape: []onnx.Dim{{Param: "N"}, {Value: 3}, {Value: 224}, {Value: 224}}}},
+		Outputs:      []onnx.ValueInfo{{Name: "output", Shape: []onnx.Dim{{Param: "N"}, {Value: int64(classes)}}}},
+		Initializers: []onnx.Tensor{{Name: "W", Dims: []int64{3, int64(classes)}, Floats: w}},
+		Nodes: []onnx.Node{
+			{Op: "ReduceMean", Inputs: []string{"input"}, Outputs: []string{"mean"}, Attrs: []onnx.Attr{onnx.AInts("axes", 2, 3), onnx.AInt("keepdims", 0)}},
+			{Op: "MatMul", Inputs: []string{"mean", "W"}, Outputs: []string{"scores"}},
+			{Op: "Sigmoid", Inputs: []string{"scores"}, Outputs: []string{"output"}},
+		},
+	}
+	return g.Encode()
+}
+
+// TestProbeImagesDiffer: the probes are distinct full-size images (honest
+// cards still load: TestTinyModelExact loads the tiny model as either kind,
+// TestDenseNet121LoadsWithExpectedShapes DenseNet121's logits).
+func TestProbeImagesDiffer(t *testing.T) {
+	p := ProbeImages()
+	if len(p) < 2 {
+		t.Fatalf("%d probe images, want several", len(p))
+	}
+	for i := range p {
+		if len(p[i]) != ImageBytes {
+			t.Fatalf("probe %d has %d bytes", i, len(p[i]))
+		}
+		for j := range i {
+			if string(p[i]) == string(p[j]) {
+				t.Errorf("probe images %d and %d are equal", i, j)
+			}
+		}
+	}
 }

@@ -3,7 +3,15 @@
 // 224x224 RGB input with the imaging package (PIL-bilinear parity), stores the
 // result as a PNG in the processed bucket and publishes eye.resized with the
 // image id (sha256 of the original bytes), the source, the class from the key
-// and the pixels themselves. Bad input (empty, corrupt, not an image, too
-// large, deleted before it was read) is reported as a permanent error with a
-// reason, so the runtime dead-letters it and the next image flows.
+// and the pixels themselves. Uploads may be JPEG, PNG, TIFF, WebP or DICOM.
+//
+// The patient of an upload (its user metadata patient-id, else a DICOM file's
+// PatientID) is published only as splitter.PatientHash under the splitter's
+// salt: raw ids, names, birth dates and other identifying DICOM attributes
+// never leave this stage.
+//
+// Bad input (empty, corrupt, not an image, an unsupported encoding such as a
+// DICOM transfer syntax eyeflow does not read, too large, deleted before it
+// was read) is reported as a permanent error with a reason, so the runtime
+// dead-letters it and the next image flows.
 package resize

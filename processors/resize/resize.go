@@ -17,6 +17,7 @@ import (
 	"eyeflow/imaging"
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
+	"eyeflow/processors/splitter"
 	"eyeflow/schemas"
 	"eyeflow/security/objkey"
 	"eyeflow/stage"
@@ -39,15 +40,23 @@ type Config struct {
 	// InlineRGB carries the resized pixels in the eye.resized event, so the
 	// classifier never reads the object store (see BENCHMARKS.md).
 	InlineRGB bool
+	// SplitSalt and SplitSaltVersion are the splitter's salt and its
+	// version (--split-salt, --split-salt-version; EYEFLOW_SPLIT_SALT and
+	// EYEFLOW_SPLIT_SALT_VERSION): patient ids are hashed with them
+	// (splitter.PatientHash) and only the hash is published.
+	SplitSalt, SplitSaltVersion string
 }
 
 // DefaultConfig is the stage's configuration without a store.
 func DefaultConfig() Config {
+	split := splitter.DefaultConfig()
 	return Config{
-		Image:        imaging.DefaultOptions(),
-		OutputBucket: objstore.BucketProcessed,
-		MaxBytes:     256 << 20,
-		InlineRGB:    true,
+		Image:            imaging.DefaultOptions(),
+		OutputBucket:     objstore.BucketProcessed,
+		MaxBytes:         256 << 20,
+		InlineRGB:        true,
+		SplitSalt:        split.Salt,
+		SplitSaltVersion: split.SaltVersion,
 	}
 }
 
@@ -68,6 +77,9 @@ func (c Config) Validate() error {
 	}
 	if c.OutputBucket == "" {
 		errs = append(errs, errors.New("resize: output bucket is required"))
+	}
+	if c.SplitSalt == "" || c.SplitSaltVersion == "" {
+		errs = append(errs, errors.New("resize: the split salt and its version are required (patient ids are hashed with them)"))
 	}
 	return errors.Join(errs...)
 }
@@ -95,6 +107,10 @@ const (
 	ReasonTooLarge      = "too_large"
 	ReasonNotAnImage    = "not_an_image"
 	ReasonCorrupt       = "corrupt_image"
+	// ReasonUnsupported: an image in an encoding eyeflow does not read, e.g.
+	// a DICOM transfer syntax such as JPEG 2000 or 16-bit DICOM pixels; the
+	// error names it.
+	ReasonUnsupported = "unsupported_image"
 )
 
 // Handle resizes every object an upload event names.
@@ -175,11 +191,17 @@ func (r *Resizer) resize(ctx context.Context, u schemas.Upload) (schemas.Resized
 		Height:        img.SrcHeight,
 		Format:        img.Format,
 		Label:         Label(u.Key, r.cfg.LabelPrefix),
-		PatientID:     patientID(u, info),
 		Processed:     schemas.ObjectRef{Bucket: r.cfg.OutputBucket, Key: outKey, ETag: out.ETag, Size: out.Size},
 		ResizedWidth:  img.Width,
 		ResizedHeight: img.Height,
 		Time:          r.now().UTC(),
+	}
+	// The patient: upload metadata first (the uploader's explicit word),
+	// then the DICOM file's own PatientID. Only the salted hash leaves.
+	if id, source := patientID(u, info, img); id != "" {
+		res.PatientHash = splitter.PatientHash(r.cfg.SplitSalt, id)
+		res.PatientSaltVersion = r.cfg.SplitSaltVersion
+		res.PatientSource = source
 	}
 	if r.cfg.InlineRGB {
 		res.RGB = img.RGB
@@ -229,6 +251,8 @@ func decodeError(err error) error {
 	switch {
 	case errors.Is(err, imaging.ErrTooLarge):
 		return stage.Permanent(ReasonTooLarge, err)
+	case errors.Is(err, imaging.ErrUnsupportedEncoding):
+		return stage.Permanent(ReasonUnsupported, err)
 	case errors.Is(err, imaging.ErrUnsupported):
 		return stage.Permanent(ReasonNotAnImage, err)
 	default:
@@ -238,11 +262,20 @@ func decodeError(err error) error {
 	}
 }
 
-func patientID(u schemas.Upload, info objstore.Info) string {
-	if p := info.Metadata["patient-id"]; p != "" {
-		return p
+// patientID is the raw patient id of an upload and where it came from: the
+// object's user metadata patient-id (x-amz-meta-patient-id) as the store
+// reports it, else as the event carried it, else a DICOM file's PatientID.
+// It never leaves this stage: callers publish splitter.PatientHash of it.
+func patientID(u schemas.Upload, info objstore.Info, img imaging.Result) (id, source string) {
+	for _, p := range []string{info.Metadata["patient-id"], u.Metadata["patient-id"]} {
+		if p = strings.TrimSpace(p); p != "" {
+			return p, schemas.PatientFromMetadata
+		}
 	}
-	return u.Metadata["patient-id"]
+	if p := strings.TrimSpace(img.PatientID); p != "" {
+		return p, schemas.PatientFromDICOM
+	}
+	return "", ""
 }
 
 // Label is the class an object key carries: the folder holding the file,

@@ -18,10 +18,12 @@ import (
 	"time"
 
 	"eyeflow/demodata"
+	"eyeflow/internal/dicomtest"
 	"eyeflow/internal/testenv"
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/processors/resize"
+	"eyeflow/processors/splitter"
 	"eyeflow/schemas"
 	"eyeflow/stage"
 
@@ -104,6 +106,8 @@ func TestHandleGoodImages(t *testing.T) {
 	if err := png.Encode(&pngBuf, rgba); err != nil {
 		t.Fatal(err)
 	}
+	dcm := dicomtest.Img2DCM(t, jpg, "JPEG", dicomtest.OphthalmicArgs()...)
+	salt := resize.DefaultConfig().SplitSalt
 	tests := []struct {
 		name, key  string
 		data       []byte
@@ -111,12 +115,16 @@ func TestHandleGoodImages(t *testing.T) {
 		wantLabel  string
 		wantFormat string
 		wantW      int
-		wantP      string
+		// wantPatient is the raw id whose hash the event must carry, from
+		// wantSource.
+		wantPatient, wantSource string
 	}{
-		{"jpeg with class", "glaucoma/eye.jpg", jpg, nil, "glaucoma", "jpeg", 1024, ""},
-		{"space plus unicode nested", "clinic 1/night+shift/glaucoma/äuge 1+2.jpg", jpg, nil, "glaucoma", "jpeg", 1024, ""},
-		{"no folder is unlabeled", "loose.jpg", jpg, nil, "", "jpeg", 1024, ""},
-		{"png with alpha", "normal/a.png", pngBuf.Bytes(), map[string]string{"patient-id": "P-1"}, "normal", "png", 300, "P-1"},
+		{"jpeg with class", "glaucoma/eye.jpg", jpg, nil, "glaucoma", "jpeg", 1024, "", ""},
+		{"space plus unicode nested", "clinic 1/night+shift/glaucoma/äuge 1+2.jpg", jpg, nil, "glaucoma", "jpeg", 1024, "", ""},
+		{"no folder is unlabeled", "loose.jpg", jpg, nil, "", "jpeg", 1024, "", ""},
+		{"png with alpha", "normal/a.png", pngBuf.Bytes(), map[string]string{"patient-id": "P-1"}, "normal", "png", 300, "P-1", schemas.PatientFromMetadata},
+		{"dicom ophthalmic photography", "amd/scan.dcm", dcm, nil, "amd", "dicom", 1024, dicomtest.PatientID, schemas.PatientFromDICOM},
+		{"dicom, metadata wins", "amd/scan2.dcm", dcm, map[string]string{"patient-id": " P-9 "}, "amd", "dicom", 1024, "P-9", schemas.PatientFromMetadata},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -129,8 +137,28 @@ func TestHandleGoodImages(t *testing.T) {
 				t.Fatalf("outputs %+v", outs)
 			}
 			res := outs[0].Event.(schemas.Resized)
-			if res.Label != tt.wantLabel || res.Format != tt.wantFormat || res.Width != tt.wantW || res.PatientID != tt.wantP {
-				t.Fatalf("resized %+v: want label %q format %q width %d patient %q", res, tt.wantLabel, tt.wantFormat, tt.wantW, tt.wantP)
+			if res.Label != tt.wantLabel || res.Format != tt.wantFormat || res.Width != tt.wantW {
+				t.Fatalf("resized label %q format %q width %d: want label %q format %q width %d", res.Label, res.Format, res.Width, tt.wantLabel, tt.wantFormat, tt.wantW)
+			}
+			wantHash, wantVersion := splitter.PatientHash(salt, tt.wantPatient), ""
+			if wantHash != "" {
+				wantVersion = resize.DefaultConfig().SplitSaltVersion
+			}
+			if res.PatientHash != wantHash || res.PatientSource != tt.wantSource || res.PatientSaltVersion != wantVersion || res.PatientID != "" {
+				t.Fatalf("patient hash %q source %q salt %q id %q, want %q %q %q and no raw id", res.PatientHash, res.PatientSource, res.PatientSaltVersion, res.PatientID, wantHash, tt.wantSource, wantVersion)
+			}
+			// Nothing identifying is published: not the raw id, not the
+			// DICOM name or birth date (pixels aside: base64 may spell anything).
+			noPixels := res
+			noPixels.RGB = nil
+			js, err := json.Marshal(noPixels)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range []string{dicomtest.PatientID, "P-1", "P-9", "Doe", dicomtest.PatientBirthDate} {
+				if bytes.Contains(js, []byte(s)) {
+					t.Errorf("eye.resized carries %q", s)
+				}
 			}
 			if res.Source.Key != tt.key || res.UploadID == "" || len(res.ImageID) != 64 {
 				t.Fatalf("source %+v upload %q image %q", res.Source, res.UploadID, res.ImageID)
@@ -203,6 +231,8 @@ func TestHandleGoldenParity(t *testing.T) {
 func TestHandleBadInput(t *testing.T) {
 	f := newFixture(t)
 	jpg := fundusJPEG(t, 640, 480)
+	dcm := dicomtest.Image(dicomtest.ExplicitLE, "RGB", 40, 40, 3, make([]byte, 40*40*3)).Bytes()
+	dcmTrunc := dcm[:len(dcm)/2]
 	rnd := make([]byte, 4096)
 	for i := range rnd {
 		rnd[i] = byte(rand.New(rand.NewPCG(1, 2)).Uint32())
@@ -220,6 +250,10 @@ func TestHandleBadInput(t *testing.T) {
 		{"text with image name", "normal/notes.png", []byte("patient notes, not a picture"), false, resize.ReasonNotAnImage},
 		{"decompression bomb header", "normal/bomb.png", pngHeaderClaiming(60000, 60000), false, resize.ReasonTooLarge},
 		{"deleted before read", "normal/gone.jpg", jpg, true, resize.ReasonObjectMissing},
+		{"dicom jpeg 2000", "amd/j2k.dcm", dicomtest.Image(dicomtest.JPEG2000, "YBR_ICT", 2, 2, 3, nil).Bytes(), false, resize.ReasonUnsupported},
+		{"dicom 16 bit", "amd/16.dcm", dicomtest.Image(dicomtest.ExplicitLE, "MONOCHROME2", 2, 2, 1, make([]byte, 8)).Set(dicomtest.US(0x00280100, 16)).Bytes(), false, resize.ReasonUnsupported},
+		{"dicom truncated", "amd/trunc.dcm", dcmTrunc, false, resize.ReasonCorrupt},
+		{"dicom without pixels", "amd/sr.dcm", dicomtest.File{TransferSyntax: dicomtest.ExplicitLE, Elements: []dicomtest.Element{dicomtest.Str(0x00100020, "LO", "P-1")}}.Bytes(), false, resize.ReasonNotAnImage},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

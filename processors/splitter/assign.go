@@ -177,28 +177,81 @@ func cut(f float64) uint64 {
 // SaltVersion is the salt version recorded in events.
 func (a *Assigner) SaltVersion() string { return a.saltVersion }
 
-// Key is what the split is keyed on.
+// Key is what the split is keyed on. A patient key's Value is the
+// patient's salted hash (PatientHash), never the id itself; a content key's
+// is the image id.
 type Key struct {
 	Kind  string // KeyPatient or KeyContent
 	Value string
 }
 
-// KeyFor picks the split key of an image: the patient id from the upload's
-// metadata, else the patient matched by the key pattern in sourceKey, else
-// the content hash (image id). Patient ids are compared after trimming
-// surrounding space only: case may be meaningful in a hospital's ids.
-func (a *Assigner) KeyFor(imageID, patientID, sourceKey string) Key {
-	if p := strings.TrimSpace(patientID); p != "" {
-		return Key{KeyPatient, p}
+// PatientHash is the one rule that turns a patient id into what eyeflow
+// publishes and splits on: the hex SHA-256 over length-prefixed SplitFunc,
+// salt, "patient" and the id with surrounding space trimmed (case is kept:
+// it may be meaningful in a hospital's ids). It is exactly the split hash a
+// patient key had before ids were hashed at the resize stage, so existing
+// patient splits are unchanged. The salt is the splitter's
+// (--split-salt / EYEFLOW_SPLIT_SALT); without knowing it, the hash cannot be
+// reversed by trying candidate ids, so keep a private salt in production.
+// Empty ids give "".
+func PatientHash(salt, patientID string) string {
+	p := strings.TrimSpace(patientID)
+	if p == "" {
+		return ""
 	}
-	if a.pattern != nil {
-		if m := a.pattern.FindStringSubmatch(sourceKey); m != nil {
-			if p := strings.TrimSpace(m[a.patientIdx]); p != "" {
-				return Key{KeyPatient, p}
-			}
-		}
+	sum := hashFields(salt, KeyPatient, p)
+	return hex.EncodeToString(sum[:])
+}
+
+// PatientKey is the split key of a patient id ("" gives a zero Key).
+func (a *Assigner) PatientKey(patientID string) Key {
+	h := PatientHash(a.salt, patientID)
+	if h == "" {
+		return Key{}
+	}
+	return Key{KeyPatient, h}
+}
+
+// Salt is the salt the Assigner hashes with: the resize stage needs it to
+// hash patient ids the same way.
+func (a *Assigner) Salt() string { return a.salt }
+
+// KeyFor picks the split key of an image: the patient id from the upload's
+// metadata (or the DICOM file), else the patient matched by the key pattern
+// in sourceKey, else the content hash (image id). Patient ids are hashed
+// with PatientHash.
+func (a *Assigner) KeyFor(imageID, patientID, sourceKey string) Key {
+	if k := a.PatientKey(patientID); k.Kind != "" {
+		return k
+	}
+	if k, ok := a.patternKey(sourceKey); ok {
+		return k
 	}
 	return Key{KeyContent, strings.ToLower(imageID)}
+}
+
+// patternKey is the patient key the configured key pattern finds in a
+// source key.
+func (a *Assigner) patternKey(sourceKey string) (Key, bool) {
+	if a.pattern == nil {
+		return Key{}, false
+	}
+	m := a.pattern.FindStringSubmatch(sourceKey)
+	if m == nil {
+		return Key{}, false
+	}
+	k := a.PatientKey(m[a.patientIdx])
+	return k, k.Kind != ""
+}
+
+// KeyForResized is KeyFor for an eye.resized event: the patient hash the
+// resize stage computed wins, then a raw patient id (from a producer other
+// than eyeflow's resize stage), then the key pattern, then the content.
+func (a *Assigner) KeyForResized(r schemas.Resized) Key {
+	if validHash(r.PatientHash) {
+		return Key{KeyPatient, r.PatientHash}
+	}
+	return a.KeyFor(r.ImageID, r.PatientID, r.Source.Key)
 }
 
 // Assignment is where one image goes and why.
@@ -231,9 +284,16 @@ func (as Assignment) Dirs() []string {
 
 // Assign places an image with the given key and class ("" for unlabeled).
 // The class only decides labelled versus unlabeled: it never enters the
-// hash, so a patient's eyes of different classes still share a split.
+// hash, so a patient's eyes of different classes still share a split. A
+// patient key's Value is its PatientHash, which is the split hash itself;
+// a patient Value that is not a hash (built by hand) is hashed as an id.
 func (a *Assigner) Assign(key Key, class string) Assignment {
-	sum := a.hash(key)
+	var sum [sha256.Size]byte
+	if key.Kind == KeyPatient && validHash(key.Value) {
+		_, _ = hex.Decode(sum[:], []byte(key.Value)) // valid by the check
+	} else {
+		sum = a.hash(key)
+	}
 	h := binary.BigEndian.Uint64(sum[:8])
 	as := Assignment{Key: key, Hash: hex.EncodeToString(sum[:]), U: float64(h>>11) * 0x1p-53}
 	if h < a.trainCut {
@@ -259,15 +319,21 @@ func (a *Assigner) Assign(key Key, class string) Assignment {
 
 // AssignResized is Assign for an eye.resized event.
 func (a *Assigner) AssignResized(r schemas.Resized) Assignment {
-	return a.Assign(a.KeyFor(r.ImageID, r.PatientID, r.Source.Key), r.Label)
+	return a.Assign(a.KeyForResized(r), r.Label)
 }
 
-// hash is SHA-256 over length-prefixed fields, so that no two different
-// (salt, kind, key) triples feed the hash the same bytes.
+// hash is the split hash of a key.
 func (a *Assigner) hash(key Key) [sha256.Size]byte {
+	return hashFields(a.salt, key.Kind, key.Value)
+}
+
+// hashFields is SHA-256 over length-prefixed SplitFunc, salt, kind and
+// value, so that no two different (salt, kind, key) triples feed the hash
+// the same bytes: the split hash, and PatientHash.
+func hashFields(salt, kind, value string) [sha256.Size]byte {
 	h := sha256.New()
 	var n [binary.MaxVarintLen64]byte
-	for _, s := range []string{SplitFunc, a.salt, key.Kind, key.Value} {
+	for _, s := range []string{SplitFunc, salt, kind, value} {
 		h.Write(n[:binary.PutUvarint(n[:], uint64(len(s)))])
 		h.Write([]byte(s))
 	}
@@ -295,6 +361,9 @@ func validClass(c string) bool {
 	}
 	return true
 }
+
+// validHash reports whether h is a lowercase hex SHA-256 (a patient hash).
+func validHash(h string) bool { return validImageID(h) }
 
 // validImageID reports whether id is a lowercase hex SHA-256.
 func validImageID(id string) bool {

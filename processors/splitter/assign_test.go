@@ -88,6 +88,9 @@ func TestKeyFor(t *testing.T) {
 	cfg.KeyPattern = `(^|/)(?P<patient>P\d+)_(left|right)`
 	a := mustAssigner(t, cfg)
 	plain := mustAssigner(t, splitter.DefaultConfig())
+	salt := splitter.DefaultConfig().Salt
+	p7 := splitter.Key{Kind: splitter.KeyPatient, Value: splitter.PatientHash(salt, "p-7")}
+	p12 := splitter.Key{Kind: splitter.KeyPatient, Value: splitter.PatientHash(salt, "P12")}
 	tests := []struct {
 		name      string
 		a         *splitter.Assigner
@@ -96,20 +99,81 @@ func TestKeyFor(t *testing.T) {
 		want      splitter.Key
 	}{
 		{"content", plain, "", "amd/P12_left.png", splitter.Key{Kind: splitter.KeyContent, Value: id}},
-		{"metadata", plain, "p-7", "amd/x.png", splitter.Key{Kind: splitter.KeyPatient, Value: "p-7"}},
-		{"metadata trimmed", plain, "  p-7 ", "amd/x.png", splitter.Key{Kind: splitter.KeyPatient, Value: "p-7"}},
+		{"metadata", plain, "p-7", "amd/x.png", p7},
+		{"metadata trimmed", plain, "  p-7 ", "amd/x.png", p7},
 		{"blank metadata", plain, "  ", "amd/x.png", splitter.Key{Kind: splitter.KeyContent, Value: id}},
-		{"pattern", a, "", "amd/P12_left.png", splitter.Key{Kind: splitter.KeyPatient, Value: "P12"}},
-		{"pattern other eye", a, "", "normal/P12_right.png", splitter.Key{Kind: splitter.KeyPatient, Value: "P12"}},
-		{"metadata beats pattern", a, "p-7", "amd/P12_left.png", splitter.Key{Kind: splitter.KeyPatient, Value: "p-7"}},
+		{"pattern", a, "", "amd/P12_left.png", p12},
+		{"pattern other eye", a, "", "normal/P12_right.png", p12},
+		{"metadata beats pattern", a, "p-7", "amd/P12_left.png", p7},
 		{"pattern no match", a, "", "amd/scan.png", splitter.Key{Kind: splitter.KeyContent, Value: id}},
 	}
+	// The two key layouts the README documents, with its patterns.
+	underscore := splitter.DefaultConfig()
+	underscore.KeyPattern = `(^|/)(?P<patient>[^/_]+)_[^/]*$`
+	folder := splitter.DefaultConfig()
+	folder.KeyPattern = `^(?P<patient>[^/]+)/[^/]+/[^/]+$`
+	p42 := splitter.Key{Kind: splitter.KeyPatient, Value: splitter.PatientHash(salt, "P-0042")}
+	tests = append(tests, []struct {
+		name      string
+		a         *splitter.Assigner
+		patientID string
+		sourceKey string
+		want      splitter.Key
+	}{
+		{"README layout <class>/<patient>_...", mustAssigner(t, underscore), "", "amd/P-0042_OD_2024-03-01.jpg", p42},
+		{"README layout <patient>/<class>/<file>", mustAssigner(t, folder), "", "P-0042/amd/left.jpg", p42},
+		{"README layout, metadata still wins", mustAssigner(t, folder), "P-0042", "P-7/amd/left.jpg", p42},
+	}...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := tt.a.KeyFor(id, tt.patientID, tt.sourceKey); got != tt.want {
 				t.Fatalf("KeyFor = %+v, want %+v", got, tt.want)
 			}
 		})
+	}
+	// The hash is a fixed function of (salt, id): a patient's split never
+	// moves, and it is the split hash a raw patient key had before ids were
+	// hashed at resize (TestAssignmentIsStable: P12 -> 5d6e819117a36584...).
+	if h := splitter.PatientHash(salt, "P12"); h != "5d6e819117a36584e0bb50f6a8fbd24dd1729f15b2c378e7ca81f58eda81be3c" {
+		t.Errorf("PatientHash(P12) = %s", h)
+	}
+	if splitter.PatientHash("another salt", "P12") == p12.Value || splitter.PatientHash(salt, "p12") == p12.Value {
+		t.Error("the salt and the id's case must change the hash")
+	}
+	if splitter.PatientHash(salt, " \t") != "" {
+		t.Error("a blank id must give no hash")
+	}
+}
+
+// TestKeyForResized: the patient hash resize published wins over a raw id
+// and the key pattern, and keys exactly as the raw id it was made from.
+func TestKeyForResized(t *testing.T) {
+	cfg := splitter.DefaultConfig()
+	cfg.KeyPattern = `^(?P<patient>P\d+)/`
+	a := mustAssigner(t, cfg)
+	id := strings.Repeat("cd", 32)
+	h7 := splitter.PatientHash(cfg.Salt, "p-7")
+	for _, tc := range []struct {
+		name string
+		r    schemas.Resized
+		want splitter.Key
+	}{
+		{"hash", schemas.Resized{ImageID: id, PatientHash: h7, Source: schemas.ObjectRef{Key: "P12/x.jpg"}}, splitter.Key{Kind: splitter.KeyPatient, Value: h7}},
+		{"hash beats raw id", schemas.Resized{ImageID: id, PatientHash: h7, PatientID: "other"}, splitter.Key{Kind: splitter.KeyPatient, Value: h7}},
+		{"raw id hashed", schemas.Resized{ImageID: id, PatientID: "p-7"}, splitter.Key{Kind: splitter.KeyPatient, Value: h7}},
+		{"pattern", schemas.Resized{ImageID: id, Source: schemas.ObjectRef{Key: "P12/x.jpg"}}, splitter.Key{Kind: splitter.KeyPatient, Value: splitter.PatientHash(cfg.Salt, "P12")}},
+		{"not a hash", schemas.Resized{ImageID: id, PatientHash: "P-0042"}, splitter.Key{Kind: splitter.KeyContent, Value: id}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := a.KeyForResized(tc.r); got != tc.want {
+				t.Fatalf("KeyForResized = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+	withHash := a.AssignResized(schemas.Resized{ImageID: id, PatientHash: h7, Label: "amd"})
+	withID := a.AssignResized(schemas.Resized{ImageID: id, PatientID: "p-7", Label: "amd"})
+	if withHash.Split != withID.Split || withHash.Hash != h7 {
+		t.Errorf("hash %+v, raw id %+v: want the same split, keyed on %s", withHash, withID, h7)
 	}
 }
 

@@ -89,6 +89,9 @@ func (s *Splitter) Handle(ctx context.Context, in schemas.Resized) ([]stage.Outp
 	if err := checkInput(in); err != nil {
 		return nil, stage.Permanent(ReasonBadResized, err)
 	}
+	if err := s.checkPatient(in); err != nil {
+		return nil, stage.Permanent(ReasonBadResized, err)
+	}
 	as := s.a.AssignResized(in)
 	for _, dir := range as.Dirs() {
 		dst := DatasetKey(s.prefix, dir, in.Label, in.ImageID)
@@ -98,7 +101,7 @@ func (s *Splitter) Handle(ctx context.Context, in schemas.Resized) ([]stage.Outp
 	}
 	ev := schemas.Split{
 		Schema:      schemas.SchemaSplit,
-		Resized:     in,
+		Resized:     pseudonymise(in, as.Key, s.a.SaltVersion()),
 		Split:       as.Split,
 		Holdout:     as.Holdout,
 		SplitKey:    as.Key.Kind,
@@ -106,6 +109,42 @@ func (s *Splitter) Handle(ctx context.Context, in schemas.Resized) ([]stage.Outp
 		SaltVersion: s.a.SaltVersion(),
 	}
 	return []stage.Output{{Subject: schemas.SplitSubject(as.Split), Event: ev}}, nil
+}
+
+// pseudonymise is the resized event as eye.split carries it: the patient
+// hash the split was keyed on (also when the splitter found the patient by
+// the key pattern, or hashed a raw id another producer published), and no
+// raw patient id.
+func pseudonymise(in schemas.Resized, key Key, saltVersion string) schemas.Resized {
+	out := in
+	out.PatientID = ""
+	if key.Kind != KeyPatient || in.PatientHash == key.Value {
+		return out
+	}
+	out.PatientHash, out.PatientSaltVersion = key.Value, saltVersion
+	if in.PatientID != "" {
+		out.PatientSource = schemas.PatientFromMetadata
+	} else {
+		out.PatientSource = schemas.PatientFromKey
+	}
+	return out
+}
+
+// checkPatient refuses a patient hash the splitter cannot use: not a hash,
+// or made under another salt version than the splitter's (resize and the
+// splitter must share EYEFLOW_SPLIT_SALT and EYEFLOW_SPLIT_SALT_VERSION, or
+// a patient's images would be keyed under two salts).
+func (s *Splitter) checkPatient(in schemas.Resized) error {
+	if in.PatientHash == "" {
+		return nil
+	}
+	if !validHash(in.PatientHash) {
+		return fmt.Errorf("patient hash %q is not a lowercase hex sha256", in.PatientHash)
+	}
+	if v := in.PatientSaltVersion; v != "" && v != s.a.SaltVersion() {
+		return fmt.Errorf("patient hash made with split salt version %q, the splitter's is %q: run resize and the splitter with the same --split-salt and --split-salt-version", v, s.a.SaltVersion())
+	}
+	return nil
 }
 
 // checkKeys refuses, as bad_key, an event whose label cannot be a dataset

@@ -443,3 +443,94 @@ func TestNewNeedsAStore(t *testing.T) {
 		t.Fatal("New accepted a nil store")
 	}
 }
+
+// TestPatientPseudonymsThroughStage runs the stage on embedded NATS with the
+// three ways a patient reaches it: the hash resize computed (from upload
+// metadata or a DICOM PatientID), a raw id from another producer, and the
+// key pattern. All of one patient share a split; every eye.split event
+// carries the patient hash and never a raw id; a hash that is not one, or
+// was made under another salt version, is dead-lettered as bad_resized.
+func TestPatientPseudonymsThroughStage(t *testing.T) {
+	env := testenv.NATS(t, testenv.TopologyOptions())
+	ctx := testenv.Context(t, 2*time.Minute)
+	js := objstore.NewJetStream(env.JS)
+	if err := js.EnsureBucket(ctx, objstore.BucketProcessed); err != nil {
+		t.Fatal(err)
+	}
+	cfg := splitter.DefaultConfig()
+	cfg.KeyPattern = `(^|/)(?P<patient>P\d+)_`
+	s, err := splitter.New(cfg, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const raw = "P-0042"
+	h := splitter.PatientHash(cfg.Salt, raw)
+
+	fromResize := newUpload(t, js, []byte("dicom of P-0042"), "amd/scan.dcm", "").resized
+	fromResize.PatientHash, fromResize.PatientSaltVersion, fromResize.PatientSource = h, cfg.SaltVersion, schemas.PatientFromDICOM
+	fromOther := newUpload(t, js, []byte("P-0042 other eye"), "normal/other.jpg", raw).resized
+	byKey := newUpload(t, js, []byte("P77 left"), "glaucoma/P77_left.jpg", "").resized
+	otherSalt := newUpload(t, js, []byte("salt v2"), "amd/v2.jpg", "").resized
+	otherSalt.PatientHash, otherSalt.PatientSaltVersion = h, "2"
+	notHash := newUpload(t, js, []byte("not a hash"), "amd/nh.jpg", "").resized
+	notHash.PatientHash = raw
+	for _, r := range []schemas.Resized{fromResize, fromOther, byKey, otherSalt, notHash} {
+		publish(t, env.JS, r)
+	}
+	runStage(t, env.JS, s)
+	testenv.WaitConsumerIdle(t, env.JS, ejs.StreamResized, ejs.ConsumerSplitter)
+
+	got := map[string]schemas.Split{}
+	for _, m := range testenv.StreamMessages(t, env.JS, ejs.StreamSplits, schemas.SubjectSplitAll) {
+		if bytes.Contains(m.Data(), []byte(raw)) || bytes.Contains(m.Data(), []byte(`"patient_id"`)) {
+			t.Errorf("eye.split carries the raw patient id: %s", m.Data())
+		}
+		ev, err := schemas.DecodeSplit(m.Data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[ev.Source.Key] = ev
+	}
+	if len(got) != 3 {
+		t.Fatalf("%d split events, want 3", len(got))
+	}
+	a, b, k := got[fromResize.Source.Key], got[fromOther.Source.Key], got[byKey.Source.Key]
+	if a.Split != b.Split || a.SplitKey != splitter.KeyPatient || b.SplitKey != splitter.KeyPatient {
+		t.Errorf("one patient in %s (%s) and %s (%s)", a.Split, a.SplitKey, b.Split, b.SplitKey)
+	}
+	for _, c := range []struct {
+		ev           schemas.Split
+		hash, source string
+	}{
+		{a, h, schemas.PatientFromDICOM},
+		{b, h, schemas.PatientFromMetadata},
+		{k, splitter.PatientHash(cfg.Salt, "P77"), schemas.PatientFromKey},
+	} {
+		if c.ev.PatientHash != c.hash || c.ev.PatientSource != c.source || c.ev.PatientSaltVersion != cfg.SaltVersion || c.ev.PatientID != "" {
+			t.Errorf("%s: patient hash %q source %q salt %q id %q, want %q %q %q and no id",
+				c.ev.Source.Key, c.ev.PatientHash, c.ev.PatientSource, c.ev.PatientSaltVersion, c.ev.PatientID, c.hash, c.source, cfg.SaltVersion)
+		}
+	}
+
+	dead := map[string]schemas.DeadLetter{}
+	for _, m := range testenv.StreamMessages(t, env.JS, ejs.StreamDLQ, schemas.DLQSubject(schemas.StageSplitter)) {
+		d, err := schemas.DecodeDeadLetter(m.Data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := schemas.DecodeResized(d.Payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dead[r.Source.Key] = d
+	}
+	for key, msg := range map[string]string{
+		otherSalt.Source.Key: `split salt version "2", the splitter's is "1"`,
+		notHash.Source.Key:   "is not a lowercase hex sha256",
+	} {
+		d, ok := dead[key]
+		if !ok || d.Reason != splitter.ReasonBadResized || !d.Permanent || !strings.Contains(d.Error, msg) {
+			t.Errorf("%s: dead letter %+v, want permanent %s mentioning %q", key, d, splitter.ReasonBadResized, msg)
+		}
+	}
+}
