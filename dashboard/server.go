@@ -22,6 +22,7 @@ import (
 
 	"eyeflow/objstore"
 	"eyeflow/processors/splitter"
+	"eyeflow/processors/trainer"
 	"eyeflow/schemas"
 
 	"github.com/nats-io/nats.go"
@@ -484,7 +485,9 @@ func stageRows(snap Snapshot, tp map[string]Throughput) []stageRow {
 type modelsPage struct {
 	Snap    Snapshot
 	Quality Quality
-	errs    []string
+	// Timeline is every step on eye.models, newest first.
+	Timeline []schemas.ModelEvent
+	errs     []string
 }
 
 func (p modelsPage) problems() []string { return p.errs }
@@ -500,6 +503,10 @@ func (d *Dashboard) handleModels(w http.ResponseWriter, r *http.Request) {
 	if p.Quality, err = d.qualityNow(ctx); err != nil {
 		p.errs = append(p.errs, err.Error())
 	}
+	if p.Timeline, err = trainer.Timeline(ctx, d.cfg.JS); err != nil {
+		p.errs = append(p.errs, "model timeline: "+err.Error())
+	}
+	slices.Reverse(p.Timeline)
 	d.render(w, r, http.StatusOK, "models", p)
 }
 

@@ -28,6 +28,7 @@ mkdir -p "$data"
 # traffic, so the demo's last batch can carry a version through it.
 "$bin" up --data "$data" --http "$http" --nats-listen "$listen" --log-format json \
   --label-low-confidence 0.5 --label-poll-interval 2s --label-manifest-timeout 60s \
+  --drift-chi2-window 50 --drift-label-samples 40 \
   --canary-share 0.5 --canary-min "${DEMO_CANARY_MIN:-30}" >"$data/eyeflow.log" 2>&1 &
 up=$!
 trap 'kill $up 2>/dev/null; wait $up 2>/dev/null' EXIT

@@ -29,6 +29,7 @@ type driftwatchFlags struct {
 	chiMinTrain int
 	chiP        float64
 	trainDist   string
+	samples     int
 }
 
 func (f *driftwatchFlags) register(fs *flagSet) {
@@ -44,12 +45,13 @@ func (f *driftwatchFlags) register(fs *flagSet) {
 	fs.intVar(&f.chiWindow, "drift-chi2-window", def.Chi2.Window, "class_chi2: live predictions per tested window (tumbling)")
 	fs.intVar(&f.chiMinTrain, "drift-chi2-min-train", def.Chi2.MinTrain, "class_chi2: train-split predictions needed before the learnt distribution is used")
 	fs.float64Var(&f.chiP, "drift-chi2-p", def.Chi2.PValue, "class_chi2: fire when a window's p-value is below this")
+	fs.intVar(&f.samples, "drift-label-samples", def.LabelSamples, "images of a drifted window a firing entropy_ks or class_chi2 alert asks to have labelled (eye.retrain)")
 	fs.stringVar(&f.trainDist, "drift-train-distribution", "", "class_chi2: training distribution as class=count,... (default: learnt from train-split predictions)")
 }
 
 func (f *driftwatchFlags) config(replicas int) (driftwatch.Config, error) {
 	cfg := driftwatch.DefaultConfig()
-	cfg.Threshold, cfg.Count, cfg.Replicas = f.threshold, f.count, replicas
+	cfg.Threshold, cfg.Count, cfg.Replicas, cfg.LabelSamples = f.threshold, f.count, replicas, f.samples
 	cfg.KS = driftwatch.KSConfig{Enabled: !f.ksOff, Window: f.ksWindow, Reference: f.ksReference, MinReference: f.ksMinRef, PValue: f.ksP}
 	cfg.Chi2.Enabled, cfg.Chi2.Window, cfg.Chi2.MinTrain, cfg.Chi2.PValue = !f.chiOff, f.chiWindow, f.chiMinTrain, f.chiP
 	if f.trainDist != "" {

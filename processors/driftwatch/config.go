@@ -31,8 +31,12 @@ type Config struct {
 	// confidence below Threshold fire low_confidence_streak.
 	Threshold float64
 	Count     int
-	KS        KSConfig
-	Chi2      Chi2Config
+	// LabelSamples is how many of a drifted window's images a firing
+	// entropy_ks or class_chi2 alert asks to have labelled (eye.retrain
+	// requested), as a firing streak asks for its Count images.
+	LabelSamples int
+	KS           KSConfig
+	Chi2         Chi2Config
 	// Bucket is the KV bucket of the state; Replicas its replicas when the
 	// watcher creates it.
 	Bucket   string
@@ -78,12 +82,13 @@ type Chi2Config struct {
 // monitors on windows of 200 at p < 0.01.
 func DefaultConfig() Config {
 	return Config{
-		Threshold: 0.5,
-		Count:     5,
-		KS:        KSConfig{Enabled: true, Window: 200, Reference: 1000, MinReference: 100, PValue: 0.01},
-		Chi2:      Chi2Config{Enabled: true, Window: 200, PValue: 0.01, MinTrain: 100, Smoothing: 1e-3},
-		Bucket:    KVBucket,
-		Replicas:  1,
+		Threshold:    0.5,
+		Count:        5,
+		LabelSamples: 20,
+		KS:           KSConfig{Enabled: true, Window: 200, Reference: 1000, MinReference: 100, PValue: 0.01},
+		Chi2:         Chi2Config{Enabled: true, Window: 200, PValue: 0.01, MinTrain: 100, Smoothing: 1e-3},
+		Bucket:       KVBucket,
+		Replicas:     1,
 	}
 }
 
@@ -95,6 +100,9 @@ func (c Config) Validate() error {
 	}
 	if c.Count < 1 {
 		errs = append(errs, fmt.Errorf("driftwatch: count %d: must be at least 1", c.Count))
+	}
+	if c.LabelSamples < 0 {
+		errs = append(errs, fmt.Errorf("driftwatch: label samples %d: must not be negative", c.LabelSamples))
 	}
 	if c.Bucket == "" {
 		errs = append(errs, errors.New("driftwatch: a KV bucket name is required"))

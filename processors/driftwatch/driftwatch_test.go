@@ -391,3 +391,38 @@ func TestNewVersionResolvesTheOldOnesAlerts(t *testing.T) {
 		t.Errorf("resolution %+v", r)
 	}
 }
+
+// TestWindowAlertAsksForLabels: a drifted class_chi2 window asks for its
+// first images to be labelled, and a version promoted later tests against
+// the training distribution its predecessor learnt, from its first window.
+func TestWindowAlertAsksForLabels(t *testing.T) {
+	env := newEnv(t)
+	cfg := driftwatch.DefaultConfig()
+	cfg.KS.Enabled = false
+	cfg.Chi2.Window, cfg.Chi2.MinTrain, cfg.LabelSamples = 20, 20, 4
+	startWatcher(t, env.JS, cfg, nil)
+	var ps []schemas.Prediction
+	classes := []string{"glaucoma", "normal", "cataract", "amd"}
+	for i := range 40 { // the training split: four classes, evenly
+		p := prediction(i, 0.9)
+		p.Split, p.TrueLabel = schemas.SplitTrain, classes[i%4]
+		ps = append(ps, p)
+	}
+	publish(t, env.JS, ps...)
+	ps = nil
+	for i := range 20 { // v2, live: every image called glaucoma
+		p := prediction(100+i, 0.9)
+		p.ModelVersion = "v2"
+		ps = append(ps, p)
+	}
+	publish(t, env.JS, ps...)
+	idle(t, env.JS)
+	got := alerts(t, env.JS)
+	if len(got) != 1 || got[0].Signal != driftwatch.SignalClassChi2 || got[0].ModelVersion != "v2" || got[0].State != driftwatch.StateFiring {
+		t.Fatalf("alerts %+v, want one class_chi2 firing for v2", got)
+	}
+	rs := retrains(t, env.JS)
+	if len(rs) != 1 || len(rs[0].Samples) != 4 || rs[0].AlertID != got[0].AlertID || rs[0].Predictions[0].ImageID != "img-100" {
+		t.Fatalf("retrain requests %+v, want one asking for the window's first 4 images", rs)
+	}
+}

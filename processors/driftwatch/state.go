@@ -80,6 +80,15 @@ type window struct {
 	// 1 before the first test).
 	Tested int     `json:"tested"`
 	LastP  float64 `json:"last_p"`
+	// Samples are the window's first images (Config.LabelSamples), which
+	// a firing alert asks to have labelled.
+	Samples []schemas.Prediction `json:"samples,omitempty"`
+}
+
+func (w *window) sample(p schemas.Prediction, n int) {
+	if len(w.Samples) < n {
+		w.Samples = append(w.Samples, stripForState(p))
+	}
 }
 
 func (w *window) open(seq uint64, t time.Time) {
@@ -89,7 +98,7 @@ func (w *window) open(seq uint64, t time.Time) {
 	w.To = t
 }
 
-func (w *window) reset() { w.FirstSeq, w.From, w.To = 0, time.Time{}, time.Time{} }
+func (w *window) reset() { w.FirstSeq, w.From, w.To, w.Samples = 0, time.Time{}, time.Time{}, nil }
 
 // isHoldout reports whether a split is one of the holdouts, the reference.
 func isHoldout(split string) bool { return strings.HasPrefix(split, "holdout") }
@@ -137,7 +146,7 @@ func apply(cfg Config, st *State, p schemas.Prediction, seq uint64, now time.Tim
 			a := streakAlert(cfg, st, StateFiring, now)
 			a.To = t
 			add(drift, a.AlertID+"/"+StateFiring, a)
-			add(schemas.SubjectRetrain, a.AlertID, retrainFor(st, a, now))
+			add(schemas.SubjectRetrain, a.AlertID, retrainFor(st, a, s.Samples, now))
 		}
 	} else {
 		if s.Firing {
@@ -171,6 +180,7 @@ func apply(cfg Config, st *State, p schemas.Prediction, seq uint64, now time.Tim
 			k.RefNext = (k.RefNext + 1) % cfg.KS.Reference
 		case monitored(p.Split):
 			k.open(seq, t)
+			k.sample(p, cfg.LabelSamples)
 			k.Window = append(k.Window, h)
 			if len(k.Window) >= cfg.KS.Window {
 				if len(k.Reference) >= cfg.KS.MinReference {
@@ -183,6 +193,9 @@ func apply(cfg Config, st *State, p schemas.Prediction, seq uint64, now time.Tim
 						a.Detail = fmt.Sprintf("prediction entropy vs holdout reference: KS D=%.4f p=%.3g over %d predictions (reference %d, alert below p %v)",
 							d, pv, len(k.Window), len(k.Reference), cfg.KS.PValue)
 						add(drift, a.AlertID+"/"+a.State, a)
+						if a.State == StateFiring && len(k.Samples) > 0 {
+							add(schemas.SubjectRetrain, a.AlertID, retrainFor(st, a, k.Samples, now))
+						}
 					}
 				}
 				k.Window = k.Window[:0]
@@ -203,6 +216,7 @@ func apply(cfg Config, st *State, p schemas.Prediction, seq uint64, now time.Tim
 			}
 		case monitored(p.Split):
 			c.open(seq, t)
+			c.sample(p, cfg.LabelSamples)
 			if c.Counts == nil {
 				c.Counts = map[string]int{}
 			}
@@ -220,6 +234,9 @@ func apply(cfg Config, st *State, p schemas.Prediction, seq uint64, now time.Tim
 						a.Detail = fmt.Sprintf("predicted classes vs training distribution: chi2=%.2f df=%d p=%.3g over %d predictions (alert below p %v); window counts %v",
 							stat, df, pv, c.N, cfg.Chi2.PValue, c.Counts)
 						add(drift, a.AlertID+"/"+a.State, a)
+						if a.State == StateFiring && len(c.Samples) > 0 {
+							add(schemas.SubjectRetrain, a.AlertID, retrainFor(st, a, c.Samples, now))
+						}
 					}
 				}
 				c.Counts, c.N = nil, 0
@@ -302,20 +319,25 @@ func streakAlert(cfg Config, st *State, state string, now time.Time) schemas.Dri
 	return a
 }
 
-// retrainFor is the retraining request a firing streak sends: the streak's
-// images, with their predictions for pre-annotation.
-func retrainFor(st *State, a schemas.DriftAlert, now time.Time) schemas.Retrain {
+// retrainFor is the retraining request a firing alert sends: the images
+// behind it (a streak's, or a drifted window's first ones), with their
+// predictions for pre-annotation.
+func retrainFor(st *State, a schemas.DriftAlert, samples []schemas.Prediction, now time.Time) schemas.Retrain {
+	id := strings.TrimPrefix(a.AlertID, SignalLowConfidence+"-")
+	if a.Signal != SignalLowConfidence {
+		id = a.AlertID // keeps the signal: a window alert's id is its own
+	}
 	r := schemas.Retrain{
 		Schema:       schemas.SchemaRetrain,
-		EventID:      "retrain-" + strings.TrimPrefix(a.AlertID, SignalLowConfidence+"-"),
+		EventID:      "retrain-" + id,
 		Kind:         "requested",
-		Reason:       fmt.Sprintf("%s: %s (env %s, model %s)", SignalLowConfidence, a.Detail, st.Env, st.ModelVersion),
+		Reason:       fmt.Sprintf("%s: %s (env %s, model %s)", a.Signal, a.Detail, st.Env, st.ModelVersion),
 		Env:          st.Env,
 		ModelVersion: st.ModelVersion,
 		AlertID:      a.AlertID,
 		Time:         now,
 	}
-	for _, p := range st.Streak.Samples {
+	for _, p := range samples {
 		r.Samples = append(r.Samples, p.Source)
 		r.Predictions = append(r.Predictions, p)
 	}

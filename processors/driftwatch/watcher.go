@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"strings"
 	"time"
@@ -171,18 +172,32 @@ func (w *Watcher) Handle(ctx context.Context, p schemas.Prediction) ([]stage.Out
 		return replay(st.LastOutputs), nil
 	}
 	st.Env, st.ModelVersion = p.Env, p.ModelVersion
+	var superseded []State
+	if rev == 0 {
+		others, err := w.others(ctx, p.Env, p.ModelVersion)
+		if err != nil {
+			return nil, err
+		}
+		// The training distribution is the data's, not the version's: a
+		// new version starts with what its predecessors learnt, so its
+		// class_chi2 tests from its first window.
+		for _, o := range others {
+			if total(o.Chi2.Train) > total(st.Chi2.Train) {
+				st.Chi2.Train = maps.Clone(o.Chi2.Train)
+			}
+			if o.Streak.Firing || o.KS.Firing || o.Chi2.Firing {
+				superseded = append(superseded, o)
+			}
+		}
+	}
 	outs, err := apply(w.cfg, &st, p, meta.Sequence, w.now())
 	if err != nil {
 		return nil, err
 	}
-	var superseded []State
 	if rev == 0 {
 		// The env's first prediction by this version: alerts of the
 		// versions it replaced resolve. Their events join this
 		// prediction's saved outputs, so a redelivery publishes them again.
-		if superseded, err = w.firingOthers(ctx, p.Env, p.ModelVersion); err != nil {
-			return nil, err
-		}
 		for i := range superseded {
 			for _, a := range supersede(&superseded[i], p.ModelVersion, w.now()) {
 				o := stage.Output{Subject: schemas.DriftSubject(p.Env), Key: a.AlertID + "/" + StateResolved, Event: a}
@@ -219,9 +234,16 @@ func (w *Watcher) Handle(ctx context.Context, p schemas.Prediction) ([]stage.Out
 	return outs, nil
 }
 
-// firingOthers returns the states of env's other model versions that have
-// an alert firing.
-func (w *Watcher) firingOthers(ctx context.Context, env, version string) ([]State, error) {
+func total(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// others returns the states of env's other model versions.
+func (w *Watcher) others(ctx context.Context, env, version string) ([]State, error) {
 	prefix := "state." + base64.RawURLEncoding.EncodeToString([]byte(env)) + "."
 	lister, err := w.kv.ListKeysFiltered(ctx, prefix+">")
 	if errors.Is(err, natsjs.ErrNoKeysFound) {
@@ -244,9 +266,7 @@ func (w *Watcher) firingOthers(ctx context.Context, env, version string) ([]Stat
 		if err != nil {
 			return nil, err
 		}
-		if st.Streak.Firing || st.KS.Firing || st.Chi2.Firing {
-			out = append(out, st)
-		}
+		out = append(out, st)
 	}
 	return out, nil
 }
