@@ -443,19 +443,15 @@ func NewPrediction(env string, b Batch, j, topK int) schemas.Prediction {
 	}
 }
 
-// IsHoldout reports whether a split is one of the holdout splits, whose
-// predictions carry the true label so accuracy is computable online.
-func IsHoldout(split string) bool {
-	return strings.HasPrefix(split, "holdout") || slices.Contains([]string{schemas.SplitHoldout1, schemas.SplitHoldout2, schemas.SplitHoldout3}, split)
-}
-
 func fillFromSplit(p *schemas.Prediction, in schemas.Split) {
 	p.ImageID = in.ImageID
 	p.UploadID = in.UploadID
 	p.Source = in.Source
 	p.Split = in.Split
 	p.Holdout = in.Holdout
-	if IsHoldout(in.Split) || in.Holdout != "" {
-		p.TrueLabel = in.Label
-	}
+	// Every labelled image's prediction carries its class, as the contract
+	// says: driftwatch learns the training distribution from the train
+	// split's, the trainer judges live feedback by them; accuracy on the
+	// dashboard counts holdouts only.
+	p.TrueLabel = in.Label
 }

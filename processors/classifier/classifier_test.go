@@ -225,7 +225,7 @@ func TestTinyEndToEnd(t *testing.T) {
 			if p.BatchSize < 1 || p.BatchSize > 4 || p.InferenceSeconds <= 0 || len(p.TopK) != 5 || p.TopK[0].Class != p.PredictedClass {
 				t.Errorf("%s: batch %d, %vs, top-k %v", env, p.BatchSize, p.InferenceSeconds, p.TopK)
 			}
-			if wantLabel := map[bool]string{true: s.Label, false: ""}[s.Split != schemas.SplitTrain]; p.TrueLabel != wantLabel || p.Split != s.Split || p.Source != s.Source {
+			if wantLabel := s.Label; p.TrueLabel != wantLabel || p.Split != s.Split || p.Source != s.Source {
 				t.Errorf("%s %s (%s): true label %q, split %q", env, s.ImageID, s.Split, p.TrueLabel, p.Split)
 			}
 		}
