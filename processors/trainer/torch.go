@@ -309,7 +309,8 @@ type torchJob struct {
 // Timeout, non-finite losses, one-class data and exports that do not load
 // or disagree with PyTorch are errors wrapping ErrRefused; a cancelled ctx
 // and unreadable images (the object store is down) are not, so the request
-// is tried again.
+// is tried again. job.Progress is called once per epoch, from a goroutine
+// that reads the child's output, never concurrently with itself.
 func (e *TorchEngine) Train(ctx context.Context, job Job) (Result, error) {
 	start := time.Now()
 	log := job.Log.With().Str("engine", EngineTorch).Str("model", job.Name+" "+job.Version).Logger()
@@ -460,7 +461,6 @@ func torchMaterialise(ctx context.Context, job Job, dataDir string) (torchImages
 		split string
 		file  string
 		skip  string
-		err   error
 	}
 	items := make([]item, 0, len(job.Train)+len(job.Select))
 	for _, ex := range job.Train {
@@ -469,8 +469,15 @@ func torchMaterialise(ctx context.Context, job Job, dataDir string) (torchImages
 	for _, ex := range job.Select {
 		items = append(items, item{ex: ex, split: "holdout_1"})
 	}
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// firstErr is the error that stopped the others: theirs only say
+	// they were stopped.
+	var (
+		errMu    sync.Mutex
+		firstErr error
+	)
 	next := make(chan int)
 	var wg sync.WaitGroup
 	for range min(torchReadWorkers, max(1, len(items))) {
@@ -479,8 +486,14 @@ func torchMaterialise(ctx context.Context, job Job, dataDir string) (torchImages
 			defer wg.Done()
 			for i := range next {
 				it := &items[i]
-				it.file, it.skip, it.err = torchMaterialiseOne(ctx, job.Images, it.ex, it.split, dataDir, known)
-				if it.err != nil {
+				var err error
+				it.file, it.skip, err = torchMaterialiseOne(ctx, job.Images, it.ex, it.split, dataDir, known)
+				if err != nil {
+					errMu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					errMu.Unlock()
 					cancel()
 				}
 			}
@@ -496,13 +509,11 @@ feed:
 	}
 	close(next)
 	wg.Wait()
-	for _, it := range items {
-		if it.err != nil {
-			return torchImages{}, it.err
-		}
-	}
-	if err := ctx.Err(); err != nil {
+	if err := parent.Err(); err != nil {
 		return torchImages{}, fmt.Errorf("torch engine: materialise images: %w", err)
+	}
+	if firstErr != nil {
+		return torchImages{}, firstErr
 	}
 	m := torchImages{skipped: map[string]int{}}
 	classes := map[string]bool{}

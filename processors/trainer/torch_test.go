@@ -67,6 +67,41 @@ func torchTestImage(c, i int, seed uint64) []byte {
 	return rgb
 }
 
+var (
+	torchImagesMu sync.Mutex
+	torchRGBs     = map[[2]int][]byte{}
+	torchPNGs     = map[[2]int][]byte{}
+)
+
+// torchTestRGB is torchTestImage(c, i, 1), drawn once per test binary (the
+// race detector makes drawing and encoding slow).
+func torchTestRGB(c, i int) []byte {
+	torchImagesMu.Lock()
+	defer torchImagesMu.Unlock()
+	rgb, ok := torchRGBs[[2]int{c, i}]
+	if !ok {
+		rgb = torchTestImage(c, i, 1)
+		torchRGBs[[2]int{c, i}] = rgb
+	}
+	return rgb
+}
+
+// torchTestPNG is rgb (image i of class c) as a PNG, encoded once.
+func torchTestPNG(t *testing.T, c, i int, rgb []byte) []byte {
+	t.Helper()
+	torchImagesMu.Lock()
+	defer torchImagesMu.Unlock()
+	if b, ok := torchPNGs[[2]int{c, i}]; ok {
+		return b
+	}
+	var buf bytes.Buffer
+	if err := imaging.EncodePNG(&buf, rgb, 224, 224); err != nil {
+		t.Fatalf("encode png: %v", err)
+	}
+	torchPNGs[[2]int{c, i}] = buf.Bytes()
+	return buf.Bytes()
+}
+
 // memImages is an ImageSource over PNGs in memory, keyed by object key; a
 // missing key is objstore.ErrNotFound, as from the real store.
 type memImages struct {
@@ -108,7 +143,7 @@ func newTorchSet(t *testing.T, train, sel, test int) torchSet {
 	var set torchSet
 	for c, class := range torchClasses {
 		for i := range train + sel + test {
-			rgb := torchTestImage(c, i, 1)
+			rgb := torchTestRGB(c, i)
 			if i >= train+sel {
 				set.test = append(set.test, torchTestCase{class: c, rgb: rgb})
 				continue
@@ -120,11 +155,7 @@ func newTorchSet(t *testing.T, train, sel, test int) torchSet {
 			id := fmt.Sprintf("%s-%03d", class, i)
 			ex := Example{ImageID: id, Class: class, Split: split, Bucket: "processed",
 				Key: "transformed_eye_dataset/" + split + "/" + class + "/" + id + ".png"}
-			var buf bytes.Buffer
-			if err := imaging.EncodePNG(&buf, rgb, 224, 224); err != nil {
-				t.Fatalf("encode png: %v", err)
-			}
-			src.png[ex.Key] = buf.Bytes()
+			src.png[ex.Key] = torchTestPNG(t, c, i, rgb)
 			if split == "train" {
 				job.Train = append(job.Train, ex)
 			} else {
@@ -394,6 +425,32 @@ func TestTorchDDPGloo(t *testing.T) {
 		t.Errorf("extra.processes = %v, want 2", tr.Extra["processes"])
 	}
 	checkTorchLogits(t, set.job.WorkDir, res.Files.ONNX)
+}
+
+// TestTorchDeterministic: on the CPU the same job and seed give the same
+// model byte for byte, and another seed another model.
+func TestTorchDeterministic(t *testing.T) {
+	initTorchORT(t)
+	cfg := smallCNN
+	cfg.Epochs = 1
+	e := torchEngine(t, cfg)
+	train := func(seed uint64) []byte {
+		t.Helper()
+		set := newTorchSet(t, 6, 2, 0)
+		set.job.Seed = seed
+		res, err := e.Train(context.Background(), set.job)
+		if err != nil {
+			t.Fatalf("train (seed %d): %v", seed, err)
+		}
+		return res.Files.ONNX
+	}
+	a, b, c := train(3), train(3), train(4)
+	if !bytes.Equal(a, b) {
+		t.Error("two runs with seed 3 exported different models")
+	}
+	if bytes.Equal(a, c) {
+		t.Error("seeds 3 and 4 exported the same model: the seed is not used")
+	}
 }
 
 // TestTorchRefuses: runs that cannot give a model end as ErrRefused with a
