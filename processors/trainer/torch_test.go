@@ -376,10 +376,23 @@ func checkTorchLogits(t *testing.T, workDir string, onnx []byte) {
 
 // TestTorchExportParityDenseNet121 exports the default architecture (one
 // short epoch: the weights barely matter, the graph does) and checks
-// eyeflow's ONNX Runtime reproduces PyTorch's logits.
+// eyeflow's ONNX Runtime reproduces PyTorch's logits. It starts from an
+// ImageNet-shaped (1000-class) state dict saved the way old checkpoints
+// are (DataParallel's "module." prefix, torchvision's old DenseNet key
+// names): everything but the classifier head must load.
 func TestTorchExportParityDenseNet121(t *testing.T) {
 	initTorchORT(t)
-	e := torchEngine(t, TorchConfig{Arch: "densenet121", Epochs: 1, BatchSize: 6})
+	weights := filepath.Join(t.TempDir(), "densenet121-imagenet-shaped.pt")
+	save := exec.Command(torchEngine(t, smallCNN).Python(), "-c", `
+import re, sys, torch, torchvision
+torch.manual_seed(0)
+sd = torchvision.models.densenet121(weights=None).state_dict()
+torch.save({"module." + re.sub(r"(denselayer\d+\.(?:norm|relu|conv))([12])\.", r"\1.\2.", k): v for k, v in sd.items()}, sys.argv[1])
+`, weights)
+	if out, err := save.CombinedOutput(); err != nil {
+		t.Fatalf("save init weights: %v\n%s", err, out)
+	}
+	e := torchEngine(t, TorchConfig{Arch: "densenet121", Epochs: 1, BatchSize: 6, InitWeights: weights})
 	set := newTorchSet(t, 2, 2, 0)
 	res, err := e.Train(context.Background(), set.job)
 	if err != nil {
@@ -391,6 +404,13 @@ func TestTorchExportParityDenseNet121(t *testing.T) {
 	}
 	if card.Arch != "densenet121" {
 		t.Errorf("arch = %q", card.Arch)
+	}
+	init, _ := card.Training.Extra["init_weights"].(map[string]any)
+	if init["loaded"] != float64(725) || init["skipped"] != float64(2) {
+		t.Errorf("init weights = %v, want 725 tensors loaded and the 2 of the 1000-class head skipped", init)
+	}
+	if _, ok := card.Training.Settings["init_weights_sha256"]; !ok {
+		t.Errorf("settings %v lack the init weights' digest", card.Training.Settings)
 	}
 	checkTorchLogits(t, set.job.WorkDir, res.Files.ONNX)
 }

@@ -266,7 +266,7 @@ class SmallCNN(nn.Module):
 
 # Old-style torchvision DenseNet keys ("norm.1.weight") as torchvision's own
 # loader renames them ("norm1.weight").
-DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
 
 
 def load_init_weights(model, path, arch):
