@@ -429,7 +429,6 @@ def evaluate(model, loader, prep, autocast, classes):
 
 
 def train(job, index, rank, world, local_rank):
-
     fault = os.environ.get("EYEFLOW_TORCH_FAULT", "")
     distributed = world > 1
     device = pick_device(job["device"], local_rank)
@@ -514,7 +513,10 @@ def train(job, index, rank, world, local_rank):
     else:
         autocast = contextlib.nullcontext
 
-    opt = torch.optim.AdamW(net.parameters(), lr=job["lr"], weight_decay=1e-4)
+    opt_kw = {}
+    if cuda and "fused" in inspect.signature(torch.optim.AdamW).parameters:
+        opt_kw["fused"] = True  # one kernel for all parameters (PyTorch 2.x)
+    opt = torch.optim.AdamW(net.parameters(), lr=job["lr"], weight_decay=1e-4, **opt_kw)
     steps_per_epoch = len(train_loader)
     total_steps = max(1, job["epochs"] * steps_per_epoch)
     warmup = max(1, min(steps_per_epoch, total_steps // 10))
@@ -594,7 +596,7 @@ def train(job, index, rank, world, local_rank):
 
     if rank == 0:
         info = {"device": device_desc, "backend": backend, "threads": threads, "workers": workers,
-                "cuda": cuda, "channels_last": channels_last, "init": init,
+                "cuda": cuda, "channels_last": channels_last, "init": init, "fused": bool(opt_kw),
                 "train_seconds": train_seconds, "train_images": train_images}
         write_outputs(job, index, best, epochs, info, fault)
     if distributed:
@@ -694,7 +696,7 @@ def write_outputs(job, index, best, epochs, info, fault):
                 "loader_workers": info["workers"],
                 "amp": "bf16" if info["cuda"] else None,
                 "channels_last": info["channels_last"],
-                "optimizer": "AdamW(weight_decay=1e-4), warm-up then cosine",
+                "optimizer": "AdamW(weight_decay=1e-4%s), warm-up then cosine" % (", fused" if info["fused"] else ""),
                 "augmentation": "random horizontal and vertical flips, brightness/contrast/saturation +-10%",
                 "init_weights": info["init"],
                 "best_epoch": best_epoch,
@@ -724,6 +726,9 @@ def relaunch(job, nproc):
     # Each process sets its own thread count; this only quiets torchrun's
     # warning about OMP_NUM_THREADS.
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores() // nproc)))
+    # One machine: gloo talks over loopback rather than whatever address
+    # the host name resolves to (often none in a container).
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     argv = [sys.executable, os.path.abspath(__file__), "--torchrun",
             "--standalone", "--nnodes", "1", "--nproc_per_node", str(nproc),
             os.path.abspath(__file__), "--worker", "--job", path]
