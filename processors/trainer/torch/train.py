@@ -507,7 +507,10 @@ def train(job, index, rank, world, local_rank):
                                                     batch_size=max(per_rank_batch, 64), shuffle=False, **loader_kw)
 
     prep = Prep(device, channels_last, seed + 7919 * (rank + 1))
-    if cuda:
+    # bf16 needs no loss scaling; GPUs before Ampere have no bf16 and
+    # train in float32.
+    amp = cuda and torch.cuda.is_bf16_supported()
+    if amp:
         def autocast():
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     else:
@@ -596,7 +599,7 @@ def train(job, index, rank, world, local_rank):
 
     if rank == 0:
         info = {"device": device_desc, "backend": backend, "threads": threads, "workers": workers,
-                "cuda": cuda, "channels_last": channels_last, "init": init, "fused": bool(opt_kw),
+                "cuda": cuda, "channels_last": channels_last, "init": init, "fused": bool(opt_kw), "amp": amp,
                 "train_seconds": train_seconds, "train_images": train_images}
         write_outputs(job, index, best, epochs, info, fault)
     if distributed:
@@ -694,7 +697,7 @@ def write_outputs(job, index, best, epochs, info, fault):
                 "backend": info["backend"],
                 "threads_per_process": info["threads"],
                 "loader_workers": info["workers"],
-                "amp": "bf16" if info["cuda"] else None,
+                "amp": "bf16" if info["amp"] else None,
                 "channels_last": info["channels_last"],
                 "optimizer": "AdamW(weight_decay=1e-4%s), warm-up then cosine" % (", fused" if info["fused"] else ""),
                 "augmentation": "random horizontal and vertical flips, brightness/contrast/saturation +-10%",
