@@ -6,7 +6,8 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
 # Debian packages: C libraries for cgo. The benchmarks' peers are in setup-bench.sh.
-apt_pkgs=(pkg-config libjpeg62-turbo-dev curl chromium prometheus dcmtk "$@") # chromium: dashboard browser test; prometheus: promtool for the rule tests; dcmtk: DICOM test files
+# python3-torch, python3-torchvision: the trainer's PyTorch engine and its tests (CPU build, /usr/bin/python3).
+apt_pkgs=(pkg-config libjpeg62-turbo-dev curl chromium prometheus dcmtk python3-torch python3-torchvision "$@") # chromium: dashboard browser test; prometheus: promtool for the rule tests; dcmtk: DICOM test files
 missing=()
 command -v npm >/dev/null || apt_pkgs+=(npm) # fetches the ONNX Runtime library
 for p in "${apt_pkgs[@]}"; do
