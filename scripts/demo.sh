@@ -23,11 +23,12 @@ fi
 # A fresh data directory each run, so the summary counts this run's work.
 rm -rf "$data"
 mkdir -p "$data"
-# Labelsink writes a task for every low-confidence prediction and reads
-# annotations every 2 s; the canary needs 30 live predictions, half the
-# traffic, so the demo's last batch can carry a version through it.
+# Labelsink reads annotations every 2 s; class_chi2 tests windows of 50
+# live predictions and a drifted one asks for 40 of its images to be
+# labelled; the canary needs 30 live predictions, half the traffic, so the
+# demo's last batch can carry a version through it.
 "$bin" up --data "$data" --http "$http" --nats-listen "$listen" --log-format json \
-  --label-low-confidence 0.5 --label-poll-interval 2s --label-manifest-timeout 60s \
+  --label-poll-interval 2s --label-manifest-timeout 60s \
   --drift-chi2-window 50 --drift-label-samples 40 \
   --canary-share 0.5 --canary-min "${DEMO_CANARY_MIN:-30}" >"$data/eyeflow.log" 2>&1 &
 up=$!

@@ -33,11 +33,20 @@ type trainerFlags struct {
 	autoPromote  bool
 	poll         time.Duration
 	timeout      time.Duration
+	torch        trainer.TorchConfig
 }
 
 func (f *trainerFlags) register(fs *flagSet) {
 	def := trainer.DefaultConfig()
-	fs.stringVar(&f.engine, "train-engine", trainer.EngineEmbedded, "training engine: embedded (Go, CPU: a new head on frozen DenseNet121 features)")
+	fs.stringVar(&f.engine, "train-engine", trainer.EngineEmbedded, "training engine: embedded (Go, CPU: a new head on frozen DenseNet121 features) or torch (PyTorch child process: full fine-tuning, GPU when there is one)")
+	fs.stringVar(&f.torch.Python, "torch-python", "", "torch engine: Python interpreter with torch and torchvision (default $EYEFLOW_PYTHON, /usr/bin/python3, python3)")
+	fs.stringVar(&f.torch.Arch, "torch-arch", trainer.DefaultTorchArch, "torch engine: torchvision architecture (densenet121, resnet18, ...)")
+	fs.intVar(&f.torch.Epochs, "torch-epochs", trainer.DefaultTorchEpochs, "torch engine: epochs (the best holdout_1 macro-F1 epoch is kept)")
+	fs.intVar(&f.torch.BatchSize, "torch-batch-size", trainer.DefaultTorchBatchSize, "torch engine: batch size per process")
+	fs.float64Var(&f.torch.LR, "torch-lr", trainer.DefaultTorchLR, "torch engine: AdamW peak learning rate")
+	fs.intVar(&f.torch.NProc, "torch-nproc", 1, "torch engine: processes under torchrun with DistributedDataParallel (NCCL on GPUs, gloo on the CPU)")
+	fs.stringVar(&f.torch.InitWeights, "torch-init-weights", "", "torch engine: a torchvision state dict to start from (nothing is downloaded)")
+	fs.stringVar(&f.torch.Device, "torch-device", "auto", "torch engine: auto, cpu, cuda or cuda:N")
 	fs.stringVar(&f.name, "train-name", def.Name, "registry name of trained versions")
 	fs.intVar(&f.minPerClass, "train-min-per-class", def.MinPerClass, "train images a class needs to count; a run needs 2 such classes")
 	fs.durationVar(&f.settle, "train-settle", def.Settle, "bootstrap trains once no new train image arrived for this long")
@@ -73,7 +82,7 @@ func (f *trainerFlags) validate() error {
 	return err
 }
 
-func trainerEngines() []string { return []string{trainer.EngineEmbedded} }
+func trainerEngines() []string { return []string{trainer.EngineEmbedded, trainer.EngineTorch} }
 
 // build loads ONNX Runtime and the backbone and returns the trainer.
 func (f *trainerFlags) build(ctx context.Context, p *proc, rt *runtimeFlags, js natsjs.JetStream, store objstore.Store, prefix string, replicas int) (*trainer.Trainer, func(), error) {
@@ -105,6 +114,16 @@ func (f *trainerFlags) build(ctx context.Context, p *proc, rt *runtimeFlags, js 
 		return nil, nil, err
 	}
 	var engine trainer.Engine = trainer.NewEmbedded(feats, trainer.EmbeddedConfig{})
+	if f.engine == trainer.EngineTorch {
+		tc := f.torch
+		tc.Timeout = f.timeout
+		te, err := trainer.NewTorchEngine(tc)
+		if err != nil {
+			feats.Close()
+			return nil, nil, err
+		}
+		engine = te
+	}
 	eval := &trainer.Evaluator{Images: trainer.StoreImages(store), Session: rt.session()}
 	t, err := trainer.New(cfg, store, reg, kv, js, engine, eval, trainer.NewMetrics(p.reg), p.log)
 	if err != nil {
@@ -157,7 +176,7 @@ func runTrain(ctx context.Context, args []string, out, errOut io.Writer) error {
 	var s standalone
 	var rt runtimeFlags
 	var tf trainerFlags
-	var prefix, reason string
+	var prefix, reason, engine string
 	fs := newFlagSet("train", "", "Trains a model version now on the dataset's train split, evaluates it on the holdouts and registers it\n"+
 		"as a candidate (the trainer stage stages and promotes it). The same data, engine and settings give the\n"+
 		"same version: a repeat trains nothing.", errOut)
@@ -166,8 +185,12 @@ func runTrain(ctx context.Context, args []string, out, errOut io.Writer) error {
 	tf.register(fs)
 	fs.stringVar(&prefix, "split-prefix", splitter.DefaultPrefix, "dataset folder in the processed bucket")
 	fs.stringVar(&reason, "reason", "requested with eyeflow train", "why: recorded in the model event")
+	fs.stringVar(&engine, "engine", "", "same as --train-engine")
 	if err := fs.parse(args); err != nil {
 		return err
+	}
+	if engine != "" {
+		tf.engine = engine
 	}
 	if err := errors.Join(s.nats.validate(), s.store.validate(), rt.validate(), tf.validate()); err != nil {
 		return err

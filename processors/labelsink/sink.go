@@ -273,8 +273,9 @@ func (s *Sink) HandleRetrain(ctx context.Context, ev schemas.Retrain) ([]stage.O
 
 // HandlePrediction writes a task for a prediction below LowConfidence (the
 // optional per-prediction feed; retrain requests need no such consumer).
+// An image whose class is known (a labelled upload) needs no labeller.
 func (s *Sink) HandlePrediction(ctx context.Context, p schemas.Prediction) ([]stage.Output, error) {
-	if s.cfg.LowConfidence <= 0 || p.Confidence >= s.cfg.LowConfidence {
+	if s.cfg.LowConfidence <= 0 || p.Confidence >= s.cfg.LowConfidence || p.TrueLabel != "" {
 		return nil, nil
 	}
 	if p.Source.Bucket == "" || p.Source.Key == "" {

@@ -133,13 +133,18 @@ func (e *env) trainer(t *testing.T, mod func(*trainer.Config)) *trainer.Trainer 
 		t.Fatal(err)
 	}
 	t.Cleanup(feats.Close)
+	return e.trainerWith(t, trainer.NewEmbedded(feats, trainer.EmbeddedConfig{}), mod)
+}
+
+func (e *env) trainerWith(t *testing.T, engine trainer.Engine, mod func(*trainer.Config)) *trainer.Trainer {
+	t.Helper()
 	cfg := trainer.DefaultConfig()
 	cfg.Settle, cfg.Poll, cfg.ManifestWait = 0, 100*time.Millisecond, time.Second
 	cfg.Gate.CanaryMin = 0
 	if mod != nil {
 		mod(&cfg)
 	}
-	tr, err := trainer.New(cfg, e.store, e.registry, e.kv, e.js, trainer.NewEmbedded(feats, trainer.EmbeddedConfig{}),
+	tr, err := trainer.New(cfg, e.store, e.registry, e.kv, e.js, engine,
 		&trainer.Evaluator{Images: trainer.StoreImages(e.store)}, trainer.NewMetrics(prometheus.NewRegistry()), zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -564,5 +569,50 @@ func TestKilledMidRunTrainsOneVersion(t *testing.T) {
 	}
 	if entries, _ := e.registry.List(e.ctx); len(entries) != 1 {
 		t.Errorf("registry holds %d versions, want 1", len(entries))
+	}
+}
+
+// TestTorchEngineThroughTheStage: the PyTorch engine behind the trainer
+// stage ends as a registered version the evaluator scores above chance and
+// the classifier's ONNX Runtime serves; a crashing child is a refusal with
+// its reason, and the request is answered, not lost.
+func TestTorchEngineThroughTheStage(t *testing.T) {
+	e := newEnv(t)
+	e.dataset(t, 10)
+	engine, err := trainer.NewTorchEngine(trainer.TorchConfig{Arch: "smallcnn", Epochs: 4, BatchSize: 16, LR: 3e-3, Timeout: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := e.trainerWith(t, engine, func(c *trainer.Config) { c.Bootstrap = false })
+	out, err := tr.Run(e.ctx, trainer.Request{Trigger: trainer.TriggerCommand, Reason: "torch"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := out.Event
+	if ev.Kind != schemas.ModelTrained || ev.Engine != trainer.EngineTorch {
+		t.Fatalf("event %+v, want trained by torch", ev)
+	}
+	if acc := ev.Metrics[trainer.ReportHoldout].Accuracy; acc <= 1.0/3 {
+		t.Errorf("holdout_3 accuracy %.2f, not above chance", acc)
+	}
+	card, err := e.registry.Card(e.ctx, ev.Name, ev.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if card.Training == nil || card.Training.Engine != trainer.EngineTorch || card.Metrics[trainer.GateHoldout].Images == 0 {
+		t.Errorf("card training %+v metrics %v", card.Training, card.Metrics)
+	}
+	// A crash of the child: refused with the child's own words.
+	e.addImages(t, schemas.SplitTrain, 1, 900, "normal") // a new training set, so it trains again
+	t.Setenv("EYEFLOW_TORCH_FAULT", "crash")
+	out, err = tr.Run(e.ctx, trainer.Request{Trigger: trainer.TriggerCommand, Reason: "torch crash"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Event.Kind != schemas.ModelRefused || !strings.Contains(out.Event.Reason, "crashed") {
+		t.Errorf("event %+v, want refused because the child crashed", out.Event)
+	}
+	if entries, _ := e.registry.List(e.ctx); len(entries) != 1 {
+		t.Errorf("registry holds %d versions after the crash, want 1", len(entries))
 	}
 }
