@@ -6,7 +6,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-bin="$root/bin/eyeflow"
+bin="${EYEFLOW_BIN:-$root/bin/eyeflow}"
+work="${DEMO_WORK:-$root/data}"
 data="${EYEFLOW_DATA:-$root/data/eyeflow}"
 images="${DEMO_IMAGES:-$root/data/demo-images}"
 total="${DEMO_TOTAL:-600}"
@@ -24,12 +25,12 @@ fi
 rm -rf "$data"
 mkdir -p "$data"
 # Labelsink reads annotations every 2 s; class_chi2 tests windows of 50
-# live predictions and a drifted one asks for 40 of its images to be
+# live predictions and a drifted one asks for all 50 of its images to be
 # labelled; the canary needs 30 live predictions, half the traffic, so the
 # demo's last batch can carry a version through it.
 "$bin" up --data "$data" --http "$http" --nats-listen "$listen" --log-format json \
   --label-poll-interval 2s --label-manifest-timeout 60s \
-  --drift-chi2-window 50 --drift-label-samples 40 \
+  --drift-chi2-window 50 --drift-label-samples 50 \
   --canary-share 0.5 --canary-min "${DEMO_CANARY_MIN:-30}" >"$data/eyeflow.log" 2>&1 &
 up=$!
 trap 'kill $up 2>/dev/null; wait $up 2>/dev/null' EXIT
@@ -77,9 +78,9 @@ echo "version 1 ($v1) serves prod $(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN {
 echo
 echo "== act 2: a shifted camera =="
 shift_kind="${DEMO_SHIFT:-dark}"
-shifted="$root/data/demo-shift-$shift_kind"
+shifted="$work/demo-shift-$shift_kind"
 rm -rf "$shifted" "$shifted.answers.json"
-"$bin" demo-data --shift "$shift_kind" --out "$shifted" --total "${DEMO_SHIFT_TOTAL:-150}" --width 1024 --height 768 --seed 2
+"$bin" demo-data --shift "$shift_kind" --out "$shifted" --total "${DEMO_SHIFT_TOTAL:-200}" --width 1024 --height 768 --seed 2
 "$bin" put --nats "$nats" "$shifted"
 echo "waiting for drift on prod..."
 until [ "$(metric drift_alert 'env="prod"')" -ge 1 ] || [ "$(metric drift_class_chi2_alert 'env="prod"')" -ge 1 ] || [ "$(metric drift_entropy_ks_alert 'env="prod"')" -ge 1 ]; do
@@ -96,7 +97,7 @@ done
 stage2=$(models | python3 -c 'import json,sys; print(next(m["stage"] for m in json.load(sys.stdin) if m["version"].startswith("v2-")))')
 if [ "$stage2" = canary ]; then
   echo "version 2 is in canary: live traffic decides (a last batch, ${DEMO_LIVE_TOTAL:-80} images)..."
-  live="$root/data/demo-live-$shift_kind"
+  live="$work/demo-live-$shift_kind"
   rm -rf "$live" "$live.answers.json"
   "$bin" demo-data --shift "$shift_kind" --out "$live" --total "${DEMO_LIVE_TOTAL:-80}" --width 1024 --height 768 --seed 3 >/dev/null
   "$bin" put --nats "$nats" "$live"
@@ -112,7 +113,7 @@ echo "== the learning loop =="
 "$bin" model list --nats "$nats"
 echo
 "$bin" model timeline --nats "$nats"
-echo "drift:       $(metric drift_alert 'env="prod"') low-confidence alert(s) firing on prod now"
+echo "drift now:   prod low-confidence $(metric drift_alert 'env="prod"'), class chi-square $(metric drift_class_chi2_alert 'env="prod"'), entropy KS $(metric drift_entropy_ks_alert 'env="prod"') alert(s) firing"
 echo
 echo "dashboard: http://$http/dashboard/   metrics: http://$http/metrics   logs: $data/eyeflow.log"
 echo "NATS:      $nats (try: nats sub 'eye.>')"

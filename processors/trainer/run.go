@@ -393,7 +393,7 @@ func (t *Trainer) gate(ctx context.Context, r Record, assigned map[string]classi
 	if prodMetrics == nil {
 		// Nothing trained to protect: the live canary comparison would be
 		// against random weights.
-		return t.toProd(ctx, r, "prod serves no trained model: "+reason)
+		return t.toProd(ctx, r, reason)
 	}
 	return nil
 }

@@ -161,7 +161,7 @@ func (t *Trainer) Train(ctx context.Context, req Request) (Outcome, error) {
 		return Outcome{}, err
 	}
 	var skipped []Skipped
-	if len(req.Manifest) > 0 {
+	if req.Trigger == TriggerManifest {
 		if ds, skipped, err = t.awaitManifest(ctx, ds, req.Manifest); err != nil {
 			return Outcome{}, err
 		}
@@ -324,7 +324,11 @@ func (t *Trainer) awaitManifest(ctx context.Context, ds *Dataset, items []labels
 					Reason: ReasonMissingImage, Err: fmt.Errorf("manifest image %s/%s (%s) is not in the dataset", it.Bucket, it.Key, it.ImageID)})
 			}
 		}
-		if len(missing) == 0 || !t.now().Before(deadline) {
+		// Labels come in rounds: other labelled copies may still be on
+		// their way through resize and the splitter. Training on a settled
+		// train split takes them all in one version.
+		settled := t.now().Sub(ds.Newest) >= t.cfg.Settle
+		if (len(missing) == 0 && settled) || !t.now().Before(deadline) {
 			return ds, missing, nil
 		}
 		select {
