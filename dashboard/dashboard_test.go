@@ -270,6 +270,11 @@ func newFixture(t *testing.T) *fixture {
 		publish(schemas.DLQSubject("resize"), schemas.DeadLetter{Schema: schemas.SchemaDeadLetter, Stage: "resize", Subject: "eye.uploads",
 			Stream: ejs.StreamUploads, Sequence: uint64(i + 1), Reason: reason, Error: "cannot decode <script>", Permanent: reason == "bad_input", Time: time.Now()})
 	}
+	publish(schemas.SubjectModels, schemas.ModelEvent{Schema: schemas.SchemaModel, EventID: "e1", Kind: schemas.ModelPromoted, Name: "fundus", Version: "v2-abc",
+		Engine: "embedded", FromEnv: "staging", ToEnv: "canary", PreviousVersion: "v1", Reason: "beats <prod>",
+		Metrics: map[string]schemas.HoldoutMetrics{"holdout_2": {Images: 40, Accuracy: 0.825}, "holdout_3": {Images: 41, Accuracy: 0.8, MacroF1: 0.71}}, Time: time.Now()})
+	publish(schemas.SubjectModels, schemas.ModelEvent{Schema: schemas.SchemaModel, EventID: "e2", Kind: schemas.ModelRefused, Name: "fundus", Version: "v3-def",
+		Reason: "holdout_2 macro-F1 0.70 does not beat prod's", Time: time.Now()})
 	publish(schemas.DriftSubject("prod"), schemas.DriftAlert{Schema: schemas.SchemaDrift, AlertID: "low_confidence_streak-1", Env: "prod",
 		ModelVersion: "v1", Signal: "low_confidence_streak", State: "firing", Threshold: 0.5, ImageIDs: []string{"a"}, Time: time.Now()})
 
@@ -358,7 +363,10 @@ func TestPagesAgainstJetStream(t *testing.T) {
 			`data-env="prod"`, "densenet121 <code>v1</code>", `data-drift="firing"`, "run of 7",
 			`data-split="holdout_1" data-correct="1" data-total="2"`, `data-split="holdout_2" data-correct="1" data-total="1"`,
 			"low_confidence_streak", `class="matrix"`,
-		}, nil},
+			// The timeline, newest first, with its figures and reasons (escaped).
+			`<tr data-kind="refused" data-version="v3-def">`, `<tr data-kind="promoted" data-version="v2-abc">`,
+			"staging → canary", `data-holdout="holdout_2">0.825<`, `data-holdout="holdout_3">0.800<`, "beats &lt;prod&gt;",
+		}, []string{"beats <prod>"}},
 		{"/dashboard/", 303, nil, nil},
 		{"/dashboard/thumb?key=transformed_eye_dataset/train/../../raw/x.png", 400, nil, nil},
 		{"/dashboard/thumb?key=" + url.QueryEscape("transformed_eye_dataset/train/amd/"+strings.Repeat("9", 64)+".png"), 404, nil, nil},
@@ -394,7 +402,7 @@ func TestPagesAgainstJetStream(t *testing.T) {
 	}
 	status, body, _ = get(t, c, srv.URL+"/dashboard/api/status")
 	var snap dashboard.Snapshot
-	if err := json.Unmarshal([]byte(body), &snap); status != 200 || err != nil || len(snap.Streams) != 7 {
+	if err := json.Unmarshal([]byte(body), &snap); status != 200 || err != nil || len(snap.Streams) != 8 {
 		t.Fatalf("api/status: %d %v %d streams", status, err, len(snap.Streams))
 	}
 }
