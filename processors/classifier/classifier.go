@@ -56,6 +56,9 @@ type Config struct {
 	StageMetrics *stage.Metrics
 	// RetryBase is the stage's first retry delay (default the runtime's).
 	RetryBase time.Duration
+	// Replicas of the models KV bucket if it has to be created (default
+	// 1); the topology's bucket is used as it is.
+	Replicas int
 	// DrillDelay slows every batch down by this much: a knob for failure
 	// drills (a slow model, an overloaded GPU), never set in normal runs.
 	DrillDelay time.Duration
@@ -117,12 +120,12 @@ type Classifier struct {
 	drillDelay atomic.Int64 // time.Duration; see SetDrillDelay
 }
 
-// New opens the registry (creating the models bucket and KV when missing).
+// New opens the registry (creating the models bucket and KV only when missing).
 func New(ctx context.Context, js jetstream.JetStream, store objstore.Store, cfg Config) (*Classifier, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	reg, err := OpenRegistry(ctx, js, store)
+	reg, err := OpenRegistryReplicas(ctx, js, store, max(cfg.Replicas, 1))
 	if err != nil {
 		return nil, err
 	}

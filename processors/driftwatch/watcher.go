@@ -77,7 +77,8 @@ type Watcher struct {
 	now     func() time.Time
 }
 
-// New opens (creating or updating) the state bucket and restores the
+// New opens the state bucket (the topology's; created with cfg.Replicas
+// only when missing, never reconfigured) and restores the
 // gauges from it, so /metrics tells a firing alert right after a restart.
 func New(ctx context.Context, js natsjs.JetStream, cfg Config, m *Metrics) (*Watcher, error) {
 	if err := cfg.Validate(); err != nil {
@@ -86,9 +87,9 @@ func New(ctx context.Context, js natsjs.JetStream, cfg Config, m *Metrics) (*Wat
 	if m == nil {
 		return nil, errors.New("driftwatch: metrics are required")
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, KeyValueConfig(cfg.Bucket, cfg.Replicas))
+	kv, err := ejs.OpenKeyValue(ctx, js, KeyValueConfig(cfg.Bucket, cfg.Replicas))
 	if err != nil {
-		return nil, fmt.Errorf("driftwatch: state bucket %s: %w", cfg.Bucket, err)
+		return nil, fmt.Errorf("driftwatch: state bucket: %w", err)
 	}
 	w := &Watcher{cfg: cfg, kv: kv, metrics: m, now: func() time.Time { return time.Now().UTC() }}
 	if err := w.restoreGauges(ctx); err != nil {
@@ -224,9 +225,10 @@ func validPrediction(p schemas.Prediction) error {
 }
 
 // Processor is the stage: one prediction at a time, because the rule is
-// about stream order. The consumer should also have MaxAckPending 1 (see
-// the package doc): with more, a prediction retried after a transient
-// failure would come back after later ones and be skipped as already seen.
+// about stream order. The topology gives its consumer MaxAckPending 1
+// (jetstream.DriftwatchMaxAckPending; see the package doc): with more, a
+// prediction retried after a transient failure would come back after later
+// ones and be skipped as already seen.
 func Processor(w *Watcher, log zerolog.Logger, m *stage.Metrics) stage.Processor[schemas.Prediction] {
 	return stage.Processor[schemas.Prediction]{
 		Stage:       schemas.StageDriftwatch,
@@ -241,12 +243,4 @@ func Processor(w *Watcher, log zerolog.Logger, m *stage.Metrics) stage.Processor
 		Logger:      log,
 		Metrics:     m,
 	}
-}
-
-// ConsumerConfig is the driftwatch consumer as it should be in the topology:
-// the topology's default with MaxAckPending 1, so predictions are handled
-// strictly in stream order even across retries.
-func ConsumerConfig(base natsjs.ConsumerConfig) natsjs.ConsumerConfig {
-	base.MaxAckPending = 1
-	return base
 }

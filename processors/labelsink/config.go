@@ -51,7 +51,8 @@ type Config struct {
 	LowConfidence float64
 	// LabelStudio, when URL is set, is synced after new tasks are written.
 	LabelStudio LabelStudio
-	// KVBucket and Replicas: the sink's state bucket.
+	// KVBucket and Replicas: the sink's state bucket, and its replicas
+	// when the sink has to create it (the topology's is used as it is).
 	KVBucket string
 	Replicas int
 	// PollInterval is how often the export folder is listed;

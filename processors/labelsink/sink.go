@@ -76,9 +76,9 @@ func New(ctx context.Context, js natsjs.JetStream, cfg Config, log zerolog.Logge
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, KeyValueConfig(cfg.KVBucket, cfg.Replicas))
+	kv, err := ejs.OpenKeyValue(ctx, js, KeyValueConfig(cfg.KVBucket, cfg.Replicas))
 	if err != nil {
-		return nil, fmt.Errorf("labelsink: state bucket %s: %w", cfg.KVBucket, err)
+		return nil, fmt.Errorf("labelsink: state bucket: %w", err)
 	}
 	s := &Sink{cfg: cfg, js: js, kv: kv, classes: map[string]bool{}, log: log.With().Str("stage", schemas.StageLabelsink).Logger(),
 		now: func() time.Time { return time.Now().UTC() }}
@@ -328,13 +328,9 @@ func PredictionProcessor(s *Sink, log zerolog.Logger, m *stage.Metrics) stage.Pr
 	}
 }
 
-// PredictionConsumerConfig is the optional consumer for PredictionProcessor,
-// shaped like the topology's others (pass the topology's driftwatch
-// consumer config as base).
-func PredictionConsumerConfig(base natsjs.ConsumerConfig) natsjs.ConsumerConfig {
-	base.Durable = ConsumerPredictions
-	base.Name = ""
-	base.Description = "eyeflow " + ConsumerPredictions
-	base.FilterSubject = schemas.SubjectPredictionsAll
-	return base
+// PredictionConsumer is the optional consumer of PredictionProcessor on
+// eye.predictions.*, shaped like the topology's consumers (o's AckWait,
+// MaxDeliver, MaxAckPending and replicas).
+func PredictionConsumer(o ejs.Options) ejs.ConsumerSpec {
+	return o.Consumer(ejs.StreamPredictions, ConsumerPredictions, schemas.SubjectPredictionsAll)
 }
