@@ -88,11 +88,18 @@ func addTo(v []float32, d float32) []float32 {
 
 func (b *builder) relu(name, x string) string { return b.node("Relu", name, []string{x}) }
 
-// DenseNet121 returns torchvision's densenet121(num_classes=classes) graph
+// DenseNet121 returns torchvision's densenet121(num_classes=classes) model
 // (growth 32, bn_size 4, blocks of 6/12/24/16 layers, 64 initial features)
 // with deterministic random weights drawn from seed, a dynamic batch axis,
-// input "input" [N,3,224,224] float32 and output "output" [N,classes] logits.
+// input "input" [N,3,224,224] float32 and output "output" [N,classes] logits,
+// encoded as ONNX.
 func DenseNet121(classes int, seed uint64) []byte {
+	return DenseNet121Graph(classes, seed).Encode()
+}
+
+// DenseNet121Graph is DenseNet121's graph before encoding (tests evaluate
+// it independently of ONNX Runtime).
+func DenseNet121Graph(classes int, seed uint64) *Graph {
 	const growth, bnSize = 32, 4
 	b := &builder{rng: rand.New(rand.NewPCG(seed, 0x656965666c6f77))} // "eyeflow"
 	b.g.Name = "densenet121"
@@ -146,7 +153,7 @@ func DenseNet121(classes int, seed uint64) []byte {
 	b.g.Nodes = append(b.g.Nodes, Node{Op: "Gemm", Name: "classifier", Inputs: []string{x, w, bias},
 		Outputs: []string{OutputName}, Attrs: []Attr{AInt("transB", 1)}})
 	b.g.Metadata = map[string]string{"eyeflow.arch": "densenet121", "eyeflow.seed": fmt.Sprint(seed)}
-	return b.g.Encode()
+	return &b.g
 }
 
 // Tiny is a model whose outputs are a known, exactly computable function of
