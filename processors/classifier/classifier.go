@@ -147,9 +147,6 @@ func New(ctx context.Context, js jetstream.JetStream, store objstore.Store, cfg 
 	return c, nil
 }
 
-// Registry is the model registry the classifier reads.
-func (c *Classifier) Registry() *Registry { return c.reg }
-
 // Batcher is env's batcher (nil for an env not served).
 func (c *Classifier) Batcher(env string) *Batcher { return c.batchers[env] }
 

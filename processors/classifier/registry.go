@@ -79,9 +79,6 @@ func OpenRegistryReplicas(ctx context.Context, js jetstream.JetStream, store obj
 	return &Registry{store: store, kv: kv}, nil
 }
 
-// KV is the env -> version bucket.
-func (r *Registry) KV() jetstream.KeyValue { return r.kv }
-
 // ModelKey is the object key of one file of a model version.
 func ModelKey(name, version, file string) string { return path.Join(name, version, file) }
 

@@ -114,13 +114,6 @@ func (w *Watcher) restoreGauges(ctx context.Context) error {
 	return nil
 }
 
-// State returns the stored state of one env and model version (for tests
-// and operators' tools); the zero State when there is none.
-func (w *Watcher) State(ctx context.Context, env, modelVersion string) (State, error) {
-	st, _, err := w.load(ctx, StateKey(env, modelVersion))
-	return st, err
-}
-
 // StateKey is the KV key of an (env, model version): both parts are
 // base64url-encoded because a model version may hold characters a key may
 // not (KV keys allow only [-/_=.a-zA-Z0-9]).

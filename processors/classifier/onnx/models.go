@@ -50,14 +50,6 @@ func (b *builder) uniform(n int, bound float64) []float32 {
 	return out
 }
 
-func filled(n int, v float32) []float32 {
-	out := make([]float32, n)
-	for i := range out {
-		out[i] = v
-	}
-	return out
-}
-
 // conv adds a bias-free convolution (as in torchvision's DenseNet) with
 // He-uniform weights, which keep activations at unit scale through 121
 // layers so the logits are finite and varied.
