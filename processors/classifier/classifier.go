@@ -387,18 +387,18 @@ func (c *Classifier) version(env string) string {
 func (c *Classifier) pixels(ctx context.Context, in schemas.Split) ([]byte, error) {
 	if len(in.RGB) > 0 {
 		if len(in.RGB) != ImageBytes || (in.ResizedWidth != 0 && in.ResizedWidth != imageSize) || (in.ResizedHeight != 0 && in.ResizedHeight != imageSize) {
-			return nil, stage.Permanentf("bad_pixels", "inline rgb is %d bytes (%dx%d), want %d (224x224)", len(in.RGB), in.ResizedWidth, in.ResizedHeight, ImageBytes)
+			return nil, stage.Permanentf(schemas.ReasonBadPixels, "inline rgb is %d bytes (%dx%d), want %d (224x224)", len(in.RGB), in.ResizedWidth, in.ResizedHeight, ImageBytes)
 		}
 		return in.RGB, nil
 	}
 	ref := in.Processed
 	if ref.Bucket == "" || ref.Key == "" {
-		return nil, stage.Permanentf("no_pixels", "split event has neither rgb nor a processed object")
+		return nil, stage.Permanentf(schemas.ReasonNoPixels, "split event has neither rgb nor a processed object")
 	}
 	rc, _, err := c.store.Get(ctx, ref.Bucket, ref.Key)
 	if err != nil {
 		if errors.Is(err, objstore.ErrNotFound) {
-			return nil, stage.Permanent("missing_object", fmt.Errorf("processed image %s/%s: %w", ref.Bucket, ref.Key, err))
+			return nil, stage.Permanent(schemas.ReasonObjectMissing, fmt.Errorf("processed image %s/%s: %w", ref.Bucket, ref.Key, err))
 		}
 		return nil, fmt.Errorf("processed image %s/%s: %w", ref.Bucket, ref.Key, err)
 	}
@@ -409,7 +409,7 @@ func (c *Classifier) pixels(ctx context.Context, in schemas.Split) ([]byte, erro
 	}
 	res, err := imaging.Decode(data, imaging.DefaultOptions())
 	if err != nil {
-		return nil, stage.Permanent("corrupt_image", fmt.Errorf("processed image %s/%s: %w", ref.Bucket, ref.Key, err))
+		return nil, stage.Permanent(schemas.ReasonCorruptImage, fmt.Errorf("processed image %s/%s: %w", ref.Bucket, ref.Key, err))
 	}
 	return res.RGB, nil
 }

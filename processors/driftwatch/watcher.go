@@ -151,7 +151,7 @@ func (w *Watcher) Handle(ctx context.Context, p schemas.Prediction) ([]stage.Out
 		p.Env = strings.TrimPrefix(meta.Subject, strings.TrimSuffix(schemas.SubjectPredictionsAll, "*"))
 	}
 	if err := validPrediction(p); err != nil {
-		return nil, stage.Permanent("bad_prediction", err)
+		return nil, stage.Permanent(schemas.ReasonBadPrediction, err)
 	}
 	key := StateKey(p.Env, p.ModelVersion)
 	st, rev, err := w.load(ctx, key)

@@ -35,13 +35,13 @@ func TestHostileExportKeys(t *testing.T) {
 	tests := []struct {
 		name, bucket, key, reason string
 	}{
-		{"traversal", "raw", "../../labeling/tasks/x.json", objkey.Reason},
-		{"backslash traversal", "raw", `incoming\..\..\x.jpg`, objkey.Reason},
-		{"absolute", "raw", "/etc/passwd", objkey.Reason},
-		{"encoded traversal", "raw", "%2e%2e/%2e%2e/x.jpg", objkey.Reason},
-		{"long", "raw", "incoming/" + strings.Repeat("x", 1100) + ".jpg", objkey.Reason},
-		{"control character", "raw", "incoming/a\nb.jpg", objkey.Reason},
-		{"another bucket", "models", "densenet/1/model.onnx", objkey.Reason},
+		{"traversal", "raw", "../../labeling/tasks/x.json", schemas.ReasonBadKey},
+		{"backslash traversal", "raw", `incoming\..\..\x.jpg`, schemas.ReasonBadKey},
+		{"absolute", "raw", "/etc/passwd", schemas.ReasonBadKey},
+		{"encoded traversal", "raw", "%2e%2e/%2e%2e/x.jpg", schemas.ReasonBadKey},
+		{"long", "raw", "incoming/" + strings.Repeat("x", 1100) + ".jpg", schemas.ReasonBadKey},
+		{"control character", "raw", "incoming/a\nb.jpg", schemas.ReasonBadKey},
+		{"another bucket", "models", "densenet/1/model.onnx", schemas.ReasonBadKey},
 	}
 	for i, tt := range tests {
 		f.put(t, "labeling", fmt.Sprintf("exports/hostile-%02d.json", i), export(i, tt.bucket, tt.key))

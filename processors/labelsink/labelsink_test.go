@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"eyeflow/internal/stagetest"
 	"fmt"
 	"image/jpeg"
 	"io"
@@ -17,6 +16,7 @@ import (
 
 	"eyeflow/demodata"
 	"eyeflow/ingest"
+	"eyeflow/internal/stagetest"
 	"eyeflow/internal/testenv"
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
@@ -402,21 +402,21 @@ func TestMalformedExportsDeadLettered(t *testing.T) {
 		name, reason string
 		data         []byte
 	}{
-		{"not json", labelsink.ReasonBadExport, []byte("this is not json")},
-		{"not label studio", labelsink.ReasonBadExport, []byte(`{"hello": "world"}`)},
-		{"unknown class", labelsink.ReasonUnknownClass, annotationExport("img1", "conjunctivitis", false, task)},
-		{"empty result", labelsink.ReasonEmpty, annotationExport("img1", "", false, task)},
-		{"cancelled", labelsink.ReasonCancelled, annotationExport("img1", "glaucoma", true, task)},
-		{"task without annotations", labelsink.ReasonEmpty, taskExport()},
-		{"conflicting annotations", labelsink.ReasonConflicting, taskExport(
+		{"not json", schemas.ReasonBadExport, []byte("this is not json")},
+		{"not label studio", schemas.ReasonBadExport, []byte(`{"hello": "world"}`)},
+		{"unknown class", schemas.ReasonUnknownClass, annotationExport("img1", "conjunctivitis", false, task)},
+		{"empty result", schemas.ReasonEmptyAnnotation, annotationExport("img1", "", false, task)},
+		{"cancelled", schemas.ReasonCancelledAnnotation, annotationExport("img1", "glaucoma", true, task)},
+		{"task without annotations", schemas.ReasonEmptyAnnotation, taskExport()},
+		{"conflicting annotations", schemas.ReasonConflictingAnnotations, taskExport(
 			map[string]any{"result": []any{choice("glaucoma")}}, map[string]any{"result": []any{choice("normal")}})},
-		{"no image source", labelsink.ReasonMissingSource, annotationExport("img1", "glaucoma", false, noSource)},
-		{"image gone", labelsink.ReasonMissingImage, func() []byte {
+		{"no image source", schemas.ReasonMissingSource, annotationExport("img1", "glaucoma", false, noSource)},
+		{"image gone", schemas.ReasonObjectMissing, func() []byte {
 			gone := task
 			gone.Meta.SourceKey = "incoming/deleted.jpg"
 			return annotationExport("img1", "glaucoma", false, gone)
 		}()},
-		{"empty array", labelsink.ReasonEmpty, []byte(`[]`)},
+		{"empty array", schemas.ReasonEmptyAnnotation, []byte(`[]`)},
 	}
 	for i, tt := range tests {
 		f.put(t, "labeling", fmt.Sprintf("exports/bad-%02d.json", i), tt.data)

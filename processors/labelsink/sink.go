@@ -209,10 +209,10 @@ func (s *Sink) HandleRetrain(ctx context.Context, ev schemas.Retrain) ([]stage.O
 		return nil, nil
 	}
 	if ev.EventID == "" {
-		return nil, stage.Permanentf("bad_retrain", "retrain request without event_id")
+		return nil, stage.Permanentf(schemas.ReasonBadRetrain, "retrain request without event_id")
 	}
 	if len(ev.Predictions) > 0 && len(ev.Predictions) != len(ev.Samples) {
-		return nil, stage.Permanentf("bad_retrain", "retrain %s: %d predictions for %d samples", ev.EventID, len(ev.Predictions), len(ev.Samples))
+		return nil, stage.Permanentf(schemas.ReasonBadRetrain, "retrain %s: %d predictions for %d samples", ev.EventID, len(ev.Predictions), len(ev.Samples))
 	}
 	rec := eventRecord{EventID: ev.EventID, Env: ev.Env, ModelVersion: ev.ModelVersion, AlertID: ev.AlertID, Requested: ev.Time}
 	if rec.Requested.IsZero() {
@@ -231,7 +231,7 @@ func (s *Sink) HandleRetrain(ctx context.Context, ev schemas.Retrain) ([]stage.O
 	var ids []string
 	for i, src := range ev.Samples {
 		if src.Bucket == "" || src.Key == "" {
-			return nil, stage.Permanentf("bad_retrain", "retrain %s: sample %d has no bucket or key", ev.EventID, i)
+			return nil, stage.Permanentf(schemas.ReasonBadRetrain, "retrain %s: sample %d has no bucket or key", ev.EventID, i)
 		}
 		r := request{Source: src, Env: ev.Env, Version: ev.ModelVersion, AlertID: ev.AlertID, EventID: ev.EventID}
 		if len(ev.Predictions) > 0 {
@@ -278,7 +278,7 @@ func (s *Sink) HandlePrediction(ctx context.Context, p schemas.Prediction) ([]st
 		return nil, nil
 	}
 	if p.Source.Bucket == "" || p.Source.Key == "" {
-		return nil, stage.Permanentf("bad_prediction", "prediction %s has no source object", p.ImageID)
+		return nil, stage.Permanentf(schemas.ReasonBadPrediction, "prediction %s has no source object", p.ImageID)
 	}
 	r := request{ImageID: p.ImageID, Source: p.Source, Prediction: &p, Env: p.Env, Version: p.ModelVersion}
 	if !validImageID(r.ImageID) {

@@ -87,16 +87,6 @@ func New(cfg Config) (*Resizer, error) {
 	return &Resizer{cfg: cfg, now: time.Now}, nil
 }
 
-// Reasons for dead-lettered uploads.
-const (
-	ReasonEmpty         = "empty"
-	ReasonObjectMissing = "object_missing"
-	ReasonObjectChanged = "object_changed"
-	ReasonTooLarge      = "too_large"
-	ReasonNotAnImage    = "not_an_image"
-	ReasonCorrupt       = "corrupt_image"
-)
-
 // Handle resizes every object an upload event names.
 func (r *Resizer) Handle(ctx context.Context, ev schemas.S3Event) ([]stage.Output, error) {
 	ups, err := ev.Uploads()
@@ -108,7 +98,7 @@ func (r *Resizer) Handle(ctx context.Context, ev schemas.S3Event) ([]stage.Outpu
 	// becomes a dataset class.
 	for _, u := range ups {
 		if err := objkey.Check(u.Key); err != nil {
-			return nil, stage.Permanent(objkey.Reason, fmt.Errorf("upload %s: %w", u.Bucket, err))
+			return nil, stage.Permanent(schemas.ReasonBadKey, fmt.Errorf("upload %s: %w", u.Bucket, err))
 		}
 	}
 	outs := make([]stage.Output, 0, len(ups))
@@ -133,7 +123,7 @@ func keyFor(ups []schemas.Upload, u schemas.Upload) string {
 
 func (r *Resizer) resize(ctx context.Context, u schemas.Upload) (schemas.Resized, error) {
 	if u.Size > r.cfg.MaxBytes {
-		return schemas.Resized{}, stage.Permanentf(ReasonTooLarge, "object of %d bytes exceeds the %d byte limit", u.Size, r.cfg.MaxBytes)
+		return schemas.Resized{}, stage.Permanentf(schemas.ReasonTooLarge, "object of %d bytes exceeds the %d byte limit", u.Size, r.cfg.MaxBytes)
 	}
 	buf := r.getBuf()
 	defer r.bufs.Put(buf)
@@ -143,7 +133,7 @@ func (r *Resizer) resize(ctx context.Context, u schemas.Upload) (schemas.Resized
 	}
 	data := buf.Bytes()
 	if len(data) == 0 {
-		return schemas.Resized{}, stage.Permanent(ReasonEmpty, errors.New("object is empty"))
+		return schemas.Resized{}, stage.Permanent(schemas.ReasonEmpty, errors.New("object is empty"))
 	}
 	sum := sha256.Sum256(data)
 	imageID := hex.EncodeToString(sum[:])
@@ -200,17 +190,17 @@ func (r *Resizer) getBuf() *bytes.Buffer {
 func (r *Resizer) read(ctx context.Context, u schemas.Upload, buf *bytes.Buffer) (objstore.Info, error) {
 	rc, info, err := r.cfg.Store.Get(ctx, u.Bucket, u.Key)
 	if errors.Is(err, objstore.ErrNotFound) {
-		return info, stage.Permanent(ReasonObjectMissing, fmt.Errorf("object was deleted before it was read: %w", err))
+		return info, stage.Permanent(schemas.ReasonObjectMissing, fmt.Errorf("object was deleted before it was read: %w", err))
 	}
 	if err != nil {
 		return info, fmt.Errorf("get object: %w", err) // transient: retried
 	}
 	defer rc.Close()
 	if u.ETag != "" && info.ETag != "" && !strings.EqualFold(u.ETag, info.ETag) {
-		return info, stage.Permanentf(ReasonObjectChanged, "object was replaced after the event (etag %s, now %s); the new upload has its own event", u.ETag, info.ETag)
+		return info, stage.Permanentf(schemas.ReasonObjectChanged, "object was replaced after the event (etag %s, now %s); the new upload has its own event", u.ETag, info.ETag)
 	}
 	if info.Size > r.cfg.MaxBytes {
-		return info, stage.Permanentf(ReasonTooLarge, "object of %d bytes exceeds the %d byte limit", info.Size, r.cfg.MaxBytes)
+		return info, stage.Permanentf(schemas.ReasonTooLarge, "object of %d bytes exceeds the %d byte limit", info.Size, r.cfg.MaxBytes)
 	}
 	if info.Size > 0 {
 		buf.Grow(int(info.Size))
@@ -220,7 +210,7 @@ func (r *Resizer) read(ctx context.Context, u schemas.Upload, buf *bytes.Buffer)
 		return info, fmt.Errorf("read object: %w", err)
 	}
 	if n > r.cfg.MaxBytes {
-		return info, stage.Permanentf(ReasonTooLarge, "object exceeds the %d byte limit", r.cfg.MaxBytes)
+		return info, stage.Permanentf(schemas.ReasonTooLarge, "object exceeds the %d byte limit", r.cfg.MaxBytes)
 	}
 	return info, nil
 }
@@ -228,13 +218,13 @@ func (r *Resizer) read(ctx context.Context, u schemas.Upload, buf *bytes.Buffer)
 func decodeError(err error) error {
 	switch {
 	case errors.Is(err, imaging.ErrTooLarge):
-		return stage.Permanent(ReasonTooLarge, err)
+		return stage.Permanent(schemas.ReasonTooLarge, err)
 	case errors.Is(err, imaging.ErrUnsupported):
-		return stage.Permanent(ReasonNotAnImage, err)
+		return stage.Permanent(schemas.ReasonNotAnImage, err)
 	default:
 		// Decoding is deterministic: the same bytes fail the same way, so
 		// no decode error is worth a retry.
-		return stage.Permanent(ReasonCorrupt, err)
+		return stage.Permanent(schemas.ReasonCorruptImage, err)
 	}
 }
 

@@ -276,12 +276,12 @@ func TestHandleBadInput(t *testing.T) {
 		deleteIt   bool
 		wantReason string
 	}{
-		{"empty object", "normal/empty.jpg", nil, false, resize.ReasonEmpty},
-		{"truncated jpeg", "normal/trunc.jpg", jpg[:len(jpg)/2], false, resize.ReasonCorrupt},
-		{"random bytes with image name", "normal/random.jpg", rnd, false, resize.ReasonNotAnImage},
-		{"text with image name", "normal/notes.png", []byte("patient notes, not a picture"), false, resize.ReasonNotAnImage},
-		{"decompression bomb header", "normal/bomb.png", pngHeaderClaiming(60000, 60000), false, resize.ReasonTooLarge},
-		{"deleted before read", "normal/gone.jpg", jpg, true, resize.ReasonObjectMissing},
+		{"empty object", "normal/empty.jpg", nil, false, schemas.ReasonEmpty},
+		{"truncated jpeg", "normal/trunc.jpg", jpg[:len(jpg)/2], false, schemas.ReasonCorruptImage},
+		{"random bytes with image name", "normal/random.jpg", rnd, false, schemas.ReasonNotAnImage},
+		{"text with image name", "normal/notes.png", []byte("patient notes, not a picture"), false, schemas.ReasonNotAnImage},
+		{"decompression bomb header", "normal/bomb.png", pngHeaderClaiming(60000, 60000), false, schemas.ReasonTooLarge},
+		{"deleted before read", "normal/gone.jpg", jpg, true, schemas.ReasonObjectMissing},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -376,11 +376,11 @@ func TestStageFromUploadsToResizedAndDLQ(t *testing.T) {
 			t.Errorf("dead letter for %s has no error text", ups[0].Key)
 		}
 	}
-	want := map[string]string{"amd/empty.jpg": resize.ReasonEmpty, "amd/bomb.png": resize.ReasonTooLarge}
+	want := map[string]string{"amd/empty.jpg": schemas.ReasonEmpty, "amd/bomb.png": schemas.ReasonTooLarge}
 	if len(reasons) != len(want) || reasons["amd/empty.jpg"] != want["amd/empty.jpg"] || reasons["amd/bomb.png"] != want["amd/bomb.png"] {
 		t.Fatalf("dead letters %v, want %v", reasons, want)
 	}
-	for reason, n := range map[string]float64{resize.ReasonEmpty: 1, resize.ReasonTooLarge: 1} {
+	for reason, n := range map[string]float64{schemas.ReasonEmpty: 1, schemas.ReasonTooLarge: 1} {
 		if got := failedCount(t, reg, reason); got != n {
 			t.Errorf("eyeflow_messages_failed_total{reason=%q} = %v, want %v", reason, got, n)
 		}

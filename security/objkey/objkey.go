@@ -9,14 +9,12 @@ import (
 	"unicode/utf8"
 )
 
-// Reason is the dead-letter reason of a message refused for its key.
-const Reason = "bad_key"
-
 // MaxLen is S3's key limit in bytes; longer keys cannot be copied to S3
 // and are refused everywhere for the same behaviour on every store.
 const MaxLen = 1024
 
-// ErrBadKey is wrapped by every error Check returns.
+// ErrBadKey is wrapped by every error Check returns; a stage dead-letters
+// such a message with reason schemas.ReasonBadKey.
 var ErrBadKey = errors.New("bad object key")
 
 // Error says which key was refused and why.
