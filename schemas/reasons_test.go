@@ -22,3 +22,21 @@ func TestReasonsAreOneVocabulary(t *testing.T) {
 		seen[r] = true
 	}
 }
+
+func TestValidImageID(t *testing.T) {
+	for _, tt := range []struct {
+		id string
+		ok bool
+	}{
+		{"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", true},
+		{"9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08", false}, // upper case
+		{"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a0", false},  // 63
+		{"img1", false},
+		{"", false},
+		{"../../9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0", false},
+	} {
+		if got := schemas.ValidImageID(tt.id); got != tt.ok {
+			t.Errorf("ValidImageID(%q) = %v, want %v", tt.id, got, tt.ok)
+		}
+	}
+}

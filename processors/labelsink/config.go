@@ -117,7 +117,7 @@ func (c Config) Validate() error {
 	}
 	for _, cl := range c.Classes {
 		// A class becomes the folder of raw/<class>/<id>.<ext>.
-		if err := objkey.Segment(cl); err != nil {
+		if err := objkey.Class(cl); err != nil {
 			errs = append(errs, fmt.Errorf("labelsink: class: %w", err))
 		}
 	}

@@ -139,7 +139,7 @@ func (s *Sink) parseItem(raw json.RawMessage) (labelled, error) {
 	if l.ImageID == "" && l.Source.Key != "" {
 		l.ImageID = imageIDFromKey(l.Source)
 	}
-	if !validImageID(l.ImageID) {
+	if !schemas.ValidImageID(l.ImageID) {
 		return labelled{}, rejection{reason: schemas.ReasonBadExport, err: fmt.Errorf("image id %q missing or invalid", l.ImageID)}
 	}
 	if l.Source.Bucket == "" || l.Source.Key == "" {

@@ -26,7 +26,7 @@ func TestHostileExportKeys(t *testing.T) {
 	f.put(t, "raw", "incoming/odd.Jp-g;rm -rf", []byte("jpeg bytes 2"))
 	f.put(t, "models", "densenet/1/model.onnx", []byte("weights"))
 	export := func(i int, bucket, key string) []byte {
-		id := fmt.Sprintf("img%02d", i)
+		id := testID(i)
 		return annotationExport(id, "glaucoma", false, labelsink.Task{
 			Data: labelsink.TaskData{Image: "s3://" + bucket + "/" + key, ImageID: id},
 			Meta: labelsink.TaskMeta{ImageID: id, SourceBucket: bucket, SourceKey: key},
@@ -72,7 +72,7 @@ func TestHostileExportKeys(t *testing.T) {
 		t.Errorf("%d dead letters, want %d (the good exports are not dead-lettered)", len(dls), len(tests))
 	}
 	got := f.keys(t, "raw", "glaucoma/")
-	want := []string{"glaucoma/img90.jpg", "glaucoma/img91.jpg"}
+	want := []string{"glaucoma/" + testID(90) + ".jpg", "glaucoma/" + testID(91) + ".jpg"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("raw/glaucoma holds %q, want %q", got, want)
 	}

@@ -182,23 +182,11 @@ func (s *Sink) writeTask(ctx context.Context, r request) (bool, error) {
 // hash of the reference.
 func imageIDFromKey(ref schemas.ObjectRef) string {
 	base := path.Base(ref.Key)
-	if id := base[:len(base)-len(path.Ext(base))]; validImageID(id) {
+	if id := base[:len(base)-len(path.Ext(base))]; schemas.ValidImageID(id) {
 		return id
 	}
 	h := sha256.Sum256([]byte(ref.Bucket + "/" + ref.Key))
 	return hex.EncodeToString(h[:])
-}
-
-func validImageID(id string) bool {
-	if id == "" || len(id) > 128 {
-		return false
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return false
-		}
-	}
-	return true
 }
 
 // HandleRetrain writes a task per sample of a retrain request, records the
@@ -238,7 +226,7 @@ func (s *Sink) HandleRetrain(ctx context.Context, ev schemas.Retrain) ([]stage.O
 			p := ev.Predictions[i]
 			r.Prediction, r.ImageID = &p, p.ImageID
 		}
-		if !validImageID(r.ImageID) {
+		if !schemas.ValidImageID(r.ImageID) {
 			r.ImageID = imageIDFromKey(src)
 		}
 		w, err := s.writeTask(ctx, r)
@@ -281,7 +269,7 @@ func (s *Sink) HandlePrediction(ctx context.Context, p schemas.Prediction) ([]st
 		return nil, stage.Permanentf(schemas.ReasonBadPrediction, "prediction %s has no source object", p.ImageID)
 	}
 	r := request{ImageID: p.ImageID, Source: p.Source, Prediction: &p, Env: p.Env, Version: p.ModelVersion}
-	if !validImageID(r.ImageID) {
+	if !schemas.ValidImageID(r.ImageID) {
 		r.ImageID = imageIDFromKey(p.Source)
 	}
 	wrote, err := s.writeTask(ctx, r)

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"eyeflow/imaging"
 	ejs "eyeflow/jetstream"
@@ -259,19 +258,10 @@ func Label(key, prefix string) string {
 	return SanitizeClass(path.Base(dir))
 }
 
-// SanitizeClass returns name when it is a safe class (folder) name, else "".
-// A class becomes a folder name in the dataset layout, so it may not hold
-// path separators, dot segments or control characters.
+// SanitizeClass returns name when it is a safe class (folder) name
+// (objkey.Class), else "".
 func SanitizeClass(name string) string {
-	if name == "" || name == "." || name == ".." || len(name) > 128 || !utf8.ValidString(name) {
-		return ""
-	}
-	for _, c := range name {
-		if c < 0x20 || c == 0x7f || c == '/' || c == '\\' || c == ':' {
-			return ""
-		}
-	}
-	if strings.HasPrefix(name, ".") {
+	if objkey.Class(name) != nil {
 		return ""
 	}
 	return name

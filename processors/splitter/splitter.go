@@ -126,7 +126,7 @@ func checkKeys(in schemas.Resized) error {
 // checkInput refuses events that cannot be placed or copied safely.
 func checkInput(in schemas.Resized) error {
 	var errs []error
-	if !validImageID(in.ImageID) {
+	if !schemas.ValidImageID(in.ImageID) {
 		errs = append(errs, fmt.Errorf("image id %q is not a lowercase hex sha256", in.ImageID))
 	}
 	if in.UploadID == "" {

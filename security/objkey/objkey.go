@@ -118,3 +118,30 @@ func Segment(name string) error {
 	}
 	return nil
 }
+
+// MaxClassLen bounds a class name in bytes.
+const MaxClassLen = 128
+
+// Class checks a class name, the one rule for every stage that turns a
+// class into a folder (resize's labels, the splitter's dataset layout,
+// labelsink's raw/<class>/): a Segment of at most MaxClassLen bytes that
+// is not hidden (no leading '.'), holds no ':' (a drive letter or an NTFS
+// stream on the machines that train from the folders) and no U+FFFD (the
+// mark of a name that was not valid text before someone decoded it).
+func Class(name string) error {
+	if err := Segment(name); err != nil {
+		return err
+	}
+	bad := func(why string) error { return &Error{Key: name, Why: "class name " + why} }
+	switch {
+	case len(name) > MaxClassLen:
+		return bad(fmt.Sprintf("of %d bytes, over the %d byte limit", len(name), MaxClassLen))
+	case strings.HasPrefix(name, "."):
+		return bad("starts with a dot (a hidden folder)")
+	case strings.ContainsRune(name, ':'):
+		return bad("holds ':'")
+	case strings.ContainsRune(name, unicode.ReplacementChar):
+		return bad("holds U+FFFD")
+	}
+	return nil
+}
