@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/eyeflow
 PKGS    := ./...
 
-.PHONY: setup build demo test vet fmt-check fuzz bench-resize clean
+.PHONY: setup build demo test vet fmt-check tidy-check fuzz bench-resize clean
 
 setup:
 	./scripts/setup.sh
@@ -18,13 +18,18 @@ demo: build
 vet:
 	$(GO) vet $(PKGS)
 
+# go.mod and go.sum must be what `go mod tidy` makes of the imports: every
+# direct requirement listed as such, nothing unused.
+tidy-check:
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
+
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 # Unit and integration tests under the race detector; the whole-pipeline
 # fault tests (e2e/, thousands of images through a three-node cluster) without
 # it, where it would only multiply their run time.
-test: setup fmt-check vet
+test: setup tidy-check fmt-check vet
 	$(GO) test -race -count=1 -timeout 30m $$($(GO) list ./... | grep -v /e2e$$)
 	$(GO) test -count=1 -timeout 30m ./e2e
 	$(MAKE) fuzz

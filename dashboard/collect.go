@@ -214,7 +214,7 @@ func StageOfConsumer(name string) string {
 
 // stageOrder sorts stages in pipeline order, unknown ones last.
 func stageOrder(stage string) int {
-	if stage == "ingest" {
+	if stage == schemas.StageIngest {
 		return -1
 	}
 	if i := slices.Index(schemas.Stages(), stage); i >= 0 {

@@ -79,12 +79,6 @@ func (b *broker) close() {
 	}
 }
 
-func (b *broker) clientCount() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.clients)
-}
-
 // predictionEvent turns a message on eye.predictions.<env> into the feed's
 // JSON; false for a message that is not a prediction.
 func predictionEvent(subject string, data []byte) ([]byte, bool) {

@@ -1,6 +1,9 @@
 package dashboard
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 // TestBrokerDropsForSlowClients: a client that does not read loses events
 // beyond its buffer, and the others still get every one.
@@ -25,14 +28,32 @@ func TestBrokerDropsForSlowClients(t *testing.T) {
 			if _, ok := b.subscribe(); ok {
 				t.Fatal("a third client was accepted beyond the limit of 2")
 			}
-			got := 0
-			for range tt.published {
-				b.publish([]byte("x"))
-				<-fast.ch
-				got++
+			for i := range tt.published {
+				b.publish([]byte(fmt.Sprint("event-", i)))
+				// publish never blocks: the event is already in the
+				// fast client's channel, or it was dropped.
+				select {
+				case got := <-fast.ch:
+					if want := fmt.Sprint("event-", i); string(got) != want {
+						t.Fatalf("fast client got %q, want %q", got, want)
+					}
+				default:
+					t.Fatalf("fast client got nothing for event %d", i)
+				}
 			}
-			if got != tt.published || len(slow.ch) != tt.wantQueued || int(slow.dropped.Load()) != tt.published-tt.wantQueued {
-				t.Fatalf("fast got %d, slow queued %d dropped %d", got, len(slow.ch), slow.dropped.Load())
+			if fast.dropped.Load() != 0 {
+				t.Fatalf("fast client dropped %d events", fast.dropped.Load())
+			}
+			wantDropped := uint64(tt.published - tt.wantQueued)
+			if len(slow.ch) != tt.wantQueued || slow.dropped.Load() != wantDropped || b.dropped.Load() != wantDropped {
+				t.Fatalf("slow queued %d, dropped %d (broker %d); want %d queued, %d dropped",
+					len(slow.ch), slow.dropped.Load(), b.dropped.Load(), tt.wantQueued, wantDropped)
+			}
+			// The slow client keeps the oldest events, in order.
+			for i := range tt.wantQueued {
+				if got, want := string(<-slow.ch), fmt.Sprint("event-", i); got != want {
+					t.Fatalf("slow client's event %d is %q, want %q", i, got, want)
+				}
 			}
 			b.unsubscribe(slow)
 			b.close()

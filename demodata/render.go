@@ -223,17 +223,6 @@ func (n *valueNoise) row(y float64, dst []float64) {
 	}
 }
 
-// sampleRow interpolates a row produced by row at grid coordinate gx >= 0.
-func sampleRow(row []float64, gx float64) float64 {
-	i := int(gx)
-	if i > len(row)-2 {
-		i = len(row) - 2
-	}
-	f := gx - float64(i)
-	f = f * f * (3 - 2*f)
-	return row[i] + (row[i+1]-row[i])*f
-}
-
 func (n *valueNoise) at(x, y float64) float64 {
 	if x < 0 {
 		x = 0

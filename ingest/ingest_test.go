@@ -3,7 +3,9 @@ package ingest_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"eyeflow/internal/stagetest"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -163,6 +165,59 @@ func TestReconcilerPublishesOnlyMissingEvents(t *testing.T) {
 	r.Grace = time.Hour
 	if res, err := r.Once(ctx); err != nil || res.Recent != 1 || res.Published != 0 {
 		t.Fatalf("grace pass %+v (%v): want the new object skipped", res, err)
+	}
+}
+
+// TestReconcilerWaitsForTheLedger: events published by someone else (MinIO)
+// while the ledger was not running are queued on its consumer; a pass with
+// LedgerWait publishes nothing until the ledger has recorded them, and
+// then still nothing, since every object has its event.
+func TestReconcilerWaitsForTheLedger(t *testing.T) {
+	env := testenv.NATS(t, testenv.TopologyOptions())
+	ctx := testenv.Context(t, 2*time.Minute)
+	store := objstore.NewJetStream(env.JS)
+	if err := store.EnsureBucket(ctx, objstore.BucketRaw); err != nil {
+		t.Fatal(err)
+	}
+	ledger, err := ingest.OpenLedger(ctx, env.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 5
+	for i := range n {
+		key := fmt.Sprintf("normal/%d.jpg", i)
+		putBytes(t, store, key, []byte(key), nil)
+		info, err := store.Stat(ctx, objstore.BucketRaw, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The notification of another publisher: no eyeflow Msg-Id, no mark.
+		data, err := json.Marshal(schemas.NewUploadEvent(ingest.UploadFromInfo(info)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := env.JS.Publish(ctx, schemas.SubjectUploads, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if backlog, err := ingest.LedgerBacklog(ctx, env.JS); err != nil || backlog != n {
+		t.Fatalf("ledger backlog %d (%v), want %d", backlog, err, n)
+	}
+	r := &ingest.Reconciler{Store: store, Bucket: objstore.BucketRaw, Pub: ingest.NewPublisher(env.JS, ledger),
+		LedgerWait: 300 * time.Millisecond, Log: zerolog.Nop()}
+	if res, err := r.Once(ctx); !errors.Is(err, ingest.ErrLedgerBehind) || res.Published != 0 {
+		t.Fatalf("pass with the ledger behind: %+v, %v; want ErrLedgerBehind and nothing published", res, err)
+	}
+	stagetest.Run(t, env.JS, ingest.LedgerProcessor(ledger, zerolog.Nop(), stage.NewMetrics(prometheus.NewRegistry())))
+	r.LedgerWait = 30 * time.Second
+	for pass := range 2 {
+		res, err := r.Once(ctx)
+		if err != nil || res.Listed != n || res.Published != 0 {
+			t.Fatalf("pass %d after the ledger caught up: %+v, %v; want %d listed and nothing published", pass+1, res, err, n)
+		}
+	}
+	if got := len(uploads(t, env.JS)); got != n {
+		t.Fatalf("%d upload events for %d objects", got, n)
 	}
 }
 

@@ -101,7 +101,7 @@ func (p *Publisher) Publish(ctx context.Context, info objstore.Info) (bool, erro
 		return false, fmt.Errorf("encode upload event %s: %w", id, err)
 	}
 	msg := &nats.Msg{Subject: schemas.SubjectUploads, Data: data, Header: nats.Header{}}
-	msg.Header.Set(stage.HeaderStage, "ingest")
+	msg.Header.Set(stage.HeaderStage, StageIngest)
 	if _, err := p.js.PublishMsg(ctx, msg, natsjs.WithMsgID(UploadMsgID(id))); err != nil {
 		return false, fmt.Errorf("publish upload event %s: %w", id, err)
 	}
@@ -139,4 +139,4 @@ func LedgerProcessor(ledger *Ledger, log zerolog.Logger, m *stage.Metrics) stage
 }
 
 // StageIngest names ingest in dead letters and metrics.
-const StageIngest = "ingest"
+const StageIngest = schemas.StageIngest

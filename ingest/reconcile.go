@@ -2,11 +2,14 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 
+	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
@@ -18,8 +21,55 @@ type Reconciler struct {
 	// Grace leaves recent objects to their notification, which may still
 	// be on its way.
 	Grace time.Duration
-	Log   zerolog.Logger
-	now   func() time.Time
+	// LedgerWait, when positive, makes each pass first wait up to this
+	// long for the upload ledger (LedgerProcessor, in this process or
+	// another) to record every event already in the stream; a pass whose
+	// ledger is still behind fails with ErrLedgerBehind instead of
+	// publishing a second event for every object whose first one is
+	// still queued (MinIO's, after a restart of the ledger's process).
+	LedgerWait time.Duration
+	Log        zerolog.Logger
+	now        func() time.Time
+}
+
+// ErrLedgerBehind is the error of a pass that did not run because the
+// upload ledger had not caught up with the stream.
+var ErrLedgerBehind = errors.New("the upload ledger has not recorded every upload event yet")
+
+// LedgerBacklog is the number of upload events the ledger has not recorded
+// yet: the ledger consumer's pending and unacknowledged messages.
+func LedgerBacklog(ctx context.Context, js natsjs.JetStream) (uint64, error) {
+	c, err := js.Consumer(ctx, ejs.StreamUploads, ejs.ConsumerIngestLedger)
+	if err != nil {
+		return 0, fmt.Errorf("ledger consumer: %w", err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("ledger consumer: %w", err)
+	}
+	return info.NumPending + uint64(info.NumAckPending), nil
+}
+
+// waitLedger waits until the ledger has recorded every upload event.
+func (r *Reconciler) waitLedger(ctx context.Context) error {
+	deadline := time.Now().Add(r.LedgerWait)
+	for {
+		n, err := LedgerBacklog(ctx, r.Pub.js)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: %d events behind after %s (is `eyeflow ingest` running?)", ErrLedgerBehind, n, r.LedgerWait)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // ReconcileResult counts one pass.
@@ -34,6 +84,11 @@ func (r *Reconciler) Once(ctx context.Context) (ReconcileResult, error) {
 		now = r.now
 	}
 	var res ReconcileResult
+	if r.LedgerWait > 0 {
+		if err := r.waitLedger(ctx); err != nil {
+			return res, fmt.Errorf("reconcile %s: %w", r.Bucket, err)
+		}
+	}
 	for info, err := range r.Store.List(ctx, r.Bucket, "") {
 		if err != nil {
 			return res, fmt.Errorf("reconcile %s: list: %w", r.Bucket, err)
@@ -76,7 +131,11 @@ func (r *Reconciler) Run(ctx context.Context, interval time.Duration) {
 		if err != nil && ctx.Err() == nil {
 			r.Log.Warn().Err(err).Msg("reconcile")
 		} else if err == nil {
-			r.Log.Debug().Int("listed", res.Listed).Int("published", res.Published).Msg("reconciled")
+			ev := r.Log.Debug()
+			if res.Published > 0 {
+				ev = r.Log.Info()
+			}
+			ev.Int("listed", res.Listed).Int("published", res.Published).Int("recent", res.Recent).Msg("reconciled")
 		}
 		select {
 		case <-ctx.Done():

@@ -207,41 +207,73 @@ func Build(o Options) Topology {
 			},
 		},
 	}
-	consumer := func(stream, name, filter string) ConsumerSpec {
-		return ConsumerSpec{Stream: stream, Config: natsjs.ConsumerConfig{
-			Durable:       name,
-			Description:   "eyeflow " + name,
-			FilterSubject: filter,
-			DeliverPolicy: natsjs.DeliverAllPolicy,
-			AckPolicy:     natsjs.AckExplicitPolicy,
-			AckWait:       o.AckWait,
-			MaxDeliver:    o.MaxDeliver,
-			// The first step equals AckWait: the server uses BackOff for
-			// ack timeouts too, and a shorter first step would redeliver
-			// messages still being worked on.
-			BackOff:       backoff(o.AckWait, o.MaxDeliver),
-			MaxAckPending: o.MaxAckPending,
-			Replicas:      o.Replicas,
-		}}
-	}
 	t.Consumers = append(t.Consumers,
-		consumer(StreamUploads, ConsumerResize, schemas.SubjectUploads),
-		consumer(StreamUploads, ConsumerIngestLedger, schemas.SubjectUploads),
-		consumer(StreamResized, ConsumerSplitter, schemas.SubjectResized),
+		o.Consumer(StreamUploads, ConsumerResize, schemas.SubjectUploads),
+		o.Consumer(StreamUploads, ConsumerIngestLedger, schemas.SubjectUploads),
+		o.Consumer(StreamResized, ConsumerSplitter, schemas.SubjectResized),
 	)
 	for _, env := range schemas.Envs() {
-		t.Consumers = append(t.Consumers, consumer(StreamSplits, ClassifierConsumer(env), schemas.SubjectSplitAll))
+		t.Consumers = append(t.Consumers, o.Consumer(StreamSplits, ClassifierConsumer(env), schemas.SubjectSplitAll))
 	}
-	drift := consumer(StreamPredictions, ConsumerDriftwatch, schemas.SubjectPredictionsAll)
-	// One at a time: "consecutive" is stream order, and a retried
-	// prediction must not be overtaken by later ones.
-	drift.Config.MaxAckPending = 1
+	drift := o.Consumer(StreamPredictions, ConsumerDriftwatch, schemas.SubjectPredictionsAll)
+	// The one home of driftwatch's one-at-a-time rule: "consecutive" is
+	// stream order, and a prediction retried after a transient failure
+	// must not be overtaken by later ones (it would look like a
+	// redelivery and be skipped).
+	drift.Config.MaxAckPending = DriftwatchMaxAckPending
 	t.Consumers = append(t.Consumers,
 		drift,
-		consumer(StreamRetrain, ConsumerLabelsink, schemas.SubjectRetrain),
-		consumer(StreamRetrain, ConsumerTrainer, schemas.SubjectRetrain),
+		o.Consumer(StreamRetrain, ConsumerLabelsink, schemas.SubjectRetrain),
+		o.Consumer(StreamRetrain, ConsumerTrainer, schemas.SubjectRetrain),
 	)
 	return t
+}
+
+// DriftwatchMaxAckPending is the driftwatch consumer's MaxAckPending: one
+// prediction in flight, so predictions are handled in stream order.
+const DriftwatchMaxAckPending = 1
+
+// Consumer is a durable pull consumer shaped like every consumer of the
+// topology: explicit acks, AckWait, MaxDeliver with backoff, MaxAckPending
+// and replicas from the options. Optional consumers outside the topology
+// (labelsink's on predictions) are built with it too.
+func (o Options) Consumer(stream, name, filter string) ConsumerSpec {
+	return ConsumerSpec{Stream: stream, Config: natsjs.ConsumerConfig{
+		Durable:       name,
+		Description:   "eyeflow " + name,
+		FilterSubject: filter,
+		DeliverPolicy: natsjs.DeliverAllPolicy,
+		AckPolicy:     natsjs.AckExplicitPolicy,
+		AckWait:       o.AckWait,
+		MaxDeliver:    o.MaxDeliver,
+		// The first step equals AckWait: the server uses BackOff for
+		// ack timeouts too, and a shorter first step would redeliver
+		// messages still being worked on.
+		BackOff:       backoff(o.AckWait, o.MaxDeliver),
+		MaxAckPending: o.MaxAckPending,
+		Replicas:      o.Replicas,
+	}}
+}
+
+// EnsureConsumer binds to the durable consumer spec names and creates it
+// only when it does not exist; an existing one keeps its configuration
+// (its replicas above all), as OpenKeyValue does for buckets.
+func EnsureConsumer(ctx context.Context, js natsjs.JetStream, spec ConsumerSpec) (natsjs.Consumer, error) {
+	c, err := js.Consumer(ctx, spec.Stream, spec.Config.Durable)
+	if err == nil {
+		return c, nil
+	}
+	if !errors.Is(err, natsjs.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("consumer %s on %s: %w", spec.Config.Durable, spec.Stream, err)
+	}
+	c, err = js.CreateConsumer(ctx, spec.Stream, spec.Config)
+	if errors.Is(err, natsjs.ErrConsumerExists) {
+		c, err = js.Consumer(ctx, spec.Stream, spec.Config.Durable)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s on %s: create: %w", spec.Config.Durable, spec.Stream, err)
+	}
+	return c, nil
 }
 
 // backoff returns redelivery delays after ack timeouts: AckWait, then doubling.
@@ -267,7 +299,7 @@ func (t Topology) KeyValue(bucket string) (natsjs.KeyValueConfig, bool) {
 }
 
 // KeyValueConfig is the topology's configuration of a KV bucket with the
-// given replicas, for a process that creates its bucket at start.
+// given replicas, for a process that has to create its bucket (OpenKeyValue).
 func KeyValueConfig(bucket string, replicas int) natsjs.KeyValueConfig {
 	o := DefaultOptions()
 	o.Replicas = max(replicas, 1)
@@ -276,6 +308,30 @@ func KeyValueConfig(bucket string, replicas int) natsjs.KeyValueConfig {
 		panic("jetstream: no KV bucket " + bucket + " in the topology")
 	}
 	return kv
+}
+
+// OpenKeyValue binds to the KV bucket cfg names, as the topology (`eyeflow
+// topology apply --replicas N`) created it, and creates it with cfg only
+// when it does not exist. An existing bucket's configuration is never
+// changed: a process that updated it with its own idea of the replicas
+// would shrink an R3 bucket to one copy.
+func OpenKeyValue(ctx context.Context, js natsjs.JetStream, cfg natsjs.KeyValueConfig) (natsjs.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if err == nil {
+		return kv, nil
+	}
+	if !errors.Is(err, natsjs.ErrBucketNotFound) {
+		return nil, fmt.Errorf("kv %s: %w", cfg.Bucket, err)
+	}
+	kv, err = js.CreateKeyValue(ctx, cfg)
+	if errors.Is(err, natsjs.ErrBucketExists) {
+		// Created in between (another instance starting): use that one.
+		kv, err = js.KeyValue(ctx, cfg.Bucket)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kv %s: create: %w", cfg.Bucket, err)
+	}
+	return kv, nil
 }
 
 // Consumer returns the spec of the named durable consumer.

@@ -47,6 +47,10 @@ const (
 	StageDriftwatch = "driftwatch"
 	StageLabelsink  = "labelsink"
 	StageTrainer    = "trainer"
+	// StageIngest names the upload ledger (ingest.LedgerProcessor) in dead
+	// letters, consumer names and metrics; it is not a pipeline stage, so
+	// Stages does not list it.
+	StageIngest = "ingest"
 )
 
 // Stages lists every stage in pipeline order.

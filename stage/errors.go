@@ -10,8 +10,8 @@ import (
 // PermanentError marks bad input: retrying cannot help, so the runtime
 // dead-letters the message at once with Reason.
 type PermanentError struct {
-	// Reason is a short, stable label for metrics and dead letters
-	// ("corrupt_image", "too_large", ...).
+	// Reason is a short, stable label for metrics and dead letters: one
+	// of the schemas.Reason* constants.
 	Reason string
 	Err    error
 }
@@ -39,7 +39,7 @@ func permanentReason(err error) (string, bool) {
 		return pe.Reason, true
 	}
 	if errors.Is(err, schemas.ErrBadEvent) {
-		return "bad_event", true
+		return schemas.ReasonBadEvent, true
 	}
 	return "", false
 }

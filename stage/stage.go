@@ -282,7 +282,7 @@ func (r *runner[In]) process(ctx context.Context, msgs []natsjs.Msg) {
 		it.log = r.log.With().Str("subject", m.Subject()).Uint64("stream_seq", it.meta.Sequence).Uint64("deliveries", it.meta.Deliveries).Logger()
 		in, err := r.decode(m.Data())
 		if err != nil {
-			r.deadLetter(ctx, it, "bad_input", err)
+			r.deadLetter(ctx, it, schemas.ReasonBadInput, err)
 			continue
 		}
 		it.in = in
@@ -382,7 +382,7 @@ func (r *runner[In]) handle(ctx context.Context, items []item[In]) (results []Re
 }
 
 func panicError(v any) error {
-	return Permanent("panic", fmt.Errorf("processor panicked: %v\n%s", v, debug.Stack()))
+	return Permanent(schemas.ReasonPanic, fmt.Errorf("processor panicked: %v\n%s", v, debug.Stack()))
 }
 
 // keepAlive tells the server the messages are being worked on, so slow work
@@ -471,13 +471,13 @@ func (r *runner[In]) fail(ctx context.Context, it item[In], err error) {
 		r.deadLetter(ctx, it, reason, err)
 		return
 	}
-	r.retry(it, "transient", err)
+	r.retry(it, schemas.ReasonTransient, err)
 }
 
 func (r *runner[In]) retry(it item[In], reason string, err error) {
 	r.p.Metrics.failed.WithLabelValues(r.p.Stage, reason).Inc()
 	if r.maxDeliver > 0 && it.meta.Deliveries >= uint64(r.maxDeliver) {
-		r.deadLetter(context.Background(), it, "max_deliveries", fmt.Errorf("gave up after %d deliveries: %w", it.meta.Deliveries, err))
+		r.deadLetter(context.Background(), it, schemas.ReasonMaxDeliveries, fmt.Errorf("gave up after %d deliveries: %w", it.meta.Deliveries, err))
 		return
 	}
 	delay := r.p.RetryBase << min(it.meta.Deliveries-1, 20)
@@ -490,7 +490,7 @@ func (r *runner[In]) retry(it item[In], reason string, err error) {
 }
 
 func (r *runner[In]) deadLetter(ctx context.Context, it item[In], reason string, cause error) {
-	if reason != "max_deliveries" {
+	if reason != schemas.ReasonMaxDeliveries {
 		r.p.Metrics.failed.WithLabelValues(r.p.Stage, reason).Inc()
 	}
 	dl := schemas.DeadLetter{
@@ -502,7 +502,7 @@ func (r *runner[In]) deadLetter(ctx context.Context, it item[In], reason string,
 		Deliveries: it.meta.Deliveries,
 		Reason:     reason,
 		Error:      cause.Error(),
-		Permanent:  reason != "max_deliveries",
+		Permanent:  reason != schemas.ReasonMaxDeliveries,
 		MsgID:      it.msg.Headers().Get(nats.MsgIdHdr),
 		Payload:    it.msg.Data(),
 		Time:       time.Now().UTC(),

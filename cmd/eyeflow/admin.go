@@ -98,12 +98,14 @@ func runBuckets(ctx context.Context, args []string, out, errOut io.Writer) error
 
 func runReconcile(ctx context.Context, args []string, out, errOut io.Writer) error {
 	var s standalone
-	var interval, grace time.Duration
+	var interval, grace, ledgerWait time.Duration
 	fs := newFlagSet("reconcile", "", "Lists the raw bucket and publishes eye.uploads for objects that have no event yet (lost\n"+
-		"notifications, S3 stores that cannot notify NATS). Once, or every --interval.", errOut)
+		"notifications, S3 stores that cannot notify NATS). Once, or every --interval. Objects with an event are known\n"+
+		"from the upload ledger, which `eyeflow ingest` (or `eyeflow up`) must be running to keep.", errOut)
 	s.register(fs)
 	fs.durationVar(&interval, "interval", 0, "run every interval (0: once and exit)")
 	fs.durationVar(&grace, "grace", time.Minute, "leave objects younger than this to their notification")
+	fs.durationVar(&ledgerWait, "ledger-wait", defaultLedgerWait, "before each pass, wait up to this long for the ledger to record every event in the stream; a pass still behind fails (0: do not wait)")
 	if err := fs.parse(args); err != nil {
 		return err
 	}
@@ -119,7 +121,7 @@ func runReconcile(ctx context.Context, args []string, out, errOut io.Writer) err
 		return err
 	}
 	defer nc.Close()
-	store, err := s.store.open(js, 1)
+	store, err := s.store.open(js, s.replicas)
 	if err != nil {
 		return err
 	}
@@ -127,7 +129,7 @@ func runReconcile(ctx context.Context, args []string, out, errOut io.Writer) err
 	if err != nil {
 		return err
 	}
-	rec := &ingest.Reconciler{Store: store, Bucket: objstore.BucketRaw, Pub: ingest.NewPublisher(js, ledger), Grace: grace, Log: log}
+	rec := &ingest.Reconciler{Store: store, Bucket: objstore.BucketRaw, Pub: ingest.NewPublisher(js, ledger), Grace: grace, LedgerWait: ledgerWait, Log: log}
 	if interval > 0 {
 		rec.Run(ctx, interval)
 		return nil

@@ -80,6 +80,9 @@ type classifierFlags struct {
 	concurrency int
 	maxUpload   int64
 	model       string
+	// replicas of the models KV bucket if the topology lacks it (set by
+	// the command from its --replicas).
+	replicas int
 }
 
 func (f *classifierFlags) register(fs *flagSet) {
@@ -142,6 +145,11 @@ func (f *classifierFlags) setup(ctx context.Context, p *proc, js natsjs.JetStrea
 	}
 	log := p.log.With().Str("component", "classifier").Logger()
 	log.Info().Str("onnxruntime", classifier.RuntimeVersion()).Str("device", f.rt.parsedDevice.String()).Msg("ONNX Runtime loaded")
+	// Binds to the topology's models bucket; creates it with the configured
+	// replicas only when it is missing (the calls below bind to it).
+	if _, err := classifier.OpenRegistryReplicas(ctx, js, store, max(f.replicas, 1)); err != nil {
+		return task{}, err
+	}
 	if f.model != "" {
 		if _, err := classifier.ServeModelDir(ctx, js, store, f.model, schemas.EnvProd, log); err != nil {
 			return task{}, err
@@ -160,6 +168,7 @@ func (f *classifierFlags) setup(ctx context.Context, p *proc, js natsjs.JetStrea
 		Logger:       p.log,
 		Metrics:      classifier.NewMetrics(p.reg),
 		StageMetrics: p.metrics,
+		Replicas:     max(f.replicas, 1),
 	})
 	if err != nil {
 		return task{}, err
@@ -186,6 +195,7 @@ func runClassifier(ctx context.Context, args []string, out, errOut io.Writer) er
 	if err := cf.validate(); err != nil {
 		return err
 	}
+	cf.replicas = s.replicas
 	return s.run(ctx, "classifier", errOut, func(e standaloneEnv) ([]task, error) {
 		t, err := cf.setup(ctx, e.p, e.js, e.store, e.srv)
 		if err != nil {

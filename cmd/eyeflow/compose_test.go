@@ -14,6 +14,10 @@ import (
 	"strings"
 	"testing"
 
+	ejs "eyeflow/jetstream"
+	"eyeflow/schemas"
+	"eyeflow/security/natsauth"
+
 	"go.yaml.in/yaml/v3"
 )
 
@@ -323,4 +327,75 @@ func natsServerPasswords(t *testing.T) map[string]bool {
 		t.Fatal("deploy/nats/auth.conf names no password variable")
 	}
 	return out
+}
+
+// consumersOf are the topology's durable consumers an eyeflow command reads
+// (the classifier one per env of --envs).
+func consumersOf(t *testing.T, args []string) []string {
+	t.Helper()
+	switch args[0] {
+	case "resize":
+		return []string{ejs.ConsumerResize}
+	case "splitter":
+		return []string{ejs.ConsumerSplitter}
+	case "driftwatch":
+		return []string{ejs.ConsumerDriftwatch}
+	case "labelsink":
+		return []string{ejs.ConsumerLabelsink}
+	case "ingest":
+		return []string{ejs.ConsumerIngestLedger}
+	case "classifier":
+		envs := schemas.Envs()
+		if i := slices.Index(args, "--envs"); i >= 0 && i+1 < len(args) {
+			envs = strings.Split(args[i+1], ",")
+		}
+		var out []string
+		for _, e := range envs {
+			out = append(out, ejs.ClassifierConsumer(e))
+		}
+		return out
+	}
+	return nil
+}
+
+// TestComposeReadsEveryConsumer: every durable consumer of the topology is
+// read by a compose service, logged in as a NATS user that may fetch from
+// it. A consumer nobody reads lags forever, and what it stands for (the
+// upload ledger: which objects already have an event) never happens.
+func TestComposeReadsEveryConsumer(t *testing.T) {
+	services := readCompose(t)
+	users := natsauth.Users()
+	read := map[string]string{} // consumer -> service
+	for name, s := range services {
+		if s.Image != "eyeflow:latest" {
+			continue
+		}
+		user, _ := s.Environment["EYEFLOW_NATS_USER"].(string)
+		for _, args := range eyeflowCommands(t, name, s) {
+			for _, c := range consumersOf(t, args) {
+				read[c] = name
+				var spec ejs.ConsumerSpec
+				for _, cs := range ejs.Build(ejs.DefaultOptions()).Consumers {
+					if cs.Config.Durable == c {
+						spec = cs
+					}
+				}
+				next := "$JS.API.CONSUMER.MSG.NEXT." + spec.Stream + "." + c
+				ok := false
+				for _, u := range users {
+					if u.Name == user && (slices.Contains(u.Publish, next) || slices.Contains(u.Publish, ">")) {
+						ok = true
+					}
+				}
+				if !ok {
+					t.Errorf("service %s reads consumer %s as NATS user %q, which may not fetch from it", name, c, user)
+				}
+			}
+		}
+	}
+	for _, cs := range ejs.Build(ejs.DefaultOptions()).Consumers {
+		if _, ok := read[cs.Config.Durable]; !ok {
+			t.Errorf("no compose service reads consumer %s on %s: its lag grows forever", cs.Config.Durable, cs.Stream)
+		}
+	}
 }

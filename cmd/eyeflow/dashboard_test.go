@@ -164,10 +164,18 @@ func TestDashboardInBrowser(t *testing.T) {
 			if len(shown) != cells {
 				t.Errorf("page shows %d count cells, the report has %d", len(shown), cells)
 			}
+			// Every folder's total is shown, and is the bucket's.
+			totals := map[string]int{}
 			for _, m := range totalCell.FindAllStringSubmatch(dom, -1) {
-				if v, _ := strconv.Atoi(m[2]); v != rep.Total[m[1]] {
-					t.Errorf("page total %s = %d, bucket %d", m[1], v, rep.Total[m[1]])
+				totals[m[1]], _ = strconv.Atoi(m[2])
+			}
+			for _, d := range rep.Dirs {
+				if got, ok := totals[d]; !ok || got != rep.Total[d] {
+					t.Errorf("page total %s = %d (present %v), the bucket holds %d", d, got, ok, rep.Total[d])
 				}
+			}
+			if len(totals) != len(rep.Dirs) {
+				t.Errorf("page shows %d totals, the report has %d folders", len(totals), len(rep.Dirs))
 			}
 			if imgs := strings.Count(dom, `<img src="/dashboard/thumb?key=`); imgs == 0 {
 				t.Error("no thumbnails on the dataset page")

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	ejs "eyeflow/jetstream"
 	"eyeflow/processors/driftwatch"
 	"eyeflow/schemas"
 	"eyeflow/stage"
@@ -73,20 +72,13 @@ func (f *driftwatchFlags) validate() error {
 	return err
 }
 
-// processor opens the watcher's state and returns its stage. It also sets
-// the driftwatch consumer to one message in flight (idempotent), which the
-// rule's stream order needs until the topology carries it.
+// processor opens the watcher's state and returns its stage. The
+// driftwatch consumer's one-at-a-time delivery is the topology's
+// (jetstream.DriftwatchMaxAckPending).
 func (f *driftwatchFlags) processor(ctx context.Context, p *proc, js natsjs.JetStream, replicas int) (stage.Processor[schemas.Prediction], error) {
 	cfg, err := f.config(replicas)
 	if err != nil {
 		return stage.Processor[schemas.Prediction]{}, err
-	}
-	if c, err := js.Consumer(ctx, ejs.StreamPredictions, ejs.ConsumerDriftwatch); err == nil {
-		if cc := c.CachedInfo().Config; cc.MaxAckPending != 1 {
-			if _, err := js.UpdateConsumer(ctx, ejs.StreamPredictions, driftwatch.ConsumerConfig(cc)); err != nil {
-				return stage.Processor[schemas.Prediction]{}, fmt.Errorf("driftwatch consumer: %w", err)
-			}
-		}
 	}
 	w, err := driftwatch.New(ctx, js, cfg, driftwatch.NewMetrics(p.reg))
 	if err != nil {
@@ -112,7 +104,7 @@ func runDriftwatch(ctx context.Context, args []string, out, errOut io.Writer) er
 		return err
 	}
 	return s.run(ctx, "driftwatch", errOut, func(e standaloneEnv) ([]task, error) {
-		dp, err := df.processor(ctx, e.p, e.js, 1)
+		dp, err := df.processor(ctx, e.p, e.js, s.replicas)
 		if err != nil {
 			return nil, err
 		}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -74,7 +73,7 @@ func (f *labelsinkFlags) validate() error {
 
 // tasks returns the sink's parts: the stage on eye.retrain, the export
 // poller, and with --label-low-confidence the stage on eye.predictions.*
-// (its consumer is created here, shaped like the topology's others).
+// (its consumer is created here when missing, shaped like the topology's others).
 func (f *labelsinkFlags) tasks(ctx context.Context, p *proc, js natsjs.JetStream, store objstore.Store, replicas int) ([]task, error) {
 	cfg, err := f.config(store, replicas)
 	if err != nil {
@@ -91,14 +90,8 @@ func (f *labelsinkFlags) tasks(ctx context.Context, p *proc, js natsjs.JetStream
 	if cfg.LowConfidence > 0 {
 		opts := ejs.DefaultOptions()
 		opts.Replicas = replicas
-		base, ok := ejs.Build(opts).Consumer(ejs.ConsumerDriftwatch)
-		if !ok {
-			return nil, errors.New("labelsink: no driftwatch consumer in the topology to model the predictions consumer on")
-		}
-		cc := labelsink.PredictionConsumerConfig(base.Config)
-		cc.MaxAckPending = opts.MaxAckPending // not the driftwatch's one-at-a-time
-		if _, err := js.CreateOrUpdateConsumer(ctx, base.Stream, cc); err != nil {
-			return nil, fmt.Errorf("labelsink: consumer %s: %w", labelsink.ConsumerPredictions, err)
+		if _, err := ejs.EnsureConsumer(ctx, js, labelsink.PredictionConsumer(opts)); err != nil {
+			return nil, fmt.Errorf("labelsink: %w", err)
 		}
 		out = append(out, stageTask(js, labelsink.PredictionProcessor(sink, p.log, p.metrics)))
 	}
@@ -122,6 +115,6 @@ func runLabelsink(ctx context.Context, args []string, out, errOut io.Writer) err
 		return err
 	}
 	return s.run(ctx, "labelsink", errOut, func(e standaloneEnv) ([]task, error) {
-		return lf.tasks(ctx, e.p, e.js, e.store, 1)
+		return lf.tasks(ctx, e.p, e.js, e.store, s.replicas)
 	})
 }

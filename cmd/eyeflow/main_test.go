@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"image/color"
+	"image/png"
 	"io"
 	"net"
 	"net/http"
@@ -19,6 +21,8 @@ import (
 
 	"eyeflow/internal/testenv"
 	ejs "eyeflow/jetstream"
+	"eyeflow/objstore"
+	"eyeflow/processors/resize"
 	"eyeflow/schemas"
 )
 
@@ -175,6 +179,38 @@ func TestUpPutAndRestart(t *testing.T) {
 	}
 }
 
+// stageOutput runs the resize stage's handler on data, as uploaded into
+// the raw bucket, and returns its eye.resized event (pixels inline).
+func stageOutput(t *testing.T, data []byte) schemas.Resized {
+	t.Helper()
+	env := testenv.NATS(t, testenv.TopologyOptions())
+	ctx := testenv.Context(t, time.Minute)
+	store := objstore.NewJetStream(env.JS)
+	for _, b := range objstore.Buckets() {
+		if err := store.EnsureBucket(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := resize.DefaultConfig()
+	cfg.Store = store
+	r, err := resize.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := store.Put(ctx, objstore.BucketRaw, "normal/in.jpg", bytes.NewReader(data), int64(len(data)), objstore.PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs, err := r.Handle(ctx, schemas.NewUploadEvent(schemas.Upload{Bucket: info.Bucket, Key: info.Key, Size: info.Size, ETag: info.ETag}))
+	if err != nil || len(outs) != 1 {
+		t.Fatalf("resize stage: %d outputs, %v", len(outs), err)
+	}
+	return outs[0].Event.(schemas.Resized)
+}
+
+// TestPreprocessMatchesTheStage: `eyeflow preprocess` writes a PNG with
+// exactly the resize stage's pixels and names the stage's image id; bad
+// input fails with the stage's reason.
 func TestPreprocessMatchesTheStage(t *testing.T) {
 	dir := t.TempDir()
 	golden := filepath.Join(testenv.GoldenDir(t), "normal_0000.jpg")
@@ -205,6 +241,32 @@ func TestPreprocessMatchesTheStage(t *testing.T) {
 				}
 				if !strings.Contains(out.String(), "jpeg 2048x1536") || !strings.Contains(out.String(), "224x224") {
 					t.Fatalf("preprocess said %q", out.String())
+				}
+				src, err := os.ReadFile(in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := stageOutput(t, src)
+				if !strings.Contains(out.String(), "image id "+want.ImageID) {
+					t.Errorf("preprocess said %q, the stage's image id is %s", out.String(), want.ImageID)
+				}
+				f, err := os.Open(outPath)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+				img, err := png.Decode(f)
+				if err != nil {
+					t.Fatalf("preprocess wrote no PNG: %v", err)
+				}
+				if b := img.Bounds(); b.Dx() != want.ResizedWidth || b.Dy() != want.ResizedHeight {
+					t.Fatalf("PNG is %v, the stage's is %dx%d", b, want.ResizedWidth, want.ResizedHeight)
+				}
+				for i, p := 0, 0; i < want.ResizedWidth*want.ResizedHeight; i, p = i+1, p+3 {
+					c := color.NRGBAModel.Convert(img.At(i%want.ResizedWidth, i/want.ResizedWidth)).(color.NRGBA)
+					if c.R != want.RGB[p] || c.G != want.RGB[p+1] || c.B != want.RGB[p+2] || c.A != 255 {
+						t.Fatalf("pixel %d: preprocess wrote %v, the stage %v", i, c, want.RGB[p:p+3])
+					}
 				}
 				return
 			}

@@ -8,7 +8,7 @@ import (
 	"os"
 
 	"eyeflow/imaging"
-	"eyeflow/processors/resize"
+	"eyeflow/schemas"
 )
 
 func runPreprocess(ctx context.Context, args []string, out, errOut io.Writer) error {
@@ -29,7 +29,7 @@ func runPreprocess(ctx context.Context, args []string, out, errOut io.Writer) er
 		return fmt.Errorf("preprocess: %w", err)
 	}
 	if len(data) == 0 {
-		return fmt.Errorf("preprocess %s: %s: file is empty", in, resize.ReasonEmpty)
+		return fmt.Errorf("preprocess %s: %s: file is empty", in, schemas.ReasonEmpty)
 	}
 	res, err := imaging.Decode(data, opts)
 	if err != nil {

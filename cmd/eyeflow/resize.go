@@ -73,6 +73,9 @@ type standalone struct {
 	nats  natsFlags
 	store storeFlags
 	http  string
+	// replicas of a bucket or consumer this process has to create because
+	// the topology lacks it; existing ones are used as they are.
+	replicas int
 }
 
 func (s *standalone) register(fs *flagSet) {
@@ -80,9 +83,13 @@ func (s *standalone) register(fs *flagSet) {
 	s.nats.register(fs, defaultNATS, "NATS server URL(s), comma-separated")
 	s.store.register(fs)
 	fs.stringVar(&s.http, "http", "127.0.0.1:8080", "address for /metrics, /healthz and /readyz")
+	fs.intVar(&s.replicas, "replicas", 1, "replicas of a KV or object-store bucket this process must create because `eyeflow topology apply` / `buckets init` did not (existing ones are never changed)")
 }
 
 func (s *standalone) validate() error {
+	if s.replicas < 1 || s.replicas > 5 {
+		return fmt.Errorf("--replicas %d: must be 1..5", s.replicas)
+	}
 	if err := s.nats.validate(); err != nil {
 		return err
 	}
@@ -110,7 +117,7 @@ func (s *standalone) run(ctx context.Context, name string, errOut io.Writer, bui
 		return err
 	}
 	defer nc.Close()
-	store, err := s.store.open(js, 1)
+	store, err := s.store.open(js, s.replicas)
 	if err != nil {
 		return err
 	}

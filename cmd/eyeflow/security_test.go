@@ -78,11 +78,19 @@ func secret(t *testing.T, kind string) string {
 // test ends, and returns its log.
 func startUpArgs(t *testing.T, httpAddr string, args ...string) (*syncBuffer, func()) {
 	t.Helper()
+	return startProcess(t, httpAddr, append([]string{"up", "--http", httpAddr, "--log-format", "json"}, args...)...)
+}
+
+// startProcess runs an eyeflow command in-process until stop or the end of
+// the test, waits until its /readyz on httpAddr answers 200, and returns
+// its log and stop.
+func startProcess(t *testing.T, httpAddr string, args ...string) (*syncBuffer, func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &syncBuffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, append([]string{"up", "--http", httpAddr, "--log-format", "json"}, args...), io.Discard, logs)
+		done <- run(ctx, args, io.Discard, logs)
 	}()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -95,11 +103,13 @@ func startUpArgs(t *testing.T, httpAddr string, args ...string) (*syncBuffer, fu
 		}
 		select {
 		case err := <-done:
-			t.Fatalf("eyeflow up exited: %v\n%s", err, logs.String())
+			cancel()
+			t.Fatalf("eyeflow %s exited: %v\n%s", args[0], err, logs.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("eyeflow up not ready after 60s\n%s", logs.String())
+			cancel()
+			t.Fatalf("eyeflow %s not ready after 60s\n%s", args[0], logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -111,7 +121,7 @@ func startUpArgs(t *testing.T, httpAddr string, args ...string) (*syncBuffer, fu
 		stopped = true
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("eyeflow up: %v\n%s", err, logs.String())
+			t.Errorf("eyeflow %s: %v\n%s", args[0], err, logs.String())
 		}
 	}
 	t.Cleanup(stop)

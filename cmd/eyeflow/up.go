@@ -136,7 +136,7 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 		return err
 	}
 	pub := ingest.NewPublisher(js, ledger)
-	rec := &ingest.Reconciler{Store: store, Bucket: objstore.BucketRaw, Pub: pub, Grace: time.Minute, Log: log.With().Str("component", "reconciler").Logger()}
+	rec := &ingest.Reconciler{Store: store, Bucket: objstore.BucketRaw, Pub: pub, Grace: time.Minute, LedgerWait: defaultLedgerWait, Log: log.With().Str("component", "reconciler").Logger()}
 
 	srv, err := listenHTTP(f.http, p, nc)
 	if err != nil {

@@ -34,6 +34,9 @@ type MinIOOptions struct {
 	// (JetStream publishing to MinIONATSSubject, with a persistent queue so
 	// that events survive a NATS outage). Empty: no notification target.
 	NATSAddress string
+	// NATSUser and NATSPassword log the target in, as compose.yaml's MinIO
+	// does as eyeflow-minio; empty: anonymous.
+	NATSUser, NATSPassword string
 }
 
 // MinIOServer is a running MinIO server.
@@ -142,6 +145,12 @@ func MinIO(t testing.TB, opts MinIOOptions) *MinIOServer {
 			"MINIO_NOTIFY_NATS_JETSTREAM_"+id+"=on",
 			"MINIO_NOTIFY_NATS_QUEUE_DIR_"+id+"="+queueDir,
 		)
+		if opts.NATSUser != "" {
+			env = append(env,
+				"MINIO_NOTIFY_NATS_USERNAME_"+id+"="+opts.NATSUser,
+				"MINIO_NOTIFY_NATS_PASSWORD_"+id+"="+opts.NATSPassword,
+			)
+		}
 		srv.ARN = "arn:minio:sqs::" + id + ":nats"
 	}
 

@@ -107,9 +107,6 @@ func runsOf(m *Model) int {
 	return max(m.ParallelRuns, 1)
 }
 
-// MaxBatch is the largest session run.
-func (b *Batcher) MaxBatch() int { return b.maxBatch }
-
 // Current returns the card and provider of the model serving now.
 func (b *Batcher) Current() (Card, string, bool) {
 	b.mu.RLock()

@@ -54,6 +54,9 @@ type Config struct {
 	StageMetrics *stage.Metrics
 	// RetryBase is the stage's first retry delay (default the runtime's).
 	RetryBase time.Duration
+	// Replicas of the models KV bucket if it has to be created (default
+	// 1); the topology's bucket is used as it is.
+	Replicas int
 	// DrillDelay slows every batch down by this much: a knob for failure
 	// drills (a slow model, an overloaded GPU), never set in normal runs.
 	DrillDelay time.Duration
@@ -115,12 +118,12 @@ type Classifier struct {
 	drillDelay atomic.Int64 // time.Duration; see SetDrillDelay
 }
 
-// New opens the registry (creating the models bucket and KV when missing).
+// New opens the registry (creating the models bucket and KV only when missing).
 func New(ctx context.Context, js jetstream.JetStream, store objstore.Store, cfg Config) (*Classifier, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	reg, err := OpenRegistry(ctx, js, store)
+	reg, err := OpenRegistryReplicas(ctx, js, store, max(cfg.Replicas, 1))
 	if err != nil {
 		return nil, err
 	}
@@ -141,9 +144,6 @@ func New(ctx context.Context, js jetstream.JetStream, store objstore.Store, cfg 
 	}
 	return c, nil
 }
-
-// Registry is the model registry the classifier reads.
-func (c *Classifier) Registry() *Registry { return c.reg }
 
 // Batcher is env's batcher (nil for an env not served).
 func (c *Classifier) Batcher(env string) *Batcher { return c.batchers[env] }
@@ -385,18 +385,18 @@ func (c *Classifier) version(env string) string {
 func (c *Classifier) pixels(ctx context.Context, in schemas.Split) ([]byte, error) {
 	if len(in.RGB) > 0 {
 		if len(in.RGB) != ImageBytes || (in.ResizedWidth != 0 && in.ResizedWidth != imageSize) || (in.ResizedHeight != 0 && in.ResizedHeight != imageSize) {
-			return nil, stage.Permanentf("bad_pixels", "inline rgb is %d bytes (%dx%d), want %d (224x224)", len(in.RGB), in.ResizedWidth, in.ResizedHeight, ImageBytes)
+			return nil, stage.Permanentf(schemas.ReasonBadPixels, "inline rgb is %d bytes (%dx%d), want %d (224x224)", len(in.RGB), in.ResizedWidth, in.ResizedHeight, ImageBytes)
 		}
 		return in.RGB, nil
 	}
 	ref := in.Processed
 	if ref.Bucket == "" || ref.Key == "" {
-		return nil, stage.Permanentf("no_pixels", "split event has neither rgb nor a processed object")
+		return nil, stage.Permanentf(schemas.ReasonNoPixels, "split event has neither rgb nor a processed object")
 	}
 	rc, _, err := c.store.Get(ctx, ref.Bucket, ref.Key)
 	if err != nil {
 		if errors.Is(err, objstore.ErrNotFound) {
-			return nil, stage.Permanent("missing_object", fmt.Errorf("processed image %s/%s: %w", ref.Bucket, ref.Key, err))
+			return nil, stage.Permanent(schemas.ReasonObjectMissing, fmt.Errorf("processed image %s/%s: %w", ref.Bucket, ref.Key, err))
 		}
 		return nil, fmt.Errorf("processed image %s/%s: %w", ref.Bucket, ref.Key, err)
 	}
@@ -407,7 +407,7 @@ func (c *Classifier) pixels(ctx context.Context, in schemas.Split) ([]byte, erro
 	}
 	res, err := imaging.Decode(data, imaging.DefaultOptions())
 	if err != nil {
-		return nil, stage.Permanent("corrupt_image", fmt.Errorf("processed image %s/%s: %w", ref.Bucket, ref.Key, err))
+		return nil, stage.Permanent(schemas.ReasonCorruptImage, fmt.Errorf("processed image %s/%s: %w", ref.Bucket, ref.Key, err))
 	}
 	return res.RGB, nil
 }

@@ -101,31 +101,42 @@ func TestDenseNet121LoadsWithExpectedShapes(t *testing.T) {
 	if len(outs) != 1 || outs[0].Name != "output" || len(outs[0].Dimensions) != 2 || outs[0].Dimensions[0] != -1 || outs[0].Dimensions[1] != 15 {
 		t.Errorf("outputs %v, want one [-1,15] \"output\"", outs)
 	}
-	for _, n := range []int{1, 3} {
-		imgs := make([][]byte, n)
-		for i := range imgs {
-			imgs[i] = solid(byte(40*i), 100, 200)
-		}
-		probs, err := m.Run(imgs)
+	// Softmax makes any row sum to 1; what the batch must get right is
+	// which row belongs to which image. Each image alone and the three in
+	// one batch give the same answers, and different images differ.
+	imgs := [][]byte{solid(0, 100, 200), asymmetricImage(), solid(80, 100, 200)}
+	batch, err := m.Run(imgs)
+	if err != nil {
+		t.Fatalf("run a batch of %d: %v", len(imgs), err)
+	}
+	if len(batch) != len(imgs) {
+		t.Fatalf("batch of %d gave %d rows", len(imgs), len(batch))
+	}
+	for i, img := range imgs {
+		alone, err := m.Run([][]byte{img})
 		if err != nil {
-			t.Fatalf("run %d: %v", n, err)
+			t.Fatal(err)
 		}
-		if len(probs) != n {
-			t.Fatalf("batch %d gave %d rows", n, len(probs))
+		if len(alone[0]) != 15 {
+			t.Fatalf("image %d: %d probabilities, want 15", i, len(alone[0]))
 		}
-		for _, p := range probs {
-			sum := 0.0
-			for _, v := range p {
-				if math.IsNaN(v) {
-					t.Fatal("NaN probability")
-				}
-				sum += v
+		for k, p := range alone[0] {
+			if math.IsNaN(p) || math.Abs(p-batch[i][k]) > 1e-5 {
+				t.Fatalf("image %d class %d: %v alone, %v in the batch", i, k, p, batch[i][k])
 			}
-			if len(p) != 15 || math.Abs(sum-1) > 1e-6 {
-				t.Fatalf("row of %d sums to %v", len(p), sum)
-			}
+		}
+		if i > 0 && maxAbsDiff(batch[i], batch[i-1]) < 1e-4 {
+			t.Fatalf("images %d and %d got the same answer %v", i-1, i, batch[i])
 		}
 	}
+}
+
+func maxAbsDiff(a, b []float64) float64 {
+	d := 0.0
+	for i := range a {
+		d = max(d, math.Abs(a[i]-b[i]))
+	}
+	return d
 }
 
 func TestTinyModelExact(t *testing.T) {

@@ -21,12 +21,13 @@ import (
 )
 
 // KVModels is the JetStream KV bucket mapping each env (the key) to the
-// model version it serves (an Assignment as JSON). The classifier creates it
-// with CreateOrUpdateKeyValue; it belongs in jetstream.Topology.
+// model version it serves (an Assignment as JSON). It belongs to the
+// topology (jetstream.Build); the registry binds to it.
 const KVModels = ejs.KVModels
 
-// KVModelsConfig is the bucket's configuration. History keeps the last
-// promotions per env for audit and rollback.
+// KVModelsConfig is the bucket's configuration, for creating it when the
+// topology has not. History keeps the last promotions per env for audit and
+// rollback.
 func KVModelsConfig(replicas int) jetstream.KeyValueConfig {
 	return ejs.KeyValueConfig(KVModels, replicas)
 }
@@ -132,20 +133,26 @@ type Registry struct {
 	kv    jetstream.KeyValue
 }
 
-// OpenRegistry ensures the models bucket and the KV bucket exist.
+// OpenRegistry opens the registry: it creates the models bucket when
+// missing and binds to the KV bucket the topology created, creating that
+// with one replica only when it does not exist (OpenRegistryReplicas sets
+// more). An existing bucket is never reconfigured.
 func OpenRegistry(ctx context.Context, js jetstream.JetStream, store objstore.Store) (*Registry, error) {
+	return OpenRegistryReplicas(ctx, js, store, 1)
+}
+
+// OpenRegistryReplicas is OpenRegistry creating a missing KV bucket with
+// the given replicas.
+func OpenRegistryReplicas(ctx context.Context, js jetstream.JetStream, store objstore.Store, replicas int) (*Registry, error) {
 	if err := store.EnsureBucket(ctx, objstore.BucketModels); err != nil {
 		return nil, fmt.Errorf("model registry: bucket %s: %w", objstore.BucketModels, err)
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, KVModelsConfig(1))
+	kv, err := ejs.OpenKeyValue(ctx, js, KVModelsConfig(replicas))
 	if err != nil {
-		return nil, fmt.Errorf("model registry: kv %s: %w", KVModels, err)
+		return nil, fmt.Errorf("model registry: %w", err)
 	}
 	return &Registry{store: store, kv: kv}, nil
 }
-
-// KV is the env -> version bucket.
-func (r *Registry) KV() jetstream.KeyValue { return r.kv }
 
 // ModelKey is the object key of one file of a model version.
 func ModelKey(name, version, file string) string { return path.Join(name, version, file) }

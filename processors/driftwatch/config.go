@@ -38,7 +38,7 @@ type Config struct {
 	KS           KSConfig
 	Chi2         Chi2Config
 	// Bucket is the KV bucket of the state; Replicas its replicas when the
-	// watcher creates it.
+	// watcher has to create it (the topology's bucket is used as it is).
 	Bucket   string
 	Replicas int
 }

@@ -24,17 +24,17 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// newEnv is embedded NATS with the topology, the driftwatch consumer set to
-// one message in flight as ConsumerConfig asks.
+// newEnv is embedded NATS with the topology, whose driftwatch consumer has
+// one message in flight.
 func newEnv(t *testing.T) *testenv.NATSEnv {
 	t.Helper()
 	env := testenv.NATS(t, testenv.TopologyOptions())
-	spec, ok := env.Topology.Consumer(ejs.ConsumerDriftwatch)
-	if !ok {
-		t.Fatal("no driftwatch consumer in the topology")
-	}
-	if _, err := env.JS.CreateOrUpdateConsumer(testenv.Context(t, 10*time.Second), spec.Stream, driftwatch.ConsumerConfig(spec.Config)); err != nil {
+	c, err := env.JS.Consumer(testenv.Context(t, 10*time.Second), ejs.StreamPredictions, ejs.ConsumerDriftwatch)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if got := c.CachedInfo().Config.MaxAckPending; got != ejs.DriftwatchMaxAckPending {
+		t.Fatalf("driftwatch consumer MaxAckPending %d, want %d", got, ejs.DriftwatchMaxAckPending)
 	}
 	return env
 }

@@ -3,6 +3,7 @@ package driftwatch
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -154,5 +155,59 @@ func TestDistributionMonitorResolves(t *testing.T) {
 	want := []string{SignalClassChi2 + "/firing", SignalClassChi2 + "/resolved"}
 	if fmt.Sprint(states) != fmt.Sprint(want) {
 		t.Fatalf("events %v, want %v", states, want)
+	}
+}
+
+// TestStreakThresholdBoundary: "below the threshold" is strict. A
+// confidence of exactly the threshold is confident: it neither counts
+// toward a streak nor lets one go on, so five predictions at exactly 0.5
+// stay quiet and one at 0.5 inside a dip splits it.
+func TestStreakThresholdBoundary(t *testing.T) {
+	below := math.Nextafter(0.5, 0)
+	tests := []struct {
+		name        string
+		confidences []float64
+		wantFiring  int
+	}{
+		{"five at exactly the threshold", []float64{0.5, 0.5, 0.5, 0.5, 0.5}, 0},
+		{"five just below", []float64{below, below, below, below, below}, 1},
+		{"a dip split by one at exactly the threshold", []float64{below, below, below, 0.5, below, below}, 0},
+		{"four below, then exactly the threshold, then one below", []float64{0.1, 0.2, 0.3, 0.4, 0.5, 0.1}, 0},
+		{"five below, the sixth at the threshold resolves", []float64{0.1, 0.2, 0.3, 0.4, below, 0.5}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.KS.Enabled, cfg.Chi2.Enabled = false, false
+			st := State{Env: schemas.EnvProd, ModelVersion: "v1"}
+			var firing, resolved int
+			for i, c := range tt.confidences {
+				outs, err := apply(cfg, &st, synthPrediction(i, schemas.SplitUnlabeled, "normal", c), uint64(i+1), time.Unix(0, 0))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, o := range outs {
+					if o.Subject != schemas.DriftSubject(schemas.EnvProd) {
+						continue
+					}
+					var a schemas.DriftAlert
+					if err := json.Unmarshal(o.Event.([]byte), &a); err != nil {
+						t.Fatal(err)
+					}
+					switch a.State {
+					case StateFiring:
+						firing++
+					case StateResolved:
+						resolved++
+					}
+				}
+			}
+			if firing != tt.wantFiring {
+				t.Errorf("confidences %v: %d firing alerts, want %d", tt.confidences, firing, tt.wantFiring)
+			}
+			if last := tt.confidences[len(tt.confidences)-1]; firing == 1 && last >= cfg.Threshold && resolved != 1 {
+				t.Errorf("confidences %v: the last, at the threshold, did not resolve the alert", tt.confidences)
+			}
+		})
 	}
 }

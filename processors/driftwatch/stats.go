@@ -3,15 +3,20 @@ package driftwatch
 import (
 	"math"
 	"slices"
+
+	"gonum.org/v1/gonum/stat"
+	"gonum.org/v1/gonum/stat/distuv"
 )
 
 // KSTwoSample is the two-sample Kolmogorov-Smirnov test: D is the largest
-// distance between the empirical distribution functions of a and b, p the
-// asymptotic probability of a D at least that large when both samples come
-// from one continuous distribution. The p-value uses the effective sample
-// size correction of Stephens (1970), as Numerical Recipes' kstwo does:
-// lambda = (sqrt(ne) + 0.12 + 0.11/sqrt(ne)) * D with ne = n*m/(n+m), which
-// keeps it accurate down to samples of a few dozen. Empty input gives D 0, p 1.
+// distance between the empirical distribution functions of a and b (gonum's
+// stat.KolmogorovSmirnov, which steps over ties in both samples at once), p
+// the asymptotic probability of a D at least that large when both samples
+// come from one continuous distribution. The p-value uses the effective
+// sample size correction of Stephens (1970), as Numerical Recipes' kstwo
+// does: lambda = (sqrt(ne) + 0.12 + 0.11/sqrt(ne)) * D with ne = n*m/(n+m),
+// which keeps it accurate down to samples of a few dozen. Empty input gives
+// D 0, p 1.
 func KSTwoSample(a, b []float64) (d, p float64) {
 	if len(a) == 0 || len(b) == 0 {
 		return 0, 1
@@ -19,26 +24,15 @@ func KSTwoSample(a, b []float64) (d, p float64) {
 	x, y := slices.Clone(a), slices.Clone(b)
 	slices.Sort(x)
 	slices.Sort(y)
+	d = stat.KolmogorovSmirnov(x, nil, y, nil)
 	n, m := float64(len(x)), float64(len(y))
-	i, j := 0, 0
-	for i < len(x) && j < len(y) {
-		// Step over every copy of the smaller value in both samples before
-		// comparing, so ties do not inflate D.
-		v := math.Min(x[i], y[j])
-		for i < len(x) && x[i] == v {
-			i++
-		}
-		for j < len(y) && y[j] == v {
-			j++
-		}
-		d = math.Max(d, math.Abs(float64(i)/n-float64(j)/m))
-	}
 	ne := n * m / (n + m)
 	sq := math.Sqrt(ne)
 	return d, KolmogorovQ((sq + 0.12 + 0.11/sq) * d)
 }
 
-// KolmogorovQ is the survival function of the Kolmogorov distribution,
+// KolmogorovQ is the survival function of the Kolmogorov distribution
+// (gonum v0.17.0 has the KS statistic but not this distribution),
 // Q(lambda) = P(K > lambda) = 2 * sum_{j>=1} (-1)^(j-1) exp(-2 j^2 lambda^2).
 // That alternating series converges slowly for small lambda, where the
 // equivalent Jacobi theta form
@@ -66,7 +60,8 @@ func KolmogorovQ(lambda float64) float64 {
 }
 
 // ChiSquareSF is the chi-square survival function P(X >= x) for df degrees
-// of freedom: the regularized upper incomplete gamma Q(df/2, x/2).
+// of freedom: gonum's (the regularized upper incomplete gamma Q(df/2, x/2),
+// from Cephes), within 1e-14 relative of the closed forms in the tests.
 func ChiSquareSF(x float64, df int) float64 {
 	if df < 1 || math.IsNaN(x) {
 		return math.NaN()
@@ -74,82 +69,7 @@ func ChiSquareSF(x float64, df int) float64 {
 	if x <= 0 {
 		return 1
 	}
-	return GammaQ(float64(df)/2, x/2)
-}
-
-// GammaQ is the regularized upper incomplete gamma function
-// Q(a, x) = Gamma(a, x) / Gamma(a), computed like Numerical Recipes' gammq:
-// the power series of P = 1 - Q below x < a+1, where it converges fast,
-// and Lentz's continued fraction for Q above.
-func GammaQ(a, x float64) float64 {
-	if a <= 0 || x < 0 || math.IsNaN(a) || math.IsNaN(x) {
-		return math.NaN()
-	}
-	if x == 0 {
-		return 1
-	}
-	if x < a+1 {
-		return clamp01(1 - gammaSeries(a, x))
-	}
-	return clamp01(gammaContinuedFraction(a, x))
-}
-
-// GammaP is the regularized lower incomplete gamma function, 1 - Q(a, x).
-func GammaP(a, x float64) float64 { return 1 - GammaQ(a, x) }
-
-const (
-	gammaEps     = 1e-15
-	gammaMaxIter = 1000
-	gammaTiny    = 1e-300
-)
-
-// logPrefactor is log(x^a e^-x / Gamma(a)), common to both expansions.
-func logPrefactor(a, x float64) float64 {
-	lg, _ := math.Lgamma(a)
-	return a*math.Log(x) - x - lg
-}
-
-// gammaSeries is P(a, x) = x^a e^-x / Gamma(a+1) * sum_n x^n / ((a+1)...(a+n)).
-func gammaSeries(a, x float64) float64 {
-	ap, term := a, 1/a
-	sum := term
-	for range gammaMaxIter {
-		ap++
-		term *= x / ap
-		sum += term
-		if math.Abs(term) < math.Abs(sum)*gammaEps {
-			break
-		}
-	}
-	return sum * math.Exp(logPrefactor(a, x))
-}
-
-// gammaContinuedFraction is Q(a, x) by the modified Lentz method on
-// Q = x^a e^-x / Gamma(a) * 1/(x+1-a- 1(1-a)/(x+3-a- 2(2-a)/(x+5-a- ...))).
-func gammaContinuedFraction(a, x float64) float64 {
-	b := x + 1 - a
-	c := 1 / gammaTiny
-	d := 1 / b
-	h := d
-	for i := 1; i <= gammaMaxIter; i++ {
-		an := -float64(i) * (float64(i) - a)
-		b += 2
-		d = an*d + b
-		if math.Abs(d) < gammaTiny {
-			d = gammaTiny
-		}
-		c = b + an/c
-		if math.Abs(c) < gammaTiny {
-			c = gammaTiny
-		}
-		d = 1 / d
-		del := d * c
-		h *= del
-		if math.Abs(del-1) < gammaEps {
-			break
-		}
-	}
-	return math.Exp(logPrefactor(a, x)) * h
+	return distuv.ChiSquared{K: float64(df)}.Survival(x)
 }
 
 // ChiSquareGoodnessOfFit tests observed counts against expected proportions

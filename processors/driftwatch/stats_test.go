@@ -38,8 +38,10 @@ func TestKolmogorovQ(t *testing.T) {
 	}
 }
 
-// Closed forms of the chi-square survival function for small df exercise
-// both the series (x < df/2+1) and the continued fraction of GammaQ.
+// Closed forms of the chi-square survival function for small df, from the
+// body of the distribution far into its tail. ChiSquareSF is gonum's; the
+// hand-written incomplete gamma it replaced was as accurate on this table
+// (largest relative error 1.1e-14 for both).
 func TestChiSquareSF(t *testing.T) {
 	df1 := func(x float64) float64 { return math.Erfc(math.Sqrt(x / 2)) }
 	df2 := func(x float64) float64 { return math.Exp(-x / 2) }
@@ -62,16 +64,12 @@ func TestChiSquareSF(t *testing.T) {
 		{0.1, 2, df2(0.1)}, {2, 2, df2(2)}, {90, 2, df2(90)},
 		{0.7, 3, df3(0.7)}, {2.4, 3, df3(2.4)}, {25, 3, df3(25)},
 		{1, 4, df4(1)}, {3.9, 4, df4(3.9)}, {60, 4, df4(60)},
+		{200, 4, df4(200)}, {400, 2, df2(400)},
 	}
 	for _, tt := range tests {
-		if got := ChiSquareSF(tt.x, tt.df); !near(got, tt.want, 1e-9) {
-			t.Errorf("ChiSquareSF(%v, %d) = %.15g, want %.15g", tt.x, tt.df, got, tt.want)
-		}
-	}
-	// P + Q = 1 and P(1, x) = 1 - e^-x.
-	for _, x := range []float64{0.01, 0.5, 1, 2, 7, 30} {
-		if got := GammaP(1, x); !near(got, 1-math.Exp(-x), 1e-12) {
-			t.Errorf("GammaP(1, %v) = %v, want %v", x, got, 1-math.Exp(-x))
+		// Relative: p-values of 1e-87 must be right too, not just below 1e-9.
+		if got := ChiSquareSF(tt.x, tt.df); math.Abs(got-tt.want) > 5e-14*tt.want {
+			t.Errorf("ChiSquareSF(%v, %d) = %.15g, want %.15g (relative error %.2g)", tt.x, tt.df, got, tt.want, math.Abs(got-tt.want)/tt.want)
 		}
 	}
 	if !math.IsNaN(ChiSquareSF(1, 0)) {

@@ -78,7 +78,8 @@ type Watcher struct {
 	now     func() time.Time
 }
 
-// New opens (creating or updating) the state bucket and restores the
+// New opens the state bucket (the topology's; created with cfg.Replicas
+// only when missing, never reconfigured) and restores the
 // gauges from it, so /metrics tells a firing alert right after a restart.
 func New(ctx context.Context, js natsjs.JetStream, cfg Config, m *Metrics) (*Watcher, error) {
 	if err := cfg.Validate(); err != nil {
@@ -87,9 +88,9 @@ func New(ctx context.Context, js natsjs.JetStream, cfg Config, m *Metrics) (*Wat
 	if m == nil {
 		return nil, errors.New("driftwatch: metrics are required")
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, KeyValueConfig(cfg.Bucket, cfg.Replicas))
+	kv, err := ejs.OpenKeyValue(ctx, js, KeyValueConfig(cfg.Bucket, cfg.Replicas))
 	if err != nil {
-		return nil, fmt.Errorf("driftwatch: state bucket %s: %w", cfg.Bucket, err)
+		return nil, fmt.Errorf("driftwatch: state bucket: %w", err)
 	}
 	w := &Watcher{cfg: cfg, kv: kv, metrics: m, now: func() time.Time { return time.Now().UTC() }}
 	if err := w.restoreGauges(ctx); err != nil {
@@ -112,13 +113,6 @@ func (w *Watcher) restoreGauges(ctx context.Context) error {
 		w.metrics.observe(&st)
 	}
 	return nil
-}
-
-// State returns the stored state of one env and model version (for tests
-// and operators' tools); the zero State when there is none.
-func (w *Watcher) State(ctx context.Context, env, modelVersion string) (State, error) {
-	st, _, err := w.load(ctx, StateKey(env, modelVersion))
-	return st, err
 }
 
 // StateKey is the KV key of an (env, model version): both parts are
@@ -158,7 +152,7 @@ func (w *Watcher) Handle(ctx context.Context, p schemas.Prediction) ([]stage.Out
 		p.Env = strings.TrimPrefix(meta.Subject, strings.TrimSuffix(schemas.SubjectPredictionsAll, "*"))
 	}
 	if err := validPrediction(p); err != nil {
-		return nil, stage.Permanent("bad_prediction", err)
+		return nil, stage.Permanent(schemas.ReasonBadPrediction, err)
 	}
 	key := StateKey(p.Env, p.ModelVersion)
 	st, rev, err := w.load(ctx, key)
@@ -314,9 +308,10 @@ func validPrediction(p schemas.Prediction) error {
 }
 
 // Processor is the stage: one prediction at a time, because the rule is
-// about stream order. The consumer should also have MaxAckPending 1 (see
-// the package doc): with more, a prediction retried after a transient
-// failure would come back after later ones and be skipped as already seen.
+// about stream order. The topology gives its consumer MaxAckPending 1
+// (jetstream.DriftwatchMaxAckPending; see the package doc): with more, a
+// prediction retried after a transient failure would come back after later
+// ones and be skipped as already seen.
 func Processor(w *Watcher, log zerolog.Logger, m *stage.Metrics) stage.Processor[schemas.Prediction] {
 	return stage.Processor[schemas.Prediction]{
 		Stage:       schemas.StageDriftwatch,
@@ -331,12 +326,4 @@ func Processor(w *Watcher, log zerolog.Logger, m *stage.Metrics) stage.Processor
 		Logger:      log,
 		Metrics:     m,
 	}
-}
-
-// ConsumerConfig is the driftwatch consumer as it should be in the topology:
-// the topology's default with MaxAckPending 1, so predictions are handled
-// strictly in stream order even across retries.
-func ConsumerConfig(base natsjs.ConsumerConfig) natsjs.ConsumerConfig {
-	base.MaxAckPending = 1
-	return base
 }

@@ -51,7 +51,8 @@ type Config struct {
 	LowConfidence float64
 	// LabelStudio, when URL is set, is synced after new tasks are written.
 	LabelStudio LabelStudio
-	// KVBucket and Replicas: the sink's state bucket.
+	// KVBucket and Replicas: the sink's state bucket, and its replicas
+	// when the sink has to create it (the topology's is used as it is).
 	KVBucket string
 	Replicas int
 	// PollInterval is how often the export folder is listed;
@@ -116,7 +117,7 @@ func (c Config) Validate() error {
 	}
 	for _, cl := range c.Classes {
 		// A class becomes the folder of raw/<class>/<id>.<ext>.
-		if err := objkey.Segment(cl); err != nil {
+		if err := objkey.Class(cl); err != nil {
 			errs = append(errs, fmt.Errorf("labelsink: class: %w", err))
 		}
 	}

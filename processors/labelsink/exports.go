@@ -26,17 +26,6 @@ import (
 // maxExportBytes bounds an export file read into memory.
 const maxExportBytes = 32 << 20
 
-// Reasons an export is dead-lettered.
-const (
-	ReasonBadExport     = "bad_export"
-	ReasonUnknownClass  = "unknown_class"
-	ReasonEmpty         = "empty_annotation"
-	ReasonCancelled     = "cancelled_annotation"
-	ReasonConflicting   = "conflicting_annotations"
-	ReasonMissingImage  = "missing_image"
-	ReasonMissingSource = "missing_source"
-)
-
 // Label Studio's JSON, as its target storage writes it. Two shapes exist:
 // an annotation with its task nested under "task" (one file per
 // annotation, the classic target storage), and a task with its annotations
@@ -81,10 +70,10 @@ func (s *Sink) parseExport(data []byte) ([]labelled, []rejection) {
 	switch {
 	case len(trimmed) > 0 && trimmed[0] == '[':
 		if err := json.Unmarshal(trimmed, &raws); err != nil {
-			return nil, []rejection{{reason: ReasonBadExport, err: fmt.Errorf("decode export array: %w", err), payload: data}}
+			return nil, []rejection{{reason: schemas.ReasonBadExport, err: fmt.Errorf("decode export array: %w", err), payload: data}}
 		}
 		if len(raws) == 0 {
-			return nil, []rejection{{reason: ReasonEmpty, err: errors.New("export holds no tasks"), payload: data}}
+			return nil, []rejection{{reason: schemas.ReasonEmptyAnnotation, err: errors.New("export holds no tasks"), payload: data}}
 		}
 	default:
 		raws = []json.RawMessage{trimmed}
@@ -98,7 +87,7 @@ func (s *Sink) parseExport(data []byte) ([]labelled, []rejection) {
 		if err != nil {
 			var rj rejection
 			if !errors.As(err, &rj) {
-				rj = rejection{reason: ReasonBadExport, err: err}
+				rj = rejection{reason: schemas.ReasonBadExport, err: err}
 			}
 			rj.payload = raw
 			bad = append(bad, rj)
@@ -113,27 +102,27 @@ func (s *Sink) parseExport(data []byte) ([]labelled, []rejection) {
 func (s *Sink) parseItem(raw json.RawMessage) (labelled, error) {
 	var probe map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &probe); err != nil {
-		return labelled{}, rejection{reason: ReasonBadExport, err: fmt.Errorf("decode export: %w", err)}
+		return labelled{}, rejection{reason: schemas.ReasonBadExport, err: fmt.Errorf("decode export: %w", err)}
 	}
 	var task lsTask
 	var anns []lsAnnotation
 	switch {
 	case probe["annotations"] != nil || probe["data"] != nil:
 		if err := json.Unmarshal(raw, &task); err != nil {
-			return labelled{}, rejection{reason: ReasonBadExport, err: fmt.Errorf("decode task: %w", err)}
+			return labelled{}, rejection{reason: schemas.ReasonBadExport, err: fmt.Errorf("decode task: %w", err)}
 		}
 		anns = task.Annotations
 	case probe["result"] != nil || probe["task"] != nil:
 		var a lsAnnotation
 		if err := json.Unmarshal(raw, &a); err != nil {
-			return labelled{}, rejection{reason: ReasonBadExport, err: fmt.Errorf("decode annotation: %w", err)}
+			return labelled{}, rejection{reason: schemas.ReasonBadExport, err: fmt.Errorf("decode annotation: %w", err)}
 		}
 		if err := json.Unmarshal(a.Task, &task); err != nil || task.Data == nil {
-			return labelled{}, rejection{reason: ReasonBadExport, err: errors.New("annotation without its task's data (is this a target storage export?)")}
+			return labelled{}, rejection{reason: schemas.ReasonBadExport, err: errors.New("annotation without its task's data (is this a target storage export?)")}
 		}
 		anns = []lsAnnotation{a}
 	default:
-		return labelled{}, rejection{reason: ReasonBadExport, err: errors.New("neither a Label Studio task nor an annotation: no data, annotations, result or task")}
+		return labelled{}, rejection{reason: schemas.ReasonBadExport, err: errors.New("neither a Label Studio task nor an annotation: no data, annotations, result or task")}
 	}
 
 	l := labelled{ImageID: str(task.Data, "image_id")}
@@ -150,20 +139,20 @@ func (s *Sink) parseItem(raw json.RawMessage) (labelled, error) {
 	if l.ImageID == "" && l.Source.Key != "" {
 		l.ImageID = imageIDFromKey(l.Source)
 	}
-	if !validImageID(l.ImageID) {
-		return labelled{}, rejection{reason: ReasonBadExport, err: fmt.Errorf("image id %q missing or invalid", l.ImageID)}
+	if !schemas.ValidImageID(l.ImageID) {
+		return labelled{}, rejection{reason: schemas.ReasonBadExport, err: fmt.Errorf("image id %q missing or invalid", l.ImageID)}
 	}
 	if l.Source.Bucket == "" || l.Source.Key == "" {
-		return labelled{}, rejection{reason: ReasonMissingSource, imageID: l.ImageID, err: fmt.Errorf("image %s: no source object in the task", l.ImageID)}
+		return labelled{}, rejection{reason: schemas.ReasonMissingSource, imageID: l.ImageID, err: fmt.Errorf("image %s: no source object in the task", l.ImageID)}
 	}
 	// The export is written by Label Studio (or anyone with write access to
 	// the labelling bucket): its source reference is untrusted. The sink
 	// copies only from the raw bucket, and only keys the pipeline accepts.
 	if l.Source.Bucket != s.cfg.RawBucket {
-		return labelled{}, rejection{reason: objkey.Reason, imageID: l.ImageID, err: fmt.Errorf("image %s: source bucket %q is not the raw bucket %q", l.ImageID, l.Source.Bucket, s.cfg.RawBucket)}
+		return labelled{}, rejection{reason: schemas.ReasonBadKey, imageID: l.ImageID, err: fmt.Errorf("image %s: source bucket %q is not the raw bucket %q", l.ImageID, l.Source.Bucket, s.cfg.RawBucket)}
 	}
 	if err := objkey.Check(l.Source.Key); err != nil {
-		return labelled{}, rejection{reason: objkey.Reason, imageID: l.ImageID, err: fmt.Errorf("image %s: source: %w", l.ImageID, err)}
+		return labelled{}, rejection{reason: schemas.ReasonBadKey, imageID: l.ImageID, err: fmt.Errorf("image %s: source: %w", l.ImageID, err)}
 	}
 
 	var live []lsAnnotation
@@ -177,9 +166,9 @@ func (s *Sink) parseItem(raw json.RawMessage) (labelled, error) {
 	}
 	if len(live) == 0 {
 		if cancelled > 0 {
-			return labelled{}, rejection{reason: ReasonCancelled, imageID: l.ImageID, err: fmt.Errorf("image %s: every annotation was cancelled (skipped)", l.ImageID)}
+			return labelled{}, rejection{reason: schemas.ReasonCancelledAnnotation, imageID: l.ImageID, err: fmt.Errorf("image %s: every annotation was cancelled (skipped)", l.ImageID)}
 		}
-		return labelled{}, rejection{reason: ReasonEmpty, imageID: l.ImageID, err: fmt.Errorf("image %s: no annotation", l.ImageID)}
+		return labelled{}, rejection{reason: schemas.ReasonEmptyAnnotation, imageID: l.ImageID, err: fmt.Errorf("image %s: no annotation", l.ImageID)}
 	}
 	var chosen []string
 	for _, a := range live {
@@ -196,11 +185,11 @@ func (s *Sink) parseItem(raw json.RawMessage) (labelled, error) {
 	}
 	switch {
 	case len(chosen) == 0:
-		return labelled{}, rejection{reason: ReasonEmpty, imageID: l.ImageID, err: fmt.Errorf("image %s: annotation has no choice", l.ImageID)}
+		return labelled{}, rejection{reason: schemas.ReasonEmptyAnnotation, imageID: l.ImageID, err: fmt.Errorf("image %s: annotation has no choice", l.ImageID)}
 	case len(chosen) > 1:
-		return labelled{}, rejection{reason: ReasonConflicting, imageID: l.ImageID, err: fmt.Errorf("image %s: annotations choose %q", l.ImageID, chosen)}
+		return labelled{}, rejection{reason: schemas.ReasonConflictingAnnotations, imageID: l.ImageID, err: fmt.Errorf("image %s: annotations choose %q", l.ImageID, chosen)}
 	case !s.classes[chosen[0]]:
-		return labelled{}, rejection{reason: ReasonUnknownClass, imageID: l.ImageID, err: fmt.Errorf("image %s: class %q is not one of the %d classes", l.ImageID, chosen[0], len(s.cfg.Classes))}
+		return labelled{}, rejection{reason: schemas.ReasonUnknownClass, imageID: l.ImageID, err: fmt.Errorf("image %s: class %q is not one of the %d classes", l.ImageID, chosen[0], len(s.cfg.Classes))}
 	}
 	l.Class = chosen[0]
 	return l, nil
@@ -277,7 +266,7 @@ func (s *Sink) processExport(ctx context.Context, info objstore.Info) error {
 	var good []labelled
 	var bad []rejection
 	if len(data) > maxExportBytes {
-		bad = []rejection{{reason: ReasonBadExport, err: fmt.Errorf("export larger than %d bytes", maxExportBytes), payload: data[:4096]}}
+		bad = []rejection{{reason: schemas.ReasonBadExport, err: fmt.Errorf("export larger than %d bytes", maxExportBytes), payload: data[:4096]}}
 	} else {
 		good, bad = s.parseExport(data)
 	}
@@ -337,7 +326,7 @@ func (s *Sink) applyLabel(ctx context.Context, exportKey string, l labelled) err
 	if _, err := s.cfg.Store.Stat(ctx, s.cfg.RawBucket, dst); errors.Is(err, objstore.ErrNotFound) {
 		if _, err := s.cfg.Store.Copy(ctx, l.Source.Bucket, l.Source.Key, s.cfg.RawBucket, dst); err != nil {
 			if errors.Is(err, objstore.ErrNotFound) {
-				return rejection{reason: ReasonMissingImage, imageID: l.ImageID, err: fmt.Errorf("image %s: source %s/%s: %w", l.ImageID, l.Source.Bucket, l.Source.Key, err)}
+				return rejection{reason: schemas.ReasonObjectMissing, imageID: l.ImageID, err: fmt.Errorf("image %s: source %s/%s: %w", l.ImageID, l.Source.Bucket, l.Source.Key, err)}
 			}
 			return fmt.Errorf("labelsink: copy %s/%s to %s/%s: %w", l.Source.Bucket, l.Source.Key, s.cfg.RawBucket, dst, err)
 		}

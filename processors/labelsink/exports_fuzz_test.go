@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"eyeflow/schemas"
 	"eyeflow/security/objkey"
 )
 
@@ -48,7 +49,7 @@ func FuzzParseExport(f *testing.F) {
 			}
 		}
 		for _, l := range good {
-			if !s.classes[l.Class] || !validImageID(l.ImageID) || l.Source.Bucket == "" {
+			if !s.classes[l.Class] || !schemas.ValidImageID(l.ImageID) || l.Source.Bucket == "" {
 				t.Fatalf("labelled item %+v", l)
 			}
 			if err := objkey.Check(l.Source.Key); err != nil {

@@ -26,7 +26,7 @@ func TestHostileExportKeys(t *testing.T) {
 	f.put(t, "raw", "incoming/odd.Jp-g;rm -rf", []byte("jpeg bytes 2"))
 	f.put(t, "models", "densenet/1/model.onnx", []byte("weights"))
 	export := func(i int, bucket, key string) []byte {
-		id := fmt.Sprintf("img%02d", i)
+		id := testID(i)
 		return annotationExport(id, "glaucoma", false, labelsink.Task{
 			Data: labelsink.TaskData{Image: "s3://" + bucket + "/" + key, ImageID: id},
 			Meta: labelsink.TaskMeta{ImageID: id, SourceBucket: bucket, SourceKey: key},
@@ -35,13 +35,13 @@ func TestHostileExportKeys(t *testing.T) {
 	tests := []struct {
 		name, bucket, key, reason string
 	}{
-		{"traversal", "raw", "../../labeling/tasks/x.json", objkey.Reason},
-		{"backslash traversal", "raw", `incoming\..\..\x.jpg`, objkey.Reason},
-		{"absolute", "raw", "/etc/passwd", objkey.Reason},
-		{"encoded traversal", "raw", "%2e%2e/%2e%2e/x.jpg", objkey.Reason},
-		{"long", "raw", "incoming/" + strings.Repeat("x", 1100) + ".jpg", objkey.Reason},
-		{"control character", "raw", "incoming/a\nb.jpg", objkey.Reason},
-		{"another bucket", "models", "densenet/1/model.onnx", objkey.Reason},
+		{"traversal", "raw", "../../labeling/tasks/x.json", schemas.ReasonBadKey},
+		{"backslash traversal", "raw", `incoming\..\..\x.jpg`, schemas.ReasonBadKey},
+		{"absolute", "raw", "/etc/passwd", schemas.ReasonBadKey},
+		{"encoded traversal", "raw", "%2e%2e/%2e%2e/x.jpg", schemas.ReasonBadKey},
+		{"long", "raw", "incoming/" + strings.Repeat("x", 1100) + ".jpg", schemas.ReasonBadKey},
+		{"control character", "raw", "incoming/a\nb.jpg", schemas.ReasonBadKey},
+		{"another bucket", "models", "densenet/1/model.onnx", schemas.ReasonBadKey},
 	}
 	for i, tt := range tests {
 		f.put(t, "labeling", fmt.Sprintf("exports/hostile-%02d.json", i), export(i, tt.bucket, tt.key))
@@ -72,7 +72,7 @@ func TestHostileExportKeys(t *testing.T) {
 		t.Errorf("%d dead letters, want %d (the good exports are not dead-lettered)", len(dls), len(tests))
 	}
 	got := f.keys(t, "raw", "glaucoma/")
-	want := []string{"glaucoma/img90.jpg", "glaucoma/img91.jpg"}
+	want := []string{"glaucoma/" + testID(90) + ".jpg", "glaucoma/" + testID(91) + ".jpg"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("raw/glaucoma holds %q, want %q", got, want)
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"eyeflow/internal/stagetest"
 	"fmt"
 	"image/jpeg"
 	"io"
@@ -17,6 +16,7 @@ import (
 
 	"eyeflow/demodata"
 	"eyeflow/ingest"
+	"eyeflow/internal/stagetest"
 	"eyeflow/internal/testenv"
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
@@ -199,33 +199,38 @@ func settle(t *testing.T, js natsjs.JetStream, stream, consumer string) {
 	}
 }
 
+// testID is a valid image id (64 hex digits, schemas.ValidImageID) for n.
+func testID(n int) string { return fmt.Sprintf("%064x", n) }
+
 func TestTasksWrittenOnceAndSynced(t *testing.T) {
+	// Image ids are SHA-256 hex (schemas.ValidImageID); these sort a, b, c.
+	idA, idB, idC := strings.Repeat("a", 64), strings.Repeat("b", 64), strings.Repeat("c", 64)
 	f := newFixture(t)
 	f.startRetrainStage(t)
-	a := pred("aaaa", "glaucoma", 0.31, schemas.ObjectRef{Bucket: "raw", Key: "unlabeled/a.jpg"})
-	b := pred("bbbb", "normal", 0.42, schemas.ObjectRef{Bucket: "raw", Key: "unlabeled/b.png"})
-	c := pred("cccc", "amd", 0.2, schemas.ObjectRef{Bucket: "raw", Key: "unlabeled/c.jpg"})
+	a := pred(idA, "glaucoma", 0.31, schemas.ObjectRef{Bucket: "raw", Key: "unlabeled/a.jpg"})
+	b := pred(idB, "normal", 0.42, schemas.ObjectRef{Bucket: "raw", Key: "unlabeled/b.png"})
+	c := pred(idC, "amd", 0.2, schemas.ObjectRef{Bucket: "raw", Key: "unlabeled/c.jpg"})
 	publishRetrain(t, f.env.JS, retrainEvent("ev1", a, b))
 	settle(t, f.env.JS, ejs.StreamRetrain, ejs.ConsumerLabelsink)
-	_, first := f.get(t, "labeling", "tasks/aaaa.json")
+	_, first := f.get(t, "labeling", "tasks/"+idA+".json")
 	// The same request again and another one sharing an image: one task
 	// per image, the existing one untouched.
 	publishRetrain(t, f.env.JS, retrainEvent("ev1", a, b))
 	publishRetrain(t, f.env.JS, retrainEvent("ev2", b, c, a))
 	settle(t, f.env.JS, ejs.StreamRetrain, ejs.ConsumerLabelsink)
 
-	if got := f.keys(t, "labeling", "tasks/"); strings.Join(got, ",") != "tasks/aaaa.json,tasks/bbbb.json,tasks/cccc.json" {
+	if got := f.keys(t, "labeling", "tasks/"); strings.Join(got, ",") != "tasks/"+idA+".json,tasks/"+idB+".json,tasks/"+idC+".json" {
 		t.Fatalf("tasks %v, want one per image", got)
 	}
-	data, again := f.get(t, "labeling", "tasks/aaaa.json")
+	data, again := f.get(t, "labeling", "tasks/"+idA+".json")
 	if again.VersionID != first.VersionID {
-		t.Fatalf("task of aaaa rewritten: version %s then %s", first.VersionID, again.VersionID)
+		t.Fatalf("task of image a rewritten: version %s then %s", first.VersionID, again.VersionID)
 	}
 	var task labelsink.Task
 	if err := json.Unmarshal(data, &task); err != nil {
 		t.Fatal(err)
 	}
-	if task.Data.Image != "s3://raw/unlabeled/a.jpg" || task.Meta.ImageID != "aaaa" || task.Meta.AlertID != "alert-ev1" ||
+	if task.Data.Image != "s3://raw/unlabeled/a.jpg" || task.Meta.ImageID != idA || task.Meta.AlertID != "alert-ev1" ||
 		task.Meta.Env != "prod" || task.Meta.ModelVersion != "v1" || len(task.Predictions) != 1 ||
 		task.Predictions[0].Score != 0.31 || task.Predictions[0].Result[0].Value.Choices[0] != "glaucoma" ||
 		task.Predictions[0].Result[0].FromName != labelsink.ChoicesTag || task.Predictions[0].Result[0].ToName != labelsink.ImageTag {
@@ -385,10 +390,10 @@ func TestMalformedExportsDeadLettered(t *testing.T) {
 	ctx := testenv.Context(t, time.Minute)
 	f.put(t, "raw", "incoming/x.jpg", []byte("jpeg bytes"))
 	src := schemas.ObjectRef{Bucket: "raw", Key: "incoming/x.jpg"}
-	if _, err := f.sink.HandleRetrain(ctx, retrainEvent("ev-bad", pred("img1", "normal", 0.2, src))); err != nil {
+	if _, err := f.sink.HandleRetrain(ctx, retrainEvent("ev-bad", pred(testID(1), "normal", 0.2, src))); err != nil {
 		t.Fatal(err)
 	}
-	task := f.task(t, "img1")
+	task := f.task(t, testID(1))
 	taskExport := func(anns ...map[string]any) []byte {
 		b, _ := json.Marshal(map[string]any{"id": 5, "data": task.Data, "meta": task.Meta, "annotations": anns})
 		return b
@@ -402,21 +407,21 @@ func TestMalformedExportsDeadLettered(t *testing.T) {
 		name, reason string
 		data         []byte
 	}{
-		{"not json", labelsink.ReasonBadExport, []byte("this is not json")},
-		{"not label studio", labelsink.ReasonBadExport, []byte(`{"hello": "world"}`)},
-		{"unknown class", labelsink.ReasonUnknownClass, annotationExport("img1", "conjunctivitis", false, task)},
-		{"empty result", labelsink.ReasonEmpty, annotationExport("img1", "", false, task)},
-		{"cancelled", labelsink.ReasonCancelled, annotationExport("img1", "glaucoma", true, task)},
-		{"task without annotations", labelsink.ReasonEmpty, taskExport()},
-		{"conflicting annotations", labelsink.ReasonConflicting, taskExport(
+		{"not json", schemas.ReasonBadExport, []byte("this is not json")},
+		{"not label studio", schemas.ReasonBadExport, []byte(`{"hello": "world"}`)},
+		{"unknown class", schemas.ReasonUnknownClass, annotationExport(testID(1), "conjunctivitis", false, task)},
+		{"empty result", schemas.ReasonEmptyAnnotation, annotationExport(testID(1), "", false, task)},
+		{"cancelled", schemas.ReasonCancelledAnnotation, annotationExport(testID(1), "glaucoma", true, task)},
+		{"task without annotations", schemas.ReasonEmptyAnnotation, taskExport()},
+		{"conflicting annotations", schemas.ReasonConflictingAnnotations, taskExport(
 			map[string]any{"result": []any{choice("glaucoma")}}, map[string]any{"result": []any{choice("normal")}})},
-		{"no image source", labelsink.ReasonMissingSource, annotationExport("img1", "glaucoma", false, noSource)},
-		{"image gone", labelsink.ReasonMissingImage, func() []byte {
+		{"no image source", schemas.ReasonMissingSource, annotationExport(testID(1), "glaucoma", false, noSource)},
+		{"image gone", schemas.ReasonObjectMissing, func() []byte {
 			gone := task
 			gone.Meta.SourceKey = "incoming/deleted.jpg"
-			return annotationExport("img1", "glaucoma", false, gone)
+			return annotationExport(testID(1), "glaucoma", false, gone)
 		}()},
-		{"empty array", labelsink.ReasonEmpty, []byte(`[]`)},
+		{"empty array", schemas.ReasonEmptyAnnotation, []byte(`[]`)},
 	}
 	for i, tt := range tests {
 		f.put(t, "labeling", fmt.Sprintf("exports/bad-%02d.json", i), tt.data)
@@ -466,7 +471,7 @@ func TestLowConfidencePredictions(t *testing.T) {
 		id       string
 		conf     float64
 		wantTask bool
-	}{{"low1", 0.2, true}, {"high1", 0.8, false}, {"edge", 0.5, false}}
+	}{{testID(0x10), 0.2, true}, {testID(0x11), 0.8, false}, {testID(0x12), 0.5, false}}
 	for _, tt := range tests {
 		if _, err := sink.HandlePrediction(ctx, pred(tt.id, "normal", tt.conf, schemas.ObjectRef{Bucket: "raw", Key: "u/" + tt.id + ".jpg"})); err != nil {
 			t.Fatal(err)

@@ -76,9 +76,9 @@ func New(ctx context.Context, js natsjs.JetStream, cfg Config, log zerolog.Logge
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, KeyValueConfig(cfg.KVBucket, cfg.Replicas))
+	kv, err := ejs.OpenKeyValue(ctx, js, KeyValueConfig(cfg.KVBucket, cfg.Replicas))
 	if err != nil {
-		return nil, fmt.Errorf("labelsink: state bucket %s: %w", cfg.KVBucket, err)
+		return nil, fmt.Errorf("labelsink: state bucket: %w", err)
 	}
 	s := &Sink{cfg: cfg, js: js, kv: kv, classes: map[string]bool{}, log: log.With().Str("stage", schemas.StageLabelsink).Logger(),
 		now: func() time.Time { return time.Now().UTC() }}
@@ -182,23 +182,11 @@ func (s *Sink) writeTask(ctx context.Context, r request) (bool, error) {
 // hash of the reference.
 func imageIDFromKey(ref schemas.ObjectRef) string {
 	base := path.Base(ref.Key)
-	if id := base[:len(base)-len(path.Ext(base))]; validImageID(id) {
+	if id := base[:len(base)-len(path.Ext(base))]; schemas.ValidImageID(id) {
 		return id
 	}
 	h := sha256.Sum256([]byte(ref.Bucket + "/" + ref.Key))
 	return hex.EncodeToString(h[:])
-}
-
-func validImageID(id string) bool {
-	if id == "" || len(id) > 128 {
-		return false
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return false
-		}
-	}
-	return true
 }
 
 // HandleRetrain writes a task per sample of a retrain request, records the
@@ -209,10 +197,10 @@ func (s *Sink) HandleRetrain(ctx context.Context, ev schemas.Retrain) ([]stage.O
 		return nil, nil
 	}
 	if ev.EventID == "" {
-		return nil, stage.Permanentf("bad_retrain", "retrain request without event_id")
+		return nil, stage.Permanentf(schemas.ReasonBadRetrain, "retrain request without event_id")
 	}
 	if len(ev.Predictions) > 0 && len(ev.Predictions) != len(ev.Samples) {
-		return nil, stage.Permanentf("bad_retrain", "retrain %s: %d predictions for %d samples", ev.EventID, len(ev.Predictions), len(ev.Samples))
+		return nil, stage.Permanentf(schemas.ReasonBadRetrain, "retrain %s: %d predictions for %d samples", ev.EventID, len(ev.Predictions), len(ev.Samples))
 	}
 	rec := eventRecord{EventID: ev.EventID, Env: ev.Env, ModelVersion: ev.ModelVersion, AlertID: ev.AlertID, Requested: ev.Time}
 	if rec.Requested.IsZero() {
@@ -231,14 +219,14 @@ func (s *Sink) HandleRetrain(ctx context.Context, ev schemas.Retrain) ([]stage.O
 	var ids []string
 	for i, src := range ev.Samples {
 		if src.Bucket == "" || src.Key == "" {
-			return nil, stage.Permanentf("bad_retrain", "retrain %s: sample %d has no bucket or key", ev.EventID, i)
+			return nil, stage.Permanentf(schemas.ReasonBadRetrain, "retrain %s: sample %d has no bucket or key", ev.EventID, i)
 		}
 		r := request{Source: src, Env: ev.Env, Version: ev.ModelVersion, AlertID: ev.AlertID, EventID: ev.EventID}
 		if len(ev.Predictions) > 0 {
 			p := ev.Predictions[i]
 			r.Prediction, r.ImageID = &p, p.ImageID
 		}
-		if !validImageID(r.ImageID) {
+		if !schemas.ValidImageID(r.ImageID) {
 			r.ImageID = imageIDFromKey(src)
 		}
 		w, err := s.writeTask(ctx, r)
@@ -279,10 +267,10 @@ func (s *Sink) HandlePrediction(ctx context.Context, p schemas.Prediction) ([]st
 		return nil, nil
 	}
 	if p.Source.Bucket == "" || p.Source.Key == "" {
-		return nil, stage.Permanentf("bad_prediction", "prediction %s has no source object", p.ImageID)
+		return nil, stage.Permanentf(schemas.ReasonBadPrediction, "prediction %s has no source object", p.ImageID)
 	}
 	r := request{ImageID: p.ImageID, Source: p.Source, Prediction: &p, Env: p.Env, Version: p.ModelVersion}
-	if !validImageID(r.ImageID) {
+	if !schemas.ValidImageID(r.ImageID) {
 		r.ImageID = imageIDFromKey(p.Source)
 	}
 	wrote, err := s.writeTask(ctx, r)
@@ -329,13 +317,9 @@ func PredictionProcessor(s *Sink, log zerolog.Logger, m *stage.Metrics) stage.Pr
 	}
 }
 
-// PredictionConsumerConfig is the optional consumer for PredictionProcessor,
-// shaped like the topology's others (pass the topology's driftwatch
-// consumer config as base).
-func PredictionConsumerConfig(base natsjs.ConsumerConfig) natsjs.ConsumerConfig {
-	base.Durable = ConsumerPredictions
-	base.Name = ""
-	base.Description = "eyeflow " + ConsumerPredictions
-	base.FilterSubject = schemas.SubjectPredictionsAll
-	return base
+// PredictionConsumer is the optional consumer of PredictionProcessor on
+// eye.predictions.*, shaped like the topology's consumers (o's AckWait,
+// MaxDeliver, MaxAckPending and replicas).
+func PredictionConsumer(o ejs.Options) ejs.ConsumerSpec {
+	return o.Consumer(ejs.StreamPredictions, ConsumerPredictions, schemas.SubjectPredictionsAll)
 }

@@ -104,8 +104,8 @@ func TestHostileKeysThroughStage(t *testing.T) {
 	}
 	for _, k := range hostile {
 		t.Run(strings.ToValidUTF8(k[:min(len(k), 40)], "?"), func(t *testing.T) {
-			if dead[k] != objkey.Reason {
-				t.Errorf("key %q: dead letter reason %q, want %q", k, dead[k], objkey.Reason)
+			if dead[k] != schemas.ReasonBadKey {
+				t.Errorf("key %q: dead letter reason %q, want %q", k, dead[k], schemas.ReasonBadKey)
 			}
 		})
 	}

@@ -124,7 +124,7 @@ func TestPatientsThroughResizeAndSplitter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dl.Reason != resize.ReasonUnsupported || !dl.Permanent || !strings.Contains(dl.Error, "1.2.840.10008.1.2.4.80 (JPEG-LS Lossless) is not supported") {
-		t.Errorf("dead letter %q %q, want permanent %s naming the transfer syntax", dl.Reason, dl.Error, resize.ReasonUnsupported)
+	if dl.Reason != schemas.ReasonUnsupportedImage || !dl.Permanent || !strings.Contains(dl.Error, "1.2.840.10008.1.2.4.80 (JPEG-LS Lossless) is not supported") {
+		t.Errorf("dead letter %q %q, want permanent %s naming the transfer syntax", dl.Reason, dl.Error, schemas.ReasonUnsupportedImage)
 	}
 }

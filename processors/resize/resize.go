@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"eyeflow/imaging"
 	ejs "eyeflow/jetstream"
@@ -99,20 +98,6 @@ func New(cfg Config) (*Resizer, error) {
 	return &Resizer{cfg: cfg, now: time.Now}, nil
 }
 
-// Reasons for dead-lettered uploads.
-const (
-	ReasonEmpty         = "empty"
-	ReasonObjectMissing = "object_missing"
-	ReasonObjectChanged = "object_changed"
-	ReasonTooLarge      = "too_large"
-	ReasonNotAnImage    = "not_an_image"
-	ReasonCorrupt       = "corrupt_image"
-	// ReasonUnsupported: an image in an encoding eyeflow does not read, e.g.
-	// a DICOM transfer syntax such as JPEG 2000 or 16-bit DICOM pixels; the
-	// error names it.
-	ReasonUnsupported = "unsupported_image"
-)
-
 // Handle resizes every object an upload event names.
 func (r *Resizer) Handle(ctx context.Context, ev schemas.S3Event) ([]stage.Output, error) {
 	ups, err := ev.Uploads()
@@ -124,7 +109,7 @@ func (r *Resizer) Handle(ctx context.Context, ev schemas.S3Event) ([]stage.Outpu
 	// becomes a dataset class.
 	for _, u := range ups {
 		if err := objkey.Check(u.Key); err != nil {
-			return nil, stage.Permanent(objkey.Reason, fmt.Errorf("upload %s: %w", u.Bucket, err))
+			return nil, stage.Permanent(schemas.ReasonBadKey, fmt.Errorf("upload %s: %w", u.Bucket, err))
 		}
 	}
 	outs := make([]stage.Output, 0, len(ups))
@@ -149,7 +134,7 @@ func keyFor(ups []schemas.Upload, u schemas.Upload) string {
 
 func (r *Resizer) resize(ctx context.Context, u schemas.Upload) (schemas.Resized, error) {
 	if u.Size > r.cfg.MaxBytes {
-		return schemas.Resized{}, stage.Permanentf(ReasonTooLarge, "object of %d bytes exceeds the %d byte limit", u.Size, r.cfg.MaxBytes)
+		return schemas.Resized{}, stage.Permanentf(schemas.ReasonTooLarge, "object of %d bytes exceeds the %d byte limit", u.Size, r.cfg.MaxBytes)
 	}
 	buf := r.getBuf()
 	defer r.bufs.Put(buf)
@@ -159,7 +144,7 @@ func (r *Resizer) resize(ctx context.Context, u schemas.Upload) (schemas.Resized
 	}
 	data := buf.Bytes()
 	if len(data) == 0 {
-		return schemas.Resized{}, stage.Permanent(ReasonEmpty, errors.New("object is empty"))
+		return schemas.Resized{}, stage.Permanent(schemas.ReasonEmpty, errors.New("object is empty"))
 	}
 	sum := sha256.Sum256(data)
 	imageID := hex.EncodeToString(sum[:])
@@ -222,17 +207,17 @@ func (r *Resizer) getBuf() *bytes.Buffer {
 func (r *Resizer) read(ctx context.Context, u schemas.Upload, buf *bytes.Buffer) (objstore.Info, error) {
 	rc, info, err := r.cfg.Store.Get(ctx, u.Bucket, u.Key)
 	if errors.Is(err, objstore.ErrNotFound) {
-		return info, stage.Permanent(ReasonObjectMissing, fmt.Errorf("object was deleted before it was read: %w", err))
+		return info, stage.Permanent(schemas.ReasonObjectMissing, fmt.Errorf("object was deleted before it was read: %w", err))
 	}
 	if err != nil {
 		return info, fmt.Errorf("get object: %w", err) // transient: retried
 	}
 	defer rc.Close()
 	if u.ETag != "" && info.ETag != "" && !strings.EqualFold(u.ETag, info.ETag) {
-		return info, stage.Permanentf(ReasonObjectChanged, "object was replaced after the event (etag %s, now %s); the new upload has its own event", u.ETag, info.ETag)
+		return info, stage.Permanentf(schemas.ReasonObjectChanged, "object was replaced after the event (etag %s, now %s); the new upload has its own event", u.ETag, info.ETag)
 	}
 	if info.Size > r.cfg.MaxBytes {
-		return info, stage.Permanentf(ReasonTooLarge, "object of %d bytes exceeds the %d byte limit", info.Size, r.cfg.MaxBytes)
+		return info, stage.Permanentf(schemas.ReasonTooLarge, "object of %d bytes exceeds the %d byte limit", info.Size, r.cfg.MaxBytes)
 	}
 	if info.Size > 0 {
 		buf.Grow(int(info.Size))
@@ -242,7 +227,7 @@ func (r *Resizer) read(ctx context.Context, u schemas.Upload, buf *bytes.Buffer)
 		return info, fmt.Errorf("read object: %w", err)
 	}
 	if n > r.cfg.MaxBytes {
-		return info, stage.Permanentf(ReasonTooLarge, "object exceeds the %d byte limit", r.cfg.MaxBytes)
+		return info, stage.Permanentf(schemas.ReasonTooLarge, "object exceeds the %d byte limit", r.cfg.MaxBytes)
 	}
 	return info, nil
 }
@@ -250,15 +235,15 @@ func (r *Resizer) read(ctx context.Context, u schemas.Upload, buf *bytes.Buffer)
 func decodeError(err error) error {
 	switch {
 	case errors.Is(err, imaging.ErrTooLarge):
-		return stage.Permanent(ReasonTooLarge, err)
+		return stage.Permanent(schemas.ReasonTooLarge, err)
 	case errors.Is(err, imaging.ErrUnsupportedEncoding):
-		return stage.Permanent(ReasonUnsupported, err)
+		return stage.Permanent(schemas.ReasonUnsupportedImage, err)
 	case errors.Is(err, imaging.ErrUnsupported):
-		return stage.Permanent(ReasonNotAnImage, err)
+		return stage.Permanent(schemas.ReasonNotAnImage, err)
 	default:
 		// Decoding is deterministic: the same bytes fail the same way, so
 		// no decode error is worth a retry.
-		return stage.Permanent(ReasonCorrupt, err)
+		return stage.Permanent(schemas.ReasonCorruptImage, err)
 	}
 }
 
@@ -302,19 +287,10 @@ func Label(key, prefix string) string {
 	return SanitizeClass(path.Base(dir))
 }
 
-// SanitizeClass returns name when it is a safe class (folder) name, else "".
-// A class becomes a folder name in the dataset layout, so it may not hold
-// path separators, dot segments or control characters.
+// SanitizeClass returns name when it is a safe class (folder) name
+// (objkey.Class), else "".
 func SanitizeClass(name string) string {
-	if name == "" || name == "." || name == ".." || len(name) > 128 || !utf8.ValidString(name) {
-		return ""
-	}
-	for _, c := range name {
-		if c < 0x20 || c == 0x7f || c == '/' || c == '\\' || c == ':' {
-			return ""
-		}
-	}
-	if strings.HasPrefix(name, ".") {
+	if objkey.Class(name) != nil {
 		return ""
 	}
 	return name

@@ -3,7 +3,9 @@ package resize_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"hash/crc32"
@@ -160,8 +162,12 @@ func TestHandleGoodImages(t *testing.T) {
 					t.Errorf("eye.resized carries %q", s)
 				}
 			}
-			if res.Source.Key != tt.key || res.UploadID == "" || len(res.ImageID) != 64 {
-				t.Fatalf("source %+v upload %q image %q", res.Source, res.UploadID, res.ImageID)
+			if res.Source.Key != tt.key || res.UploadID == "" {
+				t.Fatalf("source %+v upload %q", res.Source, res.UploadID)
+			}
+			// The image id is the content's SHA-256 and nothing else.
+			if sum := sha256.Sum256(tt.data); res.ImageID != hex.EncodeToString(sum[:]) || res.Processed.Key != "resized/"+res.ImageID+".png" {
+				t.Fatalf("image id %q, processed %q: want the SHA-256 of the bytes, %x", res.ImageID, res.Processed.Key, sum)
 			}
 			if res.ResizedWidth != 224 || res.ResizedHeight != 224 || len(res.RGB) != 224*224*3 {
 				t.Fatalf("resized to %dx%d with %d inline bytes", res.ResizedWidth, res.ResizedHeight, len(res.RGB))
@@ -184,6 +190,58 @@ func TestHandleGoodImages(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestImageIDIsTheContent: the same photograph uploaded under different
+// keys, by different patients' folders or with other metadata, is one
+// image: the same image id and one processed object. The splitter keys
+// unlabelled-patient splits on it, so the same bytes can never land on
+// both sides of a split.
+func TestImageIDIsTheContent(t *testing.T) {
+	f := newFixture(t)
+	jpg := fundusJPEG(t, 320, 240)
+	other := fundusJPEG(t, 320, 241)
+	resized := func(key string, data []byte, meta map[string]string) schemas.Resized {
+		t.Helper()
+		outs, err := f.r.Handle(testenv.Context(t, time.Minute), f.put(t, key, data, meta))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return outs[0].Event.(schemas.Resized)
+	}
+	a := resized("glaucoma/a.jpg", jpg, nil)
+	tests := []struct {
+		name, key string
+		data      []byte
+		meta      map[string]string
+		same      bool
+	}{
+		{"same bytes, another key", "normal/b.jpg", jpg, nil, true},
+		{"same bytes, another folder and patient", "clinic 2/glaucoma/a.jpg", jpg, map[string]string{"patient-id": "P-9"}, true},
+		{"other bytes, same key", "glaucoma/a.jpg", other, nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := resized(tt.key, tt.data, tt.meta)
+			if got := a.ImageID == b.ImageID && a.Processed.Key == b.Processed.Key; got != tt.same {
+				t.Fatalf("image ids %s and %s (processed %s, %s): same = %v, want %v", a.ImageID, b.ImageID, a.Processed.Key, b.Processed.Key, got, tt.same)
+			}
+		})
+	}
+}
+
+// goldenTolerance is what the resize achieves against Pillow on each golden
+// file (MAE 0.03-0.10, largest error 1-2 levels), with a small margin: a
+// rounding or filter change that moves the output shows up here.
+var goldenTolerance = map[string]struct {
+	mae   float64
+	worst int
+}{
+	"amd_0000":                  {0.12, 2},
+	"cataract_0000":             {0.04, 2},
+	"diabetic_retinopathy_0000": {0.12, 3},
+	"glaucoma_0000":             {0.12, 2},
+	"normal_0000":               {0.12, 2},
 }
 
 func TestHandleGoldenParity(t *testing.T) {
@@ -221,8 +279,12 @@ func TestHandleGoldenParity(t *testing.T) {
 			}
 			mae := float64(sum) / float64(224*224*3)
 			t.Logf("%s: MAE %.3f max %d against PIL", name, mae, worst)
-			if mae > 0.5 || worst > 8 {
-				t.Fatalf("%s: MAE %.3f max %d, parity target is MAE <= 0.5 and max <= 8", name, mae, worst)
+			tol, ok := goldenTolerance[name]
+			if !ok {
+				t.Fatalf("no tolerance for golden file %s", name)
+			}
+			if mae > tol.mae || worst > tol.worst {
+				t.Fatalf("%s: MAE %.3f max %d against PIL, this file's tolerance is MAE <= %.2f and max <= %d", name, mae, worst, tol.mae, tol.worst)
 			}
 		})
 	}
@@ -244,16 +306,16 @@ func TestHandleBadInput(t *testing.T) {
 		deleteIt   bool
 		wantReason string
 	}{
-		{"empty object", "normal/empty.jpg", nil, false, resize.ReasonEmpty},
-		{"truncated jpeg", "normal/trunc.jpg", jpg[:len(jpg)/2], false, resize.ReasonCorrupt},
-		{"random bytes with image name", "normal/random.jpg", rnd, false, resize.ReasonNotAnImage},
-		{"text with image name", "normal/notes.png", []byte("patient notes, not a picture"), false, resize.ReasonNotAnImage},
-		{"decompression bomb header", "normal/bomb.png", pngHeaderClaiming(60000, 60000), false, resize.ReasonTooLarge},
-		{"deleted before read", "normal/gone.jpg", jpg, true, resize.ReasonObjectMissing},
-		{"dicom jpeg 2000", "amd/j2k.dcm", dicomtest.Image(dicomtest.JPEG2000, "YBR_ICT", 2, 2, 3, nil).Bytes(), false, resize.ReasonUnsupported},
-		{"dicom 16 bit", "amd/16.dcm", dicomtest.Image(dicomtest.ExplicitLE, "MONOCHROME2", 2, 2, 1, make([]byte, 8)).Set(dicomtest.US(0x00280100, 16)).Bytes(), false, resize.ReasonUnsupported},
-		{"dicom truncated", "amd/trunc.dcm", dcmTrunc, false, resize.ReasonCorrupt},
-		{"dicom without pixels", "amd/sr.dcm", dicomtest.File{TransferSyntax: dicomtest.ExplicitLE, Elements: []dicomtest.Element{dicomtest.Str(0x00100020, "LO", "P-1")}}.Bytes(), false, resize.ReasonNotAnImage},
+		{"empty object", "normal/empty.jpg", nil, false, schemas.ReasonEmpty},
+		{"truncated jpeg", "normal/trunc.jpg", jpg[:len(jpg)/2], false, schemas.ReasonCorruptImage},
+		{"random bytes with image name", "normal/random.jpg", rnd, false, schemas.ReasonNotAnImage},
+		{"text with image name", "normal/notes.png", []byte("patient notes, not a picture"), false, schemas.ReasonNotAnImage},
+		{"decompression bomb header", "normal/bomb.png", pngHeaderClaiming(60000, 60000), false, schemas.ReasonTooLarge},
+		{"deleted before read", "normal/gone.jpg", jpg, true, schemas.ReasonObjectMissing},
+		{"dicom jpeg 2000", "amd/j2k.dcm", dicomtest.Image(dicomtest.JPEG2000, "YBR_ICT", 2, 2, 3, nil).Bytes(), false, schemas.ReasonUnsupportedImage},
+		{"dicom 16 bit", "amd/16.dcm", dicomtest.Image(dicomtest.ExplicitLE, "MONOCHROME2", 2, 2, 1, make([]byte, 8)).Set(dicomtest.US(0x00280100, 16)).Bytes(), false, schemas.ReasonUnsupportedImage},
+		{"dicom truncated", "amd/trunc.dcm", dcmTrunc, false, schemas.ReasonCorruptImage},
+		{"dicom without pixels", "amd/sr.dcm", dicomtest.File{TransferSyntax: dicomtest.ExplicitLE, Elements: []dicomtest.Element{dicomtest.Str(0x00100020, "LO", "P-1")}}.Bytes(), false, schemas.ReasonNotAnImage},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -348,11 +410,11 @@ func TestStageFromUploadsToResizedAndDLQ(t *testing.T) {
 			t.Errorf("dead letter for %s has no error text", ups[0].Key)
 		}
 	}
-	want := map[string]string{"amd/empty.jpg": resize.ReasonEmpty, "amd/bomb.png": resize.ReasonTooLarge}
+	want := map[string]string{"amd/empty.jpg": schemas.ReasonEmpty, "amd/bomb.png": schemas.ReasonTooLarge}
 	if len(reasons) != len(want) || reasons["amd/empty.jpg"] != want["amd/empty.jpg"] || reasons["amd/bomb.png"] != want["amd/bomb.png"] {
 		t.Fatalf("dead letters %v, want %v", reasons, want)
 	}
-	for reason, n := range map[string]float64{resize.ReasonEmpty: 1, resize.ReasonTooLarge: 1} {
+	for reason, n := range map[string]float64{schemas.ReasonEmpty: 1, schemas.ReasonTooLarge: 1} {
 		if got := failedCount(t, reg, reason); got != n {
 			t.Errorf("eyeflow_messages_failed_total{reason=%q} = %v, want %v", reason, got, n)
 		}

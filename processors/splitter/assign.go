@@ -9,7 +9,6 @@ import (
 	"math"
 	"regexp"
 	"strings"
-	"unicode"
 
 	"eyeflow/objstore"
 	"eyeflow/schemas"
@@ -342,38 +341,10 @@ func hashFields(salt, kind, value string) [sha256.Size]byte {
 	return out
 }
 
-// validClass reports whether a class can be a dataset folder name as is.
-// Resize already sanitises labels; this guards the bucket layout against any
-// other producer of eye.resized.
-func validClass(c string) bool {
-	if c == "" || c == "." || c == ".." || len(c) > 255 {
-		return false
-	}
-	// The object-key policy too: no encoded dot segment ("%2e%2e"), so the
-	// stage and `split explain` agree with what resize accepts.
-	if objkey.Segment(c) != nil {
-		return false
-	}
-	for _, r := range c {
-		if r == '/' || r == '\\' || unicode.IsControl(r) || r == unicode.ReplacementChar {
-			return false
-		}
-	}
-	return true
-}
+// validClass reports whether a class can be a dataset folder name as is
+// (objkey.Class). Resize already sanitises labels with the same rule; this
+// guards the bucket layout against any other producer of eye.resized.
+func validClass(c string) bool { return objkey.Class(c) == nil }
 
 // validHash reports whether h is a lowercase hex SHA-256 (a patient hash).
-func validHash(h string) bool { return validImageID(h) }
-
-// validImageID reports whether id is a lowercase hex SHA-256.
-func validImageID(id string) bool {
-	if len(id) != 2*sha256.Size {
-		return false
-	}
-	for _, r := range id {
-		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
-			return false
-		}
-	}
-	return true
-}
+func validHash(h string) bool { return schemas.ValidImageID(h) }

@@ -377,7 +377,8 @@ func measure(a *splitter.Assigner, r *rand.Rand, sizes []int) [][]fractionStat {
 // TestStratification measures per-class fractions on the issue's
 // imbalanced set with the default salt and fails beyond 3 binomial standard
 // deviations. It then repeats the draw under 200 salts (10 with -race or
-// -short) to show the spread is that of a fair coin (RMS z ≈ 1), and
+// -short) and fails unless the spread is that of a fair coin (RMS z ≈ 1,
+// about 0.27% of fractions beyond 3 sd), and
 // measures the order-dependent alternative that would beat it, to show why
 // it is not used. The log is the table in BENCHMARKS.md.
 func TestStratification(t *testing.T) {
@@ -434,15 +435,38 @@ func TestStratification(t *testing.T) {
 		}
 	}
 	fmt.Fprintf(&b, "\nRMS z per class over %d salts (1.00 = exactly a fair coin's spread):", salts)
+	// A fair coin's z has mean square 1; each salt gives about 3 independent
+	// fractions per class (the four sum to 1), so the RMS over the sweep
+	// has a standard deviation of about sqrt(2/(3*salts))/2. Six of them
+	// bound a class: wide enough for the fixed seeds' draw, narrow enough
+	// that a biased split function (a quantized or class-dependent hash)
+	// fails it.
+	rmsBound := 6 * math.Sqrt(2/(3*float64(salts))) / 2
+	var sumAll float64
 	for c := range classSizes {
-		fmt.Fprintf(&b, " %d:%.2f", classSizes[c], math.Sqrt(sumSq[c]/float64(4*salts)))
+		rms := math.Sqrt(sumSq[c] / float64(4*salts))
+		sumAll += sumSq[c]
+		fmt.Fprintf(&b, " %d:%.2f", classSizes[c], rms)
+		if math.Abs(rms-1) > rmsBound {
+			t.Errorf("class of %d images: RMS z %.2f over %d salts, a fair coin gives 1 ± %.2f", classSizes[c], rms, salts, rmsBound)
+		}
 	}
+	if rms := math.Sqrt(sumAll / float64(4*salts*len(classSizes))); math.Abs(rms-1) > rmsBound/math.Sqrt(float64(len(classSizes))) {
+		t.Errorf("RMS z %.3f over every class and %d salts, a fair coin gives 1 ± %.3f", rms, salts, rmsBound/math.Sqrt(float64(len(classSizes))))
+	}
+	fractions := salts * len(classSizes) * 4
 	fmt.Fprintf(&b, "\nfractions beyond 3 sd over %d salts: %d of %d (%.2f%%; a normal gives 0.27%%); salts with any class beyond 3 sd: %d of %d\n",
-		salts, beyond3, salts*len(classSizes)*4, 100*float64(beyond3)/float64(salts*len(classSizes)*4), saltsBeyond3, salts)
+		salts, beyond3, fractions, 100*float64(beyond3)/float64(fractions), saltsBeyond3, salts)
+	if limit := max(6, 3*0.0027*float64(fractions)); float64(beyond3) > limit {
+		t.Errorf("%d of %d fractions beyond 3 sd over %d salts, a fair coin gives about %.0f (limit %.0f)", beyond3, fractions, salts, 0.0027*float64(fractions), limit)
+	}
 
 	dev, moved := deficitScheme(rand.New(rand.NewPCG(20000, 15)), classSizes)
 	fmt.Fprintf(&b, "\nrejected order-dependent scheme (each image to the split furthest below its target in its class, in arrival order):\n"+
 		"worst |z| %.2f, but replaying the same images in another order moves %.1f%% of them to another split (leakage)\n", dev, 100*moved)
+	if moved < 0.1 {
+		t.Errorf("the order-dependent scheme moved only %.1f%% of images on a replay: the reason given for rejecting it no longer holds", 100*moved)
+	}
 	t.Log(b.String())
 }
 

@@ -16,10 +16,6 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// ReasonBadResized labels eye.resized events the splitter cannot place
-// (dead-lettered at once: a redelivery carries the same payload).
-const ReasonBadResized = "bad_resized"
-
 // Splitter is the split stage's processor.
 type Splitter struct {
 	cfg    Config
@@ -84,13 +80,13 @@ func DatasetKey(prefix, dir, class, imageID string) string {
 // skips the copies already made.
 func (s *Splitter) Handle(ctx context.Context, in schemas.Resized) ([]stage.Output, error) {
 	if err := checkKeys(in); err != nil {
-		return nil, stage.Permanent(objkey.Reason, err)
+		return nil, stage.Permanent(schemas.ReasonBadKey, err)
 	}
 	if err := checkInput(in); err != nil {
-		return nil, stage.Permanent(ReasonBadResized, err)
+		return nil, stage.Permanent(schemas.ReasonBadResized, err)
 	}
 	if err := s.checkPatient(in); err != nil {
-		return nil, stage.Permanent(ReasonBadResized, err)
+		return nil, stage.Permanent(schemas.ReasonBadResized, err)
 	}
 	as := s.a.AssignResized(in)
 	for _, dir := range as.Dirs() {
@@ -169,7 +165,7 @@ func checkKeys(in schemas.Resized) error {
 // checkInput refuses events that cannot be placed or copied safely.
 func checkInput(in schemas.Resized) error {
 	var errs []error
-	if !validImageID(in.ImageID) {
+	if !schemas.ValidImageID(in.ImageID) {
 		errs = append(errs, fmt.Errorf("image id %q is not a lowercase hex sha256", in.ImageID))
 	}
 	if in.UploadID == "" {

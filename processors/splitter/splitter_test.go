@@ -27,7 +27,6 @@ import (
 	"eyeflow/objstore"
 	"eyeflow/processors/splitter"
 	"eyeflow/schemas"
-	"eyeflow/security/objkey"
 	"eyeflow/stage"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -292,8 +291,8 @@ func TestPipelineIntoDatasetLayout(t *testing.T) {
 		t.Fatalf("%d dead letters, want 1", len(dl))
 	}
 	// Its label "../etc" is a key problem: bad_key.
-	if d, err := schemas.DecodeDeadLetter(dl[0].Data()); err != nil || d.Reason != objkey.Reason || !d.Permanent {
-		t.Fatalf("dead letter %+v (%v), want permanent %s", d, err, objkey.Reason)
+	if d, err := schemas.DecodeDeadLetter(dl[0].Data()); err != nil || d.Reason != schemas.ReasonBadKey || !d.Permanent {
+		t.Fatalf("dead letter %+v (%v), want permanent %s", d, err, schemas.ReasonBadKey)
 	}
 
 	// The report, built by listing the bucket, agrees.
@@ -391,7 +390,7 @@ func TestHandleRefusesBadInput(t *testing.T) {
 		Source: schemas.ObjectRef{Bucket: "raw", Key: "amd/a.jpg"}, Label: "amd",
 		Processed: schemas.ObjectRef{Bucket: "processed", Key: "resized/x.png"},
 	}
-	bad, key := splitter.ReasonBadResized, objkey.Reason
+	bad, key := schemas.ReasonBadResized, schemas.ReasonBadKey
 	tests := []struct {
 		name   string
 		edit   func(*schemas.Resized)
@@ -529,8 +528,8 @@ func TestPatientPseudonymsThroughStage(t *testing.T) {
 		notHash.Source.Key:   "is not a lowercase hex sha256",
 	} {
 		d, ok := dead[key]
-		if !ok || d.Reason != splitter.ReasonBadResized || !d.Permanent || !strings.Contains(d.Error, msg) {
-			t.Errorf("%s: dead letter %+v, want permanent %s mentioning %q", key, d, splitter.ReasonBadResized, msg)
+		if !ok || d.Reason != schemas.ReasonBadResized || !d.Permanent || !strings.Contains(d.Error, msg) {
+			t.Errorf("%s: dead letter %+v, want permanent %s mentioning %q", key, d, schemas.ReasonBadResized, msg)
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"eyeflow/objstore"
 	"eyeflow/processors/classifier"
 	"eyeflow/processors/classifier/onnx"
+	"eyeflow/schemas"
 )
 
 // Features computes the frozen backbone's pooled features (the
@@ -103,10 +104,10 @@ type Skipped struct {
 	Err     error
 }
 
-// Reasons an example is skipped.
+// Reasons an example is skipped (dead letters on eye.dlq.trainer).
 const (
-	ReasonMissingImage    = "missing_image"
-	ReasonUnreadableImage = "unreadable_image"
+	ReasonMissingImage    = schemas.ReasonObjectMissing
+	ReasonUnreadableImage = schemas.ReasonCorruptImage
 )
 
 // Extract returns the features of every usable example (in order, with the

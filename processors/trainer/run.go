@@ -16,11 +16,6 @@ import (
 	"eyeflow/stage"
 )
 
-// Reasons of the trainer's dead letters.
-const (
-	ReasonBadManifest     = "bad_manifest"
-	ReasonMissingManifest = "missing_manifest"
-)
 
 // Run trains one request and publishes its trained or refused event.
 func (t *Trainer) Run(ctx context.Context, req Request) (Outcome, error) {
@@ -59,17 +54,17 @@ func (t *Trainer) HandleRetrain(ctx context.Context, r schemas.Retrain) ([]stage
 		return nil, nil
 	}
 	if r.Manifest == nil || r.Manifest.Key == "" {
-		return nil, stage.Permanentf(ReasonBadManifest, "manifest_ready event %s names no manifest", r.EventID)
+		return nil, stage.Permanentf(schemas.ReasonBadManifest, "manifest_ready event %s names no manifest", r.EventID)
 	}
 	items, bad, err := ReadManifest(ctx, t.store, *r.Manifest)
 	if errors.Is(err, objstore.ErrNotFound) {
-		return nil, stage.Permanent(ReasonMissingManifest, err)
+		return nil, stage.Permanent(schemas.ReasonObjectMissing, err)
 	}
 	if err != nil {
 		return nil, err
 	}
 	if len(items) == 0 && len(bad) > 0 {
-		return nil, stage.Permanentf(ReasonBadManifest, "manifest %s/%s: %v", r.Manifest.Bucket, r.Manifest.Key, bad)
+		return nil, stage.Permanentf(schemas.ReasonBadManifest, "manifest %s/%s: %v", r.Manifest.Bucket, r.Manifest.Key, bad)
 	}
 	var labelled []labelsink.ManifestEntry
 	for _, it := range items {

@@ -16,8 +16,8 @@ import (
 // Roles besides the five stages.
 const (
 	// RoleIngest uploads: eyeflow put, the watcher, the reconciler and the
-	// upload ledger.
-	RoleIngest = "ingest"
+	// upload ledger (`eyeflow ingest`), which dead-letters as a stage does.
+	RoleIngest = schemas.StageIngest
 	// RoleAdmin applies the topology, creates buckets, pushes and promotes
 	// models and runs the all-in-one `eyeflow up`: every subject.
 	RoleAdmin = "admin"
@@ -101,10 +101,11 @@ func (p *perms) kvWrite(bucket string) {
 	p.add("$KV." + bucket + ".>")
 }
 
-// kvOwn: processors create their own state bucket at start
-// (CreateOrUpdateKeyValue), so they may create and update that one stream.
+// kvOwn: a processor binds to its state bucket and creates it when the
+// topology lacks it (jetstream.OpenKeyValue), so it may create that one
+// stream; never update it (the topology owns its configuration).
 func (p *perms) kvOwn(bucket string) {
-	p.add("$JS.API.STREAM.CREATE.KV_"+bucket, "$JS.API.STREAM.UPDATE.KV_"+bucket)
+	p.add("$JS.API.STREAM.CREATE.KV_" + bucket)
 }
 
 // Users is the permission table for the topology's stages. It is the one
@@ -194,7 +195,7 @@ func Users() []User {
 
 	var ingest perms
 	ingest.consume(ejs.StreamUploads, ejs.ConsumerIngestLedger)
-	ingest.add(schemas.SubjectUploads)
+	ingest.add(schemas.SubjectUploads, dlq(schemas.StageIngest))
 	ingest.objWrite(objstore.BucketRaw)
 	ingest.kvWrite(ejs.KVUploads)
 	add(RoleIngest, ingest)

@@ -9,14 +9,12 @@ import (
 	"unicode/utf8"
 )
 
-// Reason is the dead-letter reason of a message refused for its key.
-const Reason = "bad_key"
-
 // MaxLen is S3's key limit in bytes; longer keys cannot be copied to S3
 // and are refused everywhere for the same behaviour on every store.
 const MaxLen = 1024
 
-// ErrBadKey is wrapped by every error Check returns.
+// ErrBadKey is wrapped by every error Check returns; a stage dead-letters
+// such a message with reason schemas.ReasonBadKey.
 var ErrBadKey = errors.New("bad object key")
 
 // Error says which key was refused and why.
@@ -117,6 +115,33 @@ func Segment(name string) error {
 	}
 	if strings.ContainsAny(name, `/\`) {
 		return &Error{Key: name, Why: "holds a path separator"}
+	}
+	return nil
+}
+
+// MaxClassLen bounds a class name in bytes.
+const MaxClassLen = 128
+
+// Class checks a class name, the one rule for every stage that turns a
+// class into a folder (resize's labels, the splitter's dataset layout,
+// labelsink's raw/<class>/): a Segment of at most MaxClassLen bytes that
+// is not hidden (no leading '.'), holds no ':' (a drive letter or an NTFS
+// stream on the machines that train from the folders) and no U+FFFD (the
+// mark of a name that was not valid text before someone decoded it).
+func Class(name string) error {
+	if err := Segment(name); err != nil {
+		return err
+	}
+	bad := func(why string) error { return &Error{Key: name, Why: "class name " + why} }
+	switch {
+	case len(name) > MaxClassLen:
+		return bad(fmt.Sprintf("of %d bytes, over the %d byte limit", len(name), MaxClassLen))
+	case strings.HasPrefix(name, "."):
+		return bad("starts with a dot (a hidden folder)")
+	case strings.ContainsRune(name, ':'):
+		return bad("holds ':'")
+	case strings.ContainsRune(name, unicode.ReplacementChar):
+		return bad("holds U+FFFD")
 	}
 	return nil
 }

@@ -97,3 +97,38 @@ func FuzzCheck(f *testing.F) {
 		}
 	})
 }
+
+// TestClass is the one class-name rule. Resize (128 bytes, no ':', no
+// leading dot) and the splitter (255 bytes, objkey.Segment, no U+FFFD)
+// used to disagree on the rows marked "was": a label one accepted and the
+// other refused.
+func TestClass(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		ok   bool
+	}{
+		{"glaucoma", true},
+		{"diabetic_retinopathy", true},
+		{"Myopie (hohe)", true},
+		{"名前", true},
+		{strings.Repeat("x", MaxClassLen), true},
+		{strings.Repeat("x", MaxClassLen+1), false}, // was: splitter accepted up to 255
+		{strings.Repeat("é", 100), false},           // 200 bytes: was: splitter accepted
+		{".hidden", false},                          // was: splitter accepted
+		{"ab:c", false},                             // was: splitter accepted
+		{"bad\uFFFDname", false},                    // was: resize accepted
+		{"%2e%2e", false},                           // was: resize accepted
+		{"", false},
+		{".", false},
+		{"..", false},
+		{"a/b", false},
+		{`a\b`, false},
+		{"tab\there", false},
+		{"nul\x00", false},
+		{"\xff\xfe", false},
+	} {
+		if err := Class(tt.name); (err == nil) != tt.ok {
+			t.Errorf("Class(%q) = %v, want ok %v", tt.name, err, tt.ok)
+		}
+	}
+}

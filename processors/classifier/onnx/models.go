@@ -50,14 +50,6 @@ func (b *builder) uniform(n int, bound float64) []float32 {
 	return out
 }
 
-func filled(n int, v float32) []float32 {
-	out := make([]float32, n)
-	for i := range out {
-		out[i] = v
-	}
-	return out
-}
-
 // conv adds a bias-free convolution (as in torchvision's DenseNet) with
 // torchvision's initialisation, Kaiming-normal (fan-in, gain sqrt 2): it keeps
 // activations at unit scale through 121 layers, and its pooled features carry
@@ -127,8 +119,17 @@ func DenseNet121(classes int, seed uint64) []byte {
 	return DenseNet(DenseNetOptions{Classes: classes, Seed: seed})
 }
 
-// DenseNet returns the DenseNet121 graph o describes.
-func DenseNet(o DenseNetOptions) []byte {
+// DenseNet121Graph is DenseNet121's graph before encoding (tests evaluate
+// it independently of ONNX Runtime).
+func DenseNet121Graph(classes int, seed uint64) *Graph {
+	return DenseNetGraph(DenseNetOptions{Classes: classes, Seed: seed})
+}
+
+// DenseNet returns the DenseNet121 graph o describes, encoded as ONNX.
+func DenseNet(o DenseNetOptions) []byte { return DenseNetGraph(o).Encode() }
+
+// DenseNetGraph is the graph o describes, before encoding.
+func DenseNetGraph(o DenseNetOptions) *Graph {
 	const growth, bnSize = 32, 4
 	classes := o.Classes
 	if o.Head != nil {
@@ -185,7 +186,7 @@ func DenseNet(o DenseNetOptions) []byte {
 	b.g.Metadata = map[string]string{"eyeflow.arch": "densenet121", "eyeflow.seed": fmt.Sprint(o.Seed), "eyeflow.init": "torchvision"}
 	if o.FeaturesOnly {
 		b.g.Nodes = append(b.g.Nodes, Node{Op: "Flatten", Name: "flatten", Inputs: []string{x}, Outputs: []string{FeaturesName}, Attrs: []Attr{AInt("axis", 1)}})
-		return b.g.Encode()
+		return &b.g
 	}
 	x = b.node("Flatten", "flatten", []string{x}, AInt("axis", 1))
 	var wv, bv []float32
@@ -200,7 +201,7 @@ func DenseNet(o DenseNetOptions) []byte {
 	bias := b.init("classifier.bias", []int64{int64(classes)}, bv)
 	b.g.Nodes = append(b.g.Nodes, Node{Op: "Gemm", Name: "classifier", Inputs: []string{x, w, bias},
 		Outputs: []string{OutputName}, Attrs: []Attr{AInt("transB", 1)}})
-	return b.g.Encode()
+	return &b.g
 }
 
 // Tiny is a model whose outputs are a known, exactly computable function of
@@ -264,4 +265,12 @@ func TinyWeights(classes int) (w [3][]float64, bias []float64) {
 		bias[k] = q(0.25 * math.Sin(float64(3*k)))
 	}
 	return w, bias
+}
+
+func filled(n int, v float32) []float32 {
+	out := make([]float32, n)
+	for i := range out {
+		out[i] = v
+	}
+	return out
 }

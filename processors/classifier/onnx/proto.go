@@ -53,15 +53,6 @@ func (b *buf) string(field int, v string) { b.bytes(field, []byte(v)) }
 // msg embeds a sub-message.
 func (b *buf) msg(field int, m buf) { b.bytes(field, m) }
 
-// packedInts writes a packed repeated int64 field.
-func (b *buf) packedInts(field int, vs []int64) {
-	var p buf
-	for _, v := range vs {
-		p.uvarint(uint64(v))
-	}
-	b.bytes(field, p)
-}
-
 // ONNX enum values used here.
 const (
 	dtFloat = 1 // TensorProto.FLOAT
@@ -82,11 +73,10 @@ type Attr struct {
 	Str   *string
 }
 
-// AInt, AFloat, AInts and AStr build attributes.
+// AInt, AFloat and AInts build attributes.
 func AInt(name string, v int64) Attr     { return Attr{Name: name, Int: &v} }
 func AFloat(name string, v float32) Attr { return Attr{Name: name, Float: &v} }
 func AInts(name string, v ...int64) Attr { return Attr{Name: name, Ints: v} }
-func AStr(name string, v string) Attr    { return Attr{Name: name, Str: &v} }
 
 func (a Attr) encode() buf {
 	var b buf
