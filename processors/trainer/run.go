@@ -16,7 +16,6 @@ import (
 	"eyeflow/stage"
 )
 
-
 // Run trains one request and publishes its trained or refused event.
 func (t *Trainer) Run(ctx context.Context, req Request) (Outcome, error) {
 	out, err := t.Train(ctx, req)
