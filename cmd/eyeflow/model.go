@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -132,10 +131,7 @@ func (r *registryFlags) rollout(ctx context.Context, name string) (*trainer.Trai
 	if err != nil {
 		return nil, nil, err
 	}
-	kv, err := js.KeyValue(ctx, ejs.KVTrainer)
-	if errors.Is(err, natsjs.ErrBucketNotFound) {
-		kv, err = js.CreateKeyValue(ctx, ejs.KeyValueConfig(ejs.KVTrainer, 1))
-	}
+	kv, err := ejs.OpenKeyValue(ctx, js, ejs.KeyValueConfig(ejs.KVTrainer, 1))
 	if err != nil {
 		closeFn()
 		return nil, nil, fmt.Errorf("kv %s: %w", ejs.KVTrainer, err)

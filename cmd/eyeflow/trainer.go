@@ -102,10 +102,7 @@ func (f *trainerFlags) build(ctx context.Context, p *proc, rt *runtimeFlags, js 
 			return nil, nil, err
 		}
 	}
-	kv, err := js.KeyValue(ctx, ejs.KVTrainer)
-	if errors.Is(err, natsjs.ErrBucketNotFound) {
-		kv, err = js.CreateKeyValue(ctx, ejs.KeyValueConfig(ejs.KVTrainer, replicas))
-	}
+	kv, err := ejs.OpenKeyValue(ctx, js, ejs.KeyValueConfig(ejs.KVTrainer, replicas))
 	if err != nil {
 		return nil, nil, fmt.Errorf("trainer: kv %s: %w", ejs.KVTrainer, err)
 	}
@@ -162,7 +159,7 @@ func runTrainer(ctx context.Context, args []string, out, errOut io.Writer) error
 		return err
 	}
 	return s.run(ctx, schemas.StageTrainer, errOut, func(e standaloneEnv) ([]task, error) {
-		t, _, err := tf.build(ctx, e.p, &rt, e.js, e.store, prefix, 1)
+		t, _, err := tf.build(ctx, e.p, &rt, e.js, e.store, prefix, s.replicas)
 		if err != nil {
 			return nil, err
 		}
