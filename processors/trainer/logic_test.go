@@ -74,7 +74,7 @@ func TestLogRegFitsDeterministically(t *testing.T) {
 func TestLogRegBalancedWeights(t *testing.T) {
 	// 90 images of class 0, 10 of class 1, overlapping: unweighted, the
 	// minority class is mostly given up; balanced, its recall rises.
-	x, y := blobs(2, 90, 4, 3, 3)
+	x, y := blobs(2, 90, 4, 4, 3)
 	x = append(x[:90], x[90:100]...)
 	y = append(y[:90], y[90:100]...)
 	recall1 := func(bal bool) float64 {
@@ -91,8 +91,8 @@ func TestLogRegBalancedWeights(t *testing.T) {
 		}
 		return float64(hit) / 10
 	}
-	if b, u := recall1(true), recall1(false); b < u {
-		t.Errorf("balanced minority recall %.2f < unweighted %.2f", b, u)
+	if b, u := recall1(true), recall1(false); b <= u {
+		t.Errorf("balanced minority recall %.2f is not above the unweighted fit's %.2f", b, u)
 	}
 }
 

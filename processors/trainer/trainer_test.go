@@ -616,3 +616,51 @@ func TestTorchEngineThroughTheStage(t *testing.T) {
 		t.Errorf("registry holds %d versions after the crash, want 1", len(entries))
 	}
 }
+
+// TestSignoffStopsBeforeProd: with automatic promotion off, a candidate
+// that qualifies stops in canary with an awaiting_signoff event, once, and
+// goes to prod only when a person promotes it with a reason.
+func TestSignoffStopsBeforeProd(t *testing.T) {
+	e := newEnv(t)
+	if _, err := classifier.EnsureDefault(e.ctx, e.js, e.store, zerolog.Nop()); err != nil {
+		t.Fatal(err)
+	}
+	e.dataset(t, 6)
+	tr := e.trainer(t, func(c *trainer.Config) { c.Bootstrap, c.AutoPromote = false, false })
+	out, err := tr.Run(e.ctx, trainer.Request{Trigger: trainer.TriggerCommand, Reason: "v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := out.Event.Version
+	for range 5 {
+		if err := tr.Step(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a := e.assigned(t, schemas.EnvCanary); a.Version != v1 {
+		t.Fatalf("canary serves %s, want %s", a, v1)
+	}
+	if a := e.assigned(t, schemas.EnvProd); a.Name != classifier.SyntheticName {
+		t.Fatalf("prod serves %s without a sign-off", a)
+	}
+	asked := 0
+	for _, ev := range e.events(t) {
+		if ev.Kind == schemas.ModelAwaitingSignoff && ev.Version == v1 && strings.Contains(ev.Reason, "--to prod --reason") {
+			asked++
+		}
+	}
+	if asked != 1 {
+		t.Fatalf("%d awaiting_signoff events, want 1: %q", asked, kinds(e.events(t)))
+	}
+	if err := tr.Promote(e.ctx, trainer.DefaultModelName, v1, schemas.EnvProd, "signed off by Dr. A"); err != nil {
+		t.Fatal(err)
+	}
+	if a := e.assigned(t, schemas.EnvProd); a.Version != v1 {
+		t.Fatalf("prod serves %s after the sign-off", a)
+	}
+	evs := e.events(t)
+	last := evs[len(evs)-1]
+	if last.Kind != schemas.ModelPromoted || last.ToEnv != schemas.EnvProd || last.FromEnv != schemas.EnvCanary || last.Reason != "signed off by Dr. A" {
+		t.Errorf("last event %+v, want the signed-off promotion", last)
+	}
+}
