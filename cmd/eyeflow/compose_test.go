@@ -344,6 +344,8 @@ func consumersOf(t *testing.T, args []string) []string {
 		return []string{ejs.ConsumerLabelsink}
 	case "ingest":
 		return []string{ejs.ConsumerIngestLedger}
+	case "trainer":
+		return []string{ejs.ConsumerTrainer}
 	case "classifier":
 		envs := schemas.Envs()
 		if i := slices.Index(args, "--envs"); i >= 0 && i+1 < len(args) {
