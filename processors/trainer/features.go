@@ -242,6 +242,7 @@ func (f *Features) cached(ctx context.Context, imageID string) ([]float32, bool)
 // store1 caches one image's features; a failed write only costs a
 // recomputation later.
 func (f *Features) store1(ctx context.Context, imageID string, v []float32) {
+	f.remember(imageID, v)
 	if f.store == nil {
 		return
 	}
@@ -249,6 +250,5 @@ func (f *Features) store1(ctx context.Context, imageID string, v []float32) {
 	for _, x := range v {
 		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(x))
 	}
-	f.remember(imageID, v)
 	_, _ = f.store.Put(ctx, objstore.BucketFeatures, f.cacheKey(imageID), bytes.NewReader(b), int64(len(b)), objstore.PutOptions{ContentType: "application/octet-stream"})
 }
