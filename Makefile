@@ -8,7 +8,8 @@ PKGS    := ./...
 setup:
 	./scripts/setup.sh
 
-build: setup
+build:
+	./scripts/setup.sh --demo
 	$(GO) build -o $(BIN) ./cmd/eyeflow
 
 # Runs the embedded default on a synthetic data set: eyeflow up, eyeflow put, and a summary.

@@ -2,12 +2,24 @@
 # Installs everything eyeflow's build and tests need on a fresh Debian machine
 # that has Go, gcc and apt. Idempotent: already-present packages and cached
 # downloads are reused. Caches live outside the repository.
+#
+#   scripts/setup.sh         everything `make test` needs
+#   scripts/setup.sh --demo  only what `make demo` needs: the build's C
+#                            libraries and ONNX Runtime (no MinIO build, no
+#                            test tools)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
+demo=0
+if [ "${1:-}" = --demo ]; then demo=1; shift; fi
 
 # Debian packages: C libraries for cgo. The benchmarks' peers are in setup-bench.sh.
-# python3-torch, python3-torchvision: the trainer's PyTorch engine and its tests (CPU build, /usr/bin/python3).
-apt_pkgs=(pkg-config libjpeg62-turbo-dev curl chromium prometheus dcmtk python3-torch python3-torchvision "$@") # chromium: dashboard browser test; prometheus: promtool for the rule tests; dcmtk: DICOM test files
+apt_pkgs=(pkg-config libjpeg62-turbo-dev curl python3 "$@")
+if [ "$demo" = 0 ]; then
+  # chromium: dashboard browser test; prometheus: promtool for the rule tests; dcmtk: DICOM test
+  # files; python3-torch, python3-torchvision: the trainer's PyTorch engine and its tests (CPU
+  # build, /usr/bin/python3).
+  apt_pkgs+=(chromium prometheus dcmtk python3-torch python3-torchvision)
+fi
 missing=()
 command -v npm >/dev/null || apt_pkgs+=(npm) # fetches the ONNX Runtime library
 for p in "${apt_pkgs[@]}"; do
@@ -22,4 +34,4 @@ fi
 # ONNX Runtime 1.24.1 (CPU) for the classifier, from the npm registry.
 "$here/install-ort.sh" >/dev/null
 # MinIO server for the S3 integration tests.
-"$here/install-minio.sh" >/dev/null
+if [ "$demo" = 0 ]; then "$here/install-minio.sh" >/dev/null; fi
