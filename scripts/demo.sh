@@ -24,13 +24,13 @@ fi
 # A fresh data directory each run, so the summary counts this run's work.
 rm -rf "$data"
 mkdir -p "$data"
-# Labelsink reads annotations every 2 s; class_chi2 tests windows of 50
-# live predictions and a drifted one asks for all 50 of its images to be
+# Labelsink reads annotations every 2 s; class_chi2 tests windows of 100
+# live predictions and a drifted one asks for all 100 of its images to be
 # labelled; the canary needs 30 live predictions, half the traffic, so the
 # demo's last batch can carry a version through it.
 "$bin" up --data "$data" --http "$http" --nats-listen "$listen" --log-format json \
   --label-poll-interval 2s --label-manifest-timeout 60s \
-  --drift-chi2-window 50 --drift-label-samples 50 \
+  --drift-chi2-window "${DEMO_DRIFT_WINDOW:-100}" --drift-label-samples "${DEMO_DRIFT_WINDOW:-100}" \
   --canary-share 0.5 --canary-min "${DEMO_CANARY_MIN:-30}" >"$data/eyeflow.log" 2>&1 &
 up=$!
 trap 'kill $up 2>/dev/null; wait $up 2>/dev/null' EXIT
