@@ -76,8 +76,12 @@ done
 echo "version 1 ($v1) serves prod $(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN {printf "%.1f", (b - a) / 1e9}')s after the last prod prediction"
 
 echo
-echo "== act 2: a shifted camera =="
-shift_kind="${DEMO_SHIFT:-dark}"
+shift_kind="${DEMO_SHIFT:-mix}"
+case "$shift_kind" in
+  mix) echo "== act 2: a referral clinic sends a different class mix ==" ;;
+  dark) echo "== act 2: an underexposed camera ==" ;;
+  *) echo "== act 2: a shifted batch ($shift_kind) ==" ;;
+esac
 shifted="$work/demo-shift-$shift_kind"
 rm -rf "$shifted" "$shifted.answers.json"
 "$bin" demo-data --shift "$shift_kind" --out "$shifted" --total "${DEMO_SHIFT_TOTAL:-200}" --width 1024 --height 768 --seed 2
@@ -107,7 +111,20 @@ if [ "$stage2" = canary ]; then
     sleep 1
   done
 fi
-sleep 3 # driftwatch resolves the replaced version's alerts on its first prediction
+v2=$(serving prod)
+if [ "$v2" != "$v1" ]; then
+  # The replaced version's alerts resolve on the new version's first prod
+  # prediction: a little more traffic, classified by the new prod.
+  after="$work/demo-after-$shift_kind"
+  rm -rf "$after" "$after.answers.json"
+  "$bin" demo-data --shift "$shift_kind" --out "$after" --total 20 --width 1024 --height 768 --seed 4 >/dev/null
+  "$bin" put --nats "$nats" "$after"
+  for _ in $(seq 1 60); do
+    [ "$(metric predictions_total "env=\"prod\",model_version=\"$v2\"")" -ge 20 ] && break
+    sleep 1
+  done
+  sleep 2
+fi
 echo
 echo "== the learning loop =="
 "$bin" model list --nats "$nats"
