@@ -302,15 +302,7 @@ func TestWebGPUMatchesCPU(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cpu.Close()
-	rng := rand.New(rand.NewPCG(7, 8))
-	images := make([][]byte, 8)
-	for i := range images {
-		images[i] = make([]byte, ImageBytes)
-		for j := range images[i] {
-			images[i][j] = byte(rng.IntN(256))
-		}
-	}
-	images = append(images, ProbeImages()...)
+	images := testImages(7, 8)
 	want, err := cpu.Run(images)
 	if err != nil {
 		t.Fatal(err)
@@ -330,4 +322,87 @@ func TestWebGPUMatchesCPU(t *testing.T) {
 		}
 	}
 	t.Logf("largest probability difference from the CPU: %.3g", worst)
+
+	// The fp16 variant on the GPU against the float32 model on the CPU.
+	half, err := Synthesize(SynthOptions{Arch: ArchDenseNet121, FP16: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp16, err := LoadModel(half, SessionOptions{Device: Device{Kind: "webgpu"}})
+	if err != nil {
+		t.Fatalf("fp16 variant on WebGPU: %v", err)
+	}
+	defer fp16.Close()
+	t.Logf("fp16 on WebGPU: notes %q; largest probability difference from float32 on the CPU: %.3g", fp16.Notes, fp16Matches(t, fp16, cpu, images))
+}
+
+// fp16Matches compares the fp16 variant's predictions with the float32
+// model's: the same top class on every image, and every probability within
+// 1e-2 (the bar for offering the variant). It returns the largest difference.
+func fp16Matches(t *testing.T, fp16, fp32 *Model, images [][]byte) float64 {
+	t.Helper()
+	want, err := fp32.Run(images)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := fp16.Run(images)
+	if err != nil {
+		t.Fatal(err)
+	}
+	worst := 0.0
+	for i := range images {
+		if a, b := argmax(got[i]), argmax(want[i]); a != b {
+			t.Errorf("image %d: fp16 says class %d (%.4f), float32 class %d (%.4f)", i, a, got[i][a], b, want[i][b])
+		}
+		for k := range want[i] {
+			worst = max(worst, math.Abs(got[i][k]-want[i][k]))
+		}
+	}
+	if worst > 1e-2 {
+		t.Errorf("fp16 probabilities differ from float32 by up to %.4f, want at most 0.01", worst)
+	}
+	return worst
+}
+
+func testImages(seed uint64, n int) [][]byte {
+	rng := rand.New(rand.NewPCG(seed, seed+1))
+	images := make([][]byte, n)
+	for i := range images {
+		images[i] = make([]byte, ImageBytes)
+		for j := range images[i] {
+			images[i][j] = byte(rng.IntN(256))
+		}
+	}
+	return append(images, ProbeImages()...)
+}
+
+// TestFP16VariantOnCPU checks the fp16 DenseNet121 (eyeflow model synth
+// --fp16) against the float32 one where any machine can: on the CPU, which
+// runs the fp16 graph through casts ONNX Runtime inserts. It loads as an
+// ordinary model (float32 in and out, same card contract) and predicts the
+// same classes within 1e-2. The speed that decides whether to use it is a
+// GPU's, measured by bench/gpu/run.sh.
+func TestFP16VariantOnCPU(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two DenseNet121 sessions on the CPU")
+	}
+	initORT(t)
+	half, err := Synthesize(SynthOptions{Arch: ArchDenseNet121, FP16: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp16, err := LoadModel(half, SessionOptions{Device: Device{Kind: "cpu"}})
+	if err != nil {
+		t.Fatalf("fp16 variant: %v", err)
+	}
+	defer fp16.Close()
+	if fp16.Card.Name != SyntheticName+"-fp16" || !IsPlaceholder(fp16.Card.Name) {
+		t.Errorf("fp16 variant named %q", fp16.Card.Name)
+	}
+	fp32, err := LoadModel(denseNet(t), SessionOptions{Device: Device{Kind: "cpu"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fp32.Close()
+	t.Logf("largest probability difference, fp16 vs float32 on the CPU: %.3g", fp16Matches(t, fp16, fp32, testImages(9, 4)))
 }
