@@ -48,6 +48,7 @@
 # it is unset (the NVIDIA Container Toolkit mounts it under /usr/local/nvidia
 # or /usr/share), and XDG_RUNTIME_DIR to a private folder. Settings by
 # environment: N=2000 (pipeline images), BATCHES=1,8,16,32,64,128,
+# PREDICT_N (requests per /predict concurrency, default 25 per client),
 # GPUBENCH_ARGS (more gpubench flags), DEVICE=webgpu, GPU_DIR=bench/out/gpu.
 # Results go to $OUT when set (the device tool's folder), else to a
 # temporary folder that is printed: report.txt (everything printed here),
@@ -169,7 +170,7 @@ wait_http "http://$http/readyz"
 until curl -fsS -F "file=@${jpgs[0]}" "http://$http/predict" >/dev/null 2>&1; do sleep 0.3; done
 grep -m1 '"ONNX Runtime loaded"' "$work/predict.log" || true
 for c in 16 64; do
-  timeout 40 "$bin/loadgen" -name "predict-$device-c$c" -url "http://$http/predict" -c "$c" -n $((c * 25)) -warmup 16 "${jpgs[@]}" | tee "$out/predict-c$c.json" || true
+  timeout 40 "$bin/loadgen" -name "predict-$device-c$c" -url "http://$http/predict" -c "$c" -n "${PREDICT_N:-$((c * 25))}" -warmup 16 "${jpgs[@]}" | tee "$out/predict-c$c.json" || true
 done
 curl -fsS "http://$http/metrics" | grep -E '^eyeflow_classifier_(info|batch_size_(sum|count))' || true
 kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true; pids=()

@@ -200,7 +200,7 @@ func doctorHints(rep doctorReport) []string {
 	if usable("webgpu") {
 		return nil
 	}
-	const pkgs = "libvulkan1 libglvnd0 libglx0 libegl1 libgl1 libopengl0 libgles2 libx11-6 libxcb1 libxau6 libxdmcp6 libbsd0 libmd0 libxext6"
+	pkgs := strings.Join(classifier.VulkanPackages(), " ")
 	if rep.Vulkan.Loader == "" {
 		hints = append(hints, "install the Vulkan loader and the GL vendor-neutral libraries: apt-get install "+pkgs)
 	}

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -135,6 +137,45 @@ func TestWithoutGPUAdapter(t *testing.T) {
 			t.Errorf("prediction %s: want provider %s", out.String(), classifier.ProviderCPU)
 		}
 	})
+}
+
+// TestGPUHostPackagesAgree: Dockerfile.gpu's WebGPU image, bench/gpu/run.sh
+// and the README install exactly classifier.VulkanPackages, the list the
+// H200 host was measured with, and the image sets the variables Dawn needs.
+func TestGPUHostPackagesAgree(t *testing.T) {
+	want := classifier.VulkanPackages()
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join("../..", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	docker := read("Dockerfile.gpu")
+	stage := docker[strings.Index(docker, "AS webgpu"):]
+	install := stage[strings.Index(stage, "apt-get install"):]
+	install = install[:strings.Index(install, "rm -rf")]
+	for _, tc := range []struct {
+		name, text string
+	}{
+		{"Dockerfile.gpu (webgpu stage)", install},
+		{"bench/gpu/run.sh", regexp.MustCompile(`(?m)^debs=\((.*)\)$`).FindStringSubmatch(read("bench/gpu/run.sh"))[1]},
+		{"README.md", read("README.md")},
+	} {
+		for _, p := range want {
+			if !regexp.MustCompile(`(^|[\s"'(])` + regexp.QuoteMeta(p) + `($|[\s"')\\])`).MatchString(tc.text) {
+				t.Errorf("%s does not install %s", tc.name, p)
+			}
+		}
+	}
+	if got := strings.Fields(regexp.MustCompile(`(?m)^debs=\((.*)\)$`).FindStringSubmatch(read("bench/gpu/run.sh"))[1]); !slices.Equal(got, want) {
+		t.Errorf("bench/gpu/run.sh downloads %v, want exactly %v", got, want)
+	}
+	for _, v := range []string{"XDG_RUNTIME_DIR=", "NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics", "VK_DRIVER_FILES="} {
+		if !strings.Contains(stage, v) {
+			t.Errorf("Dockerfile.gpu's webgpu image does not set %s", v)
+		}
+	}
 }
 
 func hintsSay(hints []string, parts ...string) bool {

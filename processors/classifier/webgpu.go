@@ -164,7 +164,7 @@ func ortReason(err error) string {
 // standard error ("Warning: vkCreateInstance: Found no drivers!", or why it
 // refused a device).
 func diagnoseWebGPU(r VulkanReport) string {
-	const pkgs = "libvulkan1 libglvnd0 libglx0 libegl1 libgl1 libopengl0 libgles2 libx11-6 libxcb1 libxau6 libxdmcp6 libbsd0 libmd0 libxext6"
+	pkgs := strings.Join(VulkanPackages(), " ")
 	switch {
 	case r.Loader == "":
 		return "Vulkan: " + r.Problem + " (install " + pkgs + ")"
@@ -184,6 +184,18 @@ func diagnoseWebGPU(r VulkanReport) string {
 			"this host has no usable GPU driver for Vulkan (set VK_DRIVER_FILES to the GPU driver's ICD manifest, e.g. nvidia_icd.json)"
 	}
 	return "Vulkan " + r.Loader + " lists " + strings.Join(names, "; ") + ", yet Dawn took none of them: see Dawn's warnings on standard error, and `eyeflow doctor`"
+}
+
+// VulkanPackages are the Debian/Ubuntu packages a host needs for the WebGPU
+// provider besides the NVIDIA driver: the Vulkan loader and the GL
+// vendor-neutral libraries. libvulkan1 alone is not enough: NVIDIA's Vulkan
+// driver is libGLX_nvidia.so.0, which needs libglvnd, and without it the
+// loader says "Could not get 'vkCreateInstance' ... for ICD
+// libGLX_nvidia.so.0". Dockerfile.gpu and bench/gpu/run.sh install exactly
+// these (a test checks).
+func VulkanPackages() []string {
+	return []string{"libvulkan1", "libglvnd0", "libglx0", "libegl1", "libgl1", "libopengl0", "libgles2",
+		"libx11-6", "libxcb1", "libxau6", "libxdmcp6", "libbsd0", "libmd0", "libxext6"}
 }
 
 // webgpuAdapter is the adapter a WebGPU session runs on, as the Vulkan
