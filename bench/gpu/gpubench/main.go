@@ -24,6 +24,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
 	"strconv"
@@ -44,6 +45,7 @@ import (
 )
 
 type config struct {
+	jsonOut       string
 	device        string
 	batches       []int
 	n             int
@@ -105,9 +107,18 @@ func main() {
 	cpuBatch := flag.Int("cpu-batch", 8, "batch size of the CPU reference (0: none)")
 	pipelineBatch := flag.Int("pipeline-batch", 64, "batch size of the classifier stage measurement (0: none)")
 	pipelineN := flag.Int("pipeline-n", 768, "split events through the classifier stage")
-	jsonOut := flag.String("json", "", "write the summary here")
+	jsonOut := flag.String("json", "", "write the summary here (after every section, so a run cut short keeps what it measured)")
+	variant := flag.String("one-variant", "", "internal: measure only these WebGPU options at -variant-batch and print one JSON rate (each variant runs in its own process, so one that crashes ONNX Runtime costs only its line)")
 	flag.Parse()
-	cfg := config{device: *device, n: *n, maxTime: *maxTime, variantBatch: *variantBatch, fp16: *fp16, cpuBatch: *cpuBatch,
+	if *variant != "" { // "," stands for the defaults
+
+		if err := oneVariant(*ortLib, *device, *variant, *variantBatch, *n, *maxTime); err != nil {
+			fmt.Fprintln(os.Stderr, "gpubench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	cfg := config{jsonOut: *jsonOut, device: *device, n: *n, maxTime: *maxTime, variantBatch: *variantBatch, fp16: *fp16, cpuBatch: *cpuBatch,
 		pipelineBatch: *pipelineBatch, pipelineN: *pipelineN, variants: strings.Split(*variants, ";")}
 	var err error
 	if cfg.batches, err = ints(*batches); err == nil {
@@ -116,16 +127,23 @@ func main() {
 	if err == nil {
 		var s summary
 		s, err = run(*ortLib, cfg)
-		if *jsonOut != "" {
-			if b, jerr := json.MarshalIndent(s, "", "  "); jerr == nil {
-				err = errors.Join(err, os.WriteFile(*jsonOut, b, 0o644))
-			}
-		}
+		err = errors.Join(err, save(cfg, s))
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gpubench:", err)
 		os.Exit(1)
 	}
+}
+
+func save(cfg config, s summary) error {
+	if cfg.jsonOut == "" {
+		return nil
+	}
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(cfg.jsonOut, b, 0o644)
 }
 
 func ints(s string) ([]int, error) {
@@ -219,33 +237,7 @@ func run(ortLib string, cfg config) (summary, error) {
 		}
 		m.Close()
 	}
-
-	// Provider option variants and parallel runs at one batch size.
-	for _, v := range cfg.variants {
-		opts, err := classifier.ParseWebGPUOptions(v)
-		if err != nil {
-			return s, err
-		}
-		label := "raw fp32 options " + or(opts.String(), "(defaults)")
-		m, err := classifier.LoadModel(fp32, classifier.SessionOptions{Device: dev, ParallelRuns: 1, WebGPU: opts})
-		if err != nil {
-			add(rate{What: label, Batch: cfg.variantBatch, Runs: 1, Options: opts.String(), Error: err.Error()})
-			continue
-		}
-		r := measure(label, m, images, cfg.variantBatch, 1, cfg)
-		r.Options = opts.String()
-		add(r)
-		m.Close()
-	}
-	for _, par := range cfg.runs {
-		m, err := classifier.LoadModel(fp32, classifier.SessionOptions{Device: dev, ParallelRuns: par})
-		if err != nil {
-			add(rate{What: "raw fp32 parallel runs", Batch: cfg.variantBatch, Runs: par, Error: err.Error()})
-			continue
-		}
-		add(measure("raw fp32 parallel runs", m, images, cfg.variantBatch, par, cfg))
-		m.Close()
-	}
+	_ = save(cfg, s)
 
 	// The CPU, as the classifier would plan it on this host.
 	if cfg.cpuBatch > 0 {
@@ -281,6 +273,29 @@ func run(ortLib string, cfg config) (summary, error) {
 		s.Pipeline = &p
 		fmt.Printf("classifier stage at max batch %d: %.1f images/s (mean batch %.1f), raw %.1f: pipeline/raw %.2f (target >= 0.90)\n",
 			p.Batch, p.PerSecond, p.MeanBatch, raw, p.Ratio)
+		_ = save(cfg, s)
+	}
+	// Parallel runs at the variant batch size.
+	for _, par := range cfg.runs {
+		m, err := classifier.LoadModel(fp32, classifier.SessionOptions{Device: dev, ParallelRuns: par})
+		if err != nil {
+			add(rate{What: "raw fp32 parallel runs", Batch: cfg.variantBatch, Runs: par, Error: err.Error()})
+			continue
+		}
+		add(measure("raw fp32 parallel runs", m, images, cfg.variantBatch, par, cfg))
+		m.Close()
+	}
+
+	_ = save(cfg, s)
+
+	// Provider option variants at one batch size, each in its own process.
+	for _, v := range cfg.variants {
+		opts, err := classifier.ParseWebGPUOptions(v)
+		if err != nil {
+			return s, err
+		}
+		add(variantInChild(cfg, opts))
+		_ = save(cfg, s)
 	}
 	return s, nil
 }
@@ -290,6 +305,60 @@ func or(a, b string) string {
 		return a
 	}
 	return b
+}
+
+// variantInChild measures one set of WebGPU options in a child gpubench:
+// an option ONNX Runtime or Dawn cannot take (graph capture with varying
+// inputs, say) may abort the process rather than return an error.
+func variantInChild(cfg config, opts classifier.WebGPUOptions) rate {
+	label := "raw fp32 options " + or(opts.String(), "(defaults)")
+	r := rate{What: label, Batch: cfg.variantBatch, Runs: 1, Options: opts.String()}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.maxTime+60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-ort-lib", classifier.RuntimeLibrary(), "-device", cfg.device, "-variant-batch", strconv.Itoa(cfg.variantBatch),
+		"-n", strconv.Itoa(cfg.n), "-max-time", cfg.maxTime.String(), "-one-variant", or(opts.String(), ","))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+		r.Error = fmt.Sprintf("%v: %s", err, lines[len(lines)-1])
+		return r
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		r.Error = fmt.Sprintf("child output %q: %v", out, err)
+	}
+	r.What, r.Options = label, opts.String()
+	return r
+}
+
+// oneVariant is the child of variantInChild.
+func oneVariant(ortLib, device, variant string, batch, n int, maxTime time.Duration) error {
+	if err := classifier.InitRuntime(ortLib); err != nil {
+		return err
+	}
+	opts, err := classifier.ParseWebGPUOptions(variant)
+	if err != nil {
+		return err
+	}
+	dev, err := classifier.ParseDevice(device)
+	if err != nil {
+		return err
+	}
+	files, err := classifier.Synthesize(classifier.SynthOptions{Arch: classifier.ArchDenseNet121})
+	if err != nil {
+		return err
+	}
+	m, err := classifier.LoadModel(files, classifier.SessionOptions{Device: dev, ParallelRuns: 1, WebGPU: opts})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	r := measure("variant", m, randomImages(batch), batch, 1, config{n: n, maxTime: maxTime})
+	if r.Error != "" {
+		return errors.New(r.Error)
+	}
+	return json.NewEncoder(os.Stdout).Encode(r)
 }
 
 func randomImages(n int) [][]byte {
