@@ -236,10 +236,10 @@ type session struct {
 	threads, runs int
 	// adapter is the GPU a WebGPU session runs on.
 	adapter Adapter
-	// notes say what the session could not do as asked: for auto, why
-	// each provider before the one chosen was skipped; for webgpu, that
-	// some nodes run on the CPU.
-	notes []string
+	// skipped says, for auto, why each provider before the one chosen was
+	// skipped; notes what the provider could not do as asked (webgpu: some
+	// nodes run on the CPU).
+	skipped, notes []string
 }
 
 // ErrProviderUnavailable is wrapped by errors when a requested GPU execution
@@ -271,7 +271,7 @@ func newSession(model []byte, input, output string, opts SessionOptions) (*sessi
 	for _, provider := range autoProviders() {
 		s, err := createSession(model, input, output, opts, provider)
 		if err == nil {
-			s.notes = append(skipped, s.notes...)
+			s.skipped = skipped
 			return s, nil
 		}
 		if provider == ProviderCPU || !errors.Is(err, ErrProviderUnavailable) {
@@ -314,7 +314,9 @@ func ResolveDevice(opts SessionOptions) (Resolution, error) {
 	if d.Kind == "auto" {
 		d = Device{Kind: deviceKind(s.provider)}
 	}
-	return Resolution{Device: d, Provider: s.provider, Adapter: s.adapter, Notes: s.notes}, nil
+	// The test model's own notes are not the models' to come: only why auto
+	// skipped a provider is.
+	return Resolution{Device: d, Provider: s.provider, Adapter: s.adapter, Notes: s.skipped}, nil
 }
 
 // deviceKind is the device kind of a provider.
