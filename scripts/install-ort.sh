@@ -8,9 +8,10 @@
 # onnxruntime-node@1.24.1 ships exactly that library prebuilt for Linux, and
 # `npm pack` only downloads the tarball: no install scripts run.
 #
-# The library is CPU-only. For CUDA/TensorRT use an ONNX Runtime GPU build of
-# the same version (see processors/classifier/README.md) and point
-# EYEFLOW_ORT_LIB (or --ort-lib) at it instead of running this script.
+# The library has the CPU and WebGPU execution providers (--device webgpu: Dawn
+# on Vulkan, see the README's "GPU hosts"), no CUDA. For CUDA/TensorRT use an
+# ONNX Runtime GPU build of the same version (see processors/classifier/README.md)
+# and point EYEFLOW_ORT_LIB (or --ort-lib) at it instead of running this script.
 #
 # Idempotent: a cached library of the pinned version is reused.
 #   scripts/install-ort.sh            -> prints .../libonnxruntime.so.1

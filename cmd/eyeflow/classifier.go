@@ -17,31 +17,41 @@ import (
 	"eyeflow/telemetry"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 )
 
 // runtimeFlags select the ONNX Runtime library, device and threads; shared
 // by the classifier, `eyeflow predict` and `eyeflow up`.
 type runtimeFlags struct {
-	ortLib       string
-	device       string
-	threads      int
-	parallel     int
-	interOp      int
-	spin         bool
-	maxBatch     int
-	maxWait      time.Duration
-	topK         int
-	parsedDevice classifier.Device
+	ortLib        string
+	device        string
+	webgpuOptions string
+	threads       int
+	parallel      int
+	interOp       int
+	spin          bool
+	maxBatch      int
+	maxWait       time.Duration
+	topK          int
+	parsedDevice  classifier.Device
+	parsedWebGPU  classifier.WebGPUOptions
+
+	// resolved is where --device landed, set by init (once per process:
+	// `eyeflow up` shares these flags between the classifier and the trainer).
+	initOnce sync.Once
+	initErr  error
+	resolved classifier.Resolution
 }
 
 func (f *runtimeFlags) register(fs *flagSet) {
 	fs.stringVar(&f.ortLib, "ort-lib", "", "path of libonnxruntime.so "+classifier.ORTVersion+" (scripts/install-ort.sh installs it and prints the path)")
-	fs.stringVar(&f.device, "device", "cpu", "where models run: cpu, cuda[:N], tensorrt[:N], or auto (CUDA when available, else CPU); a GPU device that cannot be used fails at start")
+	fs.stringVar(&f.device, "device", "cpu", "where models run: cpu, cuda[:N], tensorrt[:N], webgpu (the GPU through ONNX Runtime's WebGPU provider on Vulkan: `eyeflow doctor` says whether this host can), or auto (CUDA, else WebGPU, else the CPU, chosen and logged at start); a GPU device that cannot be used fails at start with the provider's reason")
+	fs.stringVar(&f.webgpuOptions, "webgpu-options", "", "WebGPU provider options as key=value,... by ONNX Runtime's names, e.g. preferredLayout=NCHW,validationMode=disabled,enableGraphCapture=1 (default: ONNX Runtime's, on Vulkan with the high-performance adapter)")
 	fs.intVar(&f.threads, "threads", 0, "ONNX Runtime intra-op threads per session run (0: on the CPU, the cores divided among --parallel-runs; on a GPU, ONNX Runtime's default)")
 	fs.intVar(&f.parallel, "parallel-runs", 0, "session runs of one loaded model at once (0: on the CPU, enough to fill the cores with --threads each, by default single-threaded runs, at most 8; on a GPU, 1)")
 	fs.intVar(&f.interOp, "inter-op-threads", 0, "ONNX Runtime inter-op threads (0: its default)")
 	fs.boolVar(&f.spin, "ort-spin", false, "let ONNX Runtime's threads busy-wait between ops (faster only when nothing else needs the cores)")
-	fs.intVar(&f.maxBatch, "max-batch", 8, "most images per session run (dynamic batching)")
+	fs.intVar(&f.maxBatch, "max-batch", 0, "most images per session run (dynamic batching); 0: by where the model runs, 8 on the CPU, 64 on a GPU")
 	fs.durationVar(&f.maxWait, "max-wait", 5*time.Millisecond, "longest wait after the first image for more to fill a batch")
 	fs.intVar(&f.topK, "top-k", 5, "class probabilities listed in each prediction")
 }
@@ -52,11 +62,14 @@ func (f *runtimeFlags) validate() error {
 		return fmt.Errorf("--device: %w", err)
 	}
 	f.parsedDevice = d
+	if f.parsedWebGPU, err = classifier.ParseWebGPUOptions(f.webgpuOptions); err != nil {
+		return fmt.Errorf("--webgpu-options: %w", err)
+	}
 	switch {
 	case f.threads < 0 || f.interOp < 0 || f.parallel < 0:
 		return errors.New("--threads, --parallel-runs and --inter-op-threads must be 0 or more")
-	case f.maxBatch < 1:
-		return fmt.Errorf("--max-batch %d: must be at least 1", f.maxBatch)
+	case f.maxBatch < 0:
+		return fmt.Errorf("--max-batch %d: must be 0 (by device) or more", f.maxBatch)
 	case f.maxWait < 0:
 		return fmt.Errorf("--max-wait %s: must not be negative", f.maxWait)
 	case f.topK < 1:
@@ -65,11 +78,50 @@ func (f *runtimeFlags) validate() error {
 	return nil
 }
 
-// init loads ONNX Runtime once for the process.
-func (f *runtimeFlags) init() error { return classifier.InitRuntime(f.ortLib) }
+// init loads ONNX Runtime once for the process and checks the device with a
+// test session (classifier.ResolveDevice): an explicit device that cannot
+// be used fails here, at start, with the provider's reason; auto becomes the
+// device it found. A --max-batch of 0 then becomes the device's default.
+func (f *runtimeFlags) init() error {
+	f.initOnce.Do(func() {
+		if f.initErr = classifier.InitRuntime(f.ortLib); f.initErr != nil {
+			return
+		}
+		f.resolved, f.initErr = classifier.ResolveDevice(f.session())
+		if f.initErr != nil {
+			return
+		}
+		f.parsedDevice = f.resolved.Device
+		if f.maxBatch == 0 {
+			f.maxBatch = classifier.DefaultMaxBatch(f.resolved.Provider)
+		}
+	})
+	return f.initErr
+}
+
+// logDevice logs where models run, after init.
+func (f *runtimeFlags) logDevice(log zerolog.Logger) {
+	ev := log.Info().Str("onnxruntime", classifier.RuntimeVersion()).Str("device", f.parsedDevice.String()).
+		Str("provider", f.resolved.Provider).Int("max_batch", f.maxBatch)
+	if f.device != f.parsedDevice.String() {
+		ev = ev.Str("requested", f.device)
+	}
+	if a := f.resolved.Adapter; a.Name != "" {
+		ev = ev.Str("adapter", a.Name).Str("adapter_vendor", a.Vendor).Str("adapter_type", a.Type).
+			Str("adapter_backend", a.Backend).Str("adapter_driver", a.Driver)
+	}
+	if len(f.parsedWebGPU) > 0 {
+		ev = ev.Str("webgpu_options", f.parsedWebGPU.String())
+	}
+	if len(f.resolved.Notes) > 0 {
+		ev = ev.Strs("notes", f.resolved.Notes)
+	}
+	ev.Msg("ONNX Runtime loaded")
+}
 
 func (f *runtimeFlags) session() classifier.SessionOptions {
-	return classifier.SessionOptions{Device: f.parsedDevice, IntraOpThreads: f.threads, ParallelRuns: f.parallel, InterOpThreads: f.interOp, Spin: f.spin}
+	return classifier.SessionOptions{Device: f.parsedDevice, IntraOpThreads: f.threads, ParallelRuns: f.parallel, InterOpThreads: f.interOp, Spin: f.spin,
+		WebGPU: f.parsedWebGPU}
 }
 
 // classifierFlags configure the classifier stage.
@@ -144,7 +196,7 @@ func (f *classifierFlags) setup(ctx context.Context, p *proc, js natsjs.JetStrea
 		return task{}, err
 	}
 	log := p.log.With().Str("component", "classifier").Logger()
-	log.Info().Str("onnxruntime", classifier.RuntimeVersion()).Str("device", f.rt.parsedDevice.String()).Msg("ONNX Runtime loaded")
+	f.rt.logDevice(log)
 	// Binds to the topology's models bucket; creates it with the configured
 	// replicas only when it is missing (the calls below bind to it).
 	if _, err := classifier.OpenRegistryReplicas(ctx, js, store, max(f.replicas, 1)); err != nil {
@@ -237,6 +289,12 @@ func runPredict(ctx context.Context, args []string, out, errOut io.Writer) error
 		return err
 	}
 	fmt.Fprintf(errOut, "model %s on %s (onnxruntime %s)\n", m.Ref(), m.Provider, classifier.RuntimeVersion())
+	if m.Adapter.Name != "" {
+		fmt.Fprintf(errOut, "adapter %s\n", m.Adapter)
+	}
+	for _, n := range append(rt.resolved.Notes, m.Notes...) {
+		fmt.Fprintf(errOut, "note: %s\n", n)
+	}
 	b := classifier.NewBatcher(m, rt.maxBatch, rt.maxWait)
 	defer b.Close()
 

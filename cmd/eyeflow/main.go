@@ -44,6 +44,7 @@ func commands() []command {
 		{"preprocess", "decode and resize one image exactly as the resize stage does", runPreprocess},
 		{"dashboard", "serve the dashboard alone (dataset, pipeline, models) against --nats and --s3", runDashboard},
 		{"status", "print streams, consumers, dead letters, models and drift per env (--json for scripts)", runStatus},
+		{"doctor", "say where this host can run models (cpu, cuda, webgpu) and, for a GPU it cannot use, why not", runDoctor},
 		{"demo-data", "write a deterministic synthetic fundus data set in ImageFolder layout (or a shifted unlabelled batch)", runDemoData},
 		{"demo-annotate", "answer the demo's Label Studio tasks with the true classes, as Label Studio's export writes them", runDemoAnnotate},
 		{"nats-config", "write the nats-server config of the per-processor NATS users and permissions", runNATSConfig},

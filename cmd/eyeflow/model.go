@@ -63,6 +63,7 @@ func runModelSynth(args []string, out, errOut io.Writer) error {
 	fs.stringVar(&o.Name, "name", "", "model name in model.json (default per arch)")
 	fs.stringVar(&o.Version, "version", "", "model version in model.json (default per arch)")
 	fs.boolVar(&o.Probabilities, "probabilities", false, "tiny only: end in Softmax (output kind probabilities)")
+	fs.boolVar(&o.FP16, "fp16", false, "densenet121 only: compute in half precision (weights stored as float16, float32 in and out; for GPUs, see processors/classifier/README.md)")
 	if err := fs.parse(args); err != nil {
 		return err
 	}

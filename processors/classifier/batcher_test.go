@@ -133,8 +133,8 @@ func TestCUDAUnavailableFailsClearly(t *testing.T) {
 		t.Fatalf("auto: %v", err)
 	}
 	defer m.Close()
-	if m.Provider != ProviderCPU {
-		t.Fatalf("auto chose %s without CUDA", m.Provider)
+	if m.Provider == ProviderCUDA {
+		t.Fatalf("auto chose %s without CUDA", m.Provider) // the CPU, or WebGPU on a GPU host
 	}
 }
 

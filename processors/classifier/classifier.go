@@ -81,9 +81,9 @@ func (c *Config) defaults() error {
 		c.MaxWait = 5 * time.Millisecond
 	}
 	if c.Concurrency < 1 {
-		provider := ProviderCPU
-		if k := c.Session.Device.Kind; k == "cuda" || k == "tensorrt" {
-			provider = ProviderCUDA
+		provider := c.Session.Device.Provider()
+		if provider == "" { // auto, unresolved (eyeflow's commands resolve it at start)
+			provider = ProviderCPU
 		}
 		_, runs := c.Session.Plan(provider)
 		c.Concurrency = runs + 1
@@ -276,12 +276,19 @@ func (c *Classifier) load(ctx context.Context, env string, a Assignment) bool {
 	c.serving[env] = a
 	c.mu.Unlock()
 	if old != nil {
-		c.cfg.Metrics.info.DeleteLabelValues(env, prev.Name, prev.Version, old.Provider)
+		c.cfg.Metrics.info.DeleteLabelValues(infoLabels(env, prev, old)...)
 		old.Close()
 	}
-	c.cfg.Metrics.info.WithLabelValues(env, a.Name, a.Version, m.Provider).Set(1)
+	c.cfg.Metrics.info.WithLabelValues(infoLabels(env, a, m)...).Set(1)
 	c.cfg.Metrics.loads.WithLabelValues(env, "ok").Inc()
 	ev := log.Info().Str("provider", m.Provider).Int("threads", m.Threads).Int("parallel_runs", m.ParallelRuns).Dur("load_time", m.LoadTime).Str("onnxruntime", RuntimeVersion())
+	if m.Adapter.Name != "" {
+		ev = ev.Str("adapter", m.Adapter.Name).Str("adapter_vendor", m.Adapter.Vendor).Str("adapter_type", m.Adapter.Type).
+			Str("adapter_backend", m.Adapter.Backend).Str("adapter_driver", m.Adapter.Driver)
+	}
+	if len(m.Notes) > 0 {
+		ev = ev.Strs("notes", m.Notes)
+	}
 	if hadPrev {
 		ev = ev.Str("previous", prev.String())
 	}

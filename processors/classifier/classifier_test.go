@@ -242,7 +242,7 @@ func TestTinyEndToEnd(t *testing.T) {
 	if low == 0 || high == 0 {
 		t.Errorf("want confidences on both sides of 0.5 (low %d, high %d)", low, high)
 	}
-	if v := testutil.ToFloat64(r.metrics.info.WithLabelValues(schemas.EnvProd, TinyName, "v1", ProviderCPU)); v != 1 {
+	if v := testutil.ToFloat64(r.metrics.info.WithLabelValues(schemas.EnvProd, TinyName, "v1", ProviderCPU, "", "", "", "")); v != 1 {
 		t.Errorf("eyeflow_classifier_info = %v", v)
 	}
 }

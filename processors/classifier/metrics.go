@@ -57,8 +57,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, l),
 		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "eyeflow_classifier_info",
-			Help: "1 for the model serving each env, with the execution provider it actually runs on.",
-		}, []string{"env", "model_name", "model_version", "provider"}),
+			Help: "1 for the model serving each env, with the execution provider it actually runs on and, on WebGPU, the GPU adapter (empty on the CPU).",
+		}, []string{"env", "model_name", "model_version", "provider", "adapter", "adapter_vendor", "adapter_backend", "adapter_driver"}),
 		loads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eyeflow_classifier_model_loads_total", Help: "Model loads by env and result (ok, refused).",
 		}, []string{"env", "result"}),
@@ -68,6 +68,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.predictions, m.errors, m.latency, m.confidence, m.confHist, m.batchSize, m.info, m.loads, m.skipped)
 	return m
+}
+
+// infoLabels are eyeflow_classifier_info's label values for env serving a
+// (loaded as m).
+func infoLabels(env string, a Assignment, m *Model) []string {
+	ad := m.Adapter
+	return []string{env, a.Name, a.Version, m.Provider, ad.Name, ad.Vendor, ad.Backend, ad.Driver}
 }
 
 // observe returns the Batcher hook for env.

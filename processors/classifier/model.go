@@ -229,6 +229,11 @@ type Model struct {
 	// default) and ParallelRuns how many runs the Batcher starts at once:
 	// SessionOptions.Plan for the provider in use.
 	Threads, ParallelRuns int
+	// Adapter is the GPU a WebGPU session runs on (zero otherwise).
+	Adapter Adapter
+	// Notes say what the session could not do as asked (auto's skipped
+	// providers, WebGPU nodes left to the CPU), for the load log.
+	Notes []string
 
 	sess *session
 	lut  [3][256]float32
@@ -272,7 +277,7 @@ func LoadModel(files ModelFiles, opts SessionOptions) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", ref, err)
 	}
-	m := &Model{Card: card, Labels: labels, Provider: sess.provider, Threads: sess.threads, ParallelRuns: sess.runs, sess: sess}
+	m := &Model{Card: card, Labels: labels, Provider: sess.provider, Threads: sess.threads, ParallelRuns: sess.runs, Adapter: sess.adapter, Notes: append(sess.skipped, sess.notes...), sess: sess}
 	m.setLUT()
 	// Warm up (first runs allocate and tune) and check the real width.
 	_, width, err := sess.run(make([]float32, 3*imageSize*imageSize), 1)
@@ -525,7 +530,7 @@ func LoadFeatureExtractor(model []byte, output string, width int, opts SessionOp
 	if err != nil {
 		return nil, fmt.Errorf("feature extractor: %w", err)
 	}
-	m := &Model{Card: card, Provider: sess.provider, Threads: sess.threads, ParallelRuns: sess.runs, sess: sess}
+	m := &Model{Card: card, Provider: sess.provider, Threads: sess.threads, ParallelRuns: sess.runs, Adapter: sess.adapter, Notes: append(sess.skipped, sess.notes...), sess: sess}
 	m.setLUT()
 	if _, w, err := sess.run(make([]float32, 3*imageSize*imageSize), 1); err != nil || w != width {
 		sess.close()

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 
+	"eyeflow/processors/classifier/onnx"
+
 	ort "github.com/yalue/onnxruntime_go"
 )
 
@@ -73,6 +75,13 @@ func InitRuntime(library string) error {
 	return nil
 }
 
+// RuntimeLibrary is the path of the loaded library, "" before InitRuntime.
+func RuntimeLibrary() string {
+	ortMu.Lock()
+	defer ortMu.Unlock()
+	return ortLibrary
+}
+
 // RuntimeVersion is the loaded library's version string, "" before InitRuntime.
 func RuntimeVersion() string {
 	if !ort.IsInitialized() {
@@ -83,21 +92,57 @@ func RuntimeVersion() string {
 
 // Device selects where a model runs.
 type Device struct {
-	// Kind is "cpu", "cuda", "tensorrt" or "auto" (CUDA when the library
-	// and the host support it, else CPU).
+	// Kind is "cpu", "cuda", "tensorrt", "webgpu" or "auto" (CUDA when
+	// the library and the host support it, else WebGPU when Dawn finds a
+	// GPU adapter, else the CPU).
 	Kind string
-	// ID is the GPU ordinal for cuda and tensorrt.
+	// ID is the GPU ordinal for cuda, tensorrt and webgpu.
 	ID int
 }
 
 func (d Device) String() string {
-	if (d.Kind == "cuda" || d.Kind == "tensorrt") && d.ID != 0 {
+	if d.Provider() != ProviderCPU && d.Provider() != "" && d.ID != 0 {
 		return d.Kind + ":" + strconv.Itoa(d.ID)
 	}
 	return d.Kind
 }
 
-// ParseDevice parses cpu, cuda, cuda:N, tensorrt, tensorrt:N or auto.
+// Provider is the execution provider an explicit device runs on: "" for
+// auto, which is decided when a session is created (ResolveDevice).
+func (d Device) Provider() string {
+	switch d.Kind {
+	case "", "cpu":
+		return ProviderCPU
+	case "cuda":
+		return ProviderCUDA
+	case "tensorrt":
+		return ProviderTensorRT
+	case "webgpu":
+		return ProviderWebGPU
+	}
+	return ""
+}
+
+// IsGPUProvider reports whether provider runs on a GPU (every provider
+// eyeflow appends but the CPU's).
+func IsGPUProvider(provider string) bool {
+	return provider == ProviderCUDA || provider == ProviderTensorRT || provider == ProviderWebGPU
+}
+
+// DefaultMaxBatch is the most images per session run when none is
+// configured, by the provider the model runs on. The CPU keeps 8 (several
+// single-threaded runs side by side; BENCHMARKS.md, "Classifier"). A GPU
+// needs large batches: DenseNet121 on an H200 through WebGPU ran 107
+// images/s at batch 1, 656 at 8 and 916 at 64 (71.7 ms a run), so 64, with
+// the batcher filling them while the previous run is on the GPU.
+func DefaultMaxBatch(provider string) int {
+	if IsGPUProvider(provider) {
+		return 64
+	}
+	return 8
+}
+
+// ParseDevice parses cpu, cuda[:N], tensorrt[:N], webgpu[:N] or auto.
 func ParseDevice(s string) (Device, error) {
 	kind, id, hasID := strings.Cut(strings.ToLower(strings.TrimSpace(s)), ":")
 	d := Device{Kind: kind}
@@ -106,7 +151,7 @@ func ParseDevice(s string) (Device, error) {
 		if hasID {
 			return Device{}, fmt.Errorf("device %q: %s takes no ordinal", s, kind)
 		}
-	case "cuda", "tensorrt":
+	case "cuda", "tensorrt", "webgpu":
 		if hasID {
 			n, err := strconv.Atoi(id)
 			if err != nil || n < 0 {
@@ -117,7 +162,7 @@ func ParseDevice(s string) (Device, error) {
 	case "":
 		return Device{Kind: "cpu"}, nil
 	default:
-		return Device{}, fmt.Errorf("device %q: want cpu, cuda[:N], tensorrt[:N] or auto", s)
+		return Device{}, fmt.Errorf("device %q: want cpu, cuda[:N], tensorrt[:N], webgpu[:N] or auto", s)
 	}
 	return d, nil
 }
@@ -147,6 +192,9 @@ type SessionOptions struct {
 	// is off by default: in eyeflow the same cores decode JPEGs and move
 	// messages between runs, and spinning threads would take that time.
 	Spin bool
+	// WebGPU are provider options for the webgpu device (and auto, when it
+	// lands there): see WebGPUOptions.
+	WebGPU WebGPUOptions
 }
 
 // Plan resolves IntraOpThreads and ParallelRuns for a session on provider:
@@ -186,6 +234,12 @@ type session struct {
 	// threads and runs are the resolved Plan: intra-op threads per run
 	// (0: ONNX Runtime's default) and runs at once.
 	threads, runs int
+	// adapter is the GPU a WebGPU session runs on.
+	adapter Adapter
+	// skipped says, for auto, why each provider before the one chosen was
+	// skipped; notes what the provider could not do as asked (webgpu: some
+	// nodes run on the CPU).
+	skipped, notes []string
 }
 
 // ErrProviderUnavailable is wrapped by errors when a requested GPU execution
@@ -193,34 +247,89 @@ type session struct {
 // device).
 var ErrProviderUnavailable = errors.New("execution provider unavailable")
 
+// autoProviders are the providers auto tries, in order.
+func autoProviders() []string { return []string{ProviderCUDA, ProviderWebGPU, ProviderCPU} }
+
 // newSession creates a session on opts.Device. With cuda or tensorrt, the
 // CPU fallback for unsupported nodes is disabled: a GPU build that cannot
 // load its CUDA libraries then fails here instead of quietly running the
-// whole graph on the CPU. Only "auto" falls back to the CPU, and says so in
-// the provider it reports.
+// whole graph on the CPU. webgpu fails here when Dawn finds no adapter.
+// Only "auto" moves on, from CUDA to WebGPU to the CPU, and the session's
+// notes say why each provider before the chosen one was skipped.
 func newSession(model []byte, input, output string, opts SessionOptions) (*session, error) {
 	if !ort.IsInitialized() {
 		return nil, errors.New("onnxruntime: not initialised (call InitRuntime first)")
 	}
-	switch opts.Device.Kind {
-	case "", "cpu":
-		return createSession(model, input, output, opts, ProviderCPU)
-	case "cuda":
-		return createSession(model, input, output, opts, ProviderCUDA)
-	case "tensorrt":
-		return createSession(model, input, output, opts, ProviderTensorRT)
-	case "auto":
-		s, err := createSession(model, input, output, opts, ProviderCUDA)
+	if opts.Device.Kind != "auto" {
+		provider := opts.Device.Provider()
+		if provider == "" {
+			return nil, fmt.Errorf("device %q: want cpu, cuda[:N], tensorrt[:N], webgpu[:N] or auto", opts.Device.Kind)
+		}
+		return createSession(model, input, output, opts, provider)
+	}
+	var skipped []string
+	for _, provider := range autoProviders() {
+		s, err := createSession(model, input, output, opts, provider)
 		if err == nil {
+			s.skipped = skipped
 			return s, nil
 		}
-		if !errors.Is(err, ErrProviderUnavailable) {
+		if provider == ProviderCPU || !errors.Is(err, ErrProviderUnavailable) {
 			return nil, err
 		}
-		return createSession(model, input, output, opts, ProviderCPU)
-	default:
-		return nil, fmt.Errorf("device %q: want cpu, cuda[:N], tensorrt[:N] or auto", opts.Device.Kind)
+		skipped = append(skipped, "auto skipped "+provider+": "+err.Error())
 	}
+	return nil, errors.New("device auto: no provider left") // not reached: the CPU is last
+}
+
+// Resolution is where a device resolved to: the provider a session on it
+// runs on, the adapter (webgpu) and, for auto, why each provider before it
+// was skipped.
+type Resolution struct {
+	Device   Device
+	Provider string
+	Adapter  Adapter
+	Notes    []string
+}
+
+// ResolveDevice checks, once at start, that opts.Device can run a model: it
+// creates a session of the tiny synthetic model on it and runs one image.
+// An explicit device that cannot be used is an error (wrapping
+// ErrProviderUnavailable) with the provider's reason, so a process asked for
+// a GPU fails at start rather than serving nothing; auto resolves to the
+// first of cuda, webgpu and cpu that works, and the notes say why the others
+// were skipped. Sessions created with the resolved device then skip the
+// search.
+func ResolveDevice(opts SessionOptions) (Resolution, error) {
+	model := onnx.Tiny(2, false)
+	s, err := newSession(model, onnx.InputName, onnx.OutputName, opts)
+	if err != nil {
+		return Resolution{}, fmt.Errorf("device %s: %w", opts.Device, err)
+	}
+	defer s.close()
+	if _, _, err := s.run(make([]float32, 3*imageSize*imageSize), 1); err != nil {
+		return Resolution{}, fmt.Errorf("device %s: %w: %s: a test run failed: %v", opts.Device, ErrProviderUnavailable, s.provider, err)
+	}
+	d := opts.Device
+	if d.Kind == "auto" {
+		d = Device{Kind: deviceKind(s.provider)}
+	}
+	// The test model's own notes are not the models' to come: only why auto
+	// skipped a provider is.
+	return Resolution{Device: d, Provider: s.provider, Adapter: s.adapter, Notes: s.skipped}, nil
+}
+
+// deviceKind is the device kind of a provider.
+func deviceKind(provider string) string {
+	switch provider {
+	case ProviderCUDA:
+		return "cuda"
+	case ProviderTensorRT:
+		return "tensorrt"
+	case ProviderWebGPU:
+		return "webgpu"
+	}
+	return "cpu"
 }
 
 func createSession(model []byte, input, output string, opts SessionOptions, provider string) (*session, error) {
@@ -250,7 +359,13 @@ func createSession(model []byte, input, output string, opts SessionOptions, prov
 		}
 	}
 	dev := strconv.Itoa(opts.Device.ID)
+	var adapter Adapter
 	switch provider {
+	case ProviderWebGPU:
+		if err := appendWebGPU(so, opts.Device, opts.WebGPU); err != nil {
+			return nil, err
+		}
+		adapter = webgpuAdapter()
 	case ProviderCUDA:
 		if err := appendCUDA(so, dev); err != nil {
 			return nil, err
@@ -277,15 +392,31 @@ func createSession(model []byte, input, output string, opts SessionOptions, prov
 			return nil, fmt.Errorf("onnxruntime: disable CPU fallback: %w", err)
 		}
 	}
+	var notes []string
 	s, err := ort.NewDynamicAdvancedSessionWithONNXData(model, []string{input}, []string{output}, so)
+	if err != nil && provider == ProviderWebGPU && strings.Contains(err.Error(), cpuFallbackRefused) {
+		// The adapter works (appendWebGPU got one), but the provider left
+		// some nodes to the CPU: ONNX Runtime keeps shape computations
+		// there (Shape, Gather, Concat on a few int64s, as torch.onnx
+		// exports flatten), which is normal. Allow it, and say so.
+		if err := so.AddSessionConfigEntry("session.disable_cpu_ep_fallback", "0"); err != nil {
+			return nil, fmt.Errorf("onnxruntime: allow CPU fallback: %w", err)
+		}
+		notes = append(notes, "some nodes of this graph run on the CPU beside WebGPU (ONNX Runtime keeps shape computations there)")
+		s, err = ort.NewDynamicAdvancedSessionWithONNXData(model, []string{input}, []string{output}, so)
+	}
 	if err != nil {
 		if provider != ProviderCPU {
 			return nil, fmt.Errorf("%w: %s session: %v", ErrProviderUnavailable, provider, err)
 		}
 		return nil, fmt.Errorf("onnxruntime: create session: %w", err)
 	}
-	return &session{s: s, provider: provider, input: input, output: output, threads: threads, runs: runs}, nil
+	return &session{s: s, provider: provider, input: input, output: output, threads: threads, runs: runs, adapter: adapter, notes: notes}, nil
 }
+
+// cpuFallbackRefused is how ONNX Runtime refuses a session whose graph has
+// nodes for the CPU while session.disable_cpu_ep_fallback is set.
+const cpuFallbackRefused = "fallback to CPU EP has been explicitly disabled"
 
 func appendCUDA(so *ort.SessionOptions, dev string) error {
 	cuda, err := ort.NewCUDAProviderOptions()
@@ -294,6 +425,11 @@ func appendCUDA(so *ort.SessionOptions, dev string) error {
 	}
 	defer cuda.Destroy()
 	if err := cuda.Update(map[string]string{"device_id": dev}); err != nil {
+		if strings.Contains(err.Error(), "libonnxruntime_providers_shared.so") {
+			// The onnxruntime-node build: CPU and WebGPU providers only.
+			return fmt.Errorf("%w: CUDA: this ONNX Runtime library has no CUDA provider (no libonnxruntime_providers_shared.so beside it): "+
+				"use the GPU build (processors/classifier/README.md), or --device webgpu|cpu|auto", ErrProviderUnavailable)
+		}
 		return fmt.Errorf("%w: CUDA options: %v", ErrProviderUnavailable, err)
 	}
 	if err := so.AppendExecutionProviderCUDA(cuda); err != nil {

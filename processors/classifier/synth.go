@@ -33,6 +33,10 @@ type SynthOptions struct {
 	// Probabilities makes the tiny model end in a Softmax (output kind
 	// "probabilities"); DenseNet121 always outputs logits.
 	Probabilities bool
+	// FP16 makes DenseNet121 compute in half precision (onnx.Graph.Float16:
+	// float16 weights, float32 in and out): a GPU variant, named with an
+	// "-fp16" suffix.
+	FP16 bool
 }
 
 // Synthesize builds a model folder's files: model.onnx from the Go ONNX
@@ -46,10 +50,22 @@ func Synthesize(o SynthOptions) (ModelFiles, error) {
 	)
 	switch o.Arch {
 	case ArchDenseNet121, "":
-		f.ONNX = onnx.DenseNet121(len(classes), SyntheticSeed)
-		card = NewCard(or(o.Name, SyntheticName), or(o.Version, SyntheticVersion), ArchDenseNet121, OutputLogits, len(classes))
-		card.Description = "torchvision densenet121(num_classes=15) architecture with deterministic random weights: for benchmarks and out-of-the-box runs, not for diagnosis"
+		g := onnx.DenseNet121Graph(len(classes), SyntheticSeed)
+		name := SyntheticName
+		if o.FP16 {
+			g, name = g.Float16(), SyntheticName+"-fp16"
+		}
+		f.ONNX = g.Encode()
+		desc := "torchvision densenet121(num_classes=15) architecture with deterministic random weights: for benchmarks and out-of-the-box runs, not for diagnosis"
+		if o.FP16 {
+			desc += "; computes in float16 (weights rounded from the float32 model's), float32 in and out"
+		}
+		card = NewCard(or(o.Name, name), or(o.Version, SyntheticVersion), ArchDenseNet121, OutputLogits, len(classes))
+		card.Description = desc
 	case ArchTiny:
+		if o.FP16 {
+			return ModelFiles{}, fmt.Errorf("arch %s: fp16 is for densenet121", ArchTiny)
+		}
 		f.ONNX = onnx.Tiny(len(classes), o.Probabilities)
 		kind := OutputLogits
 		if o.Probabilities {
@@ -79,4 +95,6 @@ func or(a, b string) string {
 
 // IsPlaceholder reports whether a registered model is the untrained
 // synthetic one `eyeflow up` serves until a trained model replaces it.
-func IsPlaceholder(name string) bool { return name == SyntheticName || name == TinyName }
+func IsPlaceholder(name string) bool {
+	return name == SyntheticName || name == SyntheticName+"-fp16" || name == TinyName
+}

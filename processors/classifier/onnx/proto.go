@@ -55,8 +55,9 @@ func (b *buf) msg(field int, m buf) { b.bytes(field, m) }
 
 // ONNX enum values used here.
 const (
-	dtFloat = 1 // TensorProto.FLOAT
-	dtInt64 = 7 // TensorProto.INT64
+	dtFloat   = 1  // TensorProto.FLOAT
+	dtInt64   = 7  // TensorProto.INT64
+	dtFloat16 = 10 // TensorProto.FLOAT16
 
 	attrFloat  = 1
 	attrInt    = 2
@@ -129,12 +130,14 @@ func (n Node) encode() buf {
 	return b
 }
 
-// Tensor is an initializer: float32 or int64 data with its dims.
+// Tensor is an initializer: float32 or int64 data with its dims. With
+// Half set, Floats are stored as IEEE 754 half precision (FLOAT16).
 type Tensor struct {
 	Name    string
 	Dims    []int64
 	Floats  []float32
 	Int64s  []int64
+	Half    bool
 	isInt64 bool
 }
 
@@ -148,6 +151,11 @@ func (t Tensor) encode() buf {
 		b.int(2, dtInt64)
 		for _, v := range t.Int64s {
 			raw = binary.LittleEndian.AppendUint64(raw, uint64(v))
+		}
+	} else if t.Half {
+		b.int(2, dtFloat16)
+		for _, v := range t.Floats {
+			raw = binary.LittleEndian.AppendUint16(raw, Float16Bits(v))
 		}
 	} else {
 		b.int(2, dtFloat)
