@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"eyeflow/ingest"
@@ -12,25 +13,28 @@ import (
 )
 
 func runTopology(ctx context.Context, args []string, out, errOut io.Writer) error {
-	if len(args) == 0 || args[0] != "apply" {
-		fmt.Fprintln(errOut, "usage: eyeflow topology apply [flags]")
-		return errUsage
-	}
+	return runGroup(ctx, "topology", "The JetStream topology: every stream, consumer and KV bucket the pipeline uses, as code.",
+		[]subcommand{{"apply", "create or update every stream, consumer and KV bucket (idempotent)", runTopologyApply}}, args, out, errOut)
+}
+
+func runTopologyApply(ctx context.Context, args []string, out, errOut io.Writer) error {
 	var n natsFlags
 	o := ejs.DefaultOptions()
-	fs := newFlagSet("topology apply", "", "Creates or updates every stream, consumer and KV bucket; safe to run again.", errOut)
-	n.register(fs, defaultNATS, "NATS server URL(s)")
+	fs := newFlagSet("topology apply", "", "Creates or updates every stream, consumer and KV bucket; safe to run again.", out, errOut)
+	n.register(fs, defaultNATS(), natsClientUsage)
 	fs.intVar(&o.Replicas, "replicas", o.Replicas, "replicas per stream, consumer and KV bucket (3 on a three-node cluster)")
 	fs.durationVar(&o.MaxAge, "max-age", o.MaxAge, "how long pipeline events are kept")
 	fs.durationVar(&o.Duplicates, "duplicates", o.Duplicates, "duplicate window for Nats-Msg-Id")
 	fs.durationVar(&o.AckWait, "ack-wait", o.AckWait, "time a processor may hold a message before redelivery")
 	fs.intVar(&o.MaxDeliver, "max-deliver", o.MaxDeliver, "deliveries before a message is dead-lettered")
 	fs.intVar(&o.MaxAckPending, "max-ack-pending", o.MaxAckPending, "unacknowledged messages per consumer (a slow stage's memory bound)")
-	if err := fs.parse(args[1:]); err != nil {
+	if err := fs.parse(args, n.validate, func() error {
+		if err := o.Validate(); err != nil {
+			return fmt.Errorf("topology: %w", err)
+		}
+		return nil
+	}); err != nil {
 		return err
-	}
-	if err := o.Validate(); err != nil {
-		return fmt.Errorf("topology: %w", err)
 	}
 	nc, js, err := n.dial(n.url, "eyeflow-topology", nopLogger())
 	if err != nil {
@@ -46,24 +50,22 @@ func runTopology(ctx context.Context, args []string, out, errOut io.Writer) erro
 }
 
 func runBuckets(ctx context.Context, args []string, out, errOut io.Writer) error {
-	if len(args) == 0 || args[0] != "init" {
-		fmt.Fprintln(errOut, "usage: eyeflow buckets init [flags]")
-		return errUsage
-	}
+	return runGroup(ctx, "buckets", "The object-store buckets: raw, processed, labeling, models, features.",
+		[]subcommand{{"init", "create the buckets; with --s3, MinIO's bucket notification to NATS", runBucketsInit}}, args, out, errOut)
+}
+
+func runBucketsInit(ctx context.Context, args []string, out, errOut io.Writer) error {
 	var n natsFlags
 	var s storeFlags
 	var arn string
 	var replicas int
 	fs := newFlagSet("buckets init", "", "Creates the raw, processed, labeling and models buckets. With --s3 it also sets the raw\n"+
-		"bucket's notification (ObjectCreated -> MinIO's NATS target) so MinIO publishes eye.uploads.", errOut)
-	n.register(fs, defaultNATS, "NATS server URL(s) (for the JetStream object store)")
+		"bucket's notification (ObjectCreated -> MinIO's NATS target) so MinIO publishes eye.uploads.", out, errOut)
+	n.register(fs, defaultNATS(), natsClientUsage)
 	s.register(fs)
 	fs.stringVar(&arn, "notify-arn", "arn:minio:sqs::EYEFLOW:nats", "queue ARN of MinIO's NATS target (MINIO_NOTIFY_NATS_ENABLE_EYEFLOW=on); empty: no notification")
 	fs.intVar(&replicas, "replicas", 1, "object-store bucket replicas (JetStream object store)")
-	if err := fs.parse(args[1:]); err != nil {
-		return err
-	}
-	if err := s.validate(); err != nil {
+	if err := fs.parse(args, n.validate, s.validate); err != nil {
 		return err
 	}
 	var store objstore.Store
@@ -89,28 +91,65 @@ func runBuckets(ctx context.Context, args []string, out, errOut io.Writer) error
 	}
 	if s3, ok := store.(*objstore.S3Store); ok && arn != "" {
 		if err := s3.EnableNATSNotifications(ctx, objstore.BucketRaw, arn); err != nil {
-			return err
+			return notifyHint(err, arn)
 		}
 		fmt.Fprintf(out, "bucket %s notifies %s on every created object\n", objstore.BucketRaw, arn)
 	}
 	return nil
 }
 
+// notifyHint explains MinIO's refusal of a notification to a target it
+// does not have: which variables make the target, or how to do without.
+func notifyHint(err error, arn string) error {
+	if !strings.Contains(err.Error(), "ARN does not exist") {
+		return err
+	}
+	id := "EYEFLOW"
+	if parts := strings.Split(arn, ":"); len(parts) >= 6 && parts[4] != "" {
+		id = parts[4]
+	}
+	return fmt.Errorf("%w\n"+
+		"MinIO has no NATS notification target %s: start MinIO with MINIO_NOTIFY_NATS_ENABLE_%s=on, MINIO_NOTIFY_NATS_ADDRESS_%s=<nats host:4222>,\n"+
+		"MINIO_NOTIFY_NATS_SUBJECT_%s=eye.uploads and MINIO_NOTIFY_NATS_JETSTREAM_%s=on (see README, One process per processor),\n"+
+		"or run `eyeflow buckets init --notify-arn \"\"` and let `eyeflow ingest` publish the upload events", err, arn, id, id, id, id)
+}
+
 func runReconcile(ctx context.Context, args []string, out, errOut io.Writer) error {
 	var s standalone
 	var interval, grace, ledgerWait time.Duration
 	fs := newFlagSet("reconcile", "", "Lists the raw bucket and publishes eye.uploads for objects that have no event yet (lost\n"+
-		"notifications, S3 stores that cannot notify NATS). Once, or every --interval. Objects with an event are known\n"+
-		"from the upload ledger, which `eyeflow ingest` (or `eyeflow up`) must be running to keep.", errOut)
-	s.register(fs)
-	fs.durationVar(&interval, "interval", 0, "run every interval (0: once and exit)")
+		"notifications, S3 stores that cannot notify NATS). Once, or every --reconcile-interval, logging one summary line\n"+
+		"per pass and serving /metrics, /healthz and /readyz on --http. Objects with an event are known from the upload\n"+
+		"ledger, which `eyeflow ingest` (or `eyeflow up`) must be running to keep.", out, errOut)
+	s.registerHTTP(fs, "")
+	fs.durationVar(&interval, "reconcile-interval", 0, "run every interval until stopped (0: once and exit)")
+	fs.deprecate("interval", "reconcile-interval")
 	fs.durationVar(&grace, "grace", time.Minute, "leave objects younger than this to their notification")
 	fs.durationVar(&ledgerWait, "ledger-wait", defaultLedgerWait, "before each pass, wait up to this long for the ledger to record every event in the stream; a pass still behind fails (0: do not wait)")
-	if err := fs.parse(args); err != nil {
+	if err := fs.parse(args, s.validate, func() error {
+		if interval < 0 || grace < 0 || ledgerWait < 0 {
+			return fmt.Errorf("--reconcile-interval, --grace and --ledger-wait must not be negative")
+		}
+		if interval == 0 && s.http != "" {
+			return fmt.Errorf("--http serves only a running reconciler: give --reconcile-interval too")
+		}
+		return nil
+	}); err != nil {
 		return err
 	}
-	if err := s.validate(); err != nil {
-		return err
+	if interval > 0 {
+		// Long-running: waits for NATS and the store like every process,
+		// serves --http, logs every pass.
+		return s.run(ctx, "reconcile", errOut, []consumerRef{{ejs.StreamUploads, ejs.ConsumerIngestLedger}}, func(e standaloneEnv) ([]task, error) {
+			rec, err := newReconciler(ctx, e, grace, ledgerWait)
+			if err != nil {
+				return nil, err
+			}
+			return []task{{name: "reconciler", run: func(ctx context.Context) error {
+				rec.Run(ctx, interval)
+				return nil
+			}}}, nil
+		})
 	}
 	log, err := s.log.logger(errOut)
 	if err != nil {
@@ -125,19 +164,36 @@ func runReconcile(ctx context.Context, args []string, out, errOut io.Writer) err
 	if err != nil {
 		return err
 	}
-	ledger, err := ingest.OpenLedger(ctx, js)
+	rec, err := newReconciler(ctx, standaloneEnv{p: newProc(log), nc: nc, js: js, store: store}, grace, ledgerWait)
 	if err != nil {
 		return err
-	}
-	rec := &ingest.Reconciler{Store: store, Bucket: objstore.BucketRaw, Pub: ingest.NewPublisher(js, ledger), Grace: grace, LedgerWait: ledgerWait, Log: log}
-	if interval > 0 {
-		rec.Run(ctx, interval)
-		return nil
 	}
 	res, err := rec.Once(ctx)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "listed %d objects, published %d missing events, left %d recent ones to their notification\n", res.Listed, res.Published, res.Recent)
+	fmt.Fprintf(out, "listed %d %s, published %d missing %s, left %d recent %s to their notification\n",
+		res.Listed, plural2(res.Listed, "object", "objects"), res.Published, plural2(res.Published, "event", "events"),
+		res.Recent, plural2(res.Recent, "one", "ones"))
 	return nil
+}
+
+// newReconciler is the reconciler of the raw bucket, with its metrics on
+// the process's registry.
+func newReconciler(ctx context.Context, e standaloneEnv, grace, ledgerWait time.Duration) (*ingest.Reconciler, error) {
+	ledger, err := ingest.OpenLedger(ctx, e.js)
+	if err != nil {
+		return nil, err
+	}
+	return &ingest.Reconciler{Store: e.store, Bucket: objstore.BucketRaw, Pub: ingest.NewPublisher(e.js, ledger),
+		Grace: grace, LedgerWait: ledgerWait, Log: e.p.log.With().Str("component", "reconciler").Logger(),
+		Metrics: ingest.NewReconcileMetrics(e.p.reg)}, nil
+}
+
+// plural2 picks the word for n.
+func plural2(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

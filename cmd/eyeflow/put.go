@@ -20,21 +20,14 @@ func runPut(ctx context.Context, args []string, out, errOut io.Writer) error {
 	var s storeFlags
 	var o ingest.PutOptions
 	fs := newFlagSet("put", "PATH...", "Uploads files, or folders in ImageFolder layout (<class>/<file>: the class comes from the folder),\n"+
-		"into the raw bucket. With `eyeflow up` running, every uploaded object becomes an eye.uploads event.", errOut)
-	n.register(fs, defaultNATS, "NATS server URL(s) (for the JetStream object store)")
+		"into the raw bucket. With `eyeflow up` running, every uploaded object becomes an eye.uploads event.", out, errOut)
+	n.register(fs, defaultNATS(), natsClientUsage)
 	s.register(fs)
 	fs.stringVar(&o.Bucket, "bucket", objstore.BucketRaw, "destination bucket")
 	fs.stringVar(&o.Class, "class", "", "put single files under <class>/")
 	fs.stringVar(&o.Prefix, "prefix", "", "prefix for every key")
 	fs.intVar(&o.Concurrency, "concurrency", 4, "uploads at once")
-	if err := fs.parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return errUsage
-	}
-	if err := s.validate(); err != nil {
+	if err := fs.parse(args, n.validate, s.validate); err != nil {
 		return err
 	}
 	files, err := ingest.Plan(fs.Args(), o)
@@ -48,7 +41,7 @@ func runPut(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if s.endpoint == "" {
 		nc, js, err := n.dial(n.url, "eyeflow-put", nopLogger())
 		if err != nil {
-			return fmt.Errorf("%w (is `eyeflow up` running?)", err)
+			return err
 		}
 		defer nc.Close()
 		store = objstore.NewJetStream(js)
@@ -72,8 +65,9 @@ func runPut(ctx context.Context, args []string, out, errOut io.Writer) error {
 		}
 	}
 	sum, err := ingest.Put(ctx, store, files, o)
-	fmt.Fprintf(out, "uploaded %d files (%s) to %s in %s, %.1f files/s; %d failed\n",
-		sum.Files, humanBytes(sum.Bytes), o.Bucket, sum.Duration.Round(time.Millisecond), float64(sum.Files)/max(sum.Duration.Seconds(), 1e-9), sum.Failed)
+	fmt.Fprintf(out, "uploaded %d %s (%s) to %s in %s, %.1f files/s; %d failed\n",
+		sum.Files, plural2(sum.Files, "file", "files"), humanBytes(sum.Bytes), o.Bucket, sum.Duration.Round(time.Millisecond),
+		float64(sum.Files)/max(sum.Duration.Seconds(), 1e-9), sum.Failed)
 	return err
 }
 
