@@ -14,7 +14,11 @@ import (
 
 func runTopology(ctx context.Context, args []string, out, errOut io.Writer) error {
 	return runGroup(ctx, "topology", "The JetStream topology: every stream, consumer and KV bucket the pipeline uses, as code.",
-		[]subcommand{{"apply", "create or update every stream, consumer and KV bucket (idempotent)", runTopologyApply}}, args, out, errOut)
+		topologySubcommands(), args, out, errOut)
+}
+
+func topologySubcommands() []subcommand {
+	return []subcommand{{"apply", "create or update every stream, consumer and KV bucket (idempotent)", runTopologyApply}}
 }
 
 func runTopologyApply(ctx context.Context, args []string, out, errOut io.Writer) error {
@@ -51,7 +55,11 @@ func runTopologyApply(ctx context.Context, args []string, out, errOut io.Writer)
 
 func runBuckets(ctx context.Context, args []string, out, errOut io.Writer) error {
 	return runGroup(ctx, "buckets", "The object-store buckets: raw, processed, labeling, models, features.",
-		[]subcommand{{"init", "create the buckets; with --s3, MinIO's bucket notification to NATS", runBucketsInit}}, args, out, errOut)
+		bucketsSubcommands(), args, out, errOut)
+}
+
+func bucketsSubcommands() []subcommand {
+	return []subcommand{{"init", "create the buckets; with --s3, MinIO's bucket notification to NATS", runBucketsInit}}
 }
 
 func runBucketsInit(ctx context.Context, args []string, out, errOut io.Writer) error {

@@ -222,7 +222,7 @@ func (fs *flagSet) parse(args []string, validators ...func() error) error {
 		if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
 			msg = "unknown flag --" + name
 		} else {
-			msg = strings.ReplaceAll(msg, " flag -", " flag --")
+			msg = strings.ReplaceAll(strings.ReplaceAll(msg, " flag -", " flag --"), "argument: -", "argument: --")
 		}
 		return fs.usageErr("%s", msg)
 	}
@@ -234,7 +234,7 @@ func (fs *flagSet) parse(args []string, validators ...func() error) error {
 	fs.Visit(func(f *flag.Flag) { fs.cmdline[f.Name] = true })
 	for name := range fs.secrets {
 		if fs.cmdline[name] {
-			return fmt.Errorf("%s: --%s is a secret: pass it in $%s or a file, not on the command line", fs.name, name, fs.env[name])
+			return &usageError{msg: fmt.Sprintf("%s: --%s is a secret: pass it in $%s or a file, not on the command line", fs.name, name, fs.env[name])}
 		}
 	}
 	var olds []string

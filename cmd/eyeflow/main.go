@@ -31,7 +31,7 @@ func commands() []command {
 		{"topology", "apply the JetStream topology: `eyeflow topology apply`", runTopology},
 		{"buckets", "create the buckets and MinIO's bucket notification: `eyeflow buckets init`", runBuckets},
 		{"ingest", "run the upload ledger and the reconciler (beside an S3 store that notifies NATS)", runIngest},
-		{"reconcile", "publish upload events for raw objects that have none, once or every --interval", runReconcile},
+		{"reconcile", "publish upload events for raw objects that have none, once or every --reconcile-interval", runReconcile},
 		{"resize", "run the resize processor alone", runResize},
 		{"splitter", "run the splitter processor alone", runSplitter},
 		{"split", "explain which split files would get; report per-class split counts from the bucket", runSplit},
@@ -116,6 +116,16 @@ func usage(w io.Writer, cmds []command) {
 		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun `eyeflow <command> --help` for a command's flags; every flag has an EYEFLOW_* environment equivalent.")
+}
+
+// groups are the commands with verbs of their own, and their verbs.
+func groups() map[string][]subcommand {
+	return map[string][]subcommand{
+		"topology": topologySubcommands(),
+		"buckets":  bucketsSubcommands(),
+		"split":    splitSubcommands(),
+		"model":    modelSubcommands(),
+	}
 }
 
 // subcommand is one verb of a command group (`eyeflow model push`).

@@ -284,7 +284,7 @@ func TestFlagsFromEnvironmentAndValidation(t *testing.T) {
 		args    []string
 		wantErr string
 	}{
-		{"bad replicas from env", map[string]string{"EYEFLOW_REPLICAS": "9"}, []string{"up"}, "--replicas 9"},
+		{"bad replicas from env", map[string]string{"EYEFLOW_REPLICAS": "9"}, []string{"up"}, "$EYEFLOW_REPLICAS (--replicas) 9"},
 		{"unparsable env", map[string]string{"EYEFLOW_RECONCILE_INTERVAL": "soon"}, []string{"up"}, "$EYEFLOW_RECONCILE_INTERVAL"},
 		{"s3 without credentials", map[string]string{"EYEFLOW_S3": "http://127.0.0.1:9"}, []string{"resize"}, "needs credentials"},
 		{"s3 not a url", nil, []string{"resize", "--s3", "minio:9000"}, "want http(s)://host:port"},
