@@ -90,9 +90,16 @@ func writeStatus(w io.Writer, s dashboard.Snapshot) error {
 	for _, c := range s.Consumers {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\n", c.Name, c.Stream, c.Stage, c.Pending, c.AckPending, c.Redelivered)
 	}
-	fmt.Fprintf(tw, "\nDLQ STAGE\tDEAD LETTERS\tLATEST REASONS\n")
+	fmt.Fprintf(tw, "\nDLQ STAGE\tDEAD LETTERS\tREASONS (COUNT)\n")
 	for _, d := range s.DLQ {
-		reasons := strings.Join(d.Reasons, ", ")
+		var rs []string
+		for _, r := range d.ReasonCounts {
+			rs = append(rs, fmt.Sprintf("%s %d", r.Reason, r.Count))
+		}
+		if len(rs) == 0 {
+			rs = d.Reasons // a snapshot without the counts
+		}
+		reasons := strings.Join(rs, ", ")
 		if reasons == "" {
 			reasons = "-"
 		}
