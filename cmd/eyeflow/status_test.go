@@ -114,7 +114,7 @@ func TestStatus(t *testing.T) {
 				t.Errorf("%d streams, problems %v", len(s.Streams), s.Problems)
 			case dlq[schemas.StageSplitter] != 1 || dlq[schemas.StageResize] != 9:
 				t.Errorf("dead letters %v", dlq)
-			case !slices.Equal(resizeReasons, []dashboard.ReasonCount{{"corrupt_image", 5}, {"unsupported_image", 2}, {"bad_key", 1}, {"too_large", 1}}):
+			case !slices.Equal(resizeReasons, []dashboard.ReasonCount{{Reason: "corrupt_image", Count: 5}, {Reason: "unsupported_image", Count: 2}, {Reason: "bad_key", Count: 1}, {Reason: "too_large", Count: 1}}):
 				t.Errorf("resize's reasons %+v", resizeReasons)
 			case pending[ejs.ClassifierConsumer(schemas.EnvProd)] != 1:
 				t.Errorf("pending %v", pending)
