@@ -63,9 +63,16 @@ func startUp(t *testing.T, data, natsAddr, httpAddr string) (stop func()) {
 // startUpWith is startUp with more flags.
 func startUpWith(t *testing.T, data, natsAddr, httpAddr string, flags ...string) (stop func()) {
 	t.Helper()
+	_, stop = startUpLogged(t, data, natsAddr, httpAddr, flags...)
+	return stop
+}
+
+// startUpLogged is startUpWith that also returns up's log.
+func startUpLogged(t *testing.T, data, natsAddr, httpAddr string, flags ...string) (*syncBuffer, func()) {
+	t.Helper()
 	logs, stopUp := startUpArgs(t, httpAddr, append([]string{"--data", data, "--nats-listen", natsAddr}, flags...)...)
 	var once sync.Once
-	stop = func() {
+	stop := func() {
 		once.Do(func() {
 			stopUp()
 			if strings.Contains(logs.String(), `"level":"error"`) {
@@ -74,7 +81,7 @@ func startUpWith(t *testing.T, data, natsAddr, httpAddr string, flags ...string)
 		})
 	}
 	t.Cleanup(stop)
-	return stop
+	return logs, stop
 }
 
 func processed(t *testing.T, httpAddr string) int {
@@ -113,7 +120,17 @@ func metricSum(t *testing.T, httpAddr, name, label string) int {
 func TestUpPutAndRestart(t *testing.T) {
 	data, images := t.TempDir(), t.TempDir()
 	natsAddr, httpAddr := freeAddr(t), freeAddr(t)
-	stop := startUp(t, data, natsAddr, httpAddr)
+	logs, stop := startUpLogged(t, data, natsAddr, httpAddr)
+	// The first line says where up listens and the exact command to
+	// upload; on an empty registry up alone registers the placeholder and
+	// says why.
+	first, _, _ := strings.Cut(logs.String(), "\n")
+	if !strings.Contains(first, "eyeflow put --nats nats://"+natsAddr+" DIR") || !strings.Contains(first, "http://"+httpAddr) {
+		t.Errorf("up's first log line: %s", first)
+	}
+	if !strings.Contains(logs.String(), "placeholder model: registered the synthetic DenseNet121") || !strings.Contains(logs.String(), "because the model registry was empty") {
+		t.Errorf("up does not say it registered the placeholder and why:\n%s", lastBytes(logs.String(), 4<<10))
+	}
 
 	ctx := testenv.Context(t, 3*time.Minute)
 	var out bytes.Buffer
@@ -168,7 +185,10 @@ func TestUpPutAndRestart(t *testing.T) {
 	}
 	stop()
 
-	startUp(t, data, natsAddr, httpAddr)
+	logs, _ = startUpLogged(t, data, natsAddr, httpAddr)
+	if !strings.Contains(logs.String(), "placeholder model: not needed, prod serves a model") {
+		t.Errorf("a restarted up does not say why it registers no placeholder:\n%s", lastBytes(logs.String(), 4<<10))
+	}
 	time.Sleep(time.Second)
 	if got := processed(t, httpAddr); got != 0 {
 		t.Fatalf("after a restart resize processed %d uploads again, want 0", got)
