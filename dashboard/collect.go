@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"eyeflow/internal/deployment"
 	ejs "eyeflow/jetstream"
 	"eyeflow/processors/driftwatch"
 	"eyeflow/schemas"
@@ -32,6 +33,9 @@ type Snapshot struct {
 	// Problems are parts that could not be read (a missing stream or KV
 	// bucket): the rest of the snapshot is still shown.
 	Problems []string `json:"problems"`
+	// Store is the deployment's object store, as `eyeflow buckets init`
+	// or `eyeflow up` recorded it; nil before.
+	Store *deployment.StoreRecord `json:"object_store,omitempty"`
 }
 
 // StreamStat is one stream's size.
@@ -94,9 +98,21 @@ type EnvStatus struct {
 	ModelName  string    `json:"model_name"`
 	Version    string    `json:"model_version"`
 	PromotedAt time.Time `json:"promoted_at,omitzero"`
+	// Serving is what the env's classifier last did with a model promoted
+	// to it: served it, or refused it and why.
+	Serving *deployment.Serving `json:"serving,omitempty"`
 	// Drift has one entry per model version driftwatch has state for,
 	// the served version first.
 	Drift []DriftState `json:"drift"`
+}
+
+// Refused returns the classifier's refusal of the model promoted to the
+// env, when it refused that one.
+func (e EnvStatus) Refused() (deployment.Serving, bool) {
+	if e.Serving == nil || e.Serving.State != deployment.StateRefused || e.Serving.Name != e.ModelName || e.Serving.Version != e.Version {
+		return deployment.Serving{}, false
+	}
+	return *e.Serving, true
 }
 
 // Firing reports whether any drift signal fires for the served version.
@@ -385,6 +401,25 @@ func collectEnvs(ctx context.Context, js natsjs.JetStream, s *Snapshot) error {
 			}
 			byEnv[env].ModelName, byEnv[env].Version, byEnv[env].PromotedAt = a.Name, a.Version, a.PromotedAt
 		}
+	}
+	if dkv, err := js.KeyValue(ctx, ejs.KVDeployment); err == nil {
+		if rec, ok, err := deployment.ReadStore(ctx, js); err != nil {
+			errs = append(errs, err)
+		} else if ok {
+			s.Store = &rec
+		}
+		for _, env := range schemas.Envs() {
+			sv, ok, err := deployment.ReadServing(ctx, dkv, env)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if ok {
+				byEnv[env].Serving = &sv
+			}
+		}
+	} else if !errors.Is(err, natsjs.ErrBucketNotFound) {
+		errs = append(errs, fmt.Errorf("kv %s: %w", ejs.KVDeployment, err))
 	}
 	kv, err := js.KeyValue(ctx, ejs.KVDriftwatch)
 	if err != nil {

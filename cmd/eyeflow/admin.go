@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"eyeflow/ingest"
+	"eyeflow/internal/deployment"
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 )
@@ -67,29 +68,35 @@ func runBucketsInit(ctx context.Context, args []string, out, errOut io.Writer) e
 	var s storeFlags
 	var arn string
 	var replicas int
-	fs := newFlagSet("buckets init", "", "Creates the raw, processed, labeling and models buckets. With --s3 it also sets the raw\n"+
-		"bucket's notification (ObjectCreated -> MinIO's NATS target) so MinIO publishes eye.uploads.", out, errOut)
+	var replace bool
+	fs := newFlagSet("buckets init", "", "Creates the raw, processed, labeling, models and features buckets and records the store in the\n"+
+		"cluster (KV "+ejs.KVDeployment+") as the one the deployment's stages use: commands that manage models,\n"+
+		"splits or uploads, and every stage, refuse another. With --s3 it also sets the raw bucket's notification\n"+
+		"(ObjectCreated -> MinIO's NATS target) so MinIO publishes eye.uploads.", out, errOut)
 	n.register(fs, defaultNATS(), natsClientUsage)
 	s.register(fs)
 	fs.stringVar(&arn, "notify-arn", "arn:minio:sqs::EYEFLOW:nats", "queue ARN of MinIO's NATS target (MINIO_NOTIFY_NATS_ENABLE_EYEFLOW=on); empty: no notification")
 	fs.intVar(&replicas, "replicas", 1, "object-store bucket replicas (JetStream object store)")
+	fs.boolVar(&replace, "replace-store", false, "make this store the deployment's even though another one is recorded (after a migration)")
 	if err := fs.parse(args, n.validate, s.validate); err != nil {
 		return err
 	}
-	var store objstore.Store
-	if s.endpoint == "" {
-		nc, js, err := n.dial(n.url, "eyeflow-buckets", nopLogger())
-		if err != nil {
-			return err
-		}
-		defer nc.Close()
-		store = objstore.NewJetStream(js, objstore.WithReplicas(replicas))
-	} else {
-		st, err := s.open(nil, replicas)
-		if err != nil {
-			return err
-		}
-		store = st
+	nc, js, err := n.dial(n.url, "eyeflow-buckets", nopLogger())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	store, err := s.open(js, replicas)
+	if err != nil {
+		return err
+	}
+	kv, err := ejs.OpenKeyValue(ctx, js, ejs.KeyValueConfig(ejs.KVDeployment, replicas))
+	if err != nil {
+		return err
+	}
+	did, err := deployment.Record(ctx, kv, deployment.Target{Store: store, Endpoint: s.endpoint}, "eyeflow buckets init", replace)
+	if err != nil {
+		return fmt.Errorf("buckets init: %w", err)
 	}
 	for _, b := range objstore.Buckets() {
 		if err := store.EnsureBucket(ctx, b); err != nil {
@@ -97,6 +104,7 @@ func runBucketsInit(ctx context.Context, args []string, out, errOut io.Writer) e
 		}
 		fmt.Fprintf(out, "bucket %s ready\n", b)
 	}
+	fmt.Fprintln(out, did)
 	if s3, ok := store.(*objstore.S3Store); ok && arn != "" {
 		if err := s3.EnableNATSNotifications(ctx, objstore.BucketRaw, arn); err != nil {
 			return notifyHint(err, arn)
@@ -171,6 +179,9 @@ func runReconcile(ctx context.Context, args []string, out, errOut io.Writer) err
 	store, err := s.store.open(js, s.replicas)
 	if err != nil {
 		return err
+	}
+	if err := checkStore(ctx, js, &s.store, store, func(err error) { log.Warn().Err(err).Msg("object store not checked") }); err != nil {
+		return fmt.Errorf("reconcile: %w", err)
 	}
 	rec, err := newReconciler(ctx, standaloneEnv{p: newProc(log), nc: nc, js: js, store: store}, grace, ledgerWait)
 	if err != nil {

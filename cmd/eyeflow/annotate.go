@@ -45,7 +45,7 @@ func runDemoAnnotate(ctx context.Context, args []string, out, errOut io.Writer) 
 			return fmt.Errorf("demo-annotate: --answers %s: %w", answers, err)
 		}
 	}
-	store, closeFn, err := sc.open(ctx, "demo-annotate")
+	store, closeFn, err := sc.open(ctx, "demo-annotate", errOut)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"eyeflow/internal/deployment"
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/processors/classifier"
@@ -190,6 +191,7 @@ func (f *classifierFlags) setup(ctx context.Context, p *proc, js natsjs.JetStrea
 		}
 	}
 	c, err := classifier.New(ctx, js, store, classifier.Config{
+		OnLoad:       servingReporter(ctx, js, log),
 		Envs:         f.envList(),
 		MaxBatch:     f.rt.maxBatch,
 		MaxWait:      f.rt.maxWait,
@@ -209,6 +211,34 @@ func (f *classifierFlags) setup(ctx context.Context, p *proc, js natsjs.JetStrea
 		srv.Mux.Handle("POST /predict", c.PredictHandler(schemas.EnvProd, f.maxUpload))
 	}
 	return task{name: schemas.StageClassifier, run: c.Run}, nil
+}
+
+// servingReporter records in KV eyeflow_deployment what each env's
+// classifier did with the model promoted to it (`eyeflow status` shows a
+// refused one with its reason). Without the bucket (a topology applied by
+// an older eyeflow) nothing is recorded.
+func servingReporter(ctx context.Context, js natsjs.JetStream, log zerolog.Logger) func(string, classifier.Assignment, error, *classifier.Assignment) {
+	kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	kv, err := js.KeyValue(kctx, ejs.KVDeployment)
+	cancel()
+	if err != nil {
+		log.Warn().Err(err).Msg("what each env serves is not recorded for eyeflow status (run eyeflow topology apply)")
+		return nil
+	}
+	return func(env string, a classifier.Assignment, loadErr error, serving *classifier.Assignment) {
+		rec := deployment.Serving{Env: env, Name: a.Name, Version: a.Version, State: deployment.StateServing, Time: time.Now().UTC()}
+		if loadErr != nil {
+			rec.State, rec.Reason = deployment.StateRefused, loadErr.Error()
+			if serving != nil {
+				rec.Serves = serving.String()
+			}
+		}
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := deployment.PutServing(pctx, kv, rec); err != nil {
+			log.Warn().Err(err).Str("env", env).Msg("could not record what this env serves")
+		}
+	}
 }
 
 // seedPlaceholder registers the synthetic DenseNet121 (random weights,

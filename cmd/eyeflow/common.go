@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"eyeflow/internal/deployment"
 	"eyeflow/objstore"
 	"eyeflow/security/natsauth"
 	"eyeflow/stage"
@@ -335,6 +336,24 @@ func (s *storeFlags) open(js natsjs.JetStream, replicas int) (objstore.Store, er
 	return objstore.NewS3(objstore.S3Config{Endpoint: s.endpoint, AccessKey: ak, SecretKey: sk, Region: s.region})
 }
 
+// checkStore refuses a store that is not the one the deployment's stages
+// use (recorded once in the cluster by `eyeflow buckets init` / `eyeflow
+// up`), with the reason and the remedy. A check that cannot be made (no
+// answer in time, a user without the permission) is reported to warn and
+// passes: the record only ever adds a refusal.
+func checkStore(ctx context.Context, js natsjs.JetStream, sf *storeFlags, store objstore.Store, warn func(error)) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, _, err := deployment.Check(ctx, js, deployment.Target{Store: store, Endpoint: sf.endpoint})
+	if err == nil || errors.Is(err, deployment.ErrWrongStore) {
+		return err
+	}
+	if warn != nil {
+		warn(fmt.Errorf("could not check the object store against the deployment's: %w", err))
+	}
+	return nil
+}
+
 // proc is what every long-running command shares.
 type proc struct {
 	log     zerolog.Logger
@@ -386,7 +405,8 @@ func httpTask(srv *telemetry.Server) task {
 func nopLogger() zerolog.Logger { return zerolog.Nop() }
 
 // storeClient reaches the object store alone, for commands that only read
-// or write objects: the JetStream object store through NATS, or S3.
+// or write objects: the JetStream object store through NATS, or S3. NATS
+// is dialled with S3 too, to check the store is the deployment's.
 type storeClient struct {
 	nats  natsFlags
 	store storeFlags
@@ -404,21 +424,30 @@ func (c *storeClient) validate() error {
 	return c.store.validate()
 }
 
-// open connects; close releases the connection.
-func (c *storeClient) open(ctx context.Context, name string) (store objstore.Store, close func(), err error) {
+// open connects and checks the store; close releases the connection.
+// Warnings (a check that could not be made) go to errOut.
+func (c *storeClient) open(ctx context.Context, name string, errOut io.Writer) (store objstore.Store, close func(), err error) {
 	close = func() {}
-	var js natsjs.JetStream
-	if c.store.endpoint == "" {
-		nc, j, err := c.nats.dial(c.nats.url, "eyeflow-"+name, nopLogger())
-		if err != nil {
+	nc, js, err := c.nats.dial(c.nats.url, "eyeflow-"+name, nopLogger())
+	if err != nil {
+		if c.store.endpoint == "" {
 			return nil, nil, err
 		}
-		close, js = nc.Close, j
+		// S3 alone still works; only the check needs NATS.
+		fmt.Fprintf(errOut, "eyeflow %s: warning: cannot check that %s is the deployment's object store: %v\n", name, c.store.describe(), err)
+	} else {
+		close = nc.Close
 	}
 	store, err = c.store.open(js, 1)
 	if err != nil {
 		close()
 		return nil, nil, err
+	}
+	if js != nil {
+		if err := checkStore(ctx, js, &c.store, store, func(err error) { fmt.Fprintf(errOut, "eyeflow %s: warning: %v\n", name, err) }); err != nil {
+			close()
+			return nil, nil, fmt.Errorf("%s: %w", name, err)
+		}
 	}
 	return store, close, nil
 }

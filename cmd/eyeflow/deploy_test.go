@@ -14,28 +14,32 @@ import (
 
 	"eyeflow/internal/testenv"
 	ejs "eyeflow/jetstream"
+	"eyeflow/objstore"
+	"eyeflow/processors/classifier"
 	"eyeflow/schemas"
 	"eyeflow/security/natsauth"
+
+	"github.com/minio/minio-go/v7"
 )
 
 // credentialFlags are the flags whose values are secrets or logins: a
 // command with any of them takes credentials.
 var credentialFlags = []string{"nats-password", "s3-secret-key", "dashboard-token", "labelstudio-token"}
 
-// deployment is the per-process deployment of compose.yaml, in-process:
+// perProcess is the per-process deployment of compose.yaml, in-process:
 // NATS with the per-processor users, MinIO, and every setting (credentials
 // above all) in the environment, as compose sets them.
-type deployment struct {
+type perProcess struct {
 	t     *testing.T
 	nats  *authCluster
 	minio *testenv.MinIOServer
 	ctx   context.Context
 }
 
-func newDeployment(t *testing.T) *deployment {
+func newDeployment(t *testing.T) *perProcess {
 	t.Helper()
 	clearEyeflowEnv(t)
-	d := &deployment{t: t, nats: startAuthNATS(t), minio: testenv.MinIO(t, testenv.MinIOOptions{}), ctx: testenv.Context(t, 6*time.Minute)}
+	d := &perProcess{t: t, nats: startAuthNATS(t), minio: testenv.MinIO(t, testenv.MinIOOptions{}), ctx: testenv.Context(t, 6*time.Minute)}
 	for k, v := range map[string]string{
 		"EYEFLOW_NATS":              d.nats.url,
 		"EYEFLOW_S3":                d.minio.Endpoint,
@@ -52,13 +56,13 @@ func newDeployment(t *testing.T) *deployment {
 }
 
 // as logs the next commands in as role's NATS user, from the environment.
-func (d *deployment) as(role string) {
+func (d *perProcess) as(role string) {
 	d.t.Setenv("EYEFLOW_NATS_USER", natsauth.UserName(role))
 	d.t.Setenv("EYEFLOW_NATS_PASSWORD", d.nats.pw[role])
 }
 
 // run runs a one-shot command and returns its output; it must succeed.
-func (d *deployment) run(args ...string) string {
+func (d *perProcess) run(args ...string) string {
 	d.t.Helper()
 	out, err := d.try(args...)
 	if err != nil {
@@ -68,7 +72,7 @@ func (d *deployment) run(args ...string) string {
 }
 
 // try runs a one-shot command and returns its output and error.
-func (d *deployment) try(args ...string) (string, error) {
+func (d *perProcess) try(args ...string) (string, error) {
 	d.t.Helper()
 	var out, errOut bytes.Buffer
 	err := run(d.ctx, args, &out, &errOut)
@@ -162,6 +166,7 @@ func TestPerProcessDeployment(t *testing.T) {
 		t.Fatalf("canary predictions %v: want one by fundus-tiny v1\n%s", preds, lastBytes(logs["classifier"].String(), 4<<10))
 	}
 
+	var status string
 	// The reconciler serves /metrics on --http and logs one line per pass.
 	for time.Now().Before(deadline) && len(reconcilePasses(t, logs["reconcile"].String())) < 2 {
 		time.Sleep(100 * time.Millisecond)
@@ -189,6 +194,66 @@ func TestPerProcessDeployment(t *testing.T) {
 		t.Errorf("after the stages started the registry holds %+v: a standalone stage registered a model", list)
 	}
 
+	// The wrong object store is refused, with the reason, before anything
+	// is created in it: without --s3 (the JetStream object store) ...
+	t.Setenv("EYEFLOW_S3", "")
+	for _, args := range [][]string{
+		{"model", "list"},
+		{"model", "push", model, "--name", "fundus-tiny", "--version", "v9"},
+		{"model", "promote", "--env", schemas.EnvStaging, "fundus-tiny", "v1"},
+		{"put", "--class", "amd", filepath.Join(testenv.GoldenDir(t), "amd_0000.jpg")},
+		{"split", "report"},
+		{"resize", "--http", freeAddr(t)},
+	} {
+		out, err := d.try(args...)
+		if err == nil || !strings.Contains(err.Error(), "not the deployment's object store") || !strings.Contains(err.Error(), d.minio.Endpoint) {
+			t.Errorf("eyeflow %s without --s3: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	if _, err := js.Stream(d.ctx, "OBJ_"+objstore.BucketModels); err == nil {
+		t.Errorf("a refused command created the models bucket in the JetStream object store")
+	}
+	// ... or another S3 server.
+	other := testenv.MinIO(t, testenv.MinIOOptions{})
+	t.Setenv("EYEFLOW_S3", other.Endpoint)
+	t.Setenv("EYEFLOW_S3_ACCESS_KEY", other.AccessKey)
+	t.Setenv("EYEFLOW_S3_SECRET_KEY", other.SecretKey)
+	if out, err := d.try("model", "push", model, "--name", "fundus-tiny", "--version", "v9"); err == nil || !strings.Contains(err.Error(), "not the deployment's object store") {
+		t.Errorf("model push to another S3 server: %v\n%s", err, out)
+	}
+	t.Setenv("EYEFLOW_S3", d.minio.Endpoint)
+	t.Setenv("EYEFLOW_S3_ACCESS_KEY", d.minio.AccessKey)
+	t.Setenv("EYEFLOW_S3_SECRET_KEY", d.minio.SecretKey)
+
+	// A promoted version the classifier cannot load (its model.onnx is
+	// gone) is refused; status says so, with the reason, and what serves.
+	broken := filepath.Join(t.TempDir(), "tiny3")
+	d.run("model", "synth", "--arch", "tiny", "--name", "fundus-tiny", "--version", "v3", "--out", broken)
+	d.run("model", "push", "--name", "fundus-tiny", "--version", "v3", broken)
+	s3, err := objstore.NewS3(objstore.S3Config{Endpoint: d.minio.Endpoint, AccessKey: d.minio.AccessKey, SecretKey: d.minio.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s3.Client().RemoveObject(d.ctx, objstore.BucketModels, classifier.ModelKey("fundus-tiny", "v3", classifier.FileModel), minio.RemoveObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	d.run("model", "promote", "--env", schemas.EnvCanary, "fundus-tiny", "v3")
+	for {
+		status = d.run("status")
+		if strings.Contains(status, "REFUSED fundus-tiny v3 (serves fundus-tiny v1)") && strings.Contains(status, "refused: canary: the classifier refused fundus-tiny v3") &&
+			strings.Contains(status, "object not found") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status does not show canary's refusal of v3:\n%s", status)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(status, "object store: the S3 store at "+d.minio.Endpoint+" (recorded by eyeflow buckets init)") {
+		t.Errorf("status does not name the deployment's object store:\n%s", status)
+	}
+	d.run("model", "promote", "--env", schemas.EnvCanary, "fundus-tiny", "v1")
+
 	// A second version, promoted and rolled back.
 	model2 := filepath.Join(t.TempDir(), "tiny2")
 	d.run("model", "synth", "--arch", "tiny", "--name", "fundus-tiny", "--version", "v2", "--out", model2)
@@ -206,7 +271,7 @@ func TestPerProcessDeployment(t *testing.T) {
 	cover("split", "export")
 	d.run("demo-annotate")
 	cover("demo-annotate")
-	status := d.run("status")
+	status = d.run("status")
 	if !strings.Contains(status, "EYE_UPLOADS") {
 		t.Errorf("status:\n%s", status)
 	}
@@ -253,8 +318,10 @@ func TestPerProcessDeployment(t *testing.T) {
 	stopUp()
 
 	for name, l := range logs {
-		if strings.Contains(l.String(), `"level":"error"`) {
-			t.Errorf("eyeflow %s logged errors:\n%s", name, lastBytes(l.String(), 4<<10))
+		for _, line := range strings.Split(l.String(), "\n") {
+			if strings.Contains(line, `"level":"error"`) && !strings.Contains(line, `"version":"v3"`) { // v3's refusal was wanted
+				t.Errorf("eyeflow %s logged an error: %s", name, line)
+			}
 		}
 	}
 	// Every secret stayed out of every log and output.

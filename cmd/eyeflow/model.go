@@ -68,9 +68,12 @@ func runModelSynth(args []string, out, errOut io.Writer) error {
 type registryFlags struct {
 	nats  natsFlags
 	store storeFlags
+	// warn reports a store check that could not be made.
+	warn func(error)
 }
 
 func (r *registryFlags) register(fs *flagSet) {
+	r.warn = func(err error) { fmt.Fprintf(fs.errOut, "eyeflow %s: warning: %v\n", fs.name, err) }
 	r.nats.register(fs, defaultNATS(), natsClientUsage)
 	r.store.register(fs)
 }
@@ -98,6 +101,11 @@ func (r *registryFlags) openWith(ctx context.Context, name string) (*classifier.
 	if err != nil {
 		nc.Close()
 		return nil, nil, nil, err
+	}
+	// Before the registry opens (and creates its bucket in the wrong store).
+	if err := checkStore(ctx, js, &r.store, store, r.warn); err != nil {
+		nc.Close()
+		return nil, nil, nil, fmt.Errorf("model %s: %w", name, err)
 	}
 	reg, err := classifier.OpenRegistry(ctx, js, store)
 	if err != nil {

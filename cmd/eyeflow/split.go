@@ -188,7 +188,7 @@ func runSplitReport(ctx context.Context, args []string, out, errOut io.Writer) e
 	if err := fs.parse(args, c.validate); err != nil {
 		return err
 	}
-	store, closeStore, err := c.open(ctx, "split-report")
+	store, closeStore, err := c.open(ctx, "split report", errOut)
 	if err != nil {
 		return err
 	}
@@ -215,7 +215,7 @@ func runSplitExport(ctx context.Context, args []string, out, errOut io.Writer) e
 	if err := fs.parse(args, c.validate); err != nil {
 		return err
 	}
-	store, closeStore, err := c.open(ctx, "split-export")
+	store, closeStore, err := c.open(ctx, "split export", errOut)
 	if err != nil {
 		return err
 	}

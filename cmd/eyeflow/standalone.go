@@ -101,6 +101,9 @@ func (s *standalone) run(ctx context.Context, name string, errOut io.Writer, nee
 	if err := waitStore(ctx, p.log, ready, store, s.store.endpoint); err != nil {
 		return ignoreCanceled(ctx, err)
 	}
+	if err := checkStore(ctx, js, &s.store, store, func(err error) { p.log.Warn().Err(err).Msg("object store not checked") }); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
 	if err := waitConsumers(ctx, p.log, ready, js, needs...); err != nil {
 		return ignoreCanceled(ctx, err)
 	}

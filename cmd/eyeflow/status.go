@@ -106,10 +106,18 @@ func writeStatus(w io.Writer, s dashboard.Snapshot) error {
 		fmt.Fprintf(tw, "%s\t%d\t%s\n", d.Stage, d.Count, reasons)
 	}
 	fmt.Fprintf(tw, "\nENV\tMODEL\tDRIFT\tSTREAK\tENTROPY KS\tCLASS CHI2\n")
+	var refusals []string
 	for _, e := range s.Envs {
 		model := "-"
 		if e.Version != "" {
 			model = e.ModelName + " " + e.Version
+		}
+		if r, ok := e.Refused(); ok {
+			model = "REFUSED " + model
+			if r.Serves != "" {
+				model += " (serves " + r.Serves + ")"
+			}
+			refusals = append(refusals, fmt.Sprintf("%s: the classifier refused %s %s at %s: %s", e.Env, r.Name, r.Version, r.Time.UTC().Format(time.RFC3339), r.Reason))
 		}
 		drift, streak, ks, chi := "no data", "-", "-", "-"
 		if len(e.Drift) > 0 {
@@ -128,6 +136,14 @@ func writeStatus(w io.Writer, s dashboard.Snapshot) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("status: %w", err)
+	}
+	for _, r := range refusals {
+		fmt.Fprintln(w, "refused: "+r)
+	}
+	if s.Store != nil {
+		fmt.Fprintf(w, "\nobject store: %s (recorded by %s)\n", s.Store.Describe(), s.Store.RecordedBy)
+	} else {
+		fmt.Fprintln(w, "\nobject store: none recorded (eyeflow buckets init records it)")
 	}
 	if len(s.Alerts) > 0 {
 		fmt.Fprintln(w, "\nrecent drift alerts (newest first):")

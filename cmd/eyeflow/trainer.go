@@ -197,6 +197,9 @@ func runTrain(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := checkStore(ctx, js, &s.store, store, func(err error) { log.Warn().Err(err).Msg("object store not checked") }); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
 	t, closeFn, err := tf.build(ctx, p, &rt, js, store, prefix, 1)
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"eyeflow/ingest"
+	"eyeflow/internal/deployment"
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
@@ -38,6 +39,7 @@ type upFlags struct {
 	reconcile      time.Duration
 	processors     string
 	pprof          bool
+	replaceStore   bool
 	resize         resizeFlags
 	split          splitFlags
 	classifier     classifierFlags
@@ -68,6 +70,7 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 	fs.durationVar(&f.reconcile, "reconcile-interval", 5*time.Minute, "how often the reconciler lists the raw bucket for objects without an event (0: only at start)")
 	fs.stringVar(&f.processors, "processors", strings.Join(processorNames(), ","), "processors to run in this process, comma-separated (run others as `eyeflow <processor>` elsewhere)")
 	fs.boolVar(&f.pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP port")
+	fs.boolVar(&f.replaceStore, "replace-store", false, "make this object store the deployment's even though another one is recorded in the cluster (after a migration)")
 	f.resize.register(fs)
 	f.split.register(fs, true)
 	f.classifier.register(fs)
@@ -162,6 +165,15 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if err := waitStore(ctx, log, ready, store, f.store.endpoint); err != nil {
 		return ignoreCanceled(ctx, err)
 	}
+	depKV, err := ejs.OpenKeyValue(ctx, js, ejs.KeyValueConfig(ejs.KVDeployment, f.replicas))
+	if err != nil {
+		return err
+	}
+	did, err := deployment.Record(ctx, depKV, deployment.Target{Store: store, Endpoint: f.store.endpoint}, "eyeflow up", f.replaceStore)
+	if err != nil {
+		return fmt.Errorf("up: %w", err)
+	}
+	log.Info().Msg(did)
 	for _, b := range objstore.Buckets() {
 		if err := store.EnsureBucket(ctx, b); err != nil {
 			return err
