@@ -95,6 +95,12 @@ func TestPerProcessDeployment(t *testing.T) {
 	d.as(natsauth.RoleAdmin)
 	d.run("topology", "apply")
 	cover("topology", "apply")
+	// This MinIO has no NATS notification target: buckets init says which
+	// variables make one, or how to do without.
+	if out, err := d.try("buckets", "init"); err == nil || !strings.Contains(err.Error(), "MINIO_NOTIFY_NATS_ENABLE_EYEFLOW=on") ||
+		!strings.Contains(err.Error(), `--notify-arn ""`) {
+		t.Errorf("buckets init against MinIO without the target: %v\n%s", err, out)
+	}
 	d.run("buckets", "init", "--notify-arn", "")
 	cover("buckets", "init")
 	model := filepath.Join(t.TempDir(), "tiny")
