@@ -340,10 +340,15 @@ func TestBucketsInitWithMinIO(t *testing.T) {
 	if err := run(ctx, []string{"topology", "apply", "--nats", env.URL}, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
+	// NATS too: buckets init records the store as the deployment's.
+	t.Setenv("EYEFLOW_NATS", env.URL)
 	for range 2 { // idempotent
 		if err := run(ctx, []string{"buckets", "init", "--s3", minio.Endpoint, "--notify-arn", minio.ARN}, &out, io.Discard); err != nil {
 			t.Fatalf("buckets init: %v\n%s", err, out.String())
 		}
+	}
+	if want := "recorded the S3 store at " + minio.Endpoint + " as the deployment's object store"; !strings.Contains(out.String(), want) {
+		t.Errorf("buckets init did not say %q:\n%s", want, out.String())
 	}
 	img := filepath.Join(testenv.GoldenDir(t), "amd_0000.jpg")
 	if err := run(ctx, []string{"put", "--s3", minio.Endpoint, "--class", "amd", img}, &out, io.Discard); err != nil {
