@@ -11,6 +11,8 @@ import (
 	"eyeflow/internal/deployment"
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
 func runTopology(ctx context.Context, args []string, out, errOut io.Writer) error {
@@ -24,9 +26,14 @@ func topologySubcommands() []subcommand {
 
 func runTopologyApply(ctx context.Context, args []string, out, errOut io.Writer) error {
 	var n natsFlags
+	var lf logFlags
+	var wait time.Duration
 	o := ejs.DefaultOptions()
-	fs := newFlagSet("topology apply", "", "Creates or updates every stream, consumer and KV bucket; safe to run again.", out, errOut)
+	fs := newFlagSet("topology apply", "", "Creates or updates every stream, consumer and KV bucket; safe to run again. Waits up to --wait for\n"+
+		"NATS and JetStream (a deployment may start it before the servers).", out, errOut)
 	n.register(fs, defaultNATS(), natsClientUsage)
+	lf.register(fs)
+	fs.durationVar(&wait, "wait", 2*time.Minute, "how long to wait for NATS and JetStream to answer (0: do not wait)")
 	fs.intVar(&o.Replicas, "replicas", o.Replicas, "replicas per stream, consumer and KV bucket (3 on a three-node cluster)")
 	fs.durationVar(&o.MaxAge, "max-age", o.MaxAge, "how long pipeline events are kept")
 	fs.durationVar(&o.Duplicates, "duplicates", o.Duplicates, "duplicate window for Nats-Msg-Id")
@@ -41,17 +48,32 @@ func runTopologyApply(ctx context.Context, args []string, out, errOut io.Writer)
 	}); err != nil {
 		return err
 	}
-	nc, js, err := n.dial(n.url, "eyeflow-topology", nopLogger())
+	log, err := lf.logger(errOut)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := waitContext(ctx, wait)
+	defer cancel()
+	nc, js, err := waitNATS(wctx, log, newReadiness(), &n, n.url, "eyeflow-topology")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
 	t := ejs.Build(o)
-	if err := ejs.Apply(ctx, js, t); err != nil {
+	if err := retryJetStream(wctx, log, "apply the topology", func(ctx context.Context) error { return ejs.Apply(ctx, js, t) }); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "topology applied: %d streams, %d consumers, %d KV buckets (replicas %d)\n", len(t.Streams), len(t.Consumers), len(t.KV), o.Replicas)
 	return nil
+}
+
+// waitContext bounds a one-shot command's waiting for its servers: wait
+// 0 means one attempt.
+func waitContext(ctx context.Context, wait time.Duration) (context.Context, context.CancelFunc) {
+	if wait <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, wait)
 }
 
 func runBuckets(ctx context.Context, args []string, out, errOut io.Writer) error {
@@ -69,6 +91,8 @@ func runBucketsInit(ctx context.Context, args []string, out, errOut io.Writer) e
 	var arn string
 	var replicas int
 	var replace bool
+	var lf logFlags
+	var wait time.Duration
 	fs := newFlagSet("buckets init", "", "Creates the raw, processed, labeling, models and features buckets and records the store in the\n"+
 		"cluster (KV "+ejs.KVDeployment+") as the one the deployment's stages use: commands that manage models,\n"+
 		"splits or uploads, and every stage, refuse another. With --s3 it also sets the raw bucket's notification\n"+
@@ -78,10 +102,18 @@ func runBucketsInit(ctx context.Context, args []string, out, errOut io.Writer) e
 	fs.stringVar(&arn, "notify-arn", "arn:minio:sqs::EYEFLOW:nats", "queue ARN of MinIO's NATS target (MINIO_NOTIFY_NATS_ENABLE_EYEFLOW=on); empty: no notification")
 	fs.intVar(&replicas, "replicas", 1, "object-store bucket replicas (JetStream object store)")
 	fs.boolVar(&replace, "replace-store", false, "make this store the deployment's even though another one is recorded (after a migration)")
+	lf.register(fs)
+	fs.durationVar(&wait, "wait", 2*time.Minute, "how long to wait for NATS, JetStream and S3 to answer (0: do not wait)")
 	if err := fs.parse(args, n.validate, s.validate); err != nil {
 		return err
 	}
-	nc, js, err := n.dial(n.url, "eyeflow-buckets", nopLogger())
+	log, err := lf.logger(errOut)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := waitContext(ctx, wait)
+	defer cancel()
+	nc, js, err := waitNATS(wctx, log, newReadiness(), &n, n.url, "eyeflow-buckets")
 	if err != nil {
 		return err
 	}
@@ -90,8 +122,14 @@ func runBucketsInit(ctx context.Context, args []string, out, errOut io.Writer) e
 	if err != nil {
 		return err
 	}
-	kv, err := ejs.OpenKeyValue(ctx, js, ejs.KeyValueConfig(ejs.KVDeployment, replicas))
-	if err != nil {
+	if err := waitStore(wctx, log, newReadiness(), store, s.endpoint); err != nil {
+		return err
+	}
+	var kv natsjs.KeyValue
+	if err := retryJetStream(wctx, log, "open KV "+ejs.KVDeployment, func(ctx context.Context) (err error) {
+		kv, err = ejs.OpenKeyValue(ctx, js, ejs.KeyValueConfig(ejs.KVDeployment, replicas))
+		return err
+	}); err != nil {
 		return err
 	}
 	did, err := deployment.Record(ctx, kv, deployment.Target{Store: store, Endpoint: s.endpoint}, "eyeflow buckets init", replace)

@@ -100,6 +100,35 @@ func TestStartInAnyOrder(t *testing.T) {
 		}
 	})
 
+	t.Run("topology apply and buckets init before NATS", func(t *testing.T) {
+		natsAddr := freeAddr(t)
+		url := "nats://" + natsAddr
+		type result struct {
+			err  error
+			logs *syncBuffer
+		}
+		results := make(chan result, 2)
+		for _, args := range [][]string{{"topology", "apply", "--nats", url, "--wait", "60s"}, {"buckets", "init", "--nats", url, "--wait", "60s"}} {
+			go func() {
+				logs := &syncBuffer{}
+				err := run(context.Background(), append(args, "--log-format", "json"), io.Discard, logs)
+				results <- result{err, logs}
+			}()
+		}
+		time.Sleep(time.Second)
+		srv, err := ejs.StartServer(ejs.ServerOptions{Name: "late", Listen: natsAddr, StoreDir: t.TempDir(), Logger: nopLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Stop()
+		for range 2 {
+			r := <-results
+			if r.err != nil || !strings.Contains(r.logs.String(), "waiting for NATS") {
+				t.Errorf("%v\n%s", r.err, r.logs.String())
+			}
+		}
+	})
+
 	t.Run("up before S3", func(t *testing.T) {
 		minio := testenv.MinIO(t, testenv.MinIOOptions{})
 		minio.Stop()

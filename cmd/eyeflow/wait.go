@@ -108,8 +108,8 @@ func waitNATS(ctx context.Context, log zerolog.Logger, ready *readiness, n *nats
 		}
 		ready.wait("NATS at " + redactURL(url))
 		log.Warn().Err(err).Str("nats", redactURL(url)).Str("retry_in", delay.String()).Msg("waiting for NATS")
-		if err := sleepCtx(ctx, delay); err != nil {
-			return nil, nil, err
+		if serr := sleepCtx(ctx, delay); serr != nil {
+			return nil, nil, fmt.Errorf("gave up waiting for NATS: %w (last: %w)", serr, err)
 		}
 		delay = nextDelay(delay)
 	}
@@ -154,8 +154,39 @@ func waitStore(ctx context.Context, log zerolog.Logger, ready *readiness, store 
 		}
 		ready.wait("S3 at " + redactURL(endpoint))
 		log.Warn().Err(err).Str("s3", redactURL(endpoint)).Str("retry_in", delay.String()).Msg("waiting for S3")
-		if err := sleepCtx(ctx, delay); err != nil {
+		if serr := sleepCtx(ctx, delay); serr != nil {
+			return fmt.Errorf("gave up waiting for S3 at %s: %w (last: %w)", redactURL(endpoint), serr, err)
+		}
+		delay = nextDelay(delay)
+	}
+}
+
+// jetStreamUnavailable reports whether a JetStream API error means the
+// service is not there yet (a server starting, a cluster electing its
+// meta leader), which waiting fixes.
+func jetStreamUnavailable(err error) bool {
+	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, natsjs.ErrJetStreamNotEnabled) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, nats.ErrTimeout) {
+		return true
+	}
+	msg := strings.ToLower(err.Error())
+	return strings.Contains(msg, "temporarily unavailable") || strings.Contains(msg, "no suitable peers") && strings.Contains(msg, "offline")
+}
+
+// retryJetStream runs op until it succeeds, fails for a reason waiting
+// does not fix, or ctx ends, logging each wait.
+func retryJetStream(ctx context.Context, log zerolog.Logger, what string, op func(context.Context) error) error {
+	delay := firstDelay
+	for {
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := op(octx)
+		cancel()
+		if err == nil || !jetStreamUnavailable(err) || ctx.Err() != nil {
 			return err
+		}
+		log.Warn().Err(err).Str("retry_in", delay.String()).Msg("waiting for JetStream: " + what)
+		if serr := sleepCtx(ctx, delay); serr != nil {
+			return fmt.Errorf("gave up waiting for JetStream (%s): %w (last: %w)", what, serr, err)
 		}
 		delay = nextDelay(delay)
 	}
