@@ -313,6 +313,13 @@ func TestFlagsFromEnvironmentAndValidation(t *testing.T) {
 		{"secret on the command line", nil, []string{"resize", "--s3-secret-key", "hunter2"}, "not on the command line"},
 		{"negative parallel runs from env", map[string]string{"EYEFLOW_PARALLEL_RUNS": "-1"}, []string{"classifier"}, "--parallel-runs"},
 		{"negative classifier concurrency", nil, []string{"up", "--classifier-concurrency", "-2"}, "--classifier-concurrency -2"},
+		{"bad envs from env named by its variable", map[string]string{"EYEFLOW_ENVS": "prod,qa"}, []string{"classifier"}, `$EYEFLOW_ENVS (--envs): "qa" is not one of`},
+		{"negative max pixels", nil, []string{"resize", "--max-pixels", "-5"}, "--max-pixels -5: must be at least 1"},
+		{"negative max pixels from env", map[string]string{"EYEFLOW_MAX_PIXELS": "-5"}, []string{"preprocess", "a.jpg", "b.png"}, "$EYEFLOW_MAX_PIXELS (--max-pixels) -5"},
+		{"explain a directory", nil, []string{"split", "explain", "."}, "split explain: . is a directory: name the files"},
+		{"preprocess writes PNG only", nil, []string{"preprocess", "a.jpg", "b.jpg"}, "b.jpg: the output is a PNG"},
+		{"placeholder policy", nil, []string{"up", "--placeholder", "sometimes"}, `--placeholder "sometimes": want auto, on or off`},
+		{"standalone classifier registers no model", nil, []string{"classifier", "--model", "dir"}, "unknown flag --model"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -351,8 +358,12 @@ func TestBucketsInitWithMinIO(t *testing.T) {
 		t.Errorf("buckets init did not say %q:\n%s", want, out.String())
 	}
 	img := filepath.Join(testenv.GoldenDir(t), "amd_0000.jpg")
+	out.Reset()
 	if err := run(ctx, []string{"put", "--s3", minio.Endpoint, "--class", "amd", img}, &out, io.Discard); err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "uploaded 1 file (") {
+		t.Errorf("put said %q", out.String())
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	var msgs int
