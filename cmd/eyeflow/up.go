@@ -155,8 +155,8 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 	topo := ejs.DefaultOptions()
 	topo.Replicas = f.replicas
 	ready.wait("the JetStream topology")
-	if err := ejs.Apply(ctx, js, ejs.Build(topo)); err != nil {
-		return err
+	if err := retryJetStream(ctx, log, "apply the topology", func(ctx context.Context) error { return ejs.Apply(ctx, js, ejs.Build(topo)) }); err != nil {
+		return ignoreCanceled(ctx, err)
 	}
 	store, err := f.store.open(js, f.replicas)
 	if err != nil {
