@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"eyeflow/internal/deployment"
 	ejs "eyeflow/jetstream"
 	"eyeflow/processors/driftwatch"
 	"eyeflow/schemas"
@@ -32,6 +33,9 @@ type Snapshot struct {
 	// Problems are parts that could not be read (a missing stream or KV
 	// bucket): the rest of the snapshot is still shown.
 	Problems []string `json:"problems"`
+	// Store is the deployment's object store, as `eyeflow buckets init`
+	// or `eyeflow up` recorded it; nil before.
+	Store *deployment.StoreRecord `json:"object_store,omitempty"`
 }
 
 // StreamStat is one stream's size.
@@ -65,6 +69,15 @@ type DLQStat struct {
 	Count uint64 `json:"count"`
 	// Reasons are the latest distinct reasons, newest first.
 	Reasons []string `json:"reasons"`
+	// ReasonCounts are every reason of the stage's dead letters in the
+	// stream with its count, most frequent first (CollectOptions.AllReasons).
+	ReasonCounts []ReasonCount `json:"reason_counts"`
+}
+
+// ReasonCount is how many dead letters of a stage carry a reason.
+type ReasonCount struct {
+	Reason string `json:"reason"`
+	Count  uint64 `json:"count"`
 }
 
 // DeadLetterView is a dead letter without its payload.
@@ -85,9 +98,21 @@ type EnvStatus struct {
 	ModelName  string    `json:"model_name"`
 	Version    string    `json:"model_version"`
 	PromotedAt time.Time `json:"promoted_at,omitzero"`
+	// Serving is what the env's classifier last did with a model promoted
+	// to it: served it, or refused it and why.
+	Serving *deployment.Serving `json:"serving,omitempty"`
 	// Drift has one entry per model version driftwatch has state for,
 	// the served version first.
 	Drift []DriftState `json:"drift"`
+}
+
+// Refused returns the classifier's refusal of the model promoted to the
+// env, when it refused that one.
+func (e EnvStatus) Refused() (deployment.Serving, bool) {
+	if e.Serving == nil || e.Serving.State != deployment.StateRefused || e.Serving.Name != e.ModelName || e.Serving.Version != e.Version {
+		return deployment.Serving{}, false
+	}
+	return *e.Serving, true
 }
 
 // Firing reports whether any drift signal fires for the served version.
@@ -132,11 +157,14 @@ type CollectOptions struct {
 	// messages of EYE_DLQ and EYE_DRIFT are read.
 	RecentDeadLetters int
 	RecentAlerts      int
+	// AllReasons counts every dead letter's reason, reading the whole
+	// EYE_DLQ stream (small next to the pipeline's: only failures).
+	AllReasons bool
 }
 
 // DefaultCollectOptions are what the dashboard and `eyeflow status` use.
 func DefaultCollectOptions() CollectOptions {
-	return CollectOptions{RecentDeadLetters: 200, RecentAlerts: 20}
+	return CollectOptions{RecentDeadLetters: 200, RecentAlerts: 20, AllReasons: true}
 }
 
 // Collect reads the pipeline's state from JetStream. A missing stream or
@@ -178,7 +206,7 @@ func Collect(ctx context.Context, js natsjs.JetStream, o CollectOptions) (Snapsh
 			stageOrder(s.Consumers[i].Stage) == stageOrder(s.Consumers[j].Stage) && s.Consumers[i].Name < s.Consumers[j].Name
 	})
 
-	if err := collectDLQ(ctx, js, o.RecentDeadLetters, &s); err != nil {
+	if err := collectDLQ(ctx, js, o.RecentDeadLetters, o.AllReasons, &s); err != nil {
 		problem(err)
 	}
 	if err := collectEnvs(ctx, js, &s); err != nil {
@@ -224,9 +252,9 @@ func stageOrder(stage string) int {
 }
 
 // collectDLQ counts dead letters per stage from the stream's per-subject
-// counts (exact over the whole stream) and takes the reasons from its last
-// messages.
-func collectDLQ(ctx context.Context, js natsjs.JetStream, recent int, s *Snapshot) error {
+// counts (exact over the whole stream), takes the latest reasons from its
+// last messages and, with all, counts every reason over the whole stream.
+func collectDLQ(ctx context.Context, js natsjs.JetStream, recent int, all bool, s *Snapshot) error {
 	st, err := js.Stream(ctx, ejs.StreamDLQ)
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", ejs.StreamDLQ, err)
@@ -262,14 +290,86 @@ func collectDLQ(ctx context.Context, js natsjs.JetStream, recent int, s *Snapsho
 			reasons[dl.Stage] = append(reasons[dl.Stage], r)
 		}
 	}
+	var byReason map[string]map[string]uint64
+	if all {
+		var cerr error
+		byReason, cerr = countReasons(ctx, st, info.State.FirstSeq, info.State.LastSeq)
+		err = errors.Join(err, cerr)
+	}
 	for _, stage := range stages {
 		r := reasons[stage]
 		if r == nil {
 			r = []string{}
 		}
-		s.DLQ = append(s.DLQ, DLQStat{Stage: stage, Count: counts[stage], Reasons: r})
+		rc := []ReasonCount{}
+		for reason, n := range byReason[stage] {
+			rc = append(rc, ReasonCount{Reason: reason, Count: n})
+		}
+		sort.Slice(rc, func(i, j int) bool {
+			return rc[i].Count > rc[j].Count || rc[i].Count == rc[j].Count && rc[i].Reason < rc[j].Reason
+		})
+		s.DLQ = append(s.DLQ, DLQStat{Stage: stage, Count: counts[stage], Reasons: r, ReasonCounts: rc})
 	}
 	return err
+}
+
+// countReasons reads every message of the DLQ stream between first and
+// last (the stream's state when the count began) and counts the reasons
+// per stage. Only stage and reason are decoded; a message that is not a
+// dead letter counts under its subject's stage as "unreadable".
+func countReasons(ctx context.Context, st natsjs.Stream, first, last uint64) (map[string]map[string]uint64, error) {
+	out := map[string]map[string]uint64{}
+	if last == 0 || last < first {
+		return out, nil
+	}
+	c, err := st.OrderedConsumer(ctx, natsjs.OrderedConsumerConfig{
+		DeliverPolicy:     natsjs.DeliverByStartSequencePolicy,
+		OptStartSeq:       max(first, 1),
+		InactiveThreshold: 30 * time.Second,
+	})
+	if err != nil {
+		return out, fmt.Errorf("stream %s: reason counter: %w", ejs.StreamDLQ, err)
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = st.DeleteConsumer(dctx, c.CachedInfo().Name)
+	}()
+	prefix := strings.TrimSuffix(schemas.SubjectDLQAll, "*")
+	for {
+		batch, err := c.FetchNoWait(512)
+		if err != nil {
+			return out, fmt.Errorf("stream %s: count reasons: %w", ejs.StreamDLQ, err)
+		}
+		got, done := 0, false
+		for m := range batch.Messages() {
+			got++
+			var dl struct {
+				Stage  string `json:"stage"`
+				Reason string `json:"reason"`
+			}
+			if json.Unmarshal(m.Data(), &dl) != nil || dl.Reason == "" {
+				dl.Reason = "unreadable"
+			}
+			if dl.Stage == "" {
+				dl.Stage = strings.TrimPrefix(m.Subject(), prefix)
+			}
+			if out[dl.Stage] == nil {
+				out[dl.Stage] = map[string]uint64{}
+			}
+			out[dl.Stage][dl.Reason]++
+			meta, err := m.Metadata()
+			if err != nil || meta.Sequence.Stream >= last || meta.NumPending == 0 {
+				done = true
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, natsjs.ErrNoMessages) {
+			return out, fmt.Errorf("stream %s: count reasons: %w", ejs.StreamDLQ, err)
+		}
+		if done || got == 0 {
+			return out, nil
+		}
+	}
 }
 
 // collectEnvs reads the served model per env and driftwatch's states.
@@ -301,6 +401,25 @@ func collectEnvs(ctx context.Context, js natsjs.JetStream, s *Snapshot) error {
 			}
 			byEnv[env].ModelName, byEnv[env].Version, byEnv[env].PromotedAt = a.Name, a.Version, a.PromotedAt
 		}
+	}
+	if dkv, err := js.KeyValue(ctx, ejs.KVDeployment); err == nil {
+		if rec, ok, err := deployment.ReadStore(ctx, js); err != nil {
+			errs = append(errs, err)
+		} else if ok {
+			s.Store = &rec
+		}
+		for _, env := range schemas.Envs() {
+			sv, ok, err := deployment.ReadServing(ctx, dkv, env)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if ok {
+				byEnv[env].Serving = &sv
+			}
+		}
+	} else if !errors.Is(err, natsjs.ErrBucketNotFound) {
+		errs = append(errs, fmt.Errorf("kv %s: %w", ejs.KVDeployment, err))
 	}
 	kv, err := js.KeyValue(ctx, ejs.KVDriftwatch)
 	if err != nil {

@@ -356,7 +356,7 @@ func TestPagesAgainstJetStream(t *testing.T) {
 		}, []string{"/train/amd/" + fmt.Sprintf("%064d", 2)}},
 		{"/dashboard/dataset?n=0", 200, []string{"No thumbnails requested"}, []string{"<img"}},
 		{"/dashboard/pipeline", 200, []string{
-			`<tr data-stage="resize">`, `data-dlq="3"`, "bad_input, max_deliveries", "EYE_PREDICTIONS", ">42<",
+			`<tr data-stage="resize">`, `data-dlq="3"`, "bad_input 2, max_deliveries 1", "EYE_PREDICTIONS", ">42<",
 			"cannot decode &lt;script&gt;", "holdout_2",
 		}, []string{"<script>"}},
 		{"/dashboard/models", 200, []string{

@@ -200,8 +200,15 @@ func TestReconcilerWaitsForTheLedger(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if backlog, err := ingest.LedgerBacklog(ctx, env.JS); err != nil || backlog != n {
-		t.Fatalf("ledger backlog %d (%v), want %d", backlog, err, n)
+	// The consumer's pending count follows the stream a moment later.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		backlog, err := ingest.LedgerBacklog(ctx, env.JS)
+		if err == nil && backlog == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ledger backlog %d (%v), want %d", backlog, err, n)
+		}
 	}
 	r := &ingest.Reconciler{Store: store, Bucket: objstore.BucketRaw, Pub: ingest.NewPublisher(env.JS, ledger),
 		LedgerWait: 300 * time.Millisecond, Log: zerolog.Nop()}

@@ -10,6 +10,7 @@ import (
 	"eyeflow/objstore"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
 
@@ -29,7 +30,47 @@ type Reconciler struct {
 	// still queued (MinIO's, after a restart of the ledger's process).
 	LedgerWait time.Duration
 	Log        zerolog.Logger
-	now        func() time.Time
+	// Metrics, when set, count passes and what they found.
+	Metrics *ReconcileMetrics
+	now     func() time.Time
+}
+
+// ReconcileMetrics count the reconciler's passes.
+type ReconcileMetrics struct {
+	passes    *prometheus.CounterVec
+	listed    prometheus.Counter
+	published prometheus.Counter
+	last      prometheus.Gauge
+}
+
+// NewReconcileMetrics registers the reconciler's metrics on reg.
+func NewReconcileMetrics(reg prometheus.Registerer) *ReconcileMetrics {
+	m := &ReconcileMetrics{
+		passes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eyeflow_reconcile_passes_total",
+			Help: "Reconciler passes over the raw bucket by result (ok, error)."}, []string{"result"}),
+		listed: prometheus.NewCounter(prometheus.CounterOpts{Name: "eyeflow_reconcile_listed_objects_total",
+			Help: "Objects the reconciler listed, over all passes."}),
+		published: prometheus.NewCounter(prometheus.CounterOpts{Name: "eyeflow_reconcile_published_events_total",
+			Help: "Upload events the reconciler published for objects that had none."}),
+		last: prometheus.NewGauge(prometheus.GaugeOpts{Name: "eyeflow_reconcile_last_success_timestamp_seconds",
+			Help: "Unix time of the last reconciler pass that completed."}),
+	}
+	reg.MustRegister(m.passes, m.listed, m.published, m.last)
+	return m
+}
+
+func (m *ReconcileMetrics) record(res ReconcileResult, err error) {
+	if m == nil {
+		return
+	}
+	if err != nil {
+		m.passes.WithLabelValues("error").Inc()
+		return
+	}
+	m.passes.WithLabelValues("ok").Inc()
+	m.listed.Add(float64(res.Listed))
+	m.published.Add(float64(res.Published))
+	m.last.SetToCurrentTime()
 }
 
 // ErrLedgerBehind is the error of a pass that did not run because the
@@ -122,20 +163,23 @@ func (r *Reconciler) Once(ctx context.Context) (ReconcileResult, error) {
 	return res, nil
 }
 
-// Run reconciles every interval until ctx ends.
+// Run reconciles every interval until ctx ends, logging one summary line
+// per pass.
 func (r *Reconciler) Run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
+		start := time.Now()
 		res, err := r.Once(ctx)
-		if err != nil && ctx.Err() == nil {
-			r.Log.Warn().Err(err).Msg("reconcile")
-		} else if err == nil {
-			ev := r.Log.Debug()
-			if res.Published > 0 {
-				ev = r.Log.Info()
-			}
-			ev.Int("listed", res.Listed).Int("published", res.Published).Int("recent", res.Recent).Msg("reconciled")
+		if ctx.Err() != nil {
+			return
+		}
+		r.Metrics.record(res, err)
+		if err != nil {
+			r.Log.Warn().Err(err).Str("bucket", r.Bucket).Str("next_in", interval.String()).Msg("reconcile pass failed")
+		} else {
+			r.Log.Info().Str("bucket", r.Bucket).Int("listed", res.Listed).Int("published", res.Published).Int("recent", res.Recent).
+				Str("took", time.Since(start).Round(time.Millisecond).String()).Str("next_in", interval.String()).Msg("reconcile pass")
 		}
 		select {
 		case <-ctx.Done():

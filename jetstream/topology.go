@@ -54,6 +54,11 @@ const (
 	// KVTrainer holds each model version's rollout record: stage, holdout
 	// figures, when it was promoted where, and what it replaced.
 	KVTrainer = "eyeflow_trainer"
+	// KVDeployment is what the running stages share about the deployment:
+	// the object store they use (key "objstore", written by `eyeflow
+	// buckets init` and `eyeflow up`), and what each env's classifier
+	// serves or refused (keys "serving.<env>").
+	KVDeployment = "eyeflow_deployment"
 )
 
 // Options shape the topology. The zero value is not valid; start from DefaultOptions.
@@ -197,6 +202,13 @@ func Build(o Options) Topology {
 				Storage:      natsjs.FileStorage,
 				Replicas:     o.Replicas,
 				MaxValueSize: 1 << 20, // records carry confusion matrices
+			},
+			{
+				Bucket:      KVDeployment,
+				Description: "the deployment's object store; what each env's classifier serves or refused, and why",
+				History:     5,
+				Storage:     natsjs.FileStorage,
+				Replicas:    o.Replicas,
 			},
 			{
 				Bucket:      KVLabelsink,

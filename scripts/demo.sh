@@ -12,7 +12,7 @@ data="${EYEFLOW_DATA:-$root/data/eyeflow}"
 images="${DEMO_IMAGES:-$root/data/demo-images}"
 total="${DEMO_TOTAL:-600}"
 http="${EYEFLOW_HTTP:-127.0.0.1:8080}"
-listen="${DEMO_NATS_LISTEN:-127.0.0.1:4222}"
+listen="${DEMO_NATS_LISTEN:-${EYEFLOW_NATS_LISTEN:-127.0.0.1:4222}}"
 nats="nats://$listen"
 
 if [ ! -f "$images/.complete-$total" ]; then

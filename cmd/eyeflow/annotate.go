@@ -28,15 +28,12 @@ func runDemoAnnotate(ctx context.Context, args []string, out, errOut io.Writer) 
 	var answers string
 	var wait time.Duration
 	fs := newFlagSet("demo-annotate", "", "Answers the Label Studio tasks in labeling/tasks/ with the true classes of the demo's images and writes\n"+
-		"each annotation into labeling/exports/ as Label Studio's target storage does (the demo's annotator).", errOut)
+		"each annotation into labeling/exports/ as Label Studio's target storage does (the demo's annotator).", out, errOut)
 	sc.register(fs)
 	fs.stringVar(&answers, "answers", "", "answer key of a shifted batch (eyeflow demo-data --shift writes it)")
 	fs.durationVar(&wait, "wait", 0, "keep answering new tasks until none arrived for this long (0: one pass)")
-	if err := fs.parse(args); err != nil {
+	if err := fs.parse(args, sc.validate); err != nil {
 		return err
-	}
-	if fs.NArg() != 0 {
-		return fmt.Errorf("demo-annotate: takes no arguments, got %q", fs.Args())
 	}
 	key := map[string]string{}
 	if answers != "" {
@@ -48,7 +45,7 @@ func runDemoAnnotate(ctx context.Context, args []string, out, errOut io.Writer) 
 			return fmt.Errorf("demo-annotate: --answers %s: %w", answers, err)
 		}
 	}
-	store, closeFn, err := sc.open("eyeflow-demo-annotate")
+	store, closeFn, err := sc.open(ctx, "demo-annotate", errOut)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"eyeflow/internal/deployment"
+	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/processors/classifier"
 	"eyeflow/schemas"
@@ -131,7 +133,11 @@ type classifierFlags struct {
 	canaryShare float64
 	concurrency int
 	maxUpload   int64
+	// model and placeholder are `eyeflow up`'s (registerUp): a standalone
+	// classifier never registers a model, it serves what the registry
+	// assigns.
 	model       string
+	placeholder string
 	// replicas of the models KV bucket if the topology lacks it (set by
 	// the command from its --replicas).
 	replicas int
@@ -143,7 +149,20 @@ func (f *classifierFlags) register(fs *flagSet) {
 	fs.float64Var(&f.canaryShare, "canary-share", classifier.DefaultCanaryShare, "share of images (by a hash of the image id) the canary env classifies, 0..1")
 	fs.intVar(&f.concurrency, "classifier-concurrency", 0, "stage batches in flight per env (0: the parallel runs + 1, so one publishes while the others run)")
 	fs.int64Var(&f.maxUpload, "max-upload", classifier.DefaultMaxUpload, "largest POST /predict body in bytes")
+}
+
+// Placeholder policies of `eyeflow up --placeholder`.
+const (
+	placeholderAuto = "auto"
+	placeholderOn   = "on"
+	placeholderOff  = "off"
+)
+
+// registerUp adds the flags only `eyeflow up` has: a model folder to serve,
+// and whether to register the synthetic placeholder.
+func (f *classifierFlags) registerUp(fs *flagSet) {
 	fs.stringVar(&f.model, "model", "", "model folder (model.onnx, labels.json, model.json) to register and promote to prod at start")
+	fs.stringVar(&f.placeholder, "placeholder", placeholderAuto, "register the synthetic DenseNet121 (random weights) as prod when prod serves nothing: auto (only on an empty registry), on (also when the registry holds models), off (never)")
 }
 
 func (f *classifierFlags) validate() error {
@@ -165,6 +184,14 @@ func (f *classifierFlags) validate() error {
 		if _, err := classifier.ReadModelDir(f.model); err != nil {
 			return fmt.Errorf("--model: %w", err)
 		}
+	}
+	switch f.placeholder {
+	case "", placeholderAuto, placeholderOn, placeholderOff:
+	default:
+		return fmt.Errorf("--placeholder %q: want auto, on or off", f.placeholder)
+	}
+	if f.model != "" && f.placeholder == placeholderOn {
+		return fmt.Errorf("--placeholder on and --model: prod serves one of them; drop one")
 	}
 	return nil
 }
@@ -188,10 +215,11 @@ func (f *classifierFlags) envList() []string {
 	return out
 }
 
-// setup loads ONNX Runtime, makes sure prod has a model (--model DIR, or the
-// synthetic DenseNet121 on an empty registry), builds the classifier, and
-// mounts POST /predict (prod's batcher) on srv when srv is not nil.
-func (f *classifierFlags) setup(ctx context.Context, p *proc, js natsjs.JetStream, store objstore.Store, srv *telemetry.Server) (task, error) {
+// setup loads ONNX Runtime, builds the classifier, and mounts POST /predict
+// (prod's batcher) on srv when srv is not nil. In `eyeflow up` (up true) it
+// first registers --model DIR as prod, or the placeholder as --placeholder
+// says; a standalone classifier registers nothing.
+func (f *classifierFlags) setup(ctx context.Context, p *proc, js natsjs.JetStream, store objstore.Store, srv *telemetry.Server, up bool) (task, error) {
 	if err := f.rt.init(); err != nil {
 		return task{}, err
 	}
@@ -202,14 +230,19 @@ func (f *classifierFlags) setup(ctx context.Context, p *proc, js natsjs.JetStrea
 	if _, err := classifier.OpenRegistryReplicas(ctx, js, store, max(f.replicas, 1)); err != nil {
 		return task{}, err
 	}
-	if f.model != "" {
+	switch {
+	case !up:
+	case f.model != "":
 		if _, err := classifier.ServeModelDir(ctx, js, store, f.model, schemas.EnvProd, log); err != nil {
 			return task{}, err
 		}
-	} else if _, err := classifier.EnsureDefault(ctx, js, store, log); err != nil {
-		return task{}, err
+	default:
+		if err := seedPlaceholder(ctx, js, store, f.placeholder, log); err != nil {
+			return task{}, err
+		}
 	}
 	c, err := classifier.New(ctx, js, store, classifier.Config{
+		OnLoad:       servingReporter(ctx, js, log),
 		Envs:         f.envList(),
 		MaxBatch:     f.rt.maxBatch,
 		MaxWait:      f.rt.maxWait,
@@ -231,25 +264,107 @@ func (f *classifierFlags) setup(ctx context.Context, p *proc, js natsjs.JetStrea
 	return task{name: schemas.StageClassifier, run: c.Run}, nil
 }
 
+// servingReporter records in KV eyeflow_deployment what each env's
+// classifier did with the model promoted to it (`eyeflow status` shows a
+// refused one with its reason). Without the bucket (a topology applied by
+// an older eyeflow) nothing is recorded.
+func servingReporter(ctx context.Context, js natsjs.JetStream, log zerolog.Logger) func(string, classifier.Assignment, error, *classifier.Assignment) {
+	kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	kv, err := js.KeyValue(kctx, ejs.KVDeployment)
+	cancel()
+	if err != nil {
+		log.Warn().Err(err).Msg("what each env serves is not recorded for eyeflow status (run eyeflow topology apply)")
+		return nil
+	}
+	return func(env string, a classifier.Assignment, loadErr error, serving *classifier.Assignment) {
+		rec := deployment.Serving{Env: env, Name: a.Name, Version: a.Version, State: deployment.StateServing, Time: time.Now().UTC()}
+		if loadErr != nil {
+			rec.State, rec.Reason = deployment.StateRefused, loadErr.Error()
+			if serving != nil {
+				rec.Serves = serving.String()
+			}
+		}
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := deployment.PutServing(pctx, kv, rec); err != nil {
+			log.Warn().Err(err).Str("env", env).Msg("could not record what this env serves")
+		}
+	}
+}
+
+// seedPlaceholder registers the synthetic DenseNet121 (random weights,
+// built in Go: nothing is downloaded) and promotes it to prod when prod
+// serves nothing and the policy allows: auto on an empty registry, on
+// whatever the registry holds. It logs what it did and why.
+func seedPlaceholder(ctx context.Context, js natsjs.JetStream, store objstore.Store, policy string, log zerolog.Logger) error {
+	log = log.With().Str("placeholder", or(policy, placeholderAuto)).Logger()
+	if policy == placeholderOff {
+		log.Info().Msg("placeholder model: not registered (--placeholder off); prod serves what the registry assigns")
+		return nil
+	}
+	reg, err := classifier.OpenRegistry(ctx, js, store)
+	if err != nil {
+		return err
+	}
+	if a, ok, err := reg.Assigned(ctx, schemas.EnvProd); err != nil {
+		return err
+	} else if ok {
+		log.Info().Str("prod", a.String()).Msg("placeholder model: not needed, prod serves a model")
+		return nil
+	}
+	entries, err := reg.List(ctx)
+	if err != nil {
+		return err
+	}
+	registered := false
+	for _, e := range entries {
+		registered = registered || (e.Name == classifier.SyntheticName && e.Version == classifier.SyntheticVersion)
+	}
+	if len(entries) > 0 && policy != placeholderOn {
+		log.Warn().Int("models", len(entries)).Msg("placeholder model: not registered: prod serves no model but the registry holds some; " +
+			"promote one (eyeflow model promote --env prod NAME VERSION) or start with --placeholder on")
+		return nil
+	}
+	if !registered {
+		files, err := classifier.Synthesize(classifier.SynthOptions{Arch: classifier.ArchDenseNet121})
+		if err != nil {
+			return err
+		}
+		if _, err := reg.Push(ctx, files, classifier.SyntheticName, classifier.SyntheticVersion); err != nil {
+			return fmt.Errorf("register the placeholder model: %w", err)
+		}
+	}
+	if err := reg.Promote(ctx, schemas.EnvProd, classifier.SyntheticName, classifier.SyntheticVersion); err != nil {
+		return fmt.Errorf("register the placeholder model: %w", err)
+	}
+	why := "the model registry was empty"
+	if len(entries) > 0 {
+		why = "--placeholder on and prod served nothing"
+	}
+	log.Warn().Str("model", classifier.SyntheticName).Str("version", classifier.SyntheticVersion).
+		Msg("placeholder model: registered the synthetic DenseNet121 (random weights: its predictions are meaningless) as prod because " + why +
+			"; push and promote a trained model to replace it, or let the trainer bootstrap one")
+	return nil
+}
+
 func runClassifier(ctx context.Context, args []string, out, errOut io.Writer) error {
 	var s standalone
 	var cf classifierFlags
 	fs := newFlagSet("classifier", "", "Runs the classifier: eye.split.* -> eye.predictions.<env>, one consumer and model per env, models from\n"+
-		"the registry (eyeflow model push|promote), hot-swapped when promoted. Serves POST /predict with prod's model.", errOut)
+		"the registry (eyeflow model push|promote), hot-swapped when promoted. Serves POST /predict with prod's model.\n"+
+		"It never registers a model: an env with nothing promoted waits for `eyeflow model promote`.", out, errOut)
 	s.register(fs)
 	cf.register(fs)
-	if err := fs.parse(args); err != nil {
-		return err
-	}
-	if err := s.validate(); err != nil {
-		return err
-	}
-	if err := cf.validate(); err != nil {
+	if err := fs.parse(args, s.validate, cf.validate); err != nil {
 		return err
 	}
 	cf.replicas = s.replicas
-	return s.run(ctx, "classifier", errOut, func(e standaloneEnv) ([]task, error) {
-		t, err := cf.setup(ctx, e.p, e.js, e.store, e.srv)
+	var needs []consumerRef
+	for _, env := range cf.envList() {
+		needs = append(needs, consumerRef{ejs.StreamSplits, ejs.ClassifierConsumer(env)})
+	}
+	return s.run(ctx, "classifier", errOut, needs, func(e standaloneEnv) ([]task, error) {
+		t, err := cf.setup(ctx, e.p, e.js, e.store, e.srv, false)
 		if err != nil {
 			return nil, err
 		}
@@ -268,17 +383,11 @@ func runPredict(ctx context.Context, args []string, out, errOut io.Writer) error
 	var rt runtimeFlags
 	var modelDir string
 	fs := newFlagSet("predict", "FILE...", "Classifies local image files with a model folder (model.onnx, labels.json, model.json), through the\n"+
-		"resize stage's decoding and the classifier's batcher, and prints one JSON line per file, in order.", errOut)
-	fs.stringVar(&modelDir, "model", "", "model folder (required)")
+		"resize stage's decoding and the classifier's batcher, and prints one JSON line per file, in order.", out, errOut)
+	fs.stringVar(&modelDir, "model", "", "model folder (model.onnx, labels.json, model.json; eyeflow model synth writes one)")
+	fs.require("model")
 	rt.register(fs)
-	if err := fs.parse(args); err != nil {
-		return err
-	}
-	if modelDir == "" || fs.NArg() == 0 {
-		fs.Usage()
-		return errUsage
-	}
-	if err := rt.validate(); err != nil {
+	if err := fs.parse(args, rt.validate); err != nil {
 		return err
 	}
 	if err := rt.init(); err != nil {

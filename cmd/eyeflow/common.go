@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"strings"
 	"sync"
 	"time"
 
+	"eyeflow/internal/deployment"
 	"eyeflow/objstore"
 	"eyeflow/security/natsauth"
 	"eyeflow/stage"
@@ -22,8 +24,36 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// defaultNATS is where `eyeflow up` listens, so every other command finds it.
-const defaultNATS = "nats://127.0.0.1:4222"
+// defaultListen is where `eyeflow up`'s embedded NATS server listens
+// unless --nats-listen / $EYEFLOW_NATS_LISTEN say otherwise.
+const defaultListen = "127.0.0.1:4222"
+
+// envNATSListen is the variable of `eyeflow up --nats-listen`.
+const envNATSListen = "EYEFLOW_NATS_LISTEN"
+
+// defaultNATS is where client commands connect unless --nats / $EYEFLOW_NATS
+// say otherwise: where `eyeflow up` listens, so exporting
+// EYEFLOW_NATS_LISTEN once moves the server and its clients together.
+func defaultNATS() string {
+	if l := strings.TrimSpace(os.Getenv(envNATSListen)); l != "" {
+		return listenURL(l)
+	}
+	return listenURL(defaultListen)
+}
+
+// listenURL is the URL a client on this machine reaches a listen address
+// at: an unspecified host (0.0.0.0, ::, none) is reached on 127.0.0.1.
+func listenURL(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "nats://" + listen
+	}
+	switch host {
+	case "", "0.0.0.0", "::", "[::]":
+		host = "127.0.0.1"
+	}
+	return "nats://" + net.JoinHostPort(host, port)
+}
 
 type logFlags struct{ level, format string }
 
@@ -37,8 +67,10 @@ func (l *logFlags) logger(w io.Writer) (zerolog.Logger, error) {
 }
 
 type natsFlags struct {
-	url   string
-	creds string
+	url string
+	// urlFlag is the name of the URL flag: "nats", or up's "nats-external".
+	urlFlag string
+	creds   string
 	// user logs in with a password from $EYEFLOW_NATS_PASSWORD or the
 	// password file; the command line refuses it, so it is not in ps.
 	user         string
@@ -55,7 +87,15 @@ type natsFlags struct {
 const envNATSPassword = "EYEFLOW_NATS_PASSWORD"
 
 func (n *natsFlags) register(fs *flagSet, def string, usage string) {
-	fs.stringVar(&n.url, "nats", def, usage)
+	n.registerURL(fs, "nats", def, usage)
+}
+
+// registerURL registers the URL under another flag name (up's
+// --nats-external, so that $EYEFLOW_NATS, where clients connect, never
+// turns `eyeflow up` into a client of another server).
+func (n *natsFlags) registerURL(fs *flagSet, urlFlag, def string, usage string) {
+	n.urlFlag = urlFlag
+	fs.stringVar(&n.url, urlFlag, def, usage)
 	fs.stringVar(&n.creds, "nats-creds", "", "NATS credentials file (user JWT and nkey seed)")
 	fs.stringVar(&n.user, "nats-user", "", "NATS user name (see deploy/nats/auth.conf); the password comes from $"+envNATSPassword+" or --nats-password-file")
 	fs.secretVar(&n.passwordEnv, "nats-password", "password of --nats-user")
@@ -71,7 +111,7 @@ func (n *natsFlags) validate() error {
 		for _, u := range strings.Split(n.url, ",") {
 			p, err := url.Parse(strings.TrimSpace(u))
 			if err != nil || p.Host == "" {
-				return fmt.Errorf("--nats %q: want a URL such as nats://host:4222", u)
+				return fmt.Errorf("--%s %q: want a URL such as nats://host:4222", n.urlFlag, u)
 			}
 		}
 	}
@@ -157,7 +197,15 @@ func (n *natsFlags) dial(url, name string, log zerolog.Logger, extra ...nats.Opt
 	if err != nil {
 		return nil, nil, err
 	}
-	return connect(url, name, "", log, append(opts, extra...)...)
+	nc, js, err := connect(url, name, "", log, append(opts, extra...)...)
+	if err != nil && natsConfigError(err) && (n.user != "" || n.creds != "") {
+		who := "user " + n.user
+		if n.creds != "" {
+			who = "credentials " + n.creds
+		}
+		return nil, nil, fmt.Errorf("%w: NATS refused the login with %s (check --nats-user and $%s or --nats-password-file, or --nats-creds)", err, who, envNATSPassword)
+	}
+	return nc, js, err
 }
 
 // connect opens a NATS connection that reconnects forever: processors
@@ -187,7 +235,14 @@ func connect(url, name, creds string, log zerolog.Logger, extra ...nats.Option) 
 	opts = append(opts, extra...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", redactURL(url), err)
+		hint := ""
+		switch {
+		case errors.Is(err, nats.ErrAuthorization):
+			hint = " (the server requires a login: --nats-user with $" + envNATSPassword + ", or --nats-creds)"
+		case errors.Is(err, nats.ErrNoServers), strings.Contains(err.Error(), "connection refused"):
+			hint = " (is `eyeflow up` or a NATS server listening there? --nats or $EYEFLOW_NATS names the server)"
+		}
+		return nil, nil, fmt.Errorf("connect to NATS at %s: %w%s", redactURL(url), err, hint)
 	}
 	// A generous default: object-store reads of large models and API calls
 	// on a busy or recovering cluster take longer than the client's 5s.
@@ -221,6 +276,15 @@ func (s *storeFlags) register(fs *flagSet) {
 	fs.stringVar(&s.accessKeyFile, "s3-access-key-file", "", "file holding the S3 access key")
 	fs.stringVar(&s.secretKeyFile, "s3-secret-key-file", "", "file holding the S3 secret key")
 	fs.stringVar(&s.region, "s3-region", "", "S3 region (default: ask the server)")
+}
+
+// describe names the store for logs: the S3 endpoint, or the JetStream
+// object store.
+func (s *storeFlags) describe() string {
+	if s.endpoint == "" {
+		return "JetStream object store"
+	}
+	return "S3 at " + redactURL(s.endpoint)
 }
 
 func (s *storeFlags) validate() error {
@@ -270,6 +334,24 @@ func (s *storeFlags) open(js natsjs.JetStream, replicas int) (objstore.Store, er
 		return nil, err
 	}
 	return objstore.NewS3(objstore.S3Config{Endpoint: s.endpoint, AccessKey: ak, SecretKey: sk, Region: s.region})
+}
+
+// checkStore refuses a store that is not the one the deployment's stages
+// use (recorded once in the cluster by `eyeflow buckets init` / `eyeflow
+// up`), with the reason and the remedy. A check that cannot be made (no
+// answer in time, a user without the permission) is reported to warn and
+// passes: the record only ever adds a refusal.
+func checkStore(ctx context.Context, js natsjs.JetStream, sf *storeFlags, store objstore.Store, warn func(error)) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, _, err := deployment.Check(ctx, js, deployment.Target{Store: store, Endpoint: sf.endpoint})
+	if err == nil || errors.Is(err, deployment.ErrWrongStore) {
+		return err
+	}
+	if warn != nil {
+		warn(fmt.Errorf("could not check the object store against the deployment's: %w", err))
+	}
+	return nil
 }
 
 // proc is what every long-running command shares.
@@ -323,38 +405,49 @@ func httpTask(srv *telemetry.Server) task {
 func nopLogger() zerolog.Logger { return zerolog.Nop() }
 
 // storeClient reaches the object store alone, for commands that only read
-// or write objects: the JetStream object store through NATS, or S3.
+// or write objects: the JetStream object store through NATS, or S3. NATS
+// is dialled with S3 too, to check the store is the deployment's.
 type storeClient struct {
 	nats  natsFlags
 	store storeFlags
 }
 
 func (c *storeClient) register(fs *flagSet) {
-	c.nats.register(fs, defaultNATS, "NATS server URL(s) (for the JetStream object store)")
+	c.nats.register(fs, defaultNATS(), natsClientUsage)
 	c.store.register(fs)
 }
 
-// open validates the flags and connects; close releases the connection.
-func (c *storeClient) open(name string) (store objstore.Store, close func(), err error) {
+func (c *storeClient) validate() error {
 	if err := c.nats.validate(); err != nil {
-		return nil, nil, err
+		return err
 	}
-	if err := c.store.validate(); err != nil {
-		return nil, nil, err
-	}
+	return c.store.validate()
+}
+
+// open connects and checks the store; close releases the connection.
+// Warnings (a check that could not be made) go to errOut.
+func (c *storeClient) open(ctx context.Context, name string, errOut io.Writer) (store objstore.Store, close func(), err error) {
 	close = func() {}
-	var js natsjs.JetStream
-	if c.store.endpoint == "" {
-		nc, j, err := c.nats.dial(c.nats.url, "eyeflow-"+name, nopLogger())
-		if err != nil {
+	nc, js, err := c.nats.dial(c.nats.url, "eyeflow-"+name, nopLogger())
+	if err != nil {
+		if c.store.endpoint == "" {
 			return nil, nil, err
 		}
-		close, js = nc.Close, j
+		// S3 alone still works; only the check needs NATS.
+		fmt.Fprintf(errOut, "eyeflow %s: warning: cannot check that %s is the deployment's object store: %v\n", name, c.store.describe(), err)
+	} else {
+		close = nc.Close
 	}
 	store, err = c.store.open(js, 1)
 	if err != nil {
 		close()
 		return nil, nil, err
+	}
+	if js != nil {
+		if err := checkStore(ctx, js, &c.store, store, func(err error) { fmt.Fprintf(errOut, "eyeflow %s: warning: %v\n", name, err) }); err != nil {
+			close()
+			return nil, nil, fmt.Errorf("%s: %w", name, err)
+		}
 	}
 	return store, close, nil
 }

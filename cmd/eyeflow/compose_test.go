@@ -28,7 +28,7 @@ var flagHelp = regexp.MustCompile(`(?m)^  --([a-z0-9-]+)  \[\$([A-Z0-9_]+)\]`)
 func commandFlags(t *testing.T, words []string) map[string]string {
 	t.Helper()
 	var usage bytes.Buffer
-	_ = run(context.Background(), append(slices.Clone(words), "--help"), io.Discard, &usage)
+	_ = run(context.Background(), append(slices.Clone(words), "--help"), &usage, io.Discard)
 	out := map[string]string{}
 	for _, m := range flagHelp.FindAllStringSubmatch(usage.String(), -1) {
 		out[m[1]] = m[2]

@@ -12,7 +12,6 @@ import (
 
 	"eyeflow/dashboard"
 	"eyeflow/objstore"
-	"eyeflow/processors/splitter"
 	"eyeflow/telemetry"
 
 	"github.com/nats-io/nats.go"
@@ -88,25 +87,22 @@ func runDashboard(ctx context.Context, args []string, out, errOut io.Writer) err
 	var df dashboardFlags
 	var prefix, metrics string
 	fs := newFlagSet("dashboard", "", "Serves the dashboard (/dashboard/: dataset, pipeline, models) with /metrics, /healthz and /readyz,\n"+
-		"read-only against --nats and --s3. Throughput comes from the stages' /metrics (--metrics-urls).", errOut)
+		"read-only against --nats and --s3. Throughput comes from the stages' /metrics (--metrics-urls).", out, errOut)
 	s.register(fs)
 	df.register(fs)
-	fs.stringVar(&prefix, "split-prefix", splitter.DefaultPrefix, "dataset folder in the processed bucket")
+	registerSplitPrefix(fs, &prefix)
 	fs.stringVar(&metrics, "metrics-urls", "", "comma-separated /metrics URLs of the stage processes, for throughput (e.g. http://resize:8080/metrics)")
-	if err := fs.parse(args); err != nil {
+	var urls []string
+	if err := fs.parse(args, s.validate, df.validate, func() (err error) {
+		if s.http == "" {
+			return fmt.Errorf("--http is required: the dashboard is served there")
+		}
+		urls, err = parseURLs(metrics)
+		return err
+	}); err != nil {
 		return err
 	}
-	if err := s.validate(); err != nil {
-		return err
-	}
-	if err := df.validate(); err != nil {
-		return err
-	}
-	urls, err := parseURLs(metrics)
-	if err != nil {
-		return err
-	}
-	return s.run(ctx, "dashboard", errOut, func(e standaloneEnv) ([]task, error) {
+	return s.run(ctx, "dashboard", errOut, nil, func(e standaloneEnv) ([]task, error) {
 		var counters dashboard.CounterSource
 		if len(urls) > 0 {
 			counters = dashboard.ScrapeSource(&http.Client{Timeout: 5 * time.Second}, urls)

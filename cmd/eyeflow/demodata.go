@@ -18,8 +18,9 @@ func runDemoData(ctx context.Context, args []string, out, errOut io.Writer) erro
 	var seed int64
 	var shift, answers string
 	fs := newFlagSet("demo-data", "", "Writes a deterministic, labelled synthetic fundus data set (15 classes, imbalanced) in ImageFolder\n"+
-		"layout: <out>/<class>/<class>_NNNN.jpg. Nothing is downloaded.", errOut)
-	fs.stringVar(&o.Out, "out", "", "output directory (required)")
+		"layout: <out>/<class>/<class>_NNNN.jpg. Nothing is downloaded.", out, errOut)
+	fs.stringVar(&o.Out, "out", "", "output directory")
+	fs.require("out")
 	fs.intVar(&o.Total, "total", demodata.DefaultTotal, "number of images")
 	fs.intVar(&o.Width, "width", demodata.DefaultWidth, "image width")
 	fs.intVar(&o.Height, "height", demodata.DefaultHeight, "image height")
@@ -28,14 +29,13 @@ func runDemoData(ctx context.Context, args []string, out, errOut io.Writer) erro
 	fs.stringVar(&shift, "shift", "", "write an unlabelled shifted batch instead, flat in --out: "+strings.Join(demodata.Shifts(), ", ")+
 		" (underexposed camera, camera out of focus, a different class mix)")
 	fs.stringVar(&answers, "answers", "", "with --shift: where the answer key (file name -> class) goes, for eyeflow demo-annotate (default <out>.answers.json)")
-	if err := fs.parse(args); err != nil {
+	if err := fs.parse(args, func() error {
+		if seed < 0 {
+			return errors.New("--seed must not be negative")
+		}
+		return nil
+	}); err != nil {
 		return err
-	}
-	if o.Out == "" {
-		return errors.New("demo-data: --out is required")
-	}
-	if seed < 0 {
-		return errors.New("demo-data: --seed must not be negative")
 	}
 	o.Seed = uint64(seed)
 	start := time.Now()

@@ -50,17 +50,13 @@ func runDoctor(ctx context.Context, args []string, out, errOut io.Writer) error 
 	fs := newFlagSet("doctor", "", "Says where this host can run models: loads ONNX Runtime, runs a test model on cpu, cuda and webgpu\n"+
 		"(comparing a GPU's output with the CPU's), and for WebGPU lists what the Vulkan loader sees (devices, driver\n"+
 		"manifests and whether their libraries load) and the variables Dawn needs, with what to install or set.\n"+
-		"Dawn prints its own findings on standard error.", errOut)
+		"Dawn prints its own findings on standard error.", out, errOut)
 	fs.stringVar(&ortLib, "ort-lib", "", "path of libonnxruntime.so "+classifier.ORTVersion)
 	fs.stringVar(&webgpuOpts, "webgpu-options", "", "WebGPU provider options to check with (as for the classifier)")
 	fs.stringVar(&require, "require", "", "exit with an error unless this device (cpu, cuda, webgpu or auto: any GPU) is usable")
 	fs.boolVar(&asJSON, "json", false, "print one JSON object")
 	if err := fs.parse(args); err != nil {
 		return err
-	}
-	if fs.NArg() != 0 {
-		fs.Usage()
-		return errUsage
 	}
 	wopts, err := classifier.ParseWebGPUOptions(webgpuOpts)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	ejs "eyeflow/jetstream"
 	"eyeflow/processors/driftwatch"
 	"eyeflow/schemas"
 	"eyeflow/stage"
@@ -91,19 +92,13 @@ func runDriftwatch(ctx context.Context, args []string, out, errOut io.Writer) er
 	var s standalone
 	var df driftwatchFlags
 	fs := newFlagSet("driftwatch", "", "Runs the drift watcher: eye.predictions.* -> eye.drift.<env> alerts (low_confidence_streak,\n"+
-		"entropy_ks, class_chi2) and eye.retrain requests; state in the KV bucket "+driftwatch.KVBucket+".", errOut)
+		"entropy_ks, class_chi2) and eye.retrain requests; state in the KV bucket "+driftwatch.KVBucket+".", out, errOut)
 	s.register(fs)
 	df.register(fs)
-	if err := fs.parse(args); err != nil {
+	if err := fs.parse(args, s.validate, df.validate); err != nil {
 		return err
 	}
-	if err := s.validate(); err != nil {
-		return err
-	}
-	if err := df.validate(); err != nil {
-		return err
-	}
-	return s.run(ctx, "driftwatch", errOut, func(e standaloneEnv) ([]task, error) {
+	return s.run(ctx, "driftwatch", errOut, []consumerRef{{ejs.StreamPredictions, ejs.ConsumerDriftwatch}}, func(e standaloneEnv) ([]task, error) {
 		dp, err := df.processor(ctx, e.p, e.js, s.replicas)
 		if err != nil {
 			return nil, err

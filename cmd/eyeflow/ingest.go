@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"eyeflow/ingest"
-	"eyeflow/objstore"
+	ejs "eyeflow/jetstream"
 )
 
 // defaultLedgerWait is how long a reconcile pass waits for the upload
@@ -26,32 +26,36 @@ func runIngest(ctx context.Context, args []string, out, errOut io.Writer) error 
 	var interval, grace, ledgerWait time.Duration
 	fs := newFlagSet("ingest", "", "Runs ingest beside an S3 store: the upload ledger, which records every eye.uploads event (MinIO's\n"+
 		"notifications included), and the reconciler, which lists the raw bucket every --reconcile-interval and publishes\n"+
-		"events only for objects the ledger lacks (notifications lost while NATS was down, stores that cannot notify).", errOut)
+		"events only for objects the ledger lacks (notifications lost while NATS was down, stores that cannot notify).", out, errOut)
 	s.register(fs)
 	fs.durationVar(&interval, "reconcile-interval", 5*time.Minute, "how often the reconciler lists the raw bucket (0: only at start)")
 	fs.durationVar(&grace, "grace", time.Minute, "leave objects younger than this to their notification")
 	fs.durationVar(&ledgerWait, "ledger-wait", defaultLedgerWait, "before each pass, wait up to this long for the ledger to record every event in the stream; a pass still behind is skipped (0: do not wait)")
-	if err := fs.parse(args); err != nil {
+	if err := fs.parse(args, s.validate, func() error {
+		if interval < 0 || grace < 0 || ledgerWait < 0 {
+			return fmt.Errorf("--reconcile-interval, --grace and --ledger-wait must not be negative")
+		}
+		return nil
+	}); err != nil {
 		return err
 	}
-	if err := s.validate(); err != nil {
-		return err
-	}
-	if interval < 0 || grace < 0 || ledgerWait < 0 {
-		return fmt.Errorf("--reconcile-interval, --grace and --ledger-wait must not be negative")
-	}
-	return s.run(ctx, "ingest", errOut, func(e standaloneEnv) ([]task, error) {
+	return s.run(ctx, "ingest", errOut, []consumerRef{{ejs.StreamUploads, ejs.ConsumerIngestLedger}}, func(e standaloneEnv) ([]task, error) {
+		rec, err := newReconciler(ctx, e, grace, ledgerWait)
+		if err != nil {
+			return nil, err
+		}
 		ledger, err := ingest.OpenLedger(ctx, e.js)
 		if err != nil {
 			return nil, err
 		}
-		rec := &ingest.Reconciler{Store: e.store, Bucket: objstore.BucketRaw, Pub: ingest.NewPublisher(e.js, ledger),
-			Grace: grace, LedgerWait: ledgerWait, Log: e.p.log.With().Str("component", "reconciler").Logger()}
 		return []task{
 			stageTask(e.js, ingest.LedgerProcessor(ledger, e.p.log, e.p.metrics)),
 			{name: "reconciler", run: func(ctx context.Context) error {
 				if interval <= 0 {
-					_, err := rec.Once(ctx)
+					res, err := rec.Once(ctx)
+					if err == nil {
+						e.p.log.Info().Int("listed", res.Listed).Int("published", res.Published).Int("recent", res.Recent).Msg("reconcile pass (the only one: --reconcile-interval 0)")
+					}
 					return err
 				}
 				rec.Run(ctx, interval)

@@ -82,7 +82,7 @@ func (a *authCluster) admin(t *testing.T) natsjs.JetStream {
 	return js
 }
 
-// reconcilePass is one "reconciled" log line of the reconciler.
+// reconcilePass is one "reconcile pass" log line of the reconciler.
 type reconcilePass struct {
 	Time      time.Time `json:"time"`
 	Listed    int       `json:"listed"`
@@ -100,7 +100,7 @@ func reconcilePasses(t *testing.T, logs string) []reconcilePass {
 			Message string `json:"message"`
 			reconcilePass
 		}
-		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Message == "reconciled" {
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Message == "reconcile pass" {
 			out = append(out, line.reconcilePass)
 		}
 	}

@@ -30,7 +30,7 @@ type labelsinkFlags struct {
 func (f *labelsinkFlags) register(fs *flagSet) {
 	def := labelsink.DefaultConfig()
 	fs.stringVar(&f.lsURL, "labelstudio-url", "", "Label Studio URL; when set, its source storage is synced after tasks are written")
-	fs.stringVar(&f.lsToken, "labelstudio-token", "", "Label Studio API token (prefer the environment or a file; never logged)")
+	fs.secretVar(&f.lsToken, "labelstudio-token", "Label Studio API token; never logged")
 	fs.stringVar(&f.lsTokenFile, "labelstudio-token-file", "", "file holding the Label Studio API token")
 	fs.stringVar(&f.lsStorageType, "labelstudio-storage-type", "s3", "type of the Label Studio source storage: s3 (also MinIO), gcs, azure, localfiles")
 	fs.intVar(&f.lsStorageID, "labelstudio-storage-id", 0, "id of the Label Studio source storage reading labeling/tasks/")
@@ -102,19 +102,13 @@ func runLabelsink(ctx context.Context, args []string, out, errOut io.Writer) err
 	var s standalone
 	var lf labelsinkFlags
 	fs := newFlagSet("labelsink", "", "Runs the label sink: eye.retrain requests -> Label Studio tasks in labeling/tasks/; Label Studio\n"+
-		"exports in labeling/exports/ -> raw/<class>/<image-id>.<ext> and retrain manifests.", errOut)
+		"exports in labeling/exports/ -> raw/<class>/<image-id>.<ext> and retrain manifests.", out, errOut)
 	s.register(fs)
 	lf.register(fs)
-	if err := fs.parse(args); err != nil {
+	if err := fs.parse(args, s.validate, lf.validate); err != nil {
 		return err
 	}
-	if err := s.validate(); err != nil {
-		return err
-	}
-	if err := lf.validate(); err != nil {
-		return err
-	}
-	return s.run(ctx, "labelsink", errOut, func(e standaloneEnv) ([]task, error) {
+	return s.run(ctx, "labelsink", errOut, []consumerRef{{ejs.StreamRetrain, ejs.ConsumerLabelsink}}, func(e standaloneEnv) ([]task, error) {
 		return lf.tasks(ctx, e.p, e.js, e.store, s.replicas)
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"syscall"
 )
 
@@ -30,7 +31,7 @@ func commands() []command {
 		{"topology", "apply the JetStream topology: `eyeflow topology apply`", runTopology},
 		{"buckets", "create the buckets and MinIO's bucket notification: `eyeflow buckets init`", runBuckets},
 		{"ingest", "run the upload ledger and the reconciler (beside an S3 store that notifies NATS)", runIngest},
-		{"reconcile", "publish upload events for raw objects that have none, once or every --interval", runReconcile},
+		{"reconcile", "publish upload events for raw objects that have none, once or every --reconcile-interval", runReconcile},
 		{"resize", "run the resize processor alone", runResize},
 		{"splitter", "run the splitter processor alone", runSplitter},
 		{"split", "explain which split files would get; report per-class split counts from the bucket", runSplit},
@@ -55,33 +56,57 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
-		if !errors.Is(err, errUsage) && !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(os.Stderr, "eyeflow: %v\n", err)
-		}
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		os.Exit(1)
+	if msg := errorLine(err); msg != "" {
+		fmt.Fprintln(os.Stderr, msg)
 	}
+	os.Exit(exitCode(err))
+}
+
+// exitCode is 0 for success and --help, 2 for a wrong command line, 1 for
+// any other error.
+func exitCode(err error) int {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	}
+	return 1
+}
+
+// errorLine is what main prints for err: nothing for --help or when the
+// usage was printed already.
+func errorLine(err error) string {
+	if err == nil || errors.Is(err, flag.ErrHelp) || err == errUsage {
+		return ""
+	}
+	return "eyeflow: " + err.Error()
 }
 
 func run(ctx context.Context, args []string, out, errOut io.Writer) error {
 	cmds := commands()
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(errOut, cmds)
-		if len(args) == 0 {
-			return errUsage
+		return errUsage
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help" {
+		if len(args) > 1 && args[0] == "help" {
+			// `eyeflow help model push` is `eyeflow model push --help`.
+			return run(ctx, append(args[1:], "--help"), out, errOut)
 		}
-		return nil
+		usage(out, cmds)
+		return flag.ErrHelp
 	}
 	for _, c := range cmds {
 		if c.name == args[0] {
 			return c.run(ctx, args[1:], out, errOut)
 		}
 	}
-	usage(errOut, cmds)
-	return fmt.Errorf("unknown command %q", args[0])
+	names := make([]string, len(cmds))
+	for i, c := range cmds {
+		names[i] = c.name
+	}
+	return &usageError{msg: fmt.Sprintf("unknown command %q%s (eyeflow --help lists the commands)", args[0], suggest(args[0], names))}
 }
 
 func usage(w io.Writer, cmds []command) {
@@ -89,7 +114,96 @@ func usage(w io.Writer, cmds []command) {
 	fmt.Fprintln(w, "eyeflow: fundus photographs in object storage -> eye-disease predictions, as NATS JetStream stream processors")
 	fmt.Fprintln(w, "\nusage: eyeflow <command> [flags]\n\ncommands:")
 	for _, c := range cmds {
-		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun `eyeflow <command> --help` for a command's flags; every flag has an EYEFLOW_* environment equivalent.")
+}
+
+// groups are the commands with verbs of their own, and their verbs.
+func groups() map[string][]subcommand {
+	return map[string][]subcommand{
+		"topology": topologySubcommands(),
+		"buckets":  bucketsSubcommands(),
+		"split":    splitSubcommands(),
+		"model":    modelSubcommands(),
+	}
+}
+
+// subcommand is one verb of a command group (`eyeflow model push`).
+type subcommand struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string, out, errOut io.Writer) error
+}
+
+// runGroup dispatches `eyeflow <group> <verb> ...`: --help lists the verbs
+// and exits 0, an unknown verb is named.
+func runGroup(ctx context.Context, group, summary string, subs []subcommand, args []string, out, errOut io.Writer) error {
+	help := func(w io.Writer) {
+		names := make([]string, len(subs))
+		for i, s := range subs {
+			names[i] = s.name
+		}
+		fmt.Fprintf(w, "usage: eyeflow %s %s [flags]\n\n%s\n\nsubcommands:\n", group, strings.Join(names, "|"), summary)
+		for _, s := range subs {
+			fmt.Fprintf(w, "  %-9s %s\n", s.name, s.summary)
+		}
+		fmt.Fprintf(w, "\nRun `eyeflow %s <subcommand> --help` for its flags.\n", group)
+	}
+	if len(args) == 0 {
+		help(errOut)
+		return errUsage
+	}
+	switch args[0] {
+	case "-h", "--help", "-help", "help":
+		help(out)
+		return flag.ErrHelp
+	}
+	names := make([]string, len(subs))
+	for i, s := range subs {
+		if s.name == args[0] {
+			return s.run(ctx, args[1:], out, errOut)
+		}
+		names[i] = s.name
+	}
+	what := "unknown subcommand"
+	if strings.HasPrefix(args[0], "-") {
+		what = "flags come after the subcommand, got"
+	}
+	return &usageError{msg: fmt.Sprintf("%s: %s %q%s; want %s (eyeflow %s --help)", group, what, args[0], suggest(args[0], names), strings.Join(names, ", "), group)}
+}
+
+// suggest returns ", did you mean X?" for the name closest to s, when one is
+// close enough to be a typo.
+func suggest(s string, names []string) string {
+	best, bestD := "", 3
+	for _, n := range names {
+		if d := editDistance(s, n); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }

@@ -63,9 +63,16 @@ func startUp(t *testing.T, data, natsAddr, httpAddr string) (stop func()) {
 // startUpWith is startUp with more flags.
 func startUpWith(t *testing.T, data, natsAddr, httpAddr string, flags ...string) (stop func()) {
 	t.Helper()
+	_, stop = startUpLogged(t, data, natsAddr, httpAddr, flags...)
+	return stop
+}
+
+// startUpLogged is startUpWith that also returns up's log.
+func startUpLogged(t *testing.T, data, natsAddr, httpAddr string, flags ...string) (*syncBuffer, func()) {
+	t.Helper()
 	logs, stopUp := startUpArgs(t, httpAddr, append([]string{"--data", data, "--nats-listen", natsAddr}, flags...)...)
 	var once sync.Once
-	stop = func() {
+	stop := func() {
 		once.Do(func() {
 			stopUp()
 			if strings.Contains(logs.String(), `"level":"error"`) {
@@ -74,7 +81,7 @@ func startUpWith(t *testing.T, data, natsAddr, httpAddr string, flags ...string)
 		})
 	}
 	t.Cleanup(stop)
-	return stop
+	return logs, stop
 }
 
 func processed(t *testing.T, httpAddr string) int {
@@ -113,7 +120,17 @@ func metricSum(t *testing.T, httpAddr, name, label string) int {
 func TestUpPutAndRestart(t *testing.T) {
 	data, images := t.TempDir(), t.TempDir()
 	natsAddr, httpAddr := freeAddr(t), freeAddr(t)
-	stop := startUp(t, data, natsAddr, httpAddr)
+	logs, stop := startUpLogged(t, data, natsAddr, httpAddr)
+	// The first line says where up listens and the exact command to
+	// upload; on an empty registry up alone registers the placeholder and
+	// says why.
+	first, _, _ := strings.Cut(logs.String(), "\n")
+	if !strings.Contains(first, "eyeflow put --nats nats://"+natsAddr+" DIR") || !strings.Contains(first, "http://"+httpAddr) {
+		t.Errorf("up's first log line: %s", first)
+	}
+	if !strings.Contains(logs.String(), "placeholder model: registered the synthetic DenseNet121") || !strings.Contains(logs.String(), "because the model registry was empty") {
+		t.Errorf("up does not say it registered the placeholder and why:\n%s", lastBytes(logs.String(), 4<<10))
+	}
 
 	ctx := testenv.Context(t, 3*time.Minute)
 	var out bytes.Buffer
@@ -168,7 +185,10 @@ func TestUpPutAndRestart(t *testing.T) {
 	}
 	stop()
 
-	startUp(t, data, natsAddr, httpAddr)
+	logs, _ = startUpLogged(t, data, natsAddr, httpAddr)
+	if !strings.Contains(logs.String(), "placeholder model: not needed, prod serves a model") {
+		t.Errorf("a restarted up does not say why it registers no placeholder:\n%s", lastBytes(logs.String(), 4<<10))
+	}
 	time.Sleep(time.Second)
 	if got := processed(t, httpAddr); got != 0 {
 		t.Fatalf("after a restart resize processed %d uploads again, want 0", got)
@@ -284,7 +304,7 @@ func TestFlagsFromEnvironmentAndValidation(t *testing.T) {
 		args    []string
 		wantErr string
 	}{
-		{"bad replicas from env", map[string]string{"EYEFLOW_REPLICAS": "9"}, []string{"up"}, "--replicas 9"},
+		{"bad replicas from env", map[string]string{"EYEFLOW_REPLICAS": "9"}, []string{"up"}, "$EYEFLOW_REPLICAS (--replicas) 9"},
 		{"unparsable env", map[string]string{"EYEFLOW_RECONCILE_INTERVAL": "soon"}, []string{"up"}, "$EYEFLOW_RECONCILE_INTERVAL"},
 		{"s3 without credentials", map[string]string{"EYEFLOW_S3": "http://127.0.0.1:9"}, []string{"resize"}, "needs credentials"},
 		{"s3 not a url", nil, []string{"resize", "--s3", "minio:9000"}, "want http(s)://host:port"},
@@ -293,6 +313,13 @@ func TestFlagsFromEnvironmentAndValidation(t *testing.T) {
 		{"secret on the command line", nil, []string{"resize", "--s3-secret-key", "hunter2"}, "not on the command line"},
 		{"negative parallel runs from env", map[string]string{"EYEFLOW_PARALLEL_RUNS": "-1"}, []string{"classifier"}, "--parallel-runs"},
 		{"negative classifier concurrency", nil, []string{"up", "--classifier-concurrency", "-2"}, "--classifier-concurrency -2"},
+		{"bad envs from env named by its variable", map[string]string{"EYEFLOW_ENVS": "prod,qa"}, []string{"classifier"}, `$EYEFLOW_ENVS (--envs): "qa" is not one of`},
+		{"negative max pixels", nil, []string{"resize", "--max-pixels", "-5"}, "--max-pixels -5: must be at least 1"},
+		{"negative max pixels from env", map[string]string{"EYEFLOW_MAX_PIXELS": "-5"}, []string{"preprocess", "a.jpg", "b.png"}, "$EYEFLOW_MAX_PIXELS (--max-pixels) -5"},
+		{"explain a directory", nil, []string{"split", "explain", "."}, "split explain: . is a directory: name the files"},
+		{"preprocess writes PNG only", nil, []string{"preprocess", "a.jpg", "b.jpg"}, "b.jpg: the output is a PNG"},
+		{"placeholder policy", nil, []string{"up", "--placeholder", "sometimes"}, `--placeholder "sometimes": want auto, on or off`},
+		{"standalone classifier registers no model", nil, []string{"classifier", "--model", "dir"}, "unknown flag --model"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -320,14 +347,23 @@ func TestBucketsInitWithMinIO(t *testing.T) {
 	if err := run(ctx, []string{"topology", "apply", "--nats", env.URL}, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
+	// NATS too: buckets init records the store as the deployment's.
+	t.Setenv("EYEFLOW_NATS", env.URL)
 	for range 2 { // idempotent
 		if err := run(ctx, []string{"buckets", "init", "--s3", minio.Endpoint, "--notify-arn", minio.ARN}, &out, io.Discard); err != nil {
 			t.Fatalf("buckets init: %v\n%s", err, out.String())
 		}
 	}
+	if want := "recorded the S3 store at " + minio.Endpoint + " as the deployment's object store"; !strings.Contains(out.String(), want) {
+		t.Errorf("buckets init did not say %q:\n%s", want, out.String())
+	}
 	img := filepath.Join(testenv.GoldenDir(t), "amd_0000.jpg")
+	out.Reset()
 	if err := run(ctx, []string{"put", "--s3", minio.Endpoint, "--class", "amd", img}, &out, io.Discard); err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "uploaded 1 file (") {
+		t.Errorf("put said %q", out.String())
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	var msgs int

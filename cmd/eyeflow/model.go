@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,39 +18,24 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
-// runModel is `eyeflow model synth|push|promote|list`.
+// modelSubcommands are the verbs of `eyeflow model`.
+func modelSubcommands() []subcommand {
+	return []subcommand{
+		{"synth", "write a synthetic model folder (no download)", func(ctx context.Context, args []string, out, errOut io.Writer) error {
+			return runModelSynth(args, out, errOut)
+		}},
+		{"push", "store a model folder in the registry", runModelPush},
+		{"promote", "point an env at a registered version (an event on eye.models)", runModelPromote},
+		{"rollback", "point an env back at what it served before (an event on eye.models)", runModelRollback},
+		{"list", "registered versions, their envs, stage and holdout figures (--json for scripts)", runModelList},
+		{"timeline", "every step on eye.models, and each prod version's accuracy on labelled live images", runModelTimeline},
+	}
+}
+
+// runModel is `eyeflow model synth|push|promote|rollback|list|timeline`.
 func runModel(ctx context.Context, args []string, out, errOut io.Writer) error {
-	usage := "usage: eyeflow model synth|push|promote|rollback|list [flags] (eyeflow model <sub> --help)\n\n" +
-		"  synth     write a synthetic model folder (no download)\n" +
-		"  push      store a model folder in the registry\n" +
-		"  promote   point an env at a registered version (an event on eye.models)\n" +
-		"  rollback  point an env back at what it served before (an event on eye.models)\n" +
-		"  list      registered versions, their envs, stage and holdout figures (--json for scripts)\n" +
-		"  timeline  every step on eye.models, and each prod version's accuracy on labelled live images"
-	if len(args) == 0 {
-		fmt.Fprintln(errOut, usage)
-		return errUsage
-	}
-	switch args[0] {
-	case "-h", "--help", "help":
-		fmt.Fprintln(errOut, usage)
-		return nil
-	case "rollback":
-		return runModelRollback(ctx, args[1:], out, errOut)
-	case "timeline":
-		return runModelTimeline(ctx, args[1:], out, errOut)
-	case "synth":
-		return runModelSynth(args[1:], out, errOut)
-	case "push":
-		return runModelPush(ctx, args[1:], out, errOut)
-	case "promote":
-		return runModelPromote(ctx, args[1:], out, errOut)
-	case "list":
-		return runModelList(ctx, args[1:], out, errOut)
-	default:
-		fmt.Fprintln(errOut, usage)
-		return fmt.Errorf("model: unknown subcommand %q (want synth, push, promote, rollback or list)", args[0])
-	}
+	return runGroup(ctx, "model", "The model registry: versions in the models bucket, env -> version in KV "+ejs.KVModels+", every step on eye.models.",
+		modelSubcommands(), args, out, errOut)
 }
 
 func runModelSynth(args []string, out, errOut io.Writer) error {
@@ -57,19 +43,16 @@ func runModelSynth(args []string, out, errOut io.Writer) error {
 	var dir string
 	fs := newFlagSet("model synth", "", "Writes a synthetic model folder (model.onnx, labels.json in ImageFolder order, model.json) built in Go:\n"+
 		"densenet121 is torchvision's architecture with deterministic random weights (benchmarks, first runs); tiny\n"+
-		"outputs a fixed function of the mean colour (exact tests). Nothing is downloaded.", errOut)
+		"outputs a fixed function of the mean colour (exact tests). Nothing is downloaded.", out, errOut)
 	fs.stringVar(&o.Arch, "arch", classifier.ArchDenseNet121, "densenet121 or tiny")
-	fs.stringVar(&dir, "out", "", "output folder (required)")
+	fs.stringVar(&dir, "out", "", "output folder")
+	fs.require("out")
 	fs.stringVar(&o.Name, "name", "", "model name in model.json (default per arch)")
 	fs.stringVar(&o.Version, "version", "", "model version in model.json (default per arch)")
 	fs.boolVar(&o.Probabilities, "probabilities", false, "tiny only: end in Softmax (output kind probabilities)")
 	fs.boolVar(&o.FP16, "fp16", false, "densenet121 only: compute in half precision (weights stored as float16, float32 in and out; for GPUs, see processors/classifier/README.md)")
 	if err := fs.parse(args); err != nil {
 		return err
-	}
-	if dir == "" || fs.NArg() != 0 {
-		fs.Usage()
-		return errUsage
 	}
 	files, err := classifier.Synthesize(o)
 	if err != nil {
@@ -86,11 +69,21 @@ func runModelSynth(args []string, out, errOut io.Writer) error {
 type registryFlags struct {
 	nats  natsFlags
 	store storeFlags
+	// warn reports a store check that could not be made.
+	warn func(error)
 }
 
 func (r *registryFlags) register(fs *flagSet) {
-	r.nats.register(fs, defaultNATS, "NATS server URL(s)")
+	r.warn = func(err error) { fmt.Fprintf(fs.errOut, "eyeflow %s: warning: %v\n", fs.name, err) }
+	r.nats.register(fs, defaultNATS(), natsClientUsage)
 	r.store.register(fs)
+}
+
+func (r *registryFlags) validate() error {
+	if err := r.nats.validate(); err != nil {
+		return err
+	}
+	return r.store.validate()
 }
 
 func (r *registryFlags) open(ctx context.Context, name string) (*classifier.Registry, func(), error) {
@@ -101,12 +94,6 @@ func (r *registryFlags) open(ctx context.Context, name string) (*classifier.Regi
 // openWith also returns the JetStream context, for commands that record
 // rollouts and publish model events.
 func (r *registryFlags) openWith(ctx context.Context, name string) (*classifier.Registry, natsjs.JetStream, func(), error) {
-	if err := r.nats.validate(); err != nil {
-		return nil, nil, nil, err
-	}
-	if err := r.store.validate(); err != nil {
-		return nil, nil, nil, err
-	}
 	nc, js, err := r.nats.dial(r.nats.url, "eyeflow-model-"+name, nopLogger())
 	if err != nil {
 		return nil, nil, nil, err
@@ -115,6 +102,11 @@ func (r *registryFlags) openWith(ctx context.Context, name string) (*classifier.
 	if err != nil {
 		nc.Close()
 		return nil, nil, nil, err
+	}
+	// Before the registry opens (and creates its bucket in the wrong store).
+	if err := checkStore(ctx, js, &r.store, store, r.warn); err != nil {
+		nc.Close()
+		return nil, nil, nil, fmt.Errorf("model %s: %w", name, err)
 	}
 	reg, err := classifier.OpenRegistry(ctx, js, store)
 	if err != nil {
@@ -143,17 +135,15 @@ func (r *registryFlags) rollout(ctx context.Context, name string) (*trainer.Trai
 func runModelPush(ctx context.Context, args []string, out, errOut io.Writer) error {
 	var rf registryFlags
 	var name, version string
-	fs := newFlagSet("model push", "DIR", "Stores a model folder in the registry (bucket models, <name>/<version>/). Versions are immutable.", errOut)
+	fs := newFlagSet("model push", "DIR", "Stores a model folder (model.onnx, labels.json, model.json) in the registry (bucket models,\n"+
+		"<name>/<version>/). Versions are immutable. Flags may follow DIR.", out, errOut)
 	rf.register(fs)
-	fs.stringVar(&name, "name", "", "model name (required)")
-	fs.stringVar(&version, "version", "", "model version (required)")
-	// Flags may follow DIR: `eyeflow model push DIR --name N --version V`.
-	if err := parseModelArgs(fs, args); err != nil {
+	fs.stringVar(&name, "name", "", "model name")
+	fs.stringVar(&version, "version", "", "model version")
+	fs.require("name", "version")
+	fs.examples = []string{"eyeflow model push ./export --name fundus --version v7", "eyeflow model promote --env canary fundus v7"}
+	if err := fs.parse(args, rf.validate); err != nil {
 		return err
-	}
-	if fs.NArg() != 1 || name == "" || version == "" {
-		fs.Usage()
-		return errUsage
 	}
 	files, err := classifier.ReadModelDir(fs.Arg(0))
 	if err != nil {
@@ -177,12 +167,13 @@ func runModelPromote(ctx context.Context, args []string, out, errOut io.Writer) 
 	var env, to, reason string
 	fs := newFlagSet("model promote", "NAME VERSION", "Points an env at a registered model version; running classifiers swap to it between batches\n"+
 		"(a model that fails to load is refused and the previous one keeps serving: check the classifier's log).\n"+
-		"The step is recorded in the trainer's rollout records and published on eye.models with --reason.", errOut)
+		"The step is recorded in the trainer's rollout records and published on eye.models with --reason.", out, errOut)
 	rf.register(fs)
-	fs.stringVar(&env, "env", "", "prod, canary or staging (or --to)")
+	fs.stringVar(&env, "env", "", "env to serve the version: prod, canary or staging")
 	fs.stringVar(&to, "to", "", "same as --env")
 	fs.stringVar(&reason, "reason", "", "why (required for prod: the clinical sign-off), recorded in the model event")
-	if err := parseModelArgs(fs, args); err != nil {
+	fs.examples = []string{"eyeflow model promote --env canary fundus v7", "eyeflow model promote --to prod --reason \"signed off by Dr. A, ticket 123\" fundus v7"}
+	if err := fs.parse(args, rf.validate); err != nil {
 		return err
 	}
 	if to != "" && env != "" && to != env {
@@ -193,11 +184,11 @@ func runModelPromote(ctx context.Context, args []string, out, errOut io.Writer) 
 	}
 	switch {
 	case env == "":
-		return fmt.Errorf("model promote: --to (or --env) is required: prod, canary or staging")
-	case fs.NArg() != 2:
-		return fmt.Errorf("model promote: want NAME VERSION, got %d arguments", fs.NArg())
+		return fs.usageErr("--env (or --to) is required: prod, canary or staging")
+	case !slices.Contains(schemas.Envs(), env):
+		return fs.check(fmt.Errorf("model promote: --env %q: want one of %v", env, schemas.Envs()))
 	case env == schemas.EnvProd && strings.TrimSpace(reason) == "":
-		return fmt.Errorf("model promote: --reason is required for prod (who signed it off, and why)")
+		return fs.usageErr("--reason is required for prod (who signed it off, and why)")
 	}
 	if reason == "" {
 		reason = "promoted with eyeflow model promote"
@@ -218,18 +209,13 @@ func runModelRollback(ctx context.Context, args []string, out, errOut io.Writer)
 	var rf registryFlags
 	var env, reason string
 	fs := newFlagSet("model rollback", "", "Points an env back at the version it served before its current one; the current one is marked\n"+
-		"rolled back in the rollout records, and the step is published on eye.models.", errOut)
+		"rolled back in the rollout records, and the step is published on eye.models.", out, errOut)
 	rf.register(fs)
 	fs.stringVar(&env, "env", schemas.EnvProd, "prod, canary or staging")
-	fs.stringVar(&reason, "reason", "", "why (required), recorded in the model event")
-	if err := parseModelArgs(fs, args); err != nil {
+	fs.stringVar(&reason, "reason", "", "why, recorded in the model event")
+	fs.require("reason")
+	if err := fs.parse(args, rf.validate); err != nil {
 		return err
-	}
-	if strings.TrimSpace(reason) == "" {
-		return fmt.Errorf("model rollback: --reason is required")
-	}
-	if fs.NArg() != 0 {
-		return fmt.Errorf("model rollback: takes no arguments, got %q", fs.Args())
 	}
 	t, closeFn, err := rf.rollout(ctx, "rollback")
 	if err != nil {
@@ -254,10 +240,10 @@ func runModelTimeline(ctx context.Context, args []string, out, errOut io.Writer)
 	var rf registryFlags
 	var asJSON bool
 	fs := newFlagSet("model timeline", "", "Prints every model event (eye.models) in order, then each version that served prod with its accuracy\n"+
-		"on the labelled images it classified there (predictions that carry a true label).", errOut)
+		"on the labelled images it classified there (predictions that carry a true label).", out, errOut)
 	rf.register(fs)
 	fs.boolVar(&asJSON, "json", false, "print the events as JSON lines")
-	if err := fs.parse(args); err != nil {
+	if err := fs.parse(args, rf.validate); err != nil {
 		return err
 	}
 	_, js, closeFn, err := rf.openWith(ctx, "timeline")
@@ -345,14 +331,11 @@ type modelListEntry struct {
 func runModelList(ctx context.Context, args []string, out, errOut io.Writer) error {
 	var rf registryFlags
 	var asJSON bool
-	fs := newFlagSet("model list", "", "Lists registered model versions, the envs serving them, their rollout stage and holdout figures.", errOut)
+	fs := newFlagSet("model list", "", "Lists registered model versions, the envs serving them, their rollout stage and holdout figures.", out, errOut)
 	rf.register(fs)
 	fs.boolVar(&asJSON, "json", false, "print a JSON array (metrics.holdout_N.accuracy, macro_f1, ...) for scripts")
-	if err := fs.parse(args); err != nil {
+	if err := fs.parse(args, rf.validate); err != nil {
 		return err
-	}
-	if fs.NArg() != 0 {
-		return fmt.Errorf("model list: takes no arguments, got %q", fs.Args())
 	}
 	reg, js, closeFn, err := rf.openWith(ctx, "list")
 	if err != nil {
@@ -424,38 +407,4 @@ func or(a, b string) string {
 		return a
 	}
 	return b
-}
-
-// parseModelArgs parses flags that come before or after the positional
-// arguments (Go's flag package stops at the first positional one). It moves
-// the flags in front and parses once: parsing twice would take values the
-// first pass filled from the environment (secrets among them) for ones
-// given on the command line.
-func parseModelArgs(fs *flagSet, args []string) error {
-	var flags, pos []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			pos = append(pos, args[i+1:]...)
-			break
-		}
-		if !strings.HasPrefix(a, "-") || a == "-" {
-			pos = append(pos, a)
-			continue
-		}
-		flags = append(flags, a)
-		name := strings.TrimLeft(a, "-")
-		if strings.Contains(name, "=") {
-			continue
-		}
-		f := fs.Lookup(name)
-		if f == nil {
-			continue // parse names the unknown flag
-		}
-		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !(ok && b.IsBoolFlag()) && i+1 < len(args) {
-			i++
-			flags = append(flags, args[i])
-		}
-	}
-	return fs.parse(append(append(flags, "--"), pos...))
 }

@@ -16,7 +16,7 @@ import (
 func runNATSConfig(ctx context.Context, args []string, out, errOut io.Writer) error {
 	var file string
 	fs := newFlagSet("nats-config", "", "Writes the nats-server configuration of eyeflow's NATS users: one per processor, each allowed only its own\n"+
-		"subjects, consumers and buckets. Passwords are $EYEFLOW_NATS_PASSWORD_<ROLE> references the server resolves from its environment.", errOut)
+		"subjects, consumers and buckets. Passwords are $EYEFLOW_NATS_PASSWORD_<ROLE> references the server resolves from its environment.", out, errOut)
 	fs.stringVar(&file, "out", "", "file to write (default: standard output)")
 	if err := fs.parse(args); err != nil {
 		return err

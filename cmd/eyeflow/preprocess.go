@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"eyeflow/imaging"
 	"eyeflow/schemas"
@@ -14,16 +16,20 @@ import (
 func runPreprocess(ctx context.Context, args []string, out, errOut io.Writer) error {
 	opts := imaging.DefaultOptions()
 	fs := newFlagSet("preprocess", "IN OUT.png", "Decodes and resizes one image with exactly the resize stage's code and writes the 224x224 PNG the\n"+
-		"model sees, to compare with a training pipeline. Exits non-zero with the reason on bad input.", errOut)
+		"model sees, to compare with a training pipeline. Exits non-zero with the reason on bad input.", out, errOut)
 	fs.int64Var(&opts.MaxPixels, "max-pixels", opts.MaxPixels, "refuse images with more pixels than this")
-	if err := fs.parse(args); err != nil {
+	if err := fs.parse(args, func() error {
+		if opts.MaxPixels < 1 {
+			return fmt.Errorf("--max-pixels %d: must be at least 1", opts.MaxPixels)
+		}
+		return nil
+	}); err != nil {
 		return err
 	}
-	if fs.NArg() != 2 {
-		fs.Usage()
-		return errUsage
-	}
 	in, outPath := fs.Arg(0), fs.Arg(1)
+	if !strings.EqualFold(filepath.Ext(outPath), ".png") {
+		return fs.usageErr("%s: the output is a PNG: name it OUT.png", outPath)
+	}
 	data, err := os.ReadFile(in)
 	if err != nil {
 		return fmt.Errorf("preprocess: %w", err)

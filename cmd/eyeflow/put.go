@@ -16,25 +16,16 @@ import (
 )
 
 func runPut(ctx context.Context, args []string, out, errOut io.Writer) error {
-	var n natsFlags
-	var s storeFlags
+	var c storeClient
 	var o ingest.PutOptions
 	fs := newFlagSet("put", "PATH...", "Uploads files, or folders in ImageFolder layout (<class>/<file>: the class comes from the folder),\n"+
-		"into the raw bucket. With `eyeflow up` running, every uploaded object becomes an eye.uploads event.", errOut)
-	n.register(fs, defaultNATS, "NATS server URL(s) (for the JetStream object store)")
-	s.register(fs)
+		"into the raw bucket. With `eyeflow up` running, every uploaded object becomes an eye.uploads event.", out, errOut)
+	c.register(fs)
 	fs.stringVar(&o.Bucket, "bucket", objstore.BucketRaw, "destination bucket")
 	fs.stringVar(&o.Class, "class", "", "put single files under <class>/")
 	fs.stringVar(&o.Prefix, "prefix", "", "prefix for every key")
 	fs.intVar(&o.Concurrency, "concurrency", 4, "uploads at once")
-	if err := fs.parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return errUsage
-	}
-	if err := s.validate(); err != nil {
+	if err := fs.parse(args, c.validate); err != nil {
 		return err
 	}
 	files, err := ingest.Plan(fs.Args(), o)
@@ -44,17 +35,11 @@ func runPut(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if len(files) == 0 {
 		return errors.New("nothing to upload")
 	}
-	var store objstore.Store
-	if s.endpoint == "" {
-		nc, js, err := n.dial(n.url, "eyeflow-put", nopLogger())
-		if err != nil {
-			return fmt.Errorf("%w (is `eyeflow up` running?)", err)
-		}
-		defer nc.Close()
-		store = objstore.NewJetStream(js)
-	} else if store, err = s.open(nil, 1); err != nil {
+	store, closeStore, err := c.open(ctx, "put", errOut)
+	if err != nil {
 		return err
 	}
+	defer closeStore()
 	var total int64
 	for _, f := range files {
 		total += f.Size
@@ -72,8 +57,9 @@ func runPut(ctx context.Context, args []string, out, errOut io.Writer) error {
 		}
 	}
 	sum, err := ingest.Put(ctx, store, files, o)
-	fmt.Fprintf(out, "uploaded %d files (%s) to %s in %s, %.1f files/s; %d failed\n",
-		sum.Files, humanBytes(sum.Bytes), o.Bucket, sum.Duration.Round(time.Millisecond), float64(sum.Files)/max(sum.Duration.Seconds(), 1e-9), sum.Failed)
+	fmt.Fprintf(out, "uploaded %d %s (%s) to %s in %s, %.1f files/s; %d failed\n",
+		sum.Files, plural2(sum.Files, "file", "files"), humanBytes(sum.Bytes), o.Bucket, sum.Duration.Round(time.Millisecond),
+		float64(sum.Files)/max(sum.Duration.Seconds(), 1e-9), sum.Failed)
 	return err
 }
 

@@ -55,11 +55,15 @@ func TestStagesKeepTheTopologysReplicas(t *testing.T) {
 	if err := run(ctx, []string{"model", "synth", "--arch", "tiny", "--out", model}, io.Discard, io.Discard); err != nil {
 		t.Fatal(err)
 	}
+	// The standalone classifier never registers a model: the operator pushes it.
+	if err := run(ctx, []string{"model", "push", model, "--nats", c.URL, "--name", classifier.TinyName, "--version", classifier.TinyVersion}, &out, &cmdLogs); err != nil {
+		t.Fatalf("model push: %v\n%s", err, cmdLogs.String())
+	}
 	stages := [][]string{
 		{"ingest"},
 		{schemas.StageResize},
 		{schemas.StageSplitter},
-		{schemas.StageClassifier, "--model", model, "--ort-lib", testenv.ORTLibrary(t)},
+		{schemas.StageClassifier, "--ort-lib", testenv.ORTLibrary(t)},
 		{schemas.StageDriftwatch},
 		{schemas.StageLabelsink},
 		{"dashboard"},

@@ -5,14 +5,11 @@ import (
 	"fmt"
 	"io"
 
+	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/processors/resize"
 	"eyeflow/schemas"
 	"eyeflow/stage"
-	"eyeflow/telemetry"
-
-	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
 type resizeFlags struct {
@@ -46,8 +43,13 @@ func (f *resizeFlags) registerSalt(fs *flagSet) {
 }
 
 func (f *resizeFlags) validate() error {
-	if f.concurrency < 1 {
+	switch {
+	case f.concurrency < 1:
 		return fmt.Errorf("--resize-concurrency %d: must be at least 1", f.concurrency)
+	case f.maxPixels < 1:
+		return fmt.Errorf("--max-pixels %d: must be at least 1", f.maxPixels)
+	case f.maxBytes < 1:
+		return fmt.Errorf("--max-bytes %d: must be at least 1", f.maxBytes)
 	}
 	return nil
 }
@@ -67,89 +69,17 @@ func (f *resizeFlags) processor(p *proc, store objstore.Store) (stage.Processor[
 	return resize.Processor(r, f.concurrency, p.log, p.metrics), nil
 }
 
-// standalone holds what `eyeflow <processor>` needs: NATS, a store, HTTP.
-type standalone struct {
-	log   logFlags
-	nats  natsFlags
-	store storeFlags
-	http  string
-	// replicas of a bucket or consumer this process has to create because
-	// the topology lacks it; existing ones are used as they are.
-	replicas int
-}
-
-func (s *standalone) register(fs *flagSet) {
-	s.log.register(fs)
-	s.nats.register(fs, defaultNATS, "NATS server URL(s), comma-separated")
-	s.store.register(fs)
-	fs.stringVar(&s.http, "http", "127.0.0.1:8080", "address for /metrics, /healthz and /readyz")
-	fs.intVar(&s.replicas, "replicas", 1, "replicas of a KV or object-store bucket this process must create because `eyeflow topology apply` / `buckets init` did not (existing ones are never changed)")
-}
-
-func (s *standalone) validate() error {
-	if s.replicas < 1 || s.replicas > 5 {
-		return fmt.Errorf("--replicas %d: must be 1..5", s.replicas)
-	}
-	if err := s.nats.validate(); err != nil {
-		return err
-	}
-	return s.store.validate()
-}
-
-// standaloneEnv is what a standalone processor's tasks are built from.
-type standaloneEnv struct {
-	p     *proc
-	nc    *nats.Conn
-	js    natsjs.JetStream
-	store objstore.Store
-	srv   *telemetry.Server // handlers may be added before it serves
-}
-
-// run connects, builds the process's tasks and serves HTTP until ctx ends.
-func (s *standalone) run(ctx context.Context, name string, errOut io.Writer, build func(e standaloneEnv) ([]task, error)) error {
-	log, err := s.log.logger(errOut)
-	if err != nil {
-		return err
-	}
-	p := newProc(log.With().Str("process", name).Logger())
-	nc, js, err := s.nats.dial(s.nats.url, "eyeflow-"+name, p.log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	store, err := s.store.open(js, s.replicas)
-	if err != nil {
-		return err
-	}
-	srv, err := listenHTTP(s.http, p, nc)
-	if err != nil {
-		return err
-	}
-	tasks, err := build(standaloneEnv{p: p, nc: nc, js: js, store: store, srv: srv})
-	if err != nil {
-		return err
-	}
-	p.log.Info().Str("http", srv.Addr()).Str("nats", redactURL(s.nats.url)).Msg(name + " running")
-	return runTasks(ctx, p.log, append(tasks, httpTask(srv))...)
-}
-
 func runResize(ctx context.Context, args []string, out, errOut io.Writer) error {
 	var s standalone
 	var rf resizeFlags
-	fs := newFlagSet("resize", "", "Runs the resize processor: eye.uploads -> eye.resized, against --nats and --s3.", errOut)
+	fs := newFlagSet("resize", "", "Runs the resize processor: eye.uploads -> eye.resized, against --nats and --s3.", out, errOut)
 	s.register(fs)
 	rf.register(fs)
 	rf.registerSalt(fs)
-	if err := fs.parse(args); err != nil {
+	if err := fs.parse(args, s.validate, rf.validate); err != nil {
 		return err
 	}
-	if err := s.validate(); err != nil {
-		return err
-	}
-	if err := rf.validate(); err != nil {
-		return err
-	}
-	return s.run(ctx, "resize", errOut, func(e standaloneEnv) ([]task, error) {
+	return s.run(ctx, "resize", errOut, []consumerRef{{ejs.StreamUploads, ejs.ConsumerResize}}, func(e standaloneEnv) ([]task, error) {
 		rp, err := rf.processor(e.p, e.store)
 		if err != nil {
 			return nil, err

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/processors/splitter"
 	"eyeflow/schemas"
@@ -18,10 +17,10 @@ import (
 	"eyeflow/stage"
 )
 
-// splitFlags configure the split function. The stage (`eyeflow up`,
-// `eyeflow splitter`) names them --split-*, `eyeflow split explain` without
-// the prefix; both read the same EYEFLOW_SPLIT_* variables, so an explain
-// run in the stage's environment answers with the stage's salt.
+// splitFlags configure the split function. Every command that takes them
+// (`eyeflow up`, `splitter`, `split explain`) names them --split-* and reads
+// the same EYEFLOW_SPLIT_* variables, so an explain run in the stage's
+// environment answers with the stage's salt.
 type splitFlags struct {
 	salt, saltVersion string
 	train             float64
@@ -31,22 +30,26 @@ type splitFlags struct {
 	concurrency       int
 }
 
-func (f *splitFlags) register(fs *flagSet, flagPrefix string) {
+// register adds the flags; stage adds the splitter stage's own
+// (--split-concurrency).
+func (f *splitFlags) register(fs *flagSet, stage bool) {
 	def := splitter.DefaultConfig()
-	bind := func(name string) string {
-		fs.env[flagPrefix+name] = envName("split-" + name)
-		return flagPrefix + name
-	}
-	fs.StringVar(&f.salt, bind("salt"), def.Salt, "salt of the split hash: changing it reshuffles every split (bump --"+flagPrefix+"salt-version with it)")
-	fs.StringVar(&f.saltVersion, bind("salt-version"), def.SaltVersion, "salt version recorded in every eye.split event")
-	fs.Float64Var(&f.train, bind("train-fraction"), def.TrainFraction, "share of each class assigned to train; the rest is the test part")
-	fs.StringVar(&f.weights, bind("holdout-weights"), "1,1,1", "relative sizes of holdout_1,holdout_2,holdout_3 within the test part")
-	fs.StringVar(&f.keyPattern, bind("key-pattern"), "", "Go regexp with a (?P<patient>...) group matched against the source key, for uploads without patient-id metadata")
-	fs.StringVar(&f.prefix, bind("prefix"), def.Prefix, "dataset folder in the processed bucket")
-	if flagPrefix != "" {
+	fs.stringVar(&f.salt, "split-salt", def.Salt, "salt of the split hash: changing it reshuffles every split (bump --split-salt-version with it)")
+	fs.stringVar(&f.saltVersion, "split-salt-version", def.SaltVersion, "salt version recorded in every eye.split event")
+	fs.float64Var(&f.train, "split-train-fraction", def.TrainFraction, "share of each class assigned to train; the rest is the test part")
+	fs.stringVar(&f.weights, "split-holdout-weights", "1,1,1", "relative sizes of holdout_1,holdout_2,holdout_3 within the test part")
+	fs.stringVar(&f.keyPattern, "split-key-pattern", "", "Go regexp with a (?P<patient>...) group matched against the source key, for uploads without patient-id metadata")
+	registerSplitPrefix(fs, &f.prefix)
+	if stage {
 		// Only the stage copies; explain has nothing to run concurrently.
-		fs.IntVar(&f.concurrency, bind("concurrency"), def.Concurrency, "images the splitter places and copies at once")
+		fs.intVar(&f.concurrency, "split-concurrency", def.Concurrency, "images the splitter places and copies at once")
 	}
+}
+
+// registerSplitPrefix adds --split-prefix, the dataset folder every command
+// that reads or writes the dataset shares.
+func registerSplitPrefix(fs *flagSet, p *string) {
+	fs.stringVar(p, "split-prefix", splitter.DefaultPrefix, "dataset folder in the processed bucket")
 }
 
 // config turns the flags into a validated splitter configuration.
@@ -61,16 +64,19 @@ func (f *splitFlags) config() (splitter.Config, error) {
 	}
 	parts := strings.Split(f.weights, ",")
 	if len(parts) != len(cfg.HoldoutWeights) {
-		return cfg, fmt.Errorf("holdout weights %q: want three comma-separated numbers, e.g. 1,1,1", f.weights)
+		return cfg, fmt.Errorf("--split-holdout-weights %q: want three comma-separated numbers, e.g. 1,1,1", f.weights)
 	}
 	for i, p := range parts {
 		w, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
 		if err != nil {
-			return cfg, fmt.Errorf("holdout weights %q: %w", f.weights, err)
+			return cfg, fmt.Errorf("--split-holdout-weights %q: %w", f.weights, err)
 		}
 		cfg.HoldoutWeights[i] = w
 	}
-	return cfg, cfg.Validate()
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("split settings: %w", err)
+	}
+	return cfg, nil
 }
 
 func (f *splitFlags) validate() error {
@@ -95,19 +101,13 @@ func runSplitter(ctx context.Context, args []string, out, errOut io.Writer) erro
 	var s standalone
 	var sf splitFlags
 	fs := newFlagSet("splitter", "", "Runs the splitter processor: eye.resized -> eye.split.<split>, copying labelled images into\n"+
-		"transformed_eye_dataset/{train,test,holdout_N}/<class>/ in the processed bucket.", errOut)
+		"transformed_eye_dataset/{train,test,holdout_N}/<class>/ in the processed bucket.", out, errOut)
 	s.register(fs)
-	sf.register(fs, "split-")
-	if err := fs.parse(args); err != nil {
+	sf.register(fs, true)
+	if err := fs.parse(args, s.validate, sf.validate); err != nil {
 		return err
 	}
-	if err := s.validate(); err != nil {
-		return err
-	}
-	if err := sf.validate(); err != nil {
-		return err
-	}
-	return s.run(ctx, "splitter", errOut, func(e standaloneEnv) ([]task, error) {
+	return s.run(ctx, "splitter", errOut, []consumerRef{{ejs.StreamResized, ejs.ConsumerSplitter}}, func(e standaloneEnv) ([]task, error) {
 		sp, err := sf.processor(e.p, e.store)
 		if err != nil {
 			return nil, err
@@ -116,22 +116,21 @@ func runSplitter(ctx context.Context, args []string, out, errOut io.Writer) erro
 	})
 }
 
-// runSplit is `eyeflow split explain|report`.
-func runSplit(ctx context.Context, args []string, out, errOut io.Writer) error {
-	if len(args) > 0 {
-		switch args[0] {
-		case "explain":
-			return runSplitExplain(args[1:], out, errOut)
-		case "report":
-			return runSplitReport(ctx, args[1:], out, errOut)
-		case "export":
-			return runSplitExport(ctx, args[1:], out, errOut)
-		}
+// splitSubcommands are the verbs of `eyeflow split`.
+func splitSubcommands() []subcommand {
+	return []subcommand{
+		{"explain", "which split each local file would get, and the hash it came from (no pipeline needed)", func(ctx context.Context, args []string, out, errOut io.Writer) error {
+			return runSplitExplain(args, out, errOut)
+		}},
+		{"report", "per-class counts per split, listed from the processed bucket", runSplitReport},
+		{"export", "copy the dataset layout to a local folder (for training)", runSplitExport},
 	}
-	fmt.Fprintln(errOut, "usage: eyeflow split explain [flags] FILE...   which split each file would get, and the hash it came from\n"+
-		"       eyeflow split report [flags]           per-class counts per split, listed from the processed bucket\n"+
-		"       eyeflow split export --out DIR [flags] copy the dataset layout to a local folder (for training)")
-	return errUsage
+}
+
+// runSplit is `eyeflow split explain|report|export`.
+func runSplit(ctx context.Context, args []string, out, errOut io.Writer) error {
+	return runGroup(ctx, "split", "The dataset the splitter builds: explain the split of local files, report or export what is in the bucket.",
+		splitSubcommands(), args, out, errOut)
 }
 
 func runSplitExplain(args []string, out, errOut io.Writer) error {
@@ -140,18 +139,24 @@ func runSplitExplain(args []string, out, errOut io.Writer) error {
 	var asJSON bool
 	fs := newFlagSet("split explain", "FILE...", "Prints the split and holdout each local file would get and the hash it came from, without running\n"+
 		"the pipeline. The image id is the SHA-256 of the file's bytes, as in the pipeline. Without --class a\n"+
-		"file is unlabeled (never in a training split); the split it would get with a class is shown too.", errOut)
+		"file is unlabeled (never in a training split); the split it would get with a class is shown too.", out, errOut)
 	fs.stringVar(&class, "class", "", "class (label) of the files")
 	fs.stringVar(&patient, "patient-id", "", "patient id of the files, as the upload's patient-id metadata would give")
 	fs.boolVar(&asJSON, "json", false, "print JSON")
-	sf.register(fs, "")
-	files, err := parseInterleaved(fs, args)
-	if err != nil {
+	sf.register(fs, false)
+	for _, n := range []string{"salt", "salt-version", "train-fraction", "holdout-weights", "key-pattern", "prefix"} {
+		fs.deprecate(n, "split-"+n)
+	}
+	if err := fs.parse(args, sf.validate); err != nil {
 		return err
 	}
-	if len(files) == 0 {
-		fs.Usage()
-		return errUsage
+	files := fs.Args()
+	for _, f := range files {
+		if st, err := os.Stat(f); err == nil && st.IsDir() {
+			return fmt.Errorf("split explain: %s is a directory: name the files (e.g. %s)", f, filepath.Join(f, "*.jpg"))
+		} else if err != nil {
+			return fmt.Errorf("split explain: %w", err)
+		}
 	}
 	cfg, err := sf.config()
 	if err != nil {
@@ -171,49 +176,19 @@ func runSplitExplain(args []string, out, errOut io.Writer) error {
 	return splitter.WriteExplanations(out, es)
 }
 
-// parseInterleaved accepts flags after file names too (`explain a.jpg
-// --class amd`), which the flag package alone stops at.
-func parseInterleaved(fs *flagSet, args []string) ([]string, error) {
-	var files []string
-	for {
-		if err := fs.FlagSet.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, flag.ErrHelp
-			}
-			return nil, errUsage
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			break
-		}
-		if args[0] == "--" {
-			files = append(files, args[1:]...)
-			break
-		}
-		files = append(files, args[0])
-		args = args[1:]
-	}
-	// Fill the flags not given from the environment.
-	return files, fs.parse(nil)
-}
-
 func runSplitReport(ctx context.Context, args []string, out, errOut io.Writer) error {
 	var c storeClient
 	var prefix string
 	var asJSON bool
 	fs := newFlagSet("split report", "", "Lists the dataset in the processed bucket and prints per-class image counts per split, with any\n"+
-		"broken invariant (a test image in no or several holdouts, an image in train and test).", errOut)
+		"broken invariant (a test image in no or several holdouts, an image in train and test).", out, errOut)
 	c.register(fs)
-	fs.stringVar(&prefix, "split-prefix", splitter.DefaultPrefix, "dataset folder in the processed bucket")
+	registerSplitPrefix(fs, &prefix)
 	fs.boolVar(&asJSON, "json", false, "print JSON, for the dashboard")
-	if err := fs.parse(args); err != nil {
+	if err := fs.parse(args, c.validate); err != nil {
 		return err
 	}
-	if fs.NArg() != 0 {
-		fs.Usage()
-		return errUsage
-	}
-	store, closeStore, err := c.open("split-report")
+	store, closeStore, err := c.open(ctx, "split report", errOut)
 	if err != nil {
 		return err
 	}
@@ -232,18 +207,15 @@ func runSplitExport(ctx context.Context, args []string, out, errOut io.Writer) e
 	var c storeClient
 	var prefix, dir string
 	fs := newFlagSet("split export", "", "Copies processed/<prefix>/ ({train,test,holdout_N}/<class>/<image-id>.png) into --out, the\n"+
-		"layout torchvision's ImageFolder reads (point it at DIR/train). Existing files of the same size are kept.", errOut)
+		"layout torchvision's ImageFolder reads (point it at DIR/train). Existing files of the same size are kept.", out, errOut)
 	c.register(fs)
-	fs.stringVar(&prefix, "split-prefix", splitter.DefaultPrefix, "dataset folder in the processed bucket")
-	fs.stringVar(&dir, "out", "", "local folder (required)")
-	if err := fs.parse(args); err != nil {
+	registerSplitPrefix(fs, &prefix)
+	fs.stringVar(&dir, "out", "", "local folder to write the dataset into")
+	fs.require("out")
+	if err := fs.parse(args, c.validate); err != nil {
 		return err
 	}
-	if dir == "" || fs.NArg() != 0 {
-		fs.Usage()
-		return errUsage
-	}
-	store, closeStore, err := c.open("split-export")
+	store, closeStore, err := c.open(ctx, "split export", errOut)
 	if err != nil {
 		return err
 	}

@@ -32,6 +32,13 @@ func TestStatus(t *testing.T) {
 	}
 	pub(schemas.DLQSubject(schemas.StageSplitter), schemas.DeadLetter{Schema: schemas.SchemaDeadLetter, Stage: schemas.StageSplitter,
 		Reason: "bad_input", Error: "no label", Permanent: true, Time: time.Now()})
+	// resize: four reasons, more than the latest three, one of them five
+	// times and the oldest: status counts every one.
+	for _, r := range []string{"corrupt_image", "corrupt_image", "corrupt_image", "corrupt_image", "corrupt_image",
+		"unsupported_image", "bad_key", "unsupported_image", "too_large"} {
+		pub(schemas.DLQSubject(schemas.StageResize), schemas.DeadLetter{Schema: schemas.SchemaDeadLetter, Stage: schemas.StageResize,
+			Reason: r, Error: "x", Permanent: true, Time: time.Now()})
+	}
 	pub(schemas.SplitSubject(schemas.SplitTrain), map[string]string{"schema": schemas.SchemaSplit}) // lag for the classifiers
 	pub(schemas.DriftSubject(schemas.EnvCanary), schemas.DriftAlert{Schema: schemas.SchemaDrift, AlertID: "a1", Env: schemas.EnvCanary,
 		ModelVersion: "v2", Signal: "entropy_ks", State: "firing", Time: time.Now()})
@@ -65,9 +72,10 @@ func TestStatus(t *testing.T) {
 				rows = append(rows, strings.Join(strings.Fields(l), " ")+" ")
 			}
 			for _, want := range []string{
-				"EYE_DLQ 1 ", // messages; bytes vary with the timestamp
+				"EYE_DLQ 10 ", // messages; bytes vary with the timestamp
 				"classifier-prod EYE_SPLITS classifier 1 0 0",
-				"splitter 1 bad_input",
+				"splitter 1 bad_input 1",
+				"resize 9 corrupt_image 5, unsupported_image 2, bad_key 1, too_large 1",
 				"canary densenet121 v2 FIRING ok run=0 FIRING p=0.001 ok untested",
 				"prod - no data - - -",
 			} {
@@ -84,8 +92,12 @@ func TestStatus(t *testing.T) {
 				t.Fatalf("%v\n%s", err, out)
 			}
 			dlq := map[string]uint64{}
+			var resizeReasons []dashboard.ReasonCount
 			for _, d := range s.DLQ {
 				dlq[d.Stage] = d.Count
+				if d.Stage == schemas.StageResize {
+					resizeReasons = d.ReasonCounts
+				}
 			}
 			pending := map[string]uint64{}
 			for _, c := range s.Consumers {
@@ -100,8 +112,10 @@ func TestStatus(t *testing.T) {
 			switch {
 			case len(s.Streams) != 8 || len(s.Problems) != 0:
 				t.Errorf("%d streams, problems %v", len(s.Streams), s.Problems)
-			case dlq[schemas.StageSplitter] != 1 || dlq[schemas.StageResize] != 0:
+			case dlq[schemas.StageSplitter] != 1 || dlq[schemas.StageResize] != 9:
 				t.Errorf("dead letters %v", dlq)
+			case !slices.Equal(resizeReasons, []dashboard.ReasonCount{{Reason: "corrupt_image", Count: 5}, {Reason: "unsupported_image", Count: 2}, {Reason: "bad_key", Count: 1}, {Reason: "too_large", Count: 1}}):
+				t.Errorf("resize's reasons %+v", resizeReasons)
 			case pending[ejs.ClassifierConsumer(schemas.EnvProd)] != 1:
 				t.Errorf("pending %v", pending)
 			case canary.Version != "v2" || !canary.Firing() || len(s.Alerts) != 1:

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -11,7 +10,6 @@ import (
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/processors/classifier"
-	"eyeflow/processors/splitter"
 	"eyeflow/processors/trainer"
 	"eyeflow/schemas"
 
@@ -147,18 +145,15 @@ func runTrainer(ctx context.Context, args []string, out, errOut io.Writer) error
 	var tf trainerFlags
 	var prefix string
 	fs := newFlagSet("trainer", "", "Runs the trainer: trains on eye.retrain manifest_ready (and bootstraps version 1), evaluates every\n"+
-		"candidate on the holdouts, promotes staging -> canary -> prod by the gate, rolls back; events on eye.models.", errOut)
+		"candidate on the holdouts, promotes staging -> canary -> prod by the gate, rolls back; events on eye.models.", out, errOut)
 	s.register(fs)
 	rt.register(fs)
 	tf.register(fs)
-	fs.stringVar(&prefix, "split-prefix", splitter.DefaultPrefix, "dataset folder in the processed bucket")
-	if err := fs.parse(args); err != nil {
+	registerSplitPrefix(fs, &prefix)
+	if err := fs.parse(args, s.validate, rt.validate, tf.validate); err != nil {
 		return err
 	}
-	if err := errors.Join(s.validate(), rt.validate(), tf.validate()); err != nil {
-		return err
-	}
-	return s.run(ctx, schemas.StageTrainer, errOut, func(e standaloneEnv) ([]task, error) {
+	return s.run(ctx, schemas.StageTrainer, errOut, []consumerRef{{ejs.StreamRetrain, ejs.ConsumerTrainer}}, func(e standaloneEnv) ([]task, error) {
 		t, _, err := tf.build(ctx, e.p, &rt, e.js, e.store, prefix, s.replicas)
 		if err != nil {
 			return nil, err
@@ -173,23 +168,19 @@ func runTrain(ctx context.Context, args []string, out, errOut io.Writer) error {
 	var s standalone
 	var rt runtimeFlags
 	var tf trainerFlags
-	var prefix, reason, engine string
+	var prefix, reason string
 	fs := newFlagSet("train", "", "Trains a model version now on the dataset's train split, evaluates it on the holdouts and registers it\n"+
 		"as a candidate (the trainer stage stages and promotes it). The same data, engine and settings give the\n"+
-		"same version: a repeat trains nothing.", errOut)
-	s.register(fs)
+		"same version: a repeat trains nothing.", out, errOut)
+	s.log.register(fs)
+	s.nats.register(fs, defaultNATS(), natsClientUsage)
+	s.store.register(fs)
 	rt.register(fs)
 	tf.register(fs)
-	fs.stringVar(&prefix, "split-prefix", splitter.DefaultPrefix, "dataset folder in the processed bucket")
+	registerSplitPrefix(fs, &prefix)
 	fs.stringVar(&reason, "reason", "requested with eyeflow train", "why: recorded in the model event")
-	fs.stringVar(&engine, "engine", "", "same as --train-engine")
-	if err := fs.parse(args); err != nil {
-		return err
-	}
-	if engine != "" {
-		tf.engine = engine
-	}
-	if err := errors.Join(s.nats.validate(), s.store.validate(), rt.validate(), tf.validate()); err != nil {
+	fs.deprecate("engine", "train-engine")
+	if err := fs.parse(args, s.nats.validate, s.store.validate, rt.validate, tf.validate); err != nil {
 		return err
 	}
 	log, err := s.log.logger(errOut)
@@ -205,6 +196,9 @@ func runTrain(ctx context.Context, args []string, out, errOut io.Writer) error {
 	store, err := s.store.open(js, 1)
 	if err != nil {
 		return err
+	}
+	if err := checkStore(ctx, js, &s.store, store, func(err error) { log.Warn().Err(err).Msg("object store not checked") }); err != nil {
+		return fmt.Errorf("train: %w", err)
 	}
 	t, closeFn, err := tf.build(ctx, p, &rt, js, store, prefix, 1)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"eyeflow/ingest"
+	"eyeflow/internal/deployment"
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
@@ -38,6 +39,7 @@ type upFlags struct {
 	reconcile      time.Duration
 	processors     string
 	pprof          bool
+	replaceStore   bool
 	resize         resizeFlags
 	split          splitFlags
 	classifier     classifierFlags
@@ -50,32 +52,34 @@ type upFlags struct {
 func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 	var f upFlags
 	fs := newFlagSet("up", "", "Runs the whole pipeline in one process. By default NATS, JetStream and the object store are embedded\n"+
-		"under --data and NATS clients (eyeflow put, the nats CLI, downstream consumers) connect to --nats-listen.", errOut)
+		"under --data; the NATS server listens on --nats-listen, where clients (eyeflow put, the nats CLI, downstream\n"+
+		"consumers) connect. Listening and connecting are separate settings: $EYEFLOW_NATS_LISTEN moves the server (and\n"+
+		"is where other eyeflow commands connect by default), $EYEFLOW_NATS only where clients connect.", out, errOut)
 	f.log.register(fs)
 	fs.stringVar(&f.data, "data", "eyeflow-data", "data directory of the embedded NATS server (streams, KV, objects)")
-	fs.stringVar(&f.natsListen, "nats-listen", "127.0.0.1:4222", "client address of the embedded NATS server")
+	fs.stringVar(&f.natsListen, "nats-listen", defaultListen, "client address the embedded NATS server listens on")
 	fs.stringVar(&f.natsAuthConfig, "nats-auth-config", "", "nats-server config with the users and permissions the embedded server requires (`eyeflow nats-config`, deploy/nats/auth.conf); `up` logs in with --nats-user")
 	fs.stringVar(&f.listenTLSCert, "nats-listen-tls-cert", "", "PEM certificate: the embedded server's client port requires TLS")
 	fs.stringVar(&f.listenTLSKey, "nats-listen-tls-key", "", "PEM private key of --nats-listen-tls-cert")
 	fs.stringVar(&f.listenTLSCA, "nats-listen-tls-ca", "", "PEM CA: the embedded server also requires client certificates signed by it")
-	f.nats.register(fs, "", "external NATS URL instead of the embedded server")
+	f.nats.registerURL(fs, "nats-external", "", "URL(s) of an external NATS server to use instead of the embedded one (not $EYEFLOW_NATS, which is where clients connect)")
+	fs.deprecate("nats", "nats-external")
 	f.store.register(fs)
-	fs.stringVar(&f.http, "http", "127.0.0.1:8080", "address for /metrics, /healthz and /readyz")
+	fs.stringVar(&f.http, "http", "127.0.0.1:8080", "address for /metrics, /healthz, /readyz, the dashboard and POST /predict")
 	fs.intVar(&f.replicas, "replicas", 1, "stream and bucket replicas (3 on a three-node cluster)")
 	fs.durationVar(&f.reconcile, "reconcile-interval", 5*time.Minute, "how often the reconciler lists the raw bucket for objects without an event (0: only at start)")
 	fs.stringVar(&f.processors, "processors", strings.Join(processorNames(), ","), "processors to run in this process, comma-separated (run others as `eyeflow <processor>` elsewhere)")
 	fs.boolVar(&f.pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP port")
+	fs.boolVar(&f.replaceStore, "replace-store", false, "make this object store the deployment's even though another one is recorded in the cluster (after a migration)")
 	f.resize.register(fs)
-	f.split.register(fs, "split-")
+	f.split.register(fs, true)
 	f.classifier.register(fs)
+	f.classifier.registerUp(fs)
 	f.driftwatch.register(fs)
 	f.labelsink.register(fs)
 	f.trainer.register(fs)
 	f.dashboard.register(fs)
-	if err := fs.parse(args); err != nil {
-		return err
-	}
-	if err := f.validate(); err != nil {
+	if err := fs.parse(args, f.validate); err != nil {
 		return err
 	}
 	log, err := f.log.logger(errOut)
@@ -83,6 +87,36 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 		return err
 	}
 	p := newProc(log)
+	ready := newReadiness()
+
+	// HTTP first, so /readyz says what up waits for, and the first log
+	// line says where everything listens and how to reach it.
+	srv, err := listenHTTP(f.http, p, ready)
+	if err != nil {
+		return err
+	}
+	if f.pprof {
+		srv.EnablePprof()
+	}
+	watchHTTP, stopHTTP := serveEarly(ctx, srv)
+	defer stopHTTP()
+	clientURL := listenURL(f.natsListen)
+	if f.nats.url != "" {
+		clientURL = f.nats.url
+	}
+	put := f.putCommand(clientURL)
+	first := log.Info().Str("http", "http://"+srv.Addr()).Str("put", put).Str("store", f.store.describe())
+	if f.nats.url == "" {
+		first.Str("nats_listen", f.natsListen).Str("nats", clientURL).Str("data", f.data).
+			Msg("eyeflow up: NATS listens on " + f.natsListen + ", HTTP on http://" + srv.Addr() + "; upload with: " + put)
+	} else {
+		first.Str("nats", redactURL(clientURL)).Msg("eyeflow up: using the NATS server at " + redactURL(clientURL) + ", HTTP on http://" + srv.Addr() + "; upload with: " + put)
+	}
+	if env := strings.TrimSpace(os.Getenv("EYEFLOW_NATS")); env != "" && f.nats.url == "" && env != clientURL {
+		log.Warn().Str("EYEFLOW_NATS", redactURL(env)).Str("nats_listen", f.natsListen).
+			Msg("$EYEFLOW_NATS (where clients connect) is not where this server listens: clients that read it will not find this server; " +
+				"set EYEFLOW_NATS_LISTEN (or --nats-listen) to move the server, or EYEFLOW_NATS=" + clientURL)
+	}
 
 	natsURL := f.nats.url
 	var upClientOpts []nats.Option
@@ -98,7 +132,8 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 				return err
 			}
 		}
-		srv, err := ejs.StartServer(so)
+		ready.wait("the embedded NATS server")
+		nsrv, err := ejs.StartServer(so)
 		if err != nil {
 			return err
 		}
@@ -107,25 +142,38 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 			// a self-signed one; a CA-signed one needs --nats-tls-ca).
 			upClientOpts = append(upClientOpts, nats.RootCAs(f.listenTLSCert))
 		}
-		defer srv.Stop()
-		natsURL = srv.ClientURL()
+		defer nsrv.Stop()
+		natsURL = nsrv.ClientURL()
 		log.Info().Str("nats", natsURL).Str("data", f.data).Msg("embedded NATS with JetStream started")
 	}
-	nc, js, err := f.nats.dial(natsURL, "eyeflow-up", log, upClientOpts...)
+	nc, js, err := waitNATS(ctx, log, ready, &f.nats, natsURL, "eyeflow-up", upClientOpts...)
 	if err != nil {
-		return err
+		return ignoreCanceled(ctx, err)
 	}
 	defer nc.Close()
 
 	topo := ejs.DefaultOptions()
 	topo.Replicas = f.replicas
-	if err := ejs.Apply(ctx, js, ejs.Build(topo)); err != nil {
-		return err
+	ready.wait("the JetStream topology")
+	if err := retryJetStream(ctx, log, "apply the topology", func(ctx context.Context) error { return ejs.Apply(ctx, js, ejs.Build(topo)) }); err != nil {
+		return ignoreCanceled(ctx, err)
 	}
 	store, err := f.store.open(js, f.replicas)
 	if err != nil {
 		return err
 	}
+	if err := waitStore(ctx, log, ready, store, f.store.endpoint); err != nil {
+		return ignoreCanceled(ctx, err)
+	}
+	depKV, err := ejs.OpenKeyValue(ctx, js, ejs.KeyValueConfig(ejs.KVDeployment, f.replicas))
+	if err != nil {
+		return err
+	}
+	did, err := deployment.Record(ctx, depKV, deployment.Target{Store: store, Endpoint: f.store.endpoint}, "eyeflow up", f.replaceStore)
+	if err != nil {
+		return fmt.Errorf("up: %w", err)
+	}
+	log.Info().Msg(did)
 	for _, b := range objstore.Buckets() {
 		if err := store.EnsureBucket(ctx, b); err != nil {
 			return err
@@ -136,21 +184,15 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 		return err
 	}
 	pub := ingest.NewPublisher(js, ledger)
-	rec := &ingest.Reconciler{Store: store, Bucket: objstore.BucketRaw, Pub: pub, Grace: time.Minute, LedgerWait: defaultLedgerWait, Log: log.With().Str("component", "reconciler").Logger()}
+	rec := &ingest.Reconciler{Store: store, Bucket: objstore.BucketRaw, Pub: pub, Grace: time.Minute, LedgerWait: defaultLedgerWait,
+		Log: log.With().Str("component", "reconciler").Logger(), Metrics: ingest.NewReconcileMetrics(p.reg)}
 
-	srv, err := listenHTTP(f.http, p, nc)
-	if err != nil {
-		return err
-	}
-	if f.pprof {
-		srv.EnablePprof()
-	}
 	dash, err := f.dashboard.mount(p, nc, js, store, srv, f.split.prefix, nil)
 	if err != nil {
 		return err
 	}
 	tasks := []task{
-		httpTask(srv),
+		watchHTTP,
 		dash,
 		stageTask(js, ingest.LedgerProcessor(ledger, log, p.metrics)),
 		{name: "reconciler", run: func(ctx context.Context) error {
@@ -173,8 +215,29 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 		return err
 	}
 	tasks = append(tasks, procTasks...)
-	log.Info().Str("http", "http://"+srv.Addr()).Str("put", "eyeflow put DIR").Msg("eyeflow is up")
+	ready.ready()
+	log.Info().Str("http", "http://"+srv.Addr()).Str("nats", redactURL(clientURL)).Str("put", put).Msg("eyeflow is up; upload with: " + put)
 	return runTasks(ctx, log, tasks...)
+}
+
+// putCommand is the exact command that uploads into this up: its NATS
+// address, and the login and TLS flags a client needs.
+func (f *upFlags) putCommand(url string) string {
+	cmd := "eyeflow put --nats " + redactURL(url)
+	if f.store.endpoint != "" {
+		cmd += " --s3 " + redactURL(f.store.endpoint)
+	}
+	if f.natsAuthConfig != "" && f.nats.user != "" {
+		cmd += " --nats-user " + f.nats.user
+	}
+	if f.listenTLSCert != "" {
+		ca := f.nats.tlsCA
+		if ca == "" {
+			ca = f.listenTLSCert
+		}
+		cmd += " --nats-tls-ca " + ca
+	}
+	return cmd + " DIR"
 }
 
 func (f *upFlags) validate() error {
@@ -188,7 +251,7 @@ func (f *upFlags) validate() error {
 		return err
 	}
 	if f.nats.url != "" && (f.natsAuthConfig != "" || f.listenTLSCert != "" || f.listenTLSKey != "" || f.listenTLSCA != "") {
-		return fmt.Errorf("--nats-auth-config and --nats-listen-tls-* configure the embedded server: not with --nats")
+		return fmt.Errorf("--nats-auth-config and --nats-listen-tls-* configure the embedded server: not with --nats-external")
 	}
 	if (f.listenTLSCert == "") != (f.listenTLSKey == "") || (f.listenTLSCA != "" && f.listenTLSCert == "") {
 		return fmt.Errorf("--nats-listen-tls-cert and --nats-listen-tls-key go together (and --nats-listen-tls-ca needs them)")
@@ -249,7 +312,7 @@ func (f *upFlags) processorTasks(ctx context.Context, p *proc, js natsjs.JetStre
 		case schemas.StageClassifier:
 			// Loads ONNX Runtime, serves --model or registers the synthetic
 			// DenseNet121 as prod on an empty registry, mounts POST /predict.
-			t, err := f.classifier.setup(ctx, p, js, store, srv)
+			t, err := f.classifier.setup(ctx, p, js, store, srv, true)
 			if err != nil {
 				return nil, err
 			}

@@ -60,6 +60,10 @@ type Config struct {
 	// DrillDelay slows every batch down by this much: a knob for failure
 	// drills (a slow model, an overloaded GPU), never set in normal runs.
 	DrillDelay time.Duration
+	// OnLoad, when set, is told the outcome of every model an env was
+	// assigned: err is nil when it serves a, else why a was refused
+	// (serving is what the env keeps serving, if anything).
+	OnLoad func(env string, a Assignment, err error, serving *Assignment)
 }
 
 // DefaultCanaryShare is the canary's share when none is configured.
@@ -259,10 +263,18 @@ func (c *Classifier) load(ctx context.Context, env string, a Assignment) bool {
 	}
 	if err != nil {
 		c.cfg.Metrics.loads.WithLabelValues(env, "refused").Inc()
-		if cur, ok := c.Serving(env); ok {
+		cur, ok := c.Serving(env)
+		if ok {
 			log.Error().Err(err).Str("serving", cur.String()).Msg("model refused: the previous model keeps serving")
 		} else {
 			log.Error().Err(err).Msg("model refused: this env serves nothing until a valid model is promoted")
+		}
+		if c.cfg.OnLoad != nil {
+			var serving *Assignment
+			if ok {
+				serving = &cur
+			}
+			c.cfg.OnLoad(env, a, err, serving)
 		}
 		return false
 	}
@@ -281,7 +293,8 @@ func (c *Classifier) load(ctx context.Context, env string, a Assignment) bool {
 	}
 	c.cfg.Metrics.info.WithLabelValues(infoLabels(env, a, m)...).Set(1)
 	c.cfg.Metrics.loads.WithLabelValues(env, "ok").Inc()
-	ev := log.Info().Str("provider", m.Provider).Int("threads", m.Threads).Int("parallel_runs", m.ParallelRuns).Dur("load_time", m.LoadTime).Str("onnxruntime", RuntimeVersion())
+	ev := log.Info().Str("provider", m.Provider).Int("threads", m.Threads).Int("parallel_runs", m.ParallelRuns).
+		Str("load_time", m.LoadTime.Round(time.Millisecond).String()).Str("onnxruntime", RuntimeVersion())
 	if m.Adapter.Name != "" {
 		ev = ev.Str("adapter", m.Adapter.Name).Str("adapter_vendor", m.Adapter.Vendor).Str("adapter_type", m.Adapter.Type).
 			Str("adapter_backend", m.Adapter.Backend).Str("adapter_driver", m.Adapter.Driver)
@@ -293,6 +306,9 @@ func (c *Classifier) load(ctx context.Context, env string, a Assignment) bool {
 		ev = ev.Str("previous", prev.String())
 	}
 	ev.Msg("model serving")
+	if c.cfg.OnLoad != nil {
+		c.cfg.OnLoad(env, a, nil, nil)
+	}
 	return true
 }
 

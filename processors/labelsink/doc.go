@@ -60,6 +60,7 @@
 //     GET /api/storages/s3?project=<id>).
 //  3. Add target storage: Amazon S3, bucket "labeling", prefix "exports/".
 //     Label Studio writes one JSON file per submitted annotation there.
-//  4. Run the sink with --labelstudio-url, --labelstudio-token (or
-//     EYEFLOW_LABELSTUDIO_TOKEN) and --labelstudio-storage-id.
+//  4. Run the sink with --labelstudio-url, the token in
+//     EYEFLOW_LABELSTUDIO_TOKEN or --labelstudio-token-file (a secret is
+//     refused on the command line) and --labelstudio-storage-id.
 package labelsink

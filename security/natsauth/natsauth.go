@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"eyeflow/internal/deployment"
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/processors/labelsink"
@@ -114,6 +115,10 @@ func (p *perms) kvOwn(bucket string) {
 func Users() []User {
 	var users []User
 	add := func(role string, p perms) {
+		if role != RoleMinIO && role != RoleAdmin {
+			// Every process checks it uses the deployment's object store.
+			p.kvRead(ejs.KVDeployment)
+		}
 		name := UserName(role)
 		inbox := InboxPrefix(name)
 		pub, sub := slices.Clone(p.pub), []string{inbox + ".>"}
@@ -156,6 +161,8 @@ func Users() []User {
 	classifier.kvOwn(ejs.KVModels)
 	classifier.objRead(objstore.BucketModels)
 	classifier.objRead(objstore.BucketProcessed) // events without inline pixels
+	// What each env serves, or refused and why (`eyeflow status`).
+	classifier.add("$KV." + ejs.KVDeployment + "." + deployment.ServingKeyPrefix + ">")
 	add(schemas.StageClassifier, classifier)
 
 	var drift perms
