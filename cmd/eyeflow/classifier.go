@@ -38,10 +38,10 @@ func (f *runtimeFlags) register(fs *flagSet) {
 	fs.stringVar(&f.ortLib, "ort-lib", "", "path of libonnxruntime.so "+classifier.ORTVersion+" (scripts/install-ort.sh installs it and prints the path)")
 	fs.stringVar(&f.device, "device", "cpu", "where models run: cpu, cuda[:N], tensorrt[:N], or auto (CUDA when available, else CPU); a GPU device that cannot be used fails at start")
 	fs.intVar(&f.threads, "threads", 0, "ONNX Runtime intra-op threads per session run (0: on the CPU, the cores divided among --parallel-runs; on a GPU, ONNX Runtime's default)")
-	fs.intVar(&f.parallel, "parallel-runs", 0, "session runs of one loaded model at once (0: on the CPU, enough to fill the cores with --threads each, by default single-threaded runs, at most 8; on a GPU, 1)")
+	fs.intVar(&f.parallel, "parallel-runs", 0, "session runs of one loaded model at once (0: on the CPU, enough to fill the cores with --threads each, by default one single-threaded run per core, as many as memory holds; on a GPU, 1)")
 	fs.intVar(&f.interOp, "inter-op-threads", 0, "ONNX Runtime inter-op threads (0: its default)")
 	fs.boolVar(&f.spin, "ort-spin", false, "let ONNX Runtime's threads busy-wait between ops (faster only when nothing else needs the cores)")
-	fs.intVar(&f.maxBatch, "max-batch", 8, "most images per session run (dynamic batching)")
+	fs.intVar(&f.maxBatch, "max-batch", 0, "most images per session run (dynamic batching; 0: the model card's max_batch, else 8 on the CPU and 64 on a GPU)")
 	fs.durationVar(&f.maxWait, "max-wait", 5*time.Millisecond, "longest wait after the first image for more to fill a batch")
 	fs.intVar(&f.topK, "top-k", 5, "class probabilities listed in each prediction")
 }
@@ -55,8 +55,8 @@ func (f *runtimeFlags) validate() error {
 	switch {
 	case f.threads < 0 || f.interOp < 0 || f.parallel < 0:
 		return errors.New("--threads, --parallel-runs and --inter-op-threads must be 0 or more")
-	case f.maxBatch < 1:
-		return fmt.Errorf("--max-batch %d: must be at least 1", f.maxBatch)
+	case f.maxBatch < 0:
+		return fmt.Errorf("--max-batch %d: must be 0 (automatic) or more", f.maxBatch)
 	case f.maxWait < 0:
 		return fmt.Errorf("--max-wait %s: must not be negative", f.maxWait)
 	case f.topK < 1:
@@ -157,19 +157,9 @@ func (f *classifierFlags) setup(ctx context.Context, p *proc, js natsjs.JetStrea
 	} else if _, err := classifier.EnsureDefault(ctx, js, store, log); err != nil {
 		return task{}, err
 	}
-	c, err := classifier.New(ctx, js, store, classifier.Config{
-		Envs:         f.envList(),
-		MaxBatch:     f.rt.maxBatch,
-		MaxWait:      f.rt.maxWait,
-		Concurrency:  f.concurrency,
-		CanaryShare:  f.canaryShare,
-		TopK:         f.rt.topK,
-		Session:      f.rt.session(),
-		Logger:       p.log,
-		Metrics:      classifier.NewMetrics(p.reg),
-		StageMetrics: p.metrics,
-		Replicas:     max(f.replicas, 1),
-	})
+	cfg := f.config()
+	cfg.Logger, cfg.Metrics, cfg.StageMetrics = p.log, classifier.NewMetrics(p.reg), p.metrics
+	c, err := classifier.New(ctx, js, store, cfg)
 	if err != nil {
 		return task{}, err
 	}
@@ -177,6 +167,21 @@ func (f *classifierFlags) setup(ctx context.Context, p *proc, js natsjs.JetStrea
 		srv.Mux.Handle("POST /predict", c.PredictHandler(schemas.EnvProd, f.maxUpload))
 	}
 	return task{name: schemas.StageClassifier, run: c.Run}, nil
+}
+
+// config is the classifier's configuration from the flags, without the
+// process's logger and metrics.
+func (f *classifierFlags) config() classifier.Config {
+	return classifier.Config{
+		Envs:        f.envList(),
+		MaxBatch:    f.rt.maxBatch,
+		MaxWait:     f.rt.maxWait,
+		Concurrency: f.concurrency,
+		CanaryShare: f.canaryShare,
+		TopK:        f.rt.topK,
+		Session:     f.rt.session(),
+		Replicas:    max(f.replicas, 1),
+	}
 }
 
 func runClassifier(ctx context.Context, args []string, out, errOut io.Writer) error {
@@ -244,7 +249,7 @@ func runPredict(ctx context.Context, args []string, out, errOut io.Writer) error
 	// them max-batch at a time; results are printed in argument order.
 	files := fs.Args()
 	results := make([]fileResult, len(files))
-	sem := make(chan struct{}, max(rt.maxBatch, 2))
+	sem := make(chan struct{}, max(b.MaxBatch(), 2))
 	var wg sync.WaitGroup
 	for i, path := range files {
 		wg.Go(func() {

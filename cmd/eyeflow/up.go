@@ -83,6 +83,7 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 		return err
 	}
 	p := newProc(log)
+	f.logPlan(log)
 
 	natsURL := f.nats.url
 	var upClientOpts []nats.Option

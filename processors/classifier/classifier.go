@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"eyeflow/imaging"
+	"eyeflow/internal/machine"
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
@@ -34,7 +35,9 @@ import (
 type Config struct {
 	// Envs to serve; default all (prod, canary, staging).
 	Envs []string
-	// MaxBatch and MaxWait bound a session run (default 8 and 5ms).
+	// MaxBatch and MaxWait bound a session run. MaxBatch 0 is automatic
+	// (MaxBatchFor: the model card's max_batch, else 8 on the CPU and 64 on
+	// a GPU); MaxWait defaults to 5ms.
 	MaxBatch int
 	MaxWait  time.Duration
 	// Concurrency is the number of stage batches in flight per env
@@ -74,11 +77,22 @@ func (c *Config) defaults() error {
 			return err
 		}
 	}
-	if c.MaxBatch < 1 {
-		c.MaxBatch = 8
+	if c.MaxBatch < 0 {
+		return fmt.Errorf("max batch %d: want 0 (automatic) or more", c.MaxBatch)
 	}
 	if c.MaxWait <= 0 {
 		c.MaxWait = 5 * time.Millisecond
+	}
+	// The CPU plan's memory bound: every env's model runs at once, each
+	// sized for its batches.
+	if c.Session.MaxBatch < 1 {
+		c.Session.MaxBatch = c.MaxBatch
+		if c.MaxBatch < 1 {
+			c.Session.MaxBatch = DefaultMaxBatch(c.Session.Device)
+		}
+	}
+	if c.Session.Memory <= 0 {
+		c.Session.Memory = machine.Detect().Memory / 2 / int64(len(c.Envs))
 	}
 	if c.Concurrency < 1 {
 		provider := ProviderCPU
@@ -98,6 +112,42 @@ func (c *Config) defaults() error {
 		return errors.New("classifier: Metrics and StageMetrics are required")
 	}
 	return nil
+}
+
+// Plan is what a Config resolves to on this machine, before a model is
+// loaded (for `eyeflow up`'s plan line).
+type Plan struct {
+	// Provider is the one the device asks for ("auto" is decided at load).
+	Provider string
+	// Threads x Runs per env's model; Threads 0 is ONNX Runtime's default.
+	Threads, Runs int
+	// MaxBatch per session run, before a model card can lower or set it.
+	MaxBatch int
+	// Concurrency is the stage batches in flight per env.
+	Concurrency int
+	Envs        []string
+}
+
+// Plan resolves c's defaults for this machine.
+func (c Config) Plan() (Plan, error) {
+	c.Metrics, c.StageMetrics = &Metrics{}, &stage.Metrics{} // not used here
+	if err := c.defaults(); err != nil {
+		return Plan{}, err
+	}
+	provider := ProviderCPU
+	switch c.Session.Device.Kind {
+	case "cuda":
+		provider = ProviderCUDA
+	case "tensorrt":
+		provider = ProviderTensorRT
+	case "auto":
+		provider = "auto"
+	}
+	threads, runs := c.Session.Plan(provider)
+	if provider == "auto" {
+		threads, runs = c.Session.Plan(ProviderCPU) // what a CPU fallback runs
+	}
+	return Plan{Provider: provider, Threads: threads, Runs: runs, MaxBatch: c.Session.MaxBatch, Concurrency: c.Concurrency, Envs: c.Envs}, nil
 }
 
 // Classifier serves every configured env.
@@ -281,7 +331,7 @@ func (c *Classifier) load(ctx context.Context, env string, a Assignment) bool {
 	}
 	c.cfg.Metrics.info.WithLabelValues(env, a.Name, a.Version, m.Provider).Set(1)
 	c.cfg.Metrics.loads.WithLabelValues(env, "ok").Inc()
-	ev := log.Info().Str("provider", m.Provider).Int("threads", m.Threads).Int("parallel_runs", m.ParallelRuns).Dur("load_time", m.LoadTime).Str("onnxruntime", RuntimeVersion())
+	ev := log.Info().Str("provider", m.Provider).Int("threads", m.Threads).Int("parallel_runs", m.ParallelRuns).Int("max_batch", c.batchers[env].MaxBatch()).Dur("load_time", m.LoadTime).Str("onnxruntime", RuntimeVersion())
 	if hadPrev {
 		ev = ev.Str("previous", prev.String())
 	}
@@ -297,7 +347,8 @@ func (c *Classifier) runStage(ctx context.Context, env string) {
 		Decode:      schemas.DecodeSplit,
 		ImageID:     func(s schemas.Split) string { return s.ImageID },
 		HandleBatch: c.handleBatch(env),
-		MaxBatch:    c.cfg.MaxBatch,
+		// The serving model's run size: a stage batch fills one run.
+		MaxBatch:    c.batchers[env].MaxBatch(),
 		MaxWait:     c.cfg.MaxWait,
 		Concurrency: c.cfg.Concurrency,
 		RetryBase:   c.cfg.RetryBase,
