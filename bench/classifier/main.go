@@ -32,6 +32,7 @@ import (
 	"sync"
 	"time"
 
+	"eyeflow/internal/machine"
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/processors/classifier"
@@ -209,7 +210,7 @@ func pipelineRate(files classifier.ModelFiles, card classifier.Card, opts classi
 	if err != nil {
 		return 0, 0, nil, err
 	}
-	if err := ejs.Apply(ctx, js, ejs.Build(ejs.DefaultOptions())); err != nil {
+	if err := ejs.Apply(ctx, js, ejs.Build(ejs.DefaultOptions().FitDisk(machine.DiskFree(dir)))); err != nil {
 		return 0, 0, nil, err
 	}
 	store := objstore.NewJetStream(js)

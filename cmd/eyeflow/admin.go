@@ -22,6 +22,7 @@ func runTopology(ctx context.Context, args []string, out, errOut io.Writer) erro
 	n.register(fs, defaultNATS, "NATS server URL(s)")
 	fs.intVar(&o.Replicas, "replicas", o.Replicas, "replicas per stream, consumer and KV bucket (3 on a three-node cluster)")
 	fs.durationVar(&o.MaxAge, "max-age", o.MaxAge, "how long pipeline events are kept")
+	fs.int64Var(&o.MaxBytes, "stream-max-bytes", o.MaxBytes, "bytes each stream keeps at most, oldest out first (-1: no bound)")
 	fs.durationVar(&o.Duplicates, "duplicates", o.Duplicates, "duplicate window for Nats-Msg-Id")
 	fs.durationVar(&o.AckWait, "ack-wait", o.AckWait, "time a processor may hold a message before redelivery")
 	fs.intVar(&o.MaxDeliver, "max-deliver", o.MaxDeliver, "deliveries before a message is dead-lettered")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"eyeflow/ingest"
+	"eyeflow/internal/machine"
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
@@ -120,6 +121,12 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 
 	topo := ejs.DefaultOptions()
 	topo.Replicas = f.replicas
+	if f.nats.url == "" {
+		// The embedded server stores under --data: every stream at its
+		// byte bound fits there.
+		topo = topo.FitDisk(machine.DiskFree(f.data))
+	}
+	log.Info().Dur("stream_max_age", topo.MaxAge).Int64("stream_max_bytes", topo.MaxBytes).Msg("retention")
 	if err := ejs.Apply(ctx, js, ejs.Build(topo)); err != nil {
 		return err
 	}

@@ -166,6 +166,11 @@ type Classifier struct {
 	ready   map[string]chan struct{}
 
 	drillDelay atomic.Int64 // time.Duration; see SetDrillDelay
+
+	// cache shares decoded processed PNGs between envs (nil with one
+	// env); loaders bounds the reads and decodes of one stage batch.
+	cache   *pixelCache
+	loaders int
 }
 
 // New opens the registry (creating the models bucket and KV only when missing).
@@ -186,6 +191,12 @@ func New(ctx context.Context, js jetstream.JetStream, store objstore.Store, cfg 
 		ready:    map[string]chan struct{}{},
 	}
 	c.SetDrillDelay(cfg.DrillDelay)
+	c.loaders = machine.Detect().IOConcurrency()
+	if len(cfg.Envs) > 1 {
+		// Room for every env's batches in flight: the envs read the same
+		// images at about the same time.
+		c.cache = newPixelCache(len(cfg.Envs) * cfg.Concurrency * max(cfg.MaxBatch, cfg.Session.MaxBatch))
+	}
 	for _, env := range cfg.Envs {
 		b := NewBatcher(nil, cfg.MaxBatch, cfg.MaxWait)
 		b.observe = cfg.Metrics.observe(env)
@@ -386,23 +397,43 @@ func (c *Classifier) handleBatch(env string) stage.BatchHandler[schemas.Split] {
 			}
 		}
 		res := make([]stage.Result, len(ins))
+		// Pixels of the whole batch at once: with references, each is an
+		// object-store read and a PNG decode.
+		all := make([][]byte, len(ins))
+		skip := make([]bool, len(ins))
+		sem := make(chan struct{}, c.loaders)
+		var wg sync.WaitGroup
+		for i, in := range ins {
+			if env == schemas.EnvCanary && !InCanary(in.ImageID, c.cfg.CanaryShare) {
+				c.cfg.Metrics.skipped.WithLabelValues(env).Inc()
+				skip[i] = true
+				continue // acknowledged without a prediction
+			}
+			if len(in.RGB) > 0 {
+				all[i], res[i].Err = c.pixels(ctx, in)
+				continue
+			}
+			wg.Go(func() {
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				all[i], res[i].Err = c.pixels(ctx, in)
+			})
+		}
+		wg.Wait()
 		var (
 			idx  []int
 			imgs [][]byte
 		)
-		for i, in := range ins {
-			if env == schemas.EnvCanary && !InCanary(in.ImageID, c.cfg.CanaryShare) {
-				c.cfg.Metrics.skipped.WithLabelValues(env).Inc()
-				continue // acknowledged without a prediction
+		for i := range ins {
+			if skip[i] {
+				continue
 			}
-			img, err := c.pixels(ctx, in)
-			if err != nil {
+			if res[i].Err != nil {
 				c.cfg.Metrics.failed(env, c.version(env))
-				res[i].Err = err
 				continue
 			}
 			idx = append(idx, i)
-			imgs = append(imgs, img)
+			imgs = append(imgs, all[i])
 		}
 		if len(imgs) == 0 {
 			return res
@@ -444,6 +475,14 @@ func (c *Classifier) pixels(ctx context.Context, in schemas.Split) ([]byte, erro
 	if ref.Bucket == "" || ref.Key == "" {
 		return nil, stage.Permanentf(schemas.ReasonNoPixels, "split event has neither rgb nor a processed object")
 	}
+	if c.cache == nil {
+		return c.loadPixels(ctx, ref)
+	}
+	return c.cache.get(ref.Bucket+"/"+ref.Key+"@"+ref.ETag, func() ([]byte, error) { return c.loadPixels(ctx, ref) })
+}
+
+// loadPixels reads and decodes a processed PNG.
+func (c *Classifier) loadPixels(ctx context.Context, ref schemas.ObjectRef) ([]byte, error) {
 	rc, _, err := c.store.Get(ctx, ref.Bucket, ref.Key)
 	if err != nil {
 		if errors.Is(err, objstore.ErrNotFound) {

@@ -182,23 +182,44 @@ func checkInput(in schemas.Resized) error {
 	return errors.Join(errs...)
 }
 
-// copyOnce copies src to dst unless dst already holds the same bytes. The
+// copyOnce places src at dst unless dst already holds the same bytes. The
 // destination key depends only on the image, so a redelivery or a duplicate
 // upload never makes a second object; skipping identical content also keeps
-// the existing object's version, so nothing downstream sees a rewrite.
+// the existing object's version, so nothing downstream sees a rewrite. On a
+// store that links (the JetStream object store) dst becomes a link to src,
+// one small meta message instead of reading and writing every byte again
+// (BENCHMARKS.md, "Pixels carried once"); elsewhere (S3: a server-side
+// CopyObject) and over an object of its own, it is a copy.
 func (s *Splitter) copyOnce(ctx context.Context, src schemas.ObjectRef, dst string) error {
-	si, err := s.store.Stat(ctx, src.Bucket, src.Key)
-	if err != nil {
-		// Resize writes the PNG before publishing, so a missing source is
-		// an outage or a deletion: retried, then dead-lettered.
-		return fmt.Errorf("source: %w", err)
+	etag, size := src.ETag, src.Size
+	if etag == "" {
+		// An event without the processed object's ETag (another producer):
+		// ask the store.
+		si, err := s.store.Stat(ctx, src.Bucket, src.Key)
+		if err != nil {
+			// Resize writes the PNG before publishing, so a missing source is
+			// an outage or a deletion: retried, then dead-lettered.
+			return fmt.Errorf("source: %w", err)
+		}
+		etag, size = si.ETag, si.Size
 	}
 	di, err := s.store.Stat(ctx, s.cfg.Bucket, dst)
 	switch {
-	case err == nil && di.ETag != "" && strings.EqualFold(di.ETag, si.ETag) && di.Size == si.Size:
+	case err == nil && di.ETag != "" && strings.EqualFold(di.ETag, etag) && (size == 0 || di.Size == size):
 		return nil
 	case err != nil && !errors.Is(err, objstore.ErrNotFound):
 		return fmt.Errorf("destination: %w", err)
+	}
+	if l, ok := s.store.(objstore.Linker); ok {
+		_, err := l.Link(ctx, src.Bucket, src.Key, s.cfg.Bucket, dst)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, objstore.ErrNotFound):
+			return fmt.Errorf("source: %w", err)
+		case !errors.Is(err, objstore.ErrNotLinkable):
+			return fmt.Errorf("link: %w", err)
+		}
 	}
 	if _, err := s.store.Copy(ctx, src.Bucket, src.Key, s.cfg.Bucket, dst); err != nil {
 		return fmt.Errorf("copy: %w", err)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	ejs "eyeflow/jetstream"
+	"eyeflow/objstore"
 	"eyeflow/schemas"
 
 	"github.com/nats-io/nats.go"
@@ -94,11 +95,35 @@ func run(natsURL, metricsURL, env string) error {
 	if err != nil {
 		return err
 	}
+	batch, err := meanBatch(metricsURL, env)
+	if err != nil {
+		return err
+	}
+	streams := map[string]any{}
+	for _, name := range []string{ejs.StreamResized, ejs.StreamSplits, "OBJ_" + objstore.BucketProcessed, "OBJ_" + objstore.BucketRaw} {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			continue
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return err
+		}
+		streams[name] = map[string]any{"messages": info.State.Msgs, "bytes": info.State.Bytes, "bytes_per_image": float64(info.State.Bytes) / float64(len(lat))}
+	}
+	acct, err := js.AccountInfo(ctx)
+	if err != nil {
+		return err
+	}
 	out := map[string]any{
 		"images": len(lat), "seconds_first_upload_to_last_prediction": span,
 		"images_per_second":   float64(len(lat)) / span,
 		"latency_p50_seconds": pct(0.5).Seconds(), "latency_p99_seconds": pct(0.99).Seconds(),
 		"stage_time_share": shares,
+		"mean_batch":       batch,
+		"streams":          streams,
+		// Everything JetStream stores (streams, KV, object stores).
+		"jetstream_bytes_per_image": float64(acct.Store) / float64(len(lat)),
 	}
 	b, _ := json.MarshalIndent(out, "", "  ")
 	fmt.Println(string(b))
@@ -129,6 +154,39 @@ func each(ctx context.Context, js natsjs.JetStream, stream, subject string, f fu
 			return nil
 		}
 	}
+}
+
+// meanBatch is env's eyeflow_classifier_batch_size sum over count: images
+// per session run.
+func meanBatch(url, env string) (float64, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var sum, count float64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.Contains(line, `env="`+env+`"`) {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err != nil {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(line, "eyeflow_classifier_batch_size_sum{"):
+			sum += v
+		case strings.HasPrefix(line, "eyeflow_classifier_batch_size_count{"):
+			count += v
+		}
+	}
+	if count == 0 {
+		return 0, sc.Err()
+	}
+	return sum / count, sc.Err()
 }
 
 // stageShares is each stage's part of eyeflow_processing_seconds_sum.
