@@ -66,19 +66,20 @@ secs = (t1 - t0) / 1e9
 st = a["streams"]; sh = a["stage_time_share"]
 res = st.get("EYE_RESIZED", {}).get("bytes_per_image", 0); spl = st.get("EYE_SPLITS", {}).get("bytes_per_image", 0)
 print("\t".join(str(x) for x in [r, inline, "%.1f" % secs, "%.1f" % (n / secs), "%.0f" % res, "%.0f" % spl, "%.0f" % (res + spl),
-      "%.0f" % a["jetstream_bytes_per_image"], "%.3f" % sh.get("resize", 0), "%.3f" % sh.get("splitter", 0), "%.3f" % sh.get("classifier", 0), "%.2f" % a["mean_batch"]]))
+      "%.0f" % a["jetstream_bytes_per_image"], "%.3f" % sh.get("resize", 0), "%.3f" % sh.get("splitter", 0), "%.3f" % sh.get("classifier", 0), "%.2f" % a["mean_batch"],
+      "%.1f" % sh.get("resize_ms_per_call", 0), "%.1f" % sh.get("splitter_ms_per_call", 0), "%.1f" % sh.get("classifier_ms_per_call", 0)]))
 PY
     printf 'round %s inline=%-5s %s\n' "$r" "$inline" "$(tail -1 "$results" | cut -f3-)"
   done
 done
-echo "columns: seconds images/s resized_B/img splits_B/img both_B/img jetstream_B/img share_resize share_splitter share_classifier mean_batch"
+echo "columns: seconds images/s resized_B/img splits_B/img both_B/img jetstream_B/img share_resize share_splitter share_classifier mean_batch ms/call:resize,splitter,classifier(batch)"
 python3 - "$results" <<'PY'
 import sys, statistics
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
 for mode in dict.fromkeys(r[1] for r in rows):
     sel = [r for r in rows if r[1] == mode]
-    med = [statistics.median(float(r[i]) for r in sel) for i in range(2, 12)]
-    print("median inline=%-5s (%d runs): %.1f s, %.1f images/s, EYE_RESIZED %.0f B/img, EYE_SPLITS %.0f B/img, both %.0f B/img, all JetStream %.0f B/img, stage share resize %.3f splitter %.3f classifier %.3f, mean batch %.2f"
+    med = [statistics.median(float(r[i]) for r in sel) for i in range(2, 15)]
+    print("median inline=%-5s (%d runs): %.1f s, %.1f images/s, EYE_RESIZED %.0f B/img, EYE_SPLITS %.0f B/img, both %.0f B/img, all JetStream %.0f B/img, stage share resize %.3f splitter %.3f classifier %.3f, mean batch %.2f, ms per call resize %.1f splitter %.1f classifier %.1f"
           % (mode, len(sel), *med))
 PY
 echo "load: $(uptime)"

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"sync"
 
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
@@ -89,11 +90,22 @@ func (s *Splitter) Handle(ctx context.Context, in schemas.Resized) ([]stage.Outp
 		return nil, stage.Permanent(schemas.ReasonBadResized, err)
 	}
 	as := s.a.AssignResized(in)
-	for _, dir := range as.Dirs() {
-		dst := DatasetKey(s.prefix, dir, in.Label, in.ImageID)
-		if err := s.copyOnce(ctx, in.Processed, dst); err != nil {
-			return nil, fmt.Errorf("image %s (%s) to %s: %w", in.ImageID, in.UploadID, dir, err)
-		}
+	// A holdout image goes to two folders (test and holdout_N): placed at
+	// once, as each is a few object-store round trips.
+	dirs := as.Dirs()
+	errs := make([]error, len(dirs))
+	var wg sync.WaitGroup
+	for i, dir := range dirs {
+		wg.Go(func() {
+			dst := DatasetKey(s.prefix, dir, in.Label, in.ImageID)
+			if err := s.copyOnce(ctx, in.Processed, dst); err != nil {
+				errs[i] = fmt.Errorf("image %s (%s) to %s: %w", in.ImageID, in.UploadID, dir, err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	ev := schemas.Split{
 		Schema:      schemas.SchemaSplit,

@@ -189,20 +189,22 @@ func meanBatch(url, env string) (float64, error) {
 	return sum / count, sc.Err()
 }
 
-// stageShares is each stage's part of eyeflow_processing_seconds_sum.
+// stageShares is each stage's part of eyeflow_processing_seconds_sum, and
+// its seconds per call (a message, or a batch for the classifier).
 func stageShares(url string) (map[string]float64, error) {
 	resp, err := http.Get(url)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	sums := map[string]float64{}
+	sums, counts := map[string]float64{}, map[string]float64{}
 	var total float64
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "eyeflow_processing_seconds_sum{") {
+		count := strings.HasPrefix(line, "eyeflow_processing_seconds_count{")
+		if !count && !strings.HasPrefix(line, "eyeflow_processing_seconds_sum{") {
 			continue
 		}
 		i := strings.Index(line, `stage="`)
@@ -215,11 +217,19 @@ func stageShares(url string) (map[string]float64, error) {
 		if err != nil {
 			continue
 		}
+		if count {
+			counts[st] += v
+			continue
+		}
 		sums[st] += v
 		total += v
 	}
+	out := map[string]float64{}
 	for k := range sums {
-		sums[k] = sums[k] / total
+		out[k] = sums[k] / total
+		if counts[k] > 0 {
+			out[k+"_ms_per_call"] = 1e3 * sums[k] / counts[k]
+		}
 	}
-	return sums, sc.Err()
+	return out, sc.Err()
 }
