@@ -193,6 +193,7 @@ func stageOutput(t *testing.T, data []byte) schemas.Resized {
 	}
 	cfg := resize.DefaultConfig()
 	cfg.Store = store
+	cfg.InlineRGB = true // the pixels, to compare with preprocess's PNG
 	r, err := resize.New(cfg)
 	if err != nil {
 		t.Fatal(err)
