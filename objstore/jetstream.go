@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -217,7 +218,9 @@ func (s *JetStreamStore) Stat(ctx context.Context, bucket, key string) (Info, er
 	if err != nil {
 		return Info{}, fmt.Errorf("stat %s/%s: %w", bucket, key, s.mapErr(ctx, bucket, err))
 	}
+	var placed time.Time // a link's own time: when it was placed
 	if isLink(oi) {
+		placed = oi.ModTime
 		if oi, err = s.target(ctx, oi); err != nil {
 			return Info{}, fmt.Errorf("stat %s/%s: %w", bucket, key, err)
 		}
@@ -227,6 +230,9 @@ func (s *JetStreamStore) Stat(ctx context.Context, bucket, key string) (Info, er
 		return Info{}, fmt.Errorf("stat %s/%s: %w", bucket, key, err)
 	}
 	info.Bucket, info.Key = bucket, key
+	if !placed.IsZero() {
+		info.Modified = placed
+	}
 	return info, nil
 }
 
@@ -278,7 +284,8 @@ func (s *JetStreamStore) Link(ctx context.Context, srcBucket, srcKey, dstBucket,
 			return fail(err)
 		}
 	}
-	if _, err := dst.AddLink(ctx, dstKey, oi); err != nil {
+	li, err := dst.AddLink(ctx, dstKey, oi)
+	if err != nil {
 		if errors.Is(err, jetstream.ErrObjectAlreadyExists) {
 			err = fmt.Errorf("%w: %w", ErrNotLinkable, err)
 		}
@@ -288,7 +295,7 @@ func (s *JetStreamStore) Link(ctx context.Context, srcBucket, srcKey, dstBucket,
 	if err != nil {
 		return fail(err)
 	}
-	info.Bucket, info.Key = dstBucket, dstKey
+	info.Bucket, info.Key, info.Modified = dstBucket, dstKey, li.ModTime
 	return info, nil
 }
 
@@ -317,7 +324,9 @@ func (s *JetStreamStore) List(ctx context.Context, bucket, prefix string) iter.S
 				continue
 			}
 			name := oi.Name
+			var placed time.Time
 			if isLink(oi) {
+				placed = oi.ModTime
 				l := oi.Opts.Link
 				if byName == nil {
 					byName = make(map[string]*jetstream.ObjectInfo, len(objs))
@@ -347,6 +356,9 @@ func (s *JetStreamStore) List(ctx context.Context, bucket, prefix string) iter.S
 				continue
 			}
 			info.Bucket, info.Key = bucket, name
+			if !placed.IsZero() {
+				info.Modified = placed
+			}
 			infos = append(infos, info)
 		}
 		slices.SortFunc(infos, func(a, b Info) int { return strings.Compare(a.Key, b.Key) })

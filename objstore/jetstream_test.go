@@ -126,6 +126,7 @@ func TestJetStreamLinks(t *testing.T) {
 	}
 	const b = objstore.BucketProcessed
 	src := put(t, s, b, "resized/a.png", []byte("pixels of a"), objstore.PutOptions{ContentType: "image/png"})
+	time.Sleep(20 * time.Millisecond) // the link is placed later than the object
 	info, err := s.Link(ctx, b, "resized/a.png", b, "ds/train/amd/a.png")
 	if err != nil {
 		t.Fatal(err)
@@ -150,6 +151,11 @@ func TestJetStreamLinks(t *testing.T) {
 		if err != nil || si.Key != key || si.ETag != src.ETag || si.Size != src.Size || si.ContentType != "image/png" {
 			t.Errorf("stat %s = %+v, %v", key, si, err)
 		}
+		// Modified is when the link was placed, as a copy's would be: the
+		// trainer waits for the dataset to settle by it.
+		if !si.Modified.After(src.Modified) {
+			t.Errorf("stat %s: modified %s, not after the object's %s", key, si.Modified, src.Modified)
+		}
 	}
 	var listed []objstore.Info
 	for li, err := range s.List(ctx, b, "ds/") {
@@ -158,7 +164,8 @@ func TestJetStreamLinks(t *testing.T) {
 		}
 		listed = append(listed, li)
 	}
-	if len(listed) != 2 || listed[0].Key != "ds/test/amd/a.png" || listed[1].Key != "ds/train/amd/a.png" || listed[0].ETag != src.ETag || listed[1].Size != src.Size {
+	if len(listed) != 2 || listed[0].Key != "ds/test/amd/a.png" || listed[1].Key != "ds/train/amd/a.png" || listed[0].ETag != src.ETag || listed[1].Size != src.Size ||
+		!listed[0].Modified.After(src.Modified) || !listed[1].Modified.After(src.Modified) {
 		t.Errorf("list = %+v", listed)
 	}
 	// A key holding an object of its own is not turned into a link.

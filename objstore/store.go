@@ -33,8 +33,9 @@ var ErrNotLinkable = errors.New("destination cannot be a link")
 // Linker is implemented by stores that can show an object under a second
 // name without storing its bytes again (the JetStream object store's
 // links). Get, Stat and List of the link see the target's content, size,
-// ETag, content type and metadata under the link's own bucket and key; a
-// link whose target is gone reads as not found. Put or Copy onto a link
+// ETag, content type and metadata under the link's own bucket and key (Stat
+// and List: with the time the link was placed as Modified, as a copy's
+// would be); a link whose target is gone reads as not found. Put or Copy onto a link
 // replace it with an object; deleting the target breaks the link.
 type Linker interface {
 	// Link makes dstBucket/dstKey show srcBucket/srcKey (a link to a link

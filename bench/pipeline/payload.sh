@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Pixels inline or by reference: the embedded pipeline (`eyeflow up`, every
-# stage) on the same N demo JPEGs, once with --inline-rgb=true (the 224x224
+# stage, or PROCESSORS=resize,splitter,classifier) on the same N demo JPEGs, once with --inline-rgb=true (the 224x224
 # pixels as base64 in eye.resized and every eye.split event) and once with
 # --inline-rgb=false (the events name the processed PNG; the classifier reads
 # and decodes it, once per process for all envs), alternated A B A B for
@@ -45,7 +45,7 @@ for r in $(seq 1 "$ROUNDS"); do
     rm -rf "$tmp/data"
     # shellcheck disable=SC2086
     "$tmp/eyeflow" up --data "$tmp/data" --http "$http" --nats-listen "$nats" --log-format json \
-      --processors resize,splitter,classifier --inline-rgb="$inline" $EXTRA >"$tmp/eyeflow.log" 2>&1 &
+      ${PROCESSORS:+--processors "$PROCESSORS"} --inline-rgb="$inline" $EXTRA >"$tmp/eyeflow.log" 2>&1 &
     pid=$!
     wait_http "http://$http/readyz"
     until curl -fsS "http://$http/metrics" | grep -q '^eyeflow_classifier_info{.*env="prod"'; do sleep 0.5; done
@@ -70,6 +70,7 @@ print("\t".join(str(x) for x in [r, inline, "%.1f" % secs, "%.1f" % (n / secs), 
       "%.1f" % sh.get("resize_ms_per_call", 0), "%.1f" % sh.get("splitter_ms_per_call", 0), "%.1f" % sh.get("classifier_ms_per_call", 0)]))
 PY
     printf 'round %s inline=%-5s %s\n' "$r" "$inline" "$(tail -1 "$results" | cut -f3-)"
+    python3 -c 'import json,sys; a=json.load(open(sys.argv[1])); print("  bytes per image:", ", ".join("%s %.0f" % (k, v["bytes_per_image"]) for k, v in sorted(a["streams"].items())), "; all JetStream %.0f" % a["jetstream_bytes_per_image"])' "$tmp/a.json"
   done
 done
 echo "columns: seconds images/s resized_B/img splits_B/img both_B/img jetstream_B/img share_resize share_splitter share_classifier mean_batch ms/call:resize,splitter,classifier(batch)"

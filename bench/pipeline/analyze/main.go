@@ -100,7 +100,7 @@ func run(natsURL, metricsURL, env string) error {
 		return err
 	}
 	streams := map[string]any{}
-	for _, name := range []string{ejs.StreamResized, ejs.StreamSplits, "OBJ_" + objstore.BucketProcessed, "OBJ_" + objstore.BucketRaw} {
+	for _, name := range []string{ejs.StreamUploads, ejs.StreamResized, ejs.StreamSplits, ejs.StreamPredictions, "OBJ_" + objstore.BucketProcessed, "OBJ_" + objstore.BucketRaw} {
 		st, err := js.Stream(ctx, name)
 		if err != nil {
 			continue
