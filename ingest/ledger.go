@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	"eyeflow/internal/machine"
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
@@ -131,7 +132,7 @@ func LedgerProcessor(ledger *Ledger, log zerolog.Logger, m *stage.Metrics) stage
 			}
 			return nil, nil
 		},
-		Concurrency: 2,
+		Concurrency: machine.Detect().IOConcurrency(),
 		RetryBase:   time.Second,
 		Logger:      log,
 		Metrics:     m,

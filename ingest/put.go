@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"eyeflow/internal/machine"
 	"eyeflow/objstore"
 	"eyeflow/security/objkey"
 )
@@ -133,7 +134,7 @@ func Put(ctx context.Context, store objstore.Store, files []PutFile, opts PutOpt
 		opts.Bucket = objstore.BucketRaw
 	}
 	if opts.Concurrency < 1 {
-		opts.Concurrency = 4
+		opts.Concurrency = machine.Detect().IOConcurrency()
 	}
 	start := time.Now()
 	var (

@@ -70,7 +70,8 @@ type Options struct {
 	MaxAge time.Duration
 	// DLQMaxAge bounds how long dead letters are kept: longer, people read them.
 	DLQMaxAge time.Duration
-	// MaxBytes bounds each stream's size; -1 is unlimited.
+	// MaxBytes bounds each stream's size on disk (per replica); the oldest
+	// messages go first, as with MaxAge. -1 is unlimited.
 	MaxBytes int64
 	// Duplicates is the window in which a repeated Nats-Msg-Id is dropped.
 	Duplicates time.Duration
@@ -85,13 +86,20 @@ type Options struct {
 	MaxAckPending int
 }
 
+// DefaultStreamMaxBytes is the default byte bound of every stream.
+const DefaultStreamMaxBytes = 2 << 30
+
 // DefaultOptions is the topology for one server.
 func DefaultOptions() Options {
 	return Options{
-		Replicas:   1,
-		MaxAge:     7 * 24 * time.Hour,
-		DLQMaxAge:  30 * 24 * time.Hour,
-		MaxBytes:   -1,
+		Replicas:  1,
+		MaxAge:    7 * 24 * time.Hour,
+		DLQMaxAge: 30 * 24 * time.Hour,
+		// Age and bytes both bound the disk: events name objects instead of
+		// carrying pixels (about 1 KB each), so 2 GiB holds about two million
+		// events, weeks of a site's traffic; a burst, or --inline-rgb (about
+		// 200 KB each), cannot fill the disk (BENCHMARKS.md, "Disk").
+		MaxBytes:   DefaultStreamMaxBytes,
 		Duplicates: 2 * time.Hour,
 		AckWait:    60 * time.Second,
 		// Enough deliveries, with the runtime's backoff (1s doubling to 1m),
@@ -100,6 +108,23 @@ func DefaultOptions() Options {
 		MaxDeliver:    20,
 		MaxAckPending: 512,
 	}
+}
+
+// FitDisk lowers MaxBytes so that every stream at its bound fits in half of
+// what the server may store on a disk with free bytes available (nats-server
+// takes 75% of the free space at start, and reserves each stream's MaxBytes
+// from it: a stream whose bound does not fit is refused). The other half is
+// left to the object stores (originals, processed PNGs, models), which have
+// no bound: they are the data set. free 0 (unknown) or an unbounded MaxBytes
+// leave the options as they are; the floor is 64 MiB per stream.
+func (o Options) FitDisk(free int64) Options {
+	if free <= 0 || o.MaxBytes <= 0 {
+		return o
+	}
+	streams := int64(len(Build(o).Streams))
+	budget := free * 3 / 4 / 2 / streams
+	o.MaxBytes = max(min(o.MaxBytes, budget), 64<<20)
+	return o
 }
 
 // Validate reports options that would make a broken topology.
@@ -113,6 +138,9 @@ func (o Options) Validate() error {
 	}
 	if o.Duplicates <= 0 || o.Duplicates > o.MaxAge {
 		errs = append(errs, fmt.Errorf("duplicate window %s: must be positive and at most the max age", o.Duplicates))
+	}
+	if o.MaxBytes == 0 || o.MaxBytes < -1 || (o.MaxBytes > 0 && o.MaxBytes < 1<<20) {
+		errs = append(errs, fmt.Errorf("stream max bytes %d: must be at least 1 MiB, or -1 (unlimited)", o.MaxBytes))
 	}
 	if o.AckWait < time.Second {
 		errs = append(errs, fmt.Errorf("ack wait %s: must be at least 1s", o.AckWait))

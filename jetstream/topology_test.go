@@ -48,6 +48,10 @@ func TestApplyIsIdempotentAndConverges(t *testing.T) {
 		if cfg.Duplicates != want.Duplicates {
 			t.Errorf("stream %s duplicate window %s, want %s", sc.Name, cfg.Duplicates, want.Duplicates)
 		}
+		// Retention bounds the disk by bytes as well as by age.
+		if cfg.MaxBytes != want.MaxBytes || cfg.MaxBytes <= 0 || cfg.MaxAge <= 0 {
+			t.Errorf("stream %s max bytes %d, max age %s: want %d and a positive age", sc.Name, cfg.MaxBytes, cfg.MaxAge, want.MaxBytes)
+		}
 	}
 	for _, cs := range env.Topology.Consumers {
 		c, err := env.JS.Consumer(ctx, cs.Stream, cs.Config.Durable)
@@ -106,6 +110,37 @@ func TestTopologyCoversEverySubject(t *testing.T) {
 	}
 }
 
+// The default bounds every stream by bytes; on a small disk the bound
+// shrinks so that all streams at their bounds take at most half of what
+// nats-server may store there (75% of the free space).
+func TestStreamBytesFitTheDisk(t *testing.T) {
+	o := ejs.DefaultOptions()
+	if o.MaxBytes != ejs.DefaultStreamMaxBytes || o.MaxBytes <= 0 {
+		t.Fatalf("default max bytes %d", o.MaxBytes)
+	}
+	streams := int64(len(ejs.Build(o).Streams))
+	for _, tc := range []struct {
+		free, want int64
+	}{
+		{0, ejs.DefaultStreamMaxBytes},       // unknown: as configured
+		{1 << 40, ejs.DefaultStreamMaxBytes}, // plenty
+		{16 << 30, (16 << 30) * 3 / 4 / 2 / streams},
+		{1 << 20, 64 << 20}, // the floor
+	} {
+		got := o.FitDisk(tc.free).MaxBytes
+		if got != tc.want {
+			t.Errorf("free %d MiB: max bytes %d MiB, want %d MiB", tc.free>>20, got>>20, tc.want>>20)
+		}
+		if tc.free >= 4<<30 && got*streams > tc.free*3/4/2 {
+			t.Errorf("free %d MiB: %d streams of %d MiB exceed half the server's store", tc.free>>20, streams, got>>20)
+		}
+	}
+	o.MaxBytes = -1
+	if got := o.FitDisk(1 << 30).MaxBytes; got != -1 {
+		t.Errorf("unbounded streams were bounded: %d", got)
+	}
+}
+
 func TestOptionsValidate(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -118,6 +153,9 @@ func TestOptionsValidate(t *testing.T) {
 		{"dup window beyond max age", func(o *ejs.Options) { o.Duplicates = 30 * 24 * time.Hour }, "duplicate window"},
 		{"max deliver one", func(o *ejs.Options) { o.MaxDeliver = 1 }, "max deliver"},
 		{"no ack pending", func(o *ejs.Options) { o.MaxAckPending = 0 }, "max ack pending"},
+		{"unbounded bytes", func(o *ejs.Options) { o.MaxBytes = -1 }, ""},
+		{"zero bytes", func(o *ejs.Options) { o.MaxBytes = 0 }, "stream max bytes"},
+		{"a few bytes", func(o *ejs.Options) { o.MaxBytes = 100 }, "stream max bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

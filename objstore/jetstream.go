@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -217,10 +218,84 @@ func (s *JetStreamStore) Stat(ctx context.Context, bucket, key string) (Info, er
 	if err != nil {
 		return Info{}, fmt.Errorf("stat %s/%s: %w", bucket, key, s.mapErr(ctx, bucket, err))
 	}
+	var placed time.Time // a link's own time: when it was placed
+	if isLink(oi) {
+		placed = oi.ModTime
+		if oi, err = s.target(ctx, oi); err != nil {
+			return Info{}, fmt.Errorf("stat %s/%s: %w", bucket, key, err)
+		}
+	}
 	info, err := jsInfo(oi)
 	if err != nil {
 		return Info{}, fmt.Errorf("stat %s/%s: %w", bucket, key, err)
 	}
+	info.Bucket, info.Key = bucket, key
+	if !placed.IsZero() {
+		info.Modified = placed
+	}
+	return info, nil
+}
+
+func isLink(oi *jetstream.ObjectInfo) bool {
+	return oi.Opts != nil && oi.Opts.Link != nil
+}
+
+// target is the object a link points at. Links to whole buckets are not
+// objects; a link whose target is gone is not found.
+func (s *JetStreamStore) target(ctx context.Context, link *jetstream.ObjectInfo) (*jetstream.ObjectInfo, error) {
+	l := link.Opts.Link
+	if l.Name == "" {
+		return nil, fmt.Errorf("%w: %s is a link to bucket %s, not to an object", ErrNotFound, link.Name, l.Bucket)
+	}
+	obs, err := s.store(ctx, l.Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("link target %s/%s: %w", l.Bucket, l.Name, err)
+	}
+	oi, err := obs.GetInfo(ctx, l.Name)
+	if err != nil {
+		return nil, fmt.Errorf("link target %s/%s: %w", l.Bucket, l.Name, s.mapErr(ctx, l.Bucket, err))
+	}
+	return oi, nil
+}
+
+// Link adds a link dstBucket/dstKey -> srcBucket/srcKey: one small meta
+// message, where Copy reads and writes every byte (BENCHMARKS.md, "Pixels
+// carried once"). The source must exist; a link to a link points at its
+// target. A destination that holds or held an object of its own cannot
+// become a link (the object store refuses it): ErrNotLinkable.
+func (s *JetStreamStore) Link(ctx context.Context, srcBucket, srcKey, dstBucket, dstKey string) (Info, error) {
+	fail := func(err error) (Info, error) {
+		return Info{}, fmt.Errorf("link %s/%s to %s/%s: %w", dstBucket, dstKey, srcBucket, srcKey, err)
+	}
+	src, err := s.store(ctx, srcBucket)
+	if err != nil {
+		return fail(err)
+	}
+	dst, err := s.store(ctx, dstBucket)
+	if err != nil {
+		return fail(err)
+	}
+	oi, err := src.GetInfo(ctx, srcKey)
+	if err != nil {
+		return fail(s.mapErr(ctx, srcBucket, err))
+	}
+	if isLink(oi) {
+		if oi, err = s.target(ctx, oi); err != nil {
+			return fail(err)
+		}
+	}
+	li, err := dst.AddLink(ctx, dstKey, oi)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrObjectAlreadyExists) {
+			err = fmt.Errorf("%w: %w", ErrNotLinkable, err)
+		}
+		return fail(s.mapErr(ctx, dstBucket, err))
+	}
+	info, err := jsInfo(oi)
+	if err != nil {
+		return fail(err)
+	}
+	info.Bucket, info.Key, info.Modified = dstBucket, dstKey, li.ModTime
 	return info, nil
 }
 
@@ -243,9 +318,35 @@ func (s *JetStreamStore) List(ctx context.Context, bucket, prefix string) iter.S
 			return
 		}
 		infos := make([]Info, 0, len(objs))
+		var byName map[string]*jetstream.ObjectInfo // for links within the bucket
 		for _, oi := range objs {
 			if !strings.HasPrefix(oi.Name, prefix) {
 				continue
+			}
+			name := oi.Name
+			var placed time.Time
+			if isLink(oi) {
+				placed = oi.ModTime
+				l := oi.Opts.Link
+				if byName == nil {
+					byName = make(map[string]*jetstream.ObjectInfo, len(objs))
+					for _, o := range objs {
+						byName[o.Name] = o
+					}
+				}
+				t, ok := byName[l.Name]
+				if l.Bucket != bucket || !ok || isLink(t) {
+					var err error
+					if t, err = s.target(ctx, oi); errors.Is(err, ErrNotFound) {
+						continue // a broken link lists as nothing, as it reads
+					} else if err != nil {
+						if !yield(Info{}, fmt.Errorf("list %s/%s: %w", bucket, name, err)) {
+							return
+						}
+						continue
+					}
+				}
+				oi = t
 			}
 			info, err := jsInfo(oi)
 			if err != nil {
@@ -253,6 +354,10 @@ func (s *JetStreamStore) List(ctx context.Context, bucket, prefix string) iter.S
 					return
 				}
 				continue
+			}
+			info.Bucket, info.Key = bucket, name
+			if !placed.IsZero() {
+				info.Modified = placed
 			}
 			infos = append(infos, info)
 		}

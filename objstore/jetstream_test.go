@@ -2,6 +2,7 @@ package objstore_test
 
 import (
 	"errors"
+	"io"
 	"testing"
 	"time"
 
@@ -108,4 +109,99 @@ func TestJetStreamBucketDeletedAndRecreated(t *testing.T) {
 	}
 	put(t, s, objstore.BucketRaw, "k", []byte("v2"), objstore.PutOptions{})
 	get(t, s, objstore.BucketRaw, "k", []byte("v2"))
+}
+
+// Links show an object under a second name without storing it again: Get,
+// Stat and List of the link see the target's bytes, size and ETag under the
+// link's key; a link to a link points at the target; a broken link reads
+// as not found and lists as nothing; a key that holds an object cannot
+// become a link; Copy onto a link replaces it.
+func TestJetStreamLinks(t *testing.T) {
+	_, js := startNATS(t)
+	ctx := testContext(t)
+	s := objstore.NewJetStream(js)
+	var _ objstore.Linker = s
+	if err := s.EnsureBucket(ctx, objstore.BucketProcessed); err != nil {
+		t.Fatal(err)
+	}
+	const b = objstore.BucketProcessed
+	src := put(t, s, b, "resized/a.png", []byte("pixels of a"), objstore.PutOptions{ContentType: "image/png"})
+	time.Sleep(20 * time.Millisecond) // the link is placed later than the object
+	info, err := s.Link(ctx, b, "resized/a.png", b, "ds/train/amd/a.png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Key != "ds/train/amd/a.png" || info.ETag != src.ETag || info.Size != src.Size {
+		t.Errorf("Link = %+v, want the target's etag and size under the link's key", info)
+	}
+	if _, err := s.Link(ctx, b, "ds/train/amd/a.png", b, "ds/test/amd/a.png"); err != nil {
+		t.Fatalf("link to a link: %v", err)
+	}
+	for _, key := range []string{"ds/train/amd/a.png", "ds/test/amd/a.png"} {
+		rc, gi, err := s.Get(ctx, b, key)
+		if err != nil {
+			t.Fatalf("get %s: %v", key, err)
+		}
+		data, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || string(data) != "pixels of a" || gi.Key != key || gi.ETag != src.ETag {
+			t.Errorf("get %s = %q (%+v), %v", key, data, gi, err)
+		}
+		si, err := s.Stat(ctx, b, key)
+		if err != nil || si.Key != key || si.ETag != src.ETag || si.Size != src.Size || si.ContentType != "image/png" {
+			t.Errorf("stat %s = %+v, %v", key, si, err)
+		}
+		// Modified is when the link was placed, as a copy's would be: the
+		// trainer waits for the dataset to settle by it.
+		if !si.Modified.After(src.Modified) {
+			t.Errorf("stat %s: modified %s, not after the object's %s", key, si.Modified, src.Modified)
+		}
+	}
+	var listed []objstore.Info
+	for li, err := range s.List(ctx, b, "ds/") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed = append(listed, li)
+	}
+	if len(listed) != 2 || listed[0].Key != "ds/test/amd/a.png" || listed[1].Key != "ds/train/amd/a.png" || listed[0].ETag != src.ETag || listed[1].Size != src.Size ||
+		!listed[0].Modified.After(src.Modified) || !listed[1].Modified.After(src.Modified) {
+		t.Errorf("list = %+v", listed)
+	}
+	// A key holding an object of its own is not turned into a link.
+	put(t, s, b, "ds/train/amd/b.png", []byte("b"), objstore.PutOptions{})
+	if _, err := s.Link(ctx, b, "resized/a.png", b, "ds/train/amd/b.png"); !errors.Is(err, objstore.ErrNotLinkable) {
+		t.Errorf("link over an object: %v, want ErrNotLinkable", err)
+	}
+	// A missing source is not linked.
+	if _, err := s.Link(ctx, b, "resized/missing.png", b, "ds/train/amd/c.png"); !errors.Is(err, objstore.ErrNotFound) {
+		t.Errorf("link to a missing object: %v, want ErrNotFound", err)
+	}
+	// Copy onto a link replaces it with an object of its own.
+	put(t, s, b, "resized/d.png", []byte("d"), objstore.PutOptions{})
+	if _, err := s.Copy(ctx, b, "resized/d.png", b, "ds/test/amd/a.png"); err != nil {
+		t.Fatal(err)
+	}
+	if si, err := s.Stat(ctx, b, "ds/test/amd/a.png"); err != nil || si.Size != 1 {
+		t.Errorf("after copy onto a link: %+v, %v", si, err)
+	}
+	// The target deleted: the link reads as missing and lists as nothing.
+	obs, err := js.ObjectStore(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := obs.Delete(ctx, "resized/a.png"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Stat(ctx, b, "ds/train/amd/a.png"); !errors.Is(err, objstore.ErrNotFound) {
+		t.Errorf("stat of a broken link: %v, want ErrNotFound", err)
+	}
+	if _, _, err := s.Get(ctx, b, "ds/train/amd/a.png"); !errors.Is(err, objstore.ErrNotFound) {
+		t.Errorf("get of a broken link: %v, want ErrNotFound", err)
+	}
+	for li, err := range s.List(ctx, b, "ds/train/") {
+		if err != nil || li.Key == "ds/train/amd/a.png" {
+			t.Errorf("list after the target went: %+v, %v", li, err)
+		}
+	}
 }

@@ -26,6 +26,24 @@ func Buckets() []string {
 // ErrNotFound is returned (wrapped) when a bucket or object does not exist.
 var ErrNotFound = errors.New("object not found")
 
+// ErrNotLinkable is returned (wrapped) by Link when the destination cannot
+// become a link (it holds, or held, an object of its own): Copy instead.
+var ErrNotLinkable = errors.New("destination cannot be a link")
+
+// Linker is implemented by stores that can show an object under a second
+// name without storing its bytes again (the JetStream object store's
+// links). Get, Stat and List of the link see the target's content, size,
+// ETag, content type and metadata under the link's own bucket and key (Stat
+// and List: with the time the link was placed as Modified, as a copy's
+// would be); a link whose target is gone reads as not found. Put or Copy onto a link
+// replace it with an object; deleting the target breaks the link.
+type Linker interface {
+	// Link makes dstBucket/dstKey show srcBucket/srcKey (a link to a link
+	// points at its target). It returns the target's Info under the
+	// link's name.
+	Link(ctx context.Context, srcBucket, srcKey, dstBucket, dstKey string) (Info, error)
+}
+
 // Info describes a stored object.
 type Info struct {
 	Bucket      string

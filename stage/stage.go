@@ -78,9 +78,14 @@ type Processor[In any] struct {
 	Handle      Handler[In]
 	HandleBatch BatchHandler[In]
 	// MaxBatch and MaxWait bound a batch: up to MaxBatch inputs, waiting at
-	// most MaxWait after the first.
+	// most MaxWait after the first, or at most FillWait while the server
+	// reports messages pending for the consumer: under a backlog a batch
+	// fills rather than leaving with what arrived within MaxWait.
 	MaxBatch int
 	MaxWait  time.Duration
+	// FillWait bounds the wait for pending messages (default
+	// DefaultFillWait, never below MaxWait).
+	FillWait time.Duration
 	// Concurrency is the number of inputs (or batches) processed at once.
 	Concurrency int
 	// RetryBase is the first retry delay of a transient failure; it doubles
@@ -124,6 +129,10 @@ func (p *Processor[In]) defaults() {
 	if p.MaxWait <= 0 {
 		p.MaxWait = 5 * time.Millisecond
 	}
+	if p.FillWait <= 0 {
+		p.FillWait = DefaultFillWait
+	}
+	p.FillWait = max(p.FillWait, p.MaxWait)
 	if p.RetryBase <= 0 {
 		p.RetryBase = time.Second
 	}
@@ -230,16 +239,29 @@ type runner[In any] struct {
 	ackWait    time.Duration
 }
 
-// batchLoop takes the first available message, then waits at most MaxWait
-// for more, up to MaxBatch.
+// DefaultFillWait is how long a batch waits at most for messages the server
+// reports pending: enough for a pull of MaxBatch small messages on a loaded
+// machine, short against the seconds a backlog takes to drain.
+const DefaultFillWait = 250 * time.Millisecond
+
+// batchLoop takes the first available message, then waits for more, up to
+// MaxBatch: at most MaxWait after the first, or, while the messages received
+// say that more are pending on the server (their NumPending), at most
+// FillWait after the first for as many as fill the batch. A lone message
+// leaves after MaxWait; a backlog leaves in full batches.
 func (r *runner[In]) batchLoop(ctx context.Context, ch <-chan natsjs.Msg) {
 	for {
 		first, ok := <-ch
 		if !ok {
 			return
 		}
+		start := time.Now()
 		batch := []natsjs.Msg{first}
-		timer := time.NewTimer(r.p.MaxWait)
+		deadline := start.Add(r.p.MaxWait)
+		if r.backlog(first, len(batch)) {
+			deadline = start.Add(r.p.FillWait)
+		}
+		timer := time.NewTimer(time.Until(deadline))
 	collect:
 		for len(batch) < r.p.MaxBatch {
 			select {
@@ -248,6 +270,15 @@ func (r *runner[In]) batchLoop(ctx context.Context, ch <-chan natsjs.Msg) {
 					break collect
 				}
 				batch = append(batch, m)
+				// The newest message's view of the backlog decides.
+				d := start.Add(r.p.MaxWait)
+				if r.backlog(m, len(batch)) {
+					d = start.Add(r.p.FillWait)
+				}
+				if !d.Equal(deadline) {
+					deadline = d
+					timer.Reset(time.Until(deadline))
+				}
 			case <-timer.C:
 				break collect
 			}
@@ -255,6 +286,17 @@ func (r *runner[In]) batchLoop(ctx context.Context, ch <-chan natsjs.Msg) {
 		timer.Stop()
 		r.process(ctx, batch)
 	}
+}
+
+// backlog reports whether the server had messages pending for the consumer
+// when m was delivered, beyond the have already in the batch: more are on
+// their way (the pull requests up to Concurrency x MaxBatch at a time).
+func (r *runner[In]) backlog(m natsjs.Msg, have int) bool {
+	if have >= r.p.MaxBatch {
+		return false
+	}
+	md, err := m.Metadata()
+	return err == nil && md.NumPending > 0
 }
 
 // release hands an unstarted message back for immediate redelivery.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -356,6 +357,57 @@ func TestBatchHandler(t *testing.T) {
 	}
 	if biggest < 2 {
 		t.Fatalf("batch sizes %v: with %d queued inputs batches should form", sizes, n)
+	}
+}
+
+// TestBatchesFillFromABacklog: with inputs queued on the server, batches
+// leave full even when MaxWait is far shorter than a pull takes: the
+// messages' NumPending says more are coming. The last inputs, with nothing
+// behind them, leave after MaxWait as before.
+func TestBatchesFillFromABacklog(t *testing.T) {
+	env := testenv.NATS(t, testenv.TopologyOptions())
+	const n, maxBatch = 120, 40
+	for i := range n {
+		publishUpload(t, env.JS, fmt.Sprintf("amd/%d.jpg", i))
+	}
+	var mu sync.Mutex
+	var sizes []int
+	var calls atomic.Int64
+	single := passThrough(&calls)
+	p := resizeProcessor(nil, NewMetrics(prometheus.NewRegistry()))
+	p.Handle = nil
+	p.Concurrency = 2
+	p.MaxBatch, p.MaxWait = maxBatch, time.Nanosecond // no wait at all, but for the backlog
+	p.HandleBatch = func(ctx context.Context, in []schemas.S3Event) []Result {
+		mu.Lock()
+		sizes = append(sizes, len(in))
+		mu.Unlock()
+		out := make([]Result, len(in))
+		for i, ev := range in {
+			out[i].Outputs, out[i].Err = single(ctx, ev)
+		}
+		return out
+	}
+	start(t, env.JS, p)
+	waitIdle(t, env.JS, ejs.StreamUploads, ejs.ConsumerResize)
+	mu.Lock()
+	got := slices.Clone(sizes)
+	mu.Unlock()
+	total := 0
+	for _, s := range got {
+		total += s
+	}
+	// n inputs in full batches take n/maxBatch calls (one more where a
+	// batch was cut by inputs taken by the other worker).
+	if total != n || len(got) > n/maxBatch+1 {
+		t.Fatalf("batch sizes %v for %d queued inputs: want full batches of %d", got, n, maxBatch)
+	}
+	// A lone input does not wait for a batch to fill.
+	t0 := time.Now()
+	publishUpload(t, env.JS, "amd/lone.jpg")
+	waitIdle(t, env.JS, ejs.StreamUploads, ejs.ConsumerResize)
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Fatalf("a lone input took %s", d)
 	}
 }
 

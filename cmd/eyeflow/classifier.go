@@ -50,10 +50,10 @@ func (f *runtimeFlags) register(fs *flagSet) {
 	fs.stringVar(&f.device, "device", "cpu", "where models run: cpu, cuda[:N], tensorrt[:N], webgpu (the GPU through ONNX Runtime's WebGPU provider on Vulkan: `eyeflow doctor` says whether this host can), or auto (CUDA, else WebGPU, else the CPU, chosen and logged at start); a GPU device that cannot be used fails at start with the provider's reason")
 	fs.stringVar(&f.webgpuOptions, "webgpu-options", "", "WebGPU provider options as key=value,... by ONNX Runtime's names, e.g. preferredLayout=NCHW,validationMode=disabled,enableGraphCapture=1 (default: ONNX Runtime's, on Vulkan with the high-performance adapter)")
 	fs.intVar(&f.threads, "threads", 0, "ONNX Runtime intra-op threads per session run (0: on the CPU, the cores divided among --parallel-runs; on a GPU, ONNX Runtime's default)")
-	fs.intVar(&f.parallel, "parallel-runs", 0, "session runs of one loaded model at once (0: on the CPU, enough to fill the cores with --threads each, by default single-threaded runs, at most 8; on a GPU, 1)")
+	fs.intVar(&f.parallel, "parallel-runs", 0, "session runs of one loaded model at once (0: on the CPU, enough to fill the cores with --threads each, by default one single-threaded run per core, as many as memory holds; on a GPU, 1)")
 	fs.intVar(&f.interOp, "inter-op-threads", 0, "ONNX Runtime inter-op threads (0: its default)")
 	fs.boolVar(&f.spin, "ort-spin", false, "let ONNX Runtime's threads busy-wait between ops (faster only when nothing else needs the cores)")
-	fs.intVar(&f.maxBatch, "max-batch", 0, "most images per session run (dynamic batching); 0: by where the model runs, 8 on the CPU, 64 on a GPU")
+	fs.intVar(&f.maxBatch, "max-batch", 0, "most images per session run (dynamic batching; 0: the model card's max_batch, else 8 on the CPU and 64 on a GPU)")
 	fs.durationVar(&f.maxWait, "max-wait", 5*time.Millisecond, "longest wait after the first image for more to fill a batch")
 	fs.intVar(&f.topK, "top-k", 5, "class probabilities listed in each prediction")
 }
@@ -94,17 +94,24 @@ func (f *runtimeFlags) init() error {
 			return
 		}
 		f.parsedDevice = f.resolved.Device
-		if f.maxBatch == 0 {
-			f.maxBatch = classifier.DefaultMaxBatch(f.resolved.Provider)
-		}
 	})
 	return f.initErr
+}
+
+// maxBatchOn is the run size on the resolved device before a model card is
+// known: --max-batch, else the provider's default (a card's max_batch can
+// still lower or set it per model).
+func (f *runtimeFlags) maxBatchOn() int {
+	if f.maxBatch > 0 {
+		return f.maxBatch
+	}
+	return classifier.DefaultMaxBatch(f.resolved.Provider)
 }
 
 // logDevice logs where models run, after init.
 func (f *runtimeFlags) logDevice(log zerolog.Logger) {
 	ev := log.Info().Str("onnxruntime", classifier.RuntimeVersion()).Str("device", f.parsedDevice.String()).
-		Str("provider", f.resolved.Provider).Int("max_batch", f.maxBatch)
+		Str("provider", f.resolved.Provider).Int("max_batch", f.maxBatchOn())
 	if f.device != f.parsedDevice.String() {
 		ev = ev.Str("requested", f.device)
 	}
@@ -241,20 +248,10 @@ func (f *classifierFlags) setup(ctx context.Context, p *proc, js natsjs.JetStrea
 			return task{}, err
 		}
 	}
-	c, err := classifier.New(ctx, js, store, classifier.Config{
-		OnLoad:       servingReporter(ctx, js, log),
-		Envs:         f.envList(),
-		MaxBatch:     f.rt.maxBatch,
-		MaxWait:      f.rt.maxWait,
-		Concurrency:  f.concurrency,
-		CanaryShare:  f.canaryShare,
-		TopK:         f.rt.topK,
-		Session:      f.rt.session(),
-		Logger:       p.log,
-		Metrics:      classifier.NewMetrics(p.reg),
-		StageMetrics: p.metrics,
-		Replicas:     max(f.replicas, 1),
-	})
+	cfg := f.config()
+	cfg.Logger, cfg.Metrics, cfg.StageMetrics = p.log, classifier.NewMetrics(p.reg), p.metrics
+	cfg.OnLoad = servingReporter(ctx, js, log)
+	c, err := classifier.New(ctx, js, store, cfg)
 	if err != nil {
 		return task{}, err
 	}
@@ -347,6 +344,21 @@ func seedPlaceholder(ctx context.Context, js natsjs.JetStream, store objstore.St
 	return nil
 }
 
+// config is the classifier's configuration from the flags, without the
+// process's logger and metrics.
+func (f *classifierFlags) config() classifier.Config {
+	return classifier.Config{
+		Envs:        f.envList(),
+		MaxBatch:    f.rt.maxBatch,
+		MaxWait:     f.rt.maxWait,
+		Concurrency: f.concurrency,
+		CanaryShare: f.canaryShare,
+		TopK:        f.rt.topK,
+		Session:     f.rt.session(),
+		Replicas:    max(f.replicas, 1),
+	}
+}
+
 func runClassifier(ctx context.Context, args []string, out, errOut io.Writer) error {
 	var s standalone
 	var cf classifierFlags
@@ -411,7 +423,7 @@ func runPredict(ctx context.Context, args []string, out, errOut io.Writer) error
 	// them max-batch at a time; results are printed in argument order.
 	files := fs.Args()
 	results := make([]fileResult, len(files))
-	sem := make(chan struct{}, max(rt.maxBatch, 2))
+	sem := make(chan struct{}, max(b.MaxBatch(), 2))
 	var wg sync.WaitGroup
 	for i, path := range files {
 		wg.Go(func() {

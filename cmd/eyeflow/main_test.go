@@ -213,6 +213,7 @@ func stageOutput(t *testing.T, data []byte) schemas.Resized {
 	}
 	cfg := resize.DefaultConfig()
 	cfg.Store = store
+	cfg.InlineRGB = true // the pixels, to compare with preprocess's PNG
 	r, err := resize.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -308,7 +309,7 @@ func TestFlagsFromEnvironmentAndValidation(t *testing.T) {
 		{"unparsable env", map[string]string{"EYEFLOW_RECONCILE_INTERVAL": "soon"}, []string{"up"}, "$EYEFLOW_RECONCILE_INTERVAL"},
 		{"s3 without credentials", map[string]string{"EYEFLOW_S3": "http://127.0.0.1:9"}, []string{"resize"}, "needs credentials"},
 		{"s3 not a url", nil, []string{"resize", "--s3", "minio:9000"}, "want http(s)://host:port"},
-		{"command line beats env", map[string]string{"EYEFLOW_RESIZE_CONCURRENCY": "0"}, []string{"up", "--resize-concurrency", "0"}, "--resize-concurrency 0"},
+		{"command line beats env", map[string]string{"EYEFLOW_RESIZE_CONCURRENCY": "-2"}, []string{"up", "--resize-concurrency", "-1"}, "--resize-concurrency -1"},
 		{"unknown command", nil, []string{"frobnicate"}, "unknown command"},
 		{"secret on the command line", nil, []string{"resize", "--s3-secret-key", "hunter2"}, "not on the command line"},
 		{"negative parallel runs from env", map[string]string{"EYEFLOW_PARALLEL_RUNS": "-1"}, []string{"classifier"}, "--parallel-runs"},

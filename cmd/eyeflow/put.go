@@ -24,7 +24,7 @@ func runPut(ctx context.Context, args []string, out, errOut io.Writer) error {
 	fs.stringVar(&o.Bucket, "bucket", objstore.BucketRaw, "destination bucket")
 	fs.stringVar(&o.Class, "class", "", "put single files under <class>/")
 	fs.stringVar(&o.Prefix, "prefix", "", "prefix for every key")
-	fs.intVar(&o.Concurrency, "concurrency", 4, "uploads at once")
+	fs.intVar(&o.Concurrency, "concurrency", 0, "uploads at once (0: two per core, 4 to 64)")
 	if err := fs.parse(args, c.validate); err != nil {
 		return err
 	}

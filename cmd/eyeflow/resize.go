@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"eyeflow/internal/machine"
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/processors/resize"
@@ -27,11 +28,11 @@ type resizeFlags struct {
 
 func (f *resizeFlags) register(fs *flagSet) {
 	def := resize.DefaultConfig()
-	fs.intVar(&f.concurrency, "resize-concurrency", 2, "images the resize stage decodes at once (about one per core)")
+	fs.intVar(&f.concurrency, "resize-concurrency", 0, "images the resize stage decodes at once (0: one per core, fewer when memory is short)")
 	fs.int64Var(&f.maxPixels, "max-pixels", def.Image.MaxPixels, "refuse images with more pixels than this (decompression bombs), checked from the header")
 	fs.int64Var(&f.maxBytes, "max-bytes", def.MaxBytes, "refuse uploaded objects larger than this many bytes")
 	fs.stringVar(&f.labelPrefix, "label-prefix", "", "key prefix under which <class>/<file> keys carry a label (empty: any folder)")
-	fs.boolVar(&f.inlineRGB, "inline-rgb", def.InlineRGB, "carry the 224x224 pixels in eye.resized so the classifier never reads the object store")
+	fs.boolVar(&f.inlineRGB, "inline-rgb", def.InlineRGB, "also carry the 224x224 pixels in eye.resized and eye.split (base64, about 200 KB per event; by default events name the processed PNG)")
 }
 
 // registerSalt adds --split-salt and --split-salt-version for a process that
@@ -44,8 +45,8 @@ func (f *resizeFlags) registerSalt(fs *flagSet) {
 
 func (f *resizeFlags) validate() error {
 	switch {
-	case f.concurrency < 1:
-		return fmt.Errorf("--resize-concurrency %d: must be at least 1", f.concurrency)
+	case f.concurrency < 0:
+		return fmt.Errorf("--resize-concurrency %d: must be 0 (one per core) or more", f.concurrency)
 	case f.maxPixels < 1:
 		return fmt.Errorf("--max-pixels %d: must be at least 1", f.maxPixels)
 	case f.maxBytes < 1:
@@ -66,7 +67,15 @@ func (f *resizeFlags) processor(p *proc, store objstore.Store) (stage.Processor[
 	if err != nil {
 		return stage.Processor[schemas.S3Event]{}, err
 	}
-	return resize.Processor(r, f.concurrency, p.log, p.metrics), nil
+	return resize.Processor(r, f.resolvedConcurrency(), p.log, p.metrics), nil
+}
+
+// resolvedConcurrency is --resize-concurrency, or the machine's default.
+func (f *resizeFlags) resolvedConcurrency() int {
+	if f.concurrency > 0 {
+		return f.concurrency
+	}
+	return machine.Detect().ResizeConcurrency()
 }
 
 func runResize(ctx context.Context, args []string, out, errOut io.Writer) error {

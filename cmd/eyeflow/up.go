@@ -12,6 +12,7 @@ import (
 
 	"eyeflow/ingest"
 	"eyeflow/internal/deployment"
+	"eyeflow/internal/machine"
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
@@ -117,6 +118,7 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 			Msg("$EYEFLOW_NATS (where clients connect) is not where this server listens: clients that read it will not find this server; " +
 				"set EYEFLOW_NATS_LISTEN (or --nats-listen) to move the server, or EYEFLOW_NATS=" + clientURL)
 	}
+	f.logPlan(log)
 
 	natsURL := f.nats.url
 	var upClientOpts []nats.Option
@@ -154,6 +156,12 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 
 	topo := ejs.DefaultOptions()
 	topo.Replicas = f.replicas
+	if f.nats.url == "" {
+		// The embedded server stores under --data: every stream at its
+		// byte bound fits there.
+		topo = topo.FitDisk(machine.DiskFree(f.data))
+	}
+	log.Info().Dur("stream_max_age", topo.MaxAge).Int64("stream_max_bytes", topo.MaxBytes).Msg("retention")
 	ready.wait("the JetStream topology")
 	if err := retryJetStream(ctx, log, "apply the topology", func(ctx context.Context) error { return ejs.Apply(ctx, js, ejs.Build(topo)) }); err != nil {
 		return ignoreCanceled(ctx, err)

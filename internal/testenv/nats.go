@@ -27,6 +27,9 @@ func TopologyOptions() ejs.Options {
 	o := ejs.DefaultOptions()
 	o.AckWait = 2 * time.Second
 	o.MaxDeliver = 3
+	// Streams reserve their byte bound from the server's disk: keep tests
+	// runnable on a small disk.
+	o.MaxBytes = 256 << 20
 	return o
 }
 

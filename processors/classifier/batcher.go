@@ -43,6 +43,50 @@ type jobResult struct {
 	err error
 }
 
+// Default session-run sizes, when neither the configuration nor the model
+// card sets one (MaxBatchFor).
+const (
+	// DefaultMaxBatchCPU: on the CPU larger batches do not run faster per
+	// image (BENCHMARKS.md, "Classifier"), they only add latency.
+	DefaultMaxBatchCPU = 8
+	// DefaultMaxBatchGPU: a GPU needs large batches (DenseNet121 on an
+	// H200, fp32: 90 images/s at batch 1, 3,806 at batch 64).
+	DefaultMaxBatchGPU = 64
+)
+
+// DefaultMaxBatchOn is the run size on d before a model card is known: 64
+// on a GPU device, else 8 ("auto" is decided by the provider it loads on:
+// DefaultMaxBatch).
+func DefaultMaxBatchOn(d Device) int {
+	if d.Kind == "cuda" || d.Kind == "tensorrt" || d.Kind == "webgpu" {
+		return DefaultMaxBatchGPU
+	}
+	return DefaultMaxBatchCPU
+}
+
+// MaxBatchFor is the largest session run of m: configured when above 0
+// (but never above the card's max_batch), else the card's max_batch, else
+// the provider's default (DefaultMaxBatchCPU, or DefaultMaxBatchGPU on
+// CUDA and TensorRT).
+func MaxBatchFor(configured int, m *Model) int {
+	card, provider := 0, ProviderCPU
+	if m != nil {
+		card, provider = m.Card.MaxBatch, m.Provider
+	}
+	switch {
+	case configured > 0 && card > 0:
+		return min(configured, card)
+	case configured > 0:
+		return configured
+	case card > 0:
+		return card
+	case provider == ProviderCPU || provider == "":
+		return DefaultMaxBatchCPU
+	default:
+		return DefaultMaxBatchGPU
+	}
+}
+
 // Batcher runs one model for one env: it merges concurrent Predict calls into
 // session runs of at most MaxBatch images, waiting at most MaxWait after the
 // first request for more, and keeps up to the model's ParallelRuns runs going
@@ -52,8 +96,12 @@ type jobResult struct {
 // the runs in flight and takes effect before the next one, so a run never
 // mixes models and no request is lost in a swap.
 type Batcher struct {
-	maxBatch int
-	maxWait  time.Duration
+	// configured is the MaxBatch asked for (0: automatic); size is
+	// MaxBatchFor the serving model, written only by the loop (and read
+	// by MaxBatch under mu).
+	configured int
+	size       int
+	maxWait    time.Duration
 
 	jobs    chan *job
 	swaps   chan swapReq
@@ -79,16 +127,17 @@ type swapReq struct {
 	old chan *Model
 }
 
-// NewBatcher starts a batcher serving m (which may be nil until Swap).
+// NewBatcher starts a batcher serving m (which may be nil until Swap), in
+// runs of at most maxBatch images (0: MaxBatchFor each model).
 func NewBatcher(m *Model, maxBatch int, maxWait time.Duration) *Batcher {
-	if maxBatch < 1 {
-		maxBatch = 1
+	if maxBatch < 0 {
+		maxBatch = 0
 	}
 	if maxWait <= 0 {
 		maxWait = 5 * time.Millisecond
 	}
 	b := &Batcher{
-		maxBatch: maxBatch, maxWait: maxWait,
+		configured: maxBatch, size: MaxBatchFor(maxBatch, m), maxWait: maxWait,
 		jobs:    make(chan *job),
 		swaps:   make(chan swapReq),
 		done:    make(chan struct{}),
@@ -105,6 +154,13 @@ func runsOf(m *Model) int {
 		return 1
 	}
 	return max(m.ParallelRuns, 1)
+}
+
+// MaxBatch is the largest session run of the model serving now.
+func (b *Batcher) MaxBatch() int {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.size
 }
 
 // Current returns the card and provider of the model serving now.
@@ -208,11 +264,11 @@ func (b *Batcher) loop() {
 		}
 		var run []*job
 		run, pending = b.collect(first)
-		m, tokens := b.current, b.runners // only this goroutine writes them
+		m, tokens, size := b.current, b.runners, b.size // only this goroutine writes them
 		b.inflight.Add(1)
 		go func() {
 			defer func() { <-tokens; b.inflight.Done() }()
-			b.run(m, run)
+			b.run(m, run, size)
 		}()
 	}
 }
@@ -233,7 +289,7 @@ func (b *Batcher) collect(first *job) (run []*job, next *job) {
 		timer = t.C
 		defer t.Stop()
 	}
-	for n < b.maxBatch {
+	for n < b.size {
 		var j *job
 		if flush {
 			// Take only what is already waiting.
@@ -249,7 +305,7 @@ func (b *Batcher) collect(first *job) (run []*job, next *job) {
 				return run, nil
 			}
 		}
-		if n+len(j.images) > b.maxBatch {
+		if n+len(j.images) > b.size {
 			return run, j
 		}
 		run = append(run, j)
@@ -268,14 +324,15 @@ func (b *Batcher) swap(s swapReq) {
 	b.mu.Lock()
 	old := b.current
 	b.current = s.m
+	b.size = MaxBatchFor(b.configured, s.m)
 	b.mu.Unlock()
 	b.runners = make(chan struct{}, runsOf(s.m))
 	s.old <- old
 }
 
-// run executes the jobs in session runs of at most maxBatch images (one job
+// run executes the jobs in session runs of at most size images (one job
 // larger than that is split) and replies to each.
-func (b *Batcher) run(m *Model, jobs []*job) {
+func (b *Batcher) run(m *Model, jobs []*job, size int) {
 	// Requests whose caller has gone are not worth the compute.
 	live := jobs[:0]
 	for _, j := range jobs {
@@ -301,15 +358,15 @@ func (b *Batcher) run(m *Model, jobs []*job) {
 	probs := make([][]float64, 0, len(images))
 	var total time.Duration
 	var err error
-	for start := 0; start < len(images) && err == nil; start += b.maxBatch {
-		chunk := images[start:min(start+b.maxBatch, len(images))]
+	for start := 0; start < len(images) && err == nil; start += size {
+		chunk := images[start:min(start+size, len(images))]
 		t0 := time.Now()
 		var p [][]float64
 		p, err = m.Run(chunk)
 		total += time.Since(t0)
 		probs = append(probs, p...)
 	}
-	batch := Batch{Card: m.Card, Labels: m.Labels, Provider: m.Provider, Size: min(len(images), b.maxBatch), InferenceSeconds: total.Seconds()}
+	batch := Batch{Card: m.Card, Labels: m.Labels, Provider: m.Provider, Size: min(len(images), size), InferenceSeconds: total.Seconds()}
 	if b.observe != nil {
 		b.observe(batch, err)
 	}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"eyeflow/imaging"
+	"eyeflow/internal/machine"
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
@@ -34,7 +35,9 @@ import (
 type Config struct {
 	// Envs to serve; default all (prod, canary, staging).
 	Envs []string
-	// MaxBatch and MaxWait bound a session run (default 8 and 5ms).
+	// MaxBatch and MaxWait bound a session run. MaxBatch 0 is automatic
+	// (MaxBatchFor: the model card's max_batch, else 8 on the CPU and 64 on
+	// a GPU); MaxWait defaults to 5ms.
 	MaxBatch int
 	MaxWait  time.Duration
 	// Concurrency is the number of stage batches in flight per env
@@ -78,11 +81,22 @@ func (c *Config) defaults() error {
 			return err
 		}
 	}
-	if c.MaxBatch < 1 {
-		c.MaxBatch = 8
+	if c.MaxBatch < 0 {
+		return fmt.Errorf("max batch %d: want 0 (automatic) or more", c.MaxBatch)
 	}
 	if c.MaxWait <= 0 {
 		c.MaxWait = 5 * time.Millisecond
+	}
+	// The CPU plan's memory bound: every env's model runs at once, each
+	// sized for its batches.
+	if c.Session.MaxBatch < 1 {
+		c.Session.MaxBatch = c.MaxBatch
+		if c.MaxBatch < 1 {
+			c.Session.MaxBatch = DefaultMaxBatchOn(c.Session.Device)
+		}
+	}
+	if c.Session.Memory <= 0 {
+		c.Session.Memory = machine.Detect().Memory / 2 / int64(len(c.Envs))
 	}
 	if c.Concurrency < 1 {
 		provider := c.Session.Device.Provider()
@@ -104,6 +118,42 @@ func (c *Config) defaults() error {
 	return nil
 }
 
+// Plan is what a Config resolves to on this machine, before a model is
+// loaded (for `eyeflow up`'s plan line).
+type Plan struct {
+	// Provider is the one the device asks for ("auto" is decided at load).
+	Provider string
+	// Threads x Runs per env's model; Threads 0 is ONNX Runtime's default.
+	Threads, Runs int
+	// MaxBatch per session run, before a model card can lower or set it.
+	MaxBatch int
+	// Concurrency is the stage batches in flight per env.
+	Concurrency int
+	Envs        []string
+}
+
+// Plan resolves c's defaults for this machine.
+func (c Config) Plan() (Plan, error) {
+	c.Metrics, c.StageMetrics = &Metrics{}, &stage.Metrics{} // not used here
+	if err := c.defaults(); err != nil {
+		return Plan{}, err
+	}
+	provider := ProviderCPU
+	switch c.Session.Device.Kind {
+	case "cuda":
+		provider = ProviderCUDA
+	case "tensorrt":
+		provider = ProviderTensorRT
+	case "auto":
+		provider = "auto"
+	}
+	threads, runs := c.Session.Plan(provider)
+	if provider == "auto" {
+		threads, runs = c.Session.Plan(ProviderCPU) // what a CPU fallback runs
+	}
+	return Plan{Provider: provider, Threads: threads, Runs: runs, MaxBatch: c.Session.MaxBatch, Concurrency: c.Concurrency, Envs: c.Envs}, nil
+}
+
 // Classifier serves every configured env.
 type Classifier struct {
 	cfg   Config
@@ -120,6 +170,11 @@ type Classifier struct {
 	ready   map[string]chan struct{}
 
 	drillDelay atomic.Int64 // time.Duration; see SetDrillDelay
+
+	// cache shares decoded processed PNGs between envs (nil with one
+	// env); loaders bounds the reads and decodes of one stage batch.
+	cache   *pixelCache
+	loaders int
 }
 
 // New opens the registry (creating the models bucket and KV only when missing).
@@ -140,6 +195,12 @@ func New(ctx context.Context, js jetstream.JetStream, store objstore.Store, cfg 
 		ready:    map[string]chan struct{}{},
 	}
 	c.SetDrillDelay(cfg.DrillDelay)
+	c.loaders = machine.Detect().IOConcurrency()
+	if len(cfg.Envs) > 1 {
+		// Room for every env's batches in flight: the envs read the same
+		// images at about the same time.
+		c.cache = newPixelCache(len(cfg.Envs) * cfg.Concurrency * max(cfg.MaxBatch, cfg.Session.MaxBatch))
+	}
 	for _, env := range cfg.Envs {
 		b := NewBatcher(nil, cfg.MaxBatch, cfg.MaxWait)
 		b.observe = cfg.Metrics.observe(env)
@@ -293,7 +354,7 @@ func (c *Classifier) load(ctx context.Context, env string, a Assignment) bool {
 	}
 	c.cfg.Metrics.info.WithLabelValues(infoLabels(env, a, m)...).Set(1)
 	c.cfg.Metrics.loads.WithLabelValues(env, "ok").Inc()
-	ev := log.Info().Str("provider", m.Provider).Int("threads", m.Threads).Int("parallel_runs", m.ParallelRuns).
+	ev := log.Info().Str("provider", m.Provider).Int("threads", m.Threads).Int("parallel_runs", m.ParallelRuns).Int("max_batch", c.batchers[env].MaxBatch()).
 		Str("load_time", m.LoadTime.Round(time.Millisecond).String()).Str("onnxruntime", RuntimeVersion())
 	if m.Adapter.Name != "" {
 		ev = ev.Str("adapter", m.Adapter.Name).Str("adapter_vendor", m.Adapter.Vendor).Str("adapter_type", m.Adapter.Type).
@@ -320,7 +381,8 @@ func (c *Classifier) runStage(ctx context.Context, env string) {
 		Decode:      schemas.DecodeSplit,
 		ImageID:     func(s schemas.Split) string { return s.ImageID },
 		HandleBatch: c.handleBatch(env),
-		MaxBatch:    c.cfg.MaxBatch,
+		// The serving model's run size: a stage batch fills one run.
+		MaxBatch:    c.batchers[env].MaxBatch(),
 		MaxWait:     c.cfg.MaxWait,
 		Concurrency: c.cfg.Concurrency,
 		RetryBase:   c.cfg.RetryBase,
@@ -358,23 +420,43 @@ func (c *Classifier) handleBatch(env string) stage.BatchHandler[schemas.Split] {
 			}
 		}
 		res := make([]stage.Result, len(ins))
+		// Pixels of the whole batch at once: with references, each is an
+		// object-store read and a PNG decode.
+		all := make([][]byte, len(ins))
+		skip := make([]bool, len(ins))
+		sem := make(chan struct{}, c.loaders)
+		var wg sync.WaitGroup
+		for i, in := range ins {
+			if env == schemas.EnvCanary && !InCanary(in.ImageID, c.cfg.CanaryShare) {
+				c.cfg.Metrics.skipped.WithLabelValues(env).Inc()
+				skip[i] = true
+				continue // acknowledged without a prediction
+			}
+			if len(in.RGB) > 0 {
+				all[i], res[i].Err = c.pixels(ctx, in)
+				continue
+			}
+			wg.Go(func() {
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				all[i], res[i].Err = c.pixels(ctx, in)
+			})
+		}
+		wg.Wait()
 		var (
 			idx  []int
 			imgs [][]byte
 		)
-		for i, in := range ins {
-			if env == schemas.EnvCanary && !InCanary(in.ImageID, c.cfg.CanaryShare) {
-				c.cfg.Metrics.skipped.WithLabelValues(env).Inc()
-				continue // acknowledged without a prediction
+		for i := range ins {
+			if skip[i] {
+				continue
 			}
-			img, err := c.pixels(ctx, in)
-			if err != nil {
+			if res[i].Err != nil {
 				c.cfg.Metrics.failed(env, c.version(env))
-				res[i].Err = err
 				continue
 			}
 			idx = append(idx, i)
-			imgs = append(imgs, img)
+			imgs = append(imgs, all[i])
 		}
 		if len(imgs) == 0 {
 			return res
@@ -416,6 +498,14 @@ func (c *Classifier) pixels(ctx context.Context, in schemas.Split) ([]byte, erro
 	if ref.Bucket == "" || ref.Key == "" {
 		return nil, stage.Permanentf(schemas.ReasonNoPixels, "split event has neither rgb nor a processed object")
 	}
+	if c.cache == nil {
+		return c.loadPixels(ctx, ref)
+	}
+	return c.cache.get(ref.Bucket+"/"+ref.Key+"@"+ref.ETag, func() ([]byte, error) { return c.loadPixels(ctx, ref) })
+}
+
+// loadPixels reads and decodes a processed PNG.
+func (c *Classifier) loadPixels(ctx context.Context, ref schemas.ObjectRef) ([]byte, error) {
 	rc, _, err := c.store.Get(ctx, ref.Bucket, ref.Key)
 	if err != nil {
 		if errors.Is(err, objstore.ErrNotFound) {

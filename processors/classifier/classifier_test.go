@@ -27,6 +27,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
 )
 
@@ -473,5 +474,79 @@ func TestPredictHTTP(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(r.metrics.errors.WithLabelValues(schemas.EnvProd, "v1")); n != 5 {
 		t.Errorf("prediction_errors_total %v, want 5", n)
+	}
+}
+
+// meanBatch is eyeflow_classifier_batch_size's sum over its count for env:
+// images per session run.
+func meanBatch(t *testing.T, m *Metrics, env, version string) (mean float64, runs uint64) {
+	t.Helper()
+	var pb dto.Metric
+	h, ok := m.batchSize.WithLabelValues(env, version).(prometheus.Histogram)
+	if !ok {
+		t.Fatal("batch size is not a histogram")
+	}
+	if err := h.Write(&pb); err != nil {
+		t.Fatal(err)
+	}
+	c := pb.GetHistogram().GetSampleCount()
+	if c == 0 {
+		return 0, 0
+	}
+	return pb.GetHistogram().GetSampleSum() / float64(c), c
+}
+
+// TestBatchesFillUnderLoad: with 500 images queued and a large max batch
+// (64, a GPU's default), the classifier's session runs are full: the mean
+// run is at least 0.8 of the max batch. The CPU provider stands in for the
+// GPU, with the stage's defaults otherwise; the images are referenced (the
+// processed PNG in the object store), as resize publishes them by default.
+// (With 200 KB inline-pixel events the batches fill too, 62.5 images per
+// run, but not under the race detector, whose slower delivery runs past
+// the test topology's 2 s AckWait: BENCHMARKS.md, "Batches a GPU can use".)
+func TestBatchesFillUnderLoad(t *testing.T) {
+	for _, inline := range []bool{false} {
+		t.Run(fmt.Sprintf("inline=%v", inline), func(t *testing.T) {
+			const n, maxBatch = 500, 64
+			r := newRig(t)
+			r.push(t, tinyModel(t, "v1"), TinyName, "v1")
+			r.promote(t, schemas.EnvProd, TinyName, "v1")
+			ctx := context.Background()
+			if err := r.store.EnsureBucket(ctx, objstore.BucketProcessed); err != nil {
+				t.Fatal(err)
+			}
+			colours := tinyColours()
+			var pngs [][]byte
+			for _, c := range colours {
+				var buf bytes.Buffer
+				if err := png.Encode(&buf, solidImage(224, 224, c)); err != nil {
+					t.Fatal(err)
+				}
+				pngs = append(pngs, buf.Bytes())
+			}
+			for i := range n {
+				s := colourSplit(i, colours[i%len(colours)], schemas.SplitTrain)
+				if !inline {
+					key := "p/" + s.ImageID + ".png"
+					b := pngs[i%len(pngs)]
+					if _, err := r.store.Put(ctx, objstore.BucketProcessed, key, bytes.NewReader(b), int64(len(b)), objstore.PutOptions{}); err != nil {
+						t.Fatal(err)
+					}
+					s.RGB = nil
+					s.Processed = schemas.ObjectRef{Bucket: objstore.BucketProcessed, Key: key}
+				}
+				publishSplit(t, r.nats.JS, s)
+			}
+			r.start(t, Config{Envs: []string{schemas.EnvProd}, MaxBatch: maxBatch})
+			waitIdle(t, r.nats.JS, schemas.EnvProd)
+			if got := len(predictions(t, r.nats.JS, schemas.EnvProd)); got != n {
+				t.Fatalf("%d predictions, want %d", got, n)
+			}
+			mean, runs := meanBatch(t, r.metrics, schemas.EnvProd, "v1")
+			t.Logf("%d images in %d runs: mean batch %.1f of %d", n, runs, mean, maxBatch)
+			if mean < 0.8*maxBatch {
+				t.Errorf("mean batch %.1f of %d (%d runs for %d images): want at least %.1f", mean, maxBatch, runs, n, 0.8*maxBatch)
+			}
+		})
 	}
 }

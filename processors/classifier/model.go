@@ -70,6 +70,11 @@ type Card struct {
 	// Metrics are the evaluator's holdout figures, keyed by holdout split,
 	// for versions evaluated before they were registered.
 	Metrics map[string]schemas.HoldoutMetrics `json:"metrics,omitempty"`
+	// MaxBatch, when set, is the largest batch the model is built for (a
+	// TensorRT engine's profile, a memory budget): the classifier runs at
+	// most this many images at once, and this many when --max-batch is not
+	// given (MaxBatchFor).
+	MaxBatch int `json:"max_batch,omitempty"`
 }
 
 // Training is the model card's account of a training run.
@@ -129,6 +134,9 @@ func (c Card) validate() error {
 			errs = append(errs, fmt.Errorf("std %v: every channel must be positive", c.Std))
 			break
 		}
+	}
+	if c.MaxBatch < 0 {
+		errs = append(errs, fmt.Errorf("max_batch %d: want 0 (the device's default) or more", c.MaxBatch))
 	}
 	if c.LabelOrder != "" && c.LabelOrder != "imagefolder" {
 		errs = append(errs, fmt.Errorf("label_order %q: only \"imagefolder\" (sorted class names) is supported", c.LabelOrder))

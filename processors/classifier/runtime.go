@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 
+	"eyeflow/internal/machine"
 	"eyeflow/processors/classifier/onnx"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -137,9 +137,9 @@ func IsGPUProvider(provider string) bool {
 // the batcher filling them while the previous run is on the GPU.
 func DefaultMaxBatch(provider string) int {
 	if IsGPUProvider(provider) {
-		return 64
+		return DefaultMaxBatchGPU
 	}
-	return 8
+	return DefaultMaxBatchCPU
 }
 
 // ParseDevice parses cpu, cuda[:N], tensorrt[:N], webgpu[:N] or auto.
@@ -171,20 +171,21 @@ func ParseDevice(s string) (Device, error) {
 type SessionOptions struct {
 	Device Device
 	// IntraOpThreads is the number of threads one session run uses. 0
-	// picks: on the CPU, GOMAXPROCS divided among ParallelRuns (one thread
-	// per run when both are 0, up to 8 cores); on a GPU, ONNX Runtime's
-	// default.
+	// picks: on the CPU, the cores divided among ParallelRuns (one thread
+	// per run when both are 0, unless memory bounds the runs); on a GPU,
+	// ONNX Runtime's default.
 	IntraOpThreads int
 	// ParallelRuns is how many session runs of one loaded model execute at
 	// once (an ONNX Runtime session is safe for concurrent runs, so the
 	// weights are loaded once). 0 picks: on the CPU, enough runs of
-	// IntraOpThreads threads to fill GOMAXPROCS (at most 8 when neither is
-	// given: more cores get more threads per run); on a GPU, one. On the CPU,
-	// single-threaded runs side by side beat one run split across threads:
-	// a run's parallel ops wait for their slowest thread, and a thread that
-	// shares its core with anything (JPEG decodes, message handling) stalls
-	// the whole op (BENCHMARKS.md, "Classifier": 46.7 against 26.3
-	// images/s at batch 1 on 2 cores).
+	// IntraOpThreads threads to fill the cores (when neither is given, one
+	// single-threaded run per core, as many as Memory holds); on a GPU,
+	// one. On the CPU, single-threaded runs side by side beat runs split
+	// across threads, on 2 cores as on 16: a run's parallel ops wait for
+	// their slowest thread, and a thread that shares its core with
+	// anything (JPEG decodes, message handling) stalls the whole op
+	// (BENCHMARKS.md, "Classifier": 46.7 against 26.3 images/s at batch 1
+	// on 2 cores; 131-159 for 1x16 against 85-105 for 2x8 at batch 8 on 16).
 	ParallelRuns int
 	// InterOpThreads parallelises independent graph branches; 0 is ORT's default.
 	InterOpThreads int
@@ -195,27 +196,38 @@ type SessionOptions struct {
 	// WebGPU are provider options for the webgpu device (and auto, when it
 	// lands there): see WebGPUOptions.
 	WebGPU WebGPUOptions
+	// Memory is the bytes this model's runs in flight may hold together
+	// (RunBytesPerImage per image of a MaxBatch run); it bounds the
+	// default ParallelRuns. 0: half the machine's memory.
+	Memory int64
+	// MaxBatch is the batch the runs are sized for (0: DefaultMaxBatchCPU).
+	MaxBatch int
 }
 
 // Plan resolves IntraOpThreads and ParallelRuns for a session on provider:
-// the values given, with zeros replaced as their comments say.
+// the values given, with zeros replaced as their comments say, for this
+// machine (machine.Detect: GOMAXPROCS and the memory limit).
 func (o SessionOptions) Plan(provider string) (threads, runs int) {
-	return o.plan(provider, runtime.GOMAXPROCS(0))
+	return o.plan(provider, machine.Detect())
 }
 
-// maxDefaultRuns caps the parallel runs chosen for a many-core CPU: every
-// run in flight holds its own activations (about 110 MB for DenseNet121 at
-// batch 8), so past this the cores go to threads per run instead.
-const maxDefaultRuns = 8
+// RunBytesPerImage is the memory one image of a CPU session run holds in
+// activations, the unit of the bound on parallel runs: DenseNet121 at batch
+// 8 holds about 110 MB per run in flight.
+const RunBytesPerImage = 14 << 20
 
-func (o SessionOptions) plan(provider string, procs int) (threads, runs int) {
+func (o SessionOptions) plan(provider string, m machine.Machine) (threads, runs int) {
 	threads, runs = o.IntraOpThreads, o.ParallelRuns
 	if provider != ProviderCPU {
 		return threads, max(runs, 1)
 	}
+	procs := max(m.Cores, 1)
 	switch {
 	case threads < 1 && runs < 1:
-		threads = (procs + maxDefaultRuns - 1) / maxDefaultRuns
+		// One single-threaded run per core; where memory holds fewer
+		// runs, the cores are shared out as threads among those it holds.
+		limit := o.maxRuns(m)
+		threads = (procs + limit - 1) / limit
 		runs = max(1, procs/threads)
 	case runs < 1:
 		runs = max(1, procs/threads)
@@ -223,6 +235,22 @@ func (o SessionOptions) plan(provider string, procs int) (threads, runs int) {
 		threads = max(1, procs/runs)
 	}
 	return threads, runs
+}
+
+// maxRuns is how many runs of MaxBatch images fit in the memory budget.
+func (o SessionOptions) maxRuns(m machine.Machine) int {
+	budget := o.Memory
+	if budget <= 0 {
+		budget = m.Memory / 2
+	}
+	if budget <= 0 {
+		return max(m.Cores, 1) // memory unknown: no bound
+	}
+	batch := o.MaxBatch
+	if batch < 1 {
+		batch = DefaultMaxBatchCPU
+	}
+	return max(1, int(budget/(int64(batch)*RunBytesPerImage)))
 }
 
 // session is one loaded ONNX graph and the provider it runs on.

@@ -13,6 +13,7 @@ import (
 	"path"
 	"time"
 
+	"eyeflow/internal/machine"
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
@@ -305,13 +306,15 @@ func Processor(s *Sink, log zerolog.Logger, m *stage.Metrics) stage.Processor[sc
 // ConsumerPredictions) for low-confidence predictions.
 func PredictionProcessor(s *Sink, log zerolog.Logger, m *stage.Metrics) stage.Processor[schemas.Prediction] {
 	return stage.Processor[schemas.Prediction]{
-		Stage:       schemas.StageLabelsink,
-		Stream:      ejs.StreamPredictions,
-		Consumer:    ConsumerPredictions,
-		Decode:      schemas.DecodePrediction,
-		ImageID:     func(p schemas.Prediction) string { return p.ImageID },
-		Handle:      s.HandlePrediction,
-		Concurrency: 2,
+		Stage:    schemas.StageLabelsink,
+		Stream:   ejs.StreamPredictions,
+		Consumer: ConsumerPredictions,
+		Decode:   schemas.DecodePrediction,
+		ImageID:  func(p schemas.Prediction) string { return p.ImageID },
+		Handle:   s.HandlePrediction,
+		// Every env's every prediction passes through: keep up with a
+		// classifier on many cores (most are only looked at).
+		Concurrency: machine.Detect().IOConcurrency(),
 		Logger:      log,
 		Metrics:     m,
 	}

@@ -36,8 +36,11 @@ type Config struct {
 	// LabelPrefix is the key prefix under which <class>/<file> carries a
 	// label; keys outside it are unlabeled. Empty: every key with a folder.
 	LabelPrefix string
-	// InlineRGB carries the resized pixels in the eye.resized event, so the
-	// classifier never reads the object store (see BENCHMARKS.md).
+	// InlineRGB carries the resized pixels in the eye.resized event (and so
+	// in every eye.split event), base64 in JSON: about 200 KB per event
+	// in two streams. Off by default: the events name the processed PNG,
+	// which the classifier reads and decodes once per process for all its
+	// envs (BENCHMARKS.md, "Pixels carried once").
 	InlineRGB bool
 	// SplitSalt and SplitSaltVersion are the splitter's salt and its
 	// version (--split-salt, --split-salt-version; EYEFLOW_SPLIT_SALT and
@@ -53,7 +56,7 @@ func DefaultConfig() Config {
 		Image:            imaging.DefaultOptions(),
 		OutputBucket:     objstore.BucketProcessed,
 		MaxBytes:         256 << 20,
-		InlineRGB:        true,
+		InlineRGB:        false,
 		SplitSalt:        split.Salt,
 		SplitSaltVersion: split.SaltVersion,
 	}

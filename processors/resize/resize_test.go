@@ -51,11 +51,59 @@ func newFixture(t *testing.T) *fixture {
 	}
 	cfg := resize.DefaultConfig()
 	cfg.Store = store
+	// These tests compare the pixels with the stored PNG and with PIL's:
+	// carry them (TestDefaultEventNamesThePNG is the default).
+	cfg.InlineRGB = true
 	r, err := resize.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return &fixture{env: env, store: store, r: r}
+}
+
+// By default eye.resized carries no pixels, only the processed PNG (with
+// its ETag and size), which holds the resized image: pixels travel once,
+// in the object store (BENCHMARKS.md, "Pixels carried once").
+func TestDefaultEventNamesThePNG(t *testing.T) {
+	f := newFixture(t)
+	cfg := resize.DefaultConfig()
+	if cfg.InlineRGB {
+		t.Fatal("DefaultConfig carries inline pixels")
+	}
+	cfg.Store = f.store
+	r, err := resize.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testenv.Context(t, time.Minute)
+	outs, err := r.Handle(ctx, f.put(t, "amd/plain.jpg", fundusJPEG(t, 640, 480), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := outs[0].Event.(schemas.Resized)
+	js, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.RGB) != 0 || bytes.Contains(js, []byte(`"rgb"`)) || len(js) > 2048 {
+		t.Fatalf("default eye.resized is %d bytes with %d inline pixel bytes: want a small event naming the PNG", len(js), len(res.RGB))
+	}
+	st, err := f.store.Stat(ctx, res.Processed.Bucket, res.Processed.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ETag != res.Processed.ETag || st.Size != res.Processed.Size || res.ResizedWidth != 224 || res.ResizedHeight != 224 {
+		t.Fatalf("processed %+v, stored %+v", res.Processed, st)
+	}
+	rc, _, err := f.store.Get(ctx, res.Processed.Bucket, res.Processed.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	img, err := png.Decode(rc)
+	if err != nil || img.Bounds().Dx() != 224 || img.Bounds().Dy() != 224 {
+		t.Fatalf("processed PNG: %v, %v", img.Bounds(), err)
+	}
 }
 
 // put stores data in raw and returns the event MinIO or the watcher would send.

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 
+	"eyeflow/internal/machine"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
 	"eyeflow/security/objkey"
@@ -63,7 +64,8 @@ type Config struct {
 	// Bucket and Prefix locate the dataset layout.
 	Bucket string
 	Prefix string
-	// Concurrency is the number of images the stage copies at once.
+	// Concurrency is the number of images the stage copies at once
+	// (default machine.IOConcurrency: its time is object-store round trips).
 	Concurrency int
 }
 
@@ -77,7 +79,7 @@ func DefaultConfig() Config {
 		HoldoutWeights: [3]float64{1, 1, 1},
 		Bucket:         objstore.BucketProcessed,
 		Prefix:         DefaultPrefix,
-		Concurrency:    4,
+		Concurrency:    machine.Detect().IOConcurrency(),
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"sync"
 
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
@@ -89,11 +90,22 @@ func (s *Splitter) Handle(ctx context.Context, in schemas.Resized) ([]stage.Outp
 		return nil, stage.Permanent(schemas.ReasonBadResized, err)
 	}
 	as := s.a.AssignResized(in)
-	for _, dir := range as.Dirs() {
-		dst := DatasetKey(s.prefix, dir, in.Label, in.ImageID)
-		if err := s.copyOnce(ctx, in.Processed, dst); err != nil {
-			return nil, fmt.Errorf("image %s (%s) to %s: %w", in.ImageID, in.UploadID, dir, err)
-		}
+	// A holdout image goes to two folders (test and holdout_N): placed at
+	// once, as each is a few object-store round trips.
+	dirs := as.Dirs()
+	errs := make([]error, len(dirs))
+	var wg sync.WaitGroup
+	for i, dir := range dirs {
+		wg.Go(func() {
+			dst := DatasetKey(s.prefix, dir, in.Label, in.ImageID)
+			if err := s.copyOnce(ctx, in.Processed, dst); err != nil {
+				errs[i] = fmt.Errorf("image %s (%s) to %s: %w", in.ImageID, in.UploadID, dir, err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	ev := schemas.Split{
 		Schema:      schemas.SchemaSplit,
@@ -182,23 +194,44 @@ func checkInput(in schemas.Resized) error {
 	return errors.Join(errs...)
 }
 
-// copyOnce copies src to dst unless dst already holds the same bytes. The
+// copyOnce places src at dst unless dst already holds the same bytes. The
 // destination key depends only on the image, so a redelivery or a duplicate
 // upload never makes a second object; skipping identical content also keeps
-// the existing object's version, so nothing downstream sees a rewrite.
+// the existing object's version, so nothing downstream sees a rewrite. On a
+// store that links (the JetStream object store) dst becomes a link to src,
+// one small meta message instead of reading and writing every byte again
+// (BENCHMARKS.md, "Pixels carried once"); elsewhere (S3: a server-side
+// CopyObject) and over an object of its own, it is a copy.
 func (s *Splitter) copyOnce(ctx context.Context, src schemas.ObjectRef, dst string) error {
-	si, err := s.store.Stat(ctx, src.Bucket, src.Key)
-	if err != nil {
-		// Resize writes the PNG before publishing, so a missing source is
-		// an outage or a deletion: retried, then dead-lettered.
-		return fmt.Errorf("source: %w", err)
+	etag, size := src.ETag, src.Size
+	if etag == "" {
+		// An event without the processed object's ETag (another producer):
+		// ask the store.
+		si, err := s.store.Stat(ctx, src.Bucket, src.Key)
+		if err != nil {
+			// Resize writes the PNG before publishing, so a missing source is
+			// an outage or a deletion: retried, then dead-lettered.
+			return fmt.Errorf("source: %w", err)
+		}
+		etag, size = si.ETag, si.Size
 	}
 	di, err := s.store.Stat(ctx, s.cfg.Bucket, dst)
 	switch {
-	case err == nil && di.ETag != "" && strings.EqualFold(di.ETag, si.ETag) && di.Size == si.Size:
+	case err == nil && di.ETag != "" && strings.EqualFold(di.ETag, etag) && (size == 0 || di.Size == size):
 		return nil
 	case err != nil && !errors.Is(err, objstore.ErrNotFound):
 		return fmt.Errorf("destination: %w", err)
+	}
+	if l, ok := s.store.(objstore.Linker); ok {
+		_, err := l.Link(ctx, src.Bucket, src.Key, s.cfg.Bucket, dst)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, objstore.ErrNotFound):
+			return fmt.Errorf("source: %w", err)
+		case !errors.Is(err, objstore.ErrNotLinkable):
+			return fmt.Errorf("link: %w", err)
+		}
 	}
 	if _, err := s.store.Copy(ctx, src.Bucket, src.Key, s.cfg.Bucket, dst); err != nil {
 		return fmt.Errorf("copy: %w", err)

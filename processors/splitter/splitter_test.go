@@ -533,3 +533,85 @@ func TestPatientPseudonymsThroughStage(t *testing.T) {
 		}
 	}
 }
+
+// On the JetStream object store the dataset layout holds links to the
+// processed PNG, not copies: the PNG is stored once, reads through the
+// dataset key give its bytes, and a second delivery changes nothing. A key
+// that already holds a copy (made before links, or by another store) is
+// left as it is when its bytes match.
+func TestDatasetLinksNotCopies(t *testing.T) {
+	env := testenv.NATS(t, testenv.TopologyOptions())
+	store := objstore.NewJetStream(env.JS)
+	ctx := testenv.Context(t, time.Minute)
+	if err := store.EnsureBucket(ctx, objstore.BucketProcessed); err != nil {
+		t.Fatal(err)
+	}
+	s, err := splitter.New(splitter.DefaultConfig(), store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs, err := env.JS.ObjectStore(ctx, objstore.BucketProcessed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucketBytes := func() uint64 {
+		st, err := obs.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Size()
+	}
+	var placed int
+	for i := range 12 {
+		u := newUpload(t, store, []byte(fmt.Sprint("photo ", i)), fmt.Sprintf("amd/%d.jpg", i), "")
+		before := bucketBytes()
+		for range 2 { // a redelivery
+			if _, err := s.Handle(ctx, u.resized); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dirs := s.Assigner().AssignResized(u.resized).Dirs()
+		for _, dir := range dirs {
+			key := splitter.DatasetKey(splitter.DefaultPrefix, dir, "amd", u.resized.ImageID)
+			oi, err := obs.GetInfo(ctx, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if oi.Opts == nil || oi.Opts.Link == nil || oi.Opts.Link.Name != u.resized.Processed.Key {
+				t.Fatalf("%s is not a link to %s: %+v", key, u.resized.Processed.Key, oi.Opts)
+			}
+			rc, info, err := store.Get(ctx, objstore.BucketProcessed, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(rc)
+			rc.Close()
+			if !bytes.Equal(got, u.png) || info.ETag != u.resized.Processed.ETag {
+				t.Fatalf("%s reads %d bytes (etag %s), want the processed PNG", key, len(got), info.ETag)
+			}
+			placed++
+		}
+		// Links are meta messages of a few hundred bytes, not the PNG again.
+		if grew := bucketBytes() - before; grew > uint64(len(dirs))*1024 {
+			t.Fatalf("placing image %d in %v grew the bucket by %d bytes", i, dirs, grew)
+		}
+	}
+	if placed < 12 {
+		t.Fatalf("%d placements for 12 images", placed)
+	}
+
+	// A copy made earlier at the key, with the same bytes, is kept.
+	u := newUpload(t, store, []byte("copied before"), "amd/old.jpg", "")
+	dir := s.Assigner().AssignResized(u.resized).Dirs()[0]
+	key := splitter.DatasetKey(splitter.DefaultPrefix, dir, "amd", u.resized.ImageID)
+	if _, err := store.Copy(ctx, objstore.BucketProcessed, u.resized.Processed.Key, objstore.BucketProcessed, key); err != nil {
+		t.Fatal(err)
+	}
+	old, _ := obs.GetInfo(ctx, key)
+	if _, err := s.Handle(ctx, u.resized); err != nil {
+		t.Fatal(err)
+	}
+	if now, _ := obs.GetInfo(ctx, key); now.NUID != old.NUID {
+		t.Fatalf("an identical copy at %s was replaced", key)
+	}
+}

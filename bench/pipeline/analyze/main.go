@@ -18,6 +18,7 @@ import (
 	"time"
 
 	ejs "eyeflow/jetstream"
+	"eyeflow/objstore"
 	"eyeflow/schemas"
 
 	"github.com/nats-io/nats.go"
@@ -94,11 +95,35 @@ func run(natsURL, metricsURL, env string) error {
 	if err != nil {
 		return err
 	}
+	batch, err := meanBatch(metricsURL, env)
+	if err != nil {
+		return err
+	}
+	streams := map[string]any{}
+	for _, name := range []string{ejs.StreamUploads, ejs.StreamResized, ejs.StreamSplits, ejs.StreamPredictions, "OBJ_" + objstore.BucketProcessed, "OBJ_" + objstore.BucketRaw} {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			continue
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return err
+		}
+		streams[name] = map[string]any{"messages": info.State.Msgs, "bytes": info.State.Bytes, "bytes_per_image": float64(info.State.Bytes) / float64(len(lat))}
+	}
+	acct, err := js.AccountInfo(ctx)
+	if err != nil {
+		return err
+	}
 	out := map[string]any{
 		"images": len(lat), "seconds_first_upload_to_last_prediction": span,
 		"images_per_second":   float64(len(lat)) / span,
 		"latency_p50_seconds": pct(0.5).Seconds(), "latency_p99_seconds": pct(0.99).Seconds(),
 		"stage_time_share": shares,
+		"mean_batch":       batch,
+		"streams":          streams,
+		// Everything JetStream stores (streams, KV, object stores).
+		"jetstream_bytes_per_image": float64(acct.Store) / float64(len(lat)),
 	}
 	b, _ := json.MarshalIndent(out, "", "  ")
 	fmt.Println(string(b))
@@ -131,20 +156,55 @@ func each(ctx context.Context, js natsjs.JetStream, stream, subject string, f fu
 	}
 }
 
-// stageShares is each stage's part of eyeflow_processing_seconds_sum.
+// meanBatch is env's eyeflow_classifier_batch_size sum over count: images
+// per session run.
+func meanBatch(url, env string) (float64, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var sum, count float64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.Contains(line, `env="`+env+`"`) {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err != nil {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(line, "eyeflow_classifier_batch_size_sum{"):
+			sum += v
+		case strings.HasPrefix(line, "eyeflow_classifier_batch_size_count{"):
+			count += v
+		}
+	}
+	if count == 0 {
+		return 0, sc.Err()
+	}
+	return sum / count, sc.Err()
+}
+
+// stageShares is each stage's part of eyeflow_processing_seconds_sum, and
+// its seconds per call (a message, or a batch for the classifier).
 func stageShares(url string) (map[string]float64, error) {
 	resp, err := http.Get(url)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	sums := map[string]float64{}
+	sums, counts := map[string]float64{}, map[string]float64{}
 	var total float64
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "eyeflow_processing_seconds_sum{") {
+		count := strings.HasPrefix(line, "eyeflow_processing_seconds_count{")
+		if !count && !strings.HasPrefix(line, "eyeflow_processing_seconds_sum{") {
 			continue
 		}
 		i := strings.Index(line, `stage="`)
@@ -157,11 +217,19 @@ func stageShares(url string) (map[string]float64, error) {
 		if err != nil {
 			continue
 		}
+		if count {
+			counts[st] += v
+			continue
+		}
 		sums[st] += v
 		total += v
 	}
+	out := map[string]float64{}
 	for k := range sums {
-		sums[k] = sums[k] / total
+		out[k] = sums[k] / total
+		if counts[k] > 0 {
+			out[k+"_ms_per_call"] = 1e3 * sums[k] / counts[k]
+		}
 	}
-	return sums, sc.Err()
+	return out, sc.Err()
 }
