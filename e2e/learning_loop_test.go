@@ -3,7 +3,6 @@ package e2e_test
 import (
 	"bytes"
 	"context"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,17 +10,9 @@ import (
 	"strconv"
 	"testing"
 	"time"
-)
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+	"eyeflow/internal/testenv"
+)
 
 // TestDemoLearningLoop runs `make demo`'s script, the README's first
 // command, on a small data set with a freshly built binary: the
@@ -51,7 +42,7 @@ func TestDemoLearningLoop(t *testing.T) {
 	cmd.Env = append(os.Environ(),
 		"EYEFLOW_BIN="+bin, "DEMO_EXIT=1", "DEMO_TOTAL=300", "DEMO_SHIFT_TOTAL=100", "DEMO_LIVE_TOTAL=60",
 		"DEMO_IMAGES="+filepath.Join(dir, "images"), "EYEFLOW_DATA="+filepath.Join(dir, "data"), "DEMO_WORK="+dir,
-		"EYEFLOW_HTTP="+freeAddr(t), "DEMO_NATS_LISTEN="+freeAddr(t))
+		"EYEFLOW_HTTP="+testenv.FreeAddr(t), "DEMO_NATS_LISTEN="+testenv.FreeAddr(t))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
