@@ -33,6 +33,7 @@ fmt-check:
 test: setup tidy-check fmt-check vet
 	$(GO) test -race -count=1 -timeout 30m $$($(GO) list ./... | grep -v /e2e$$)
 	$(GO) test -count=1 -timeout 30m ./e2e
+	$(GO) test -count=1 -timeout 10m -run 'WithoutAdapter$$|WithoutGPUAdapter$$' ./processors/classifier ./cmd/eyeflow
 	$(MAKE) fuzz
 
 # Each fuzz target runs a number of executions on top of its checked-in seed

@@ -178,6 +178,13 @@ const envNoAdapter = "EYEFLOW_TEST_WEBGPU_NO_ADAPTER"
 // provider's own reason plus what to set, and auto must fall back to the CPU
 // and say why it skipped WebGPU.
 func TestWebGPUWithoutAdapter(t *testing.T) {
+	if raceEnabled {
+		// Measured: the child hangs in ONNX Runtime's WebGPU start-up (Dawn's
+		// threads, every one in a futex wait) when built with the race
+		// detector, and passes without it. make test runs this test again
+		// without -race (the Makefile's no-race pass), so it is not lost.
+		t.Skip("WebGPU start-up under the race detector hangs in Dawn: this test runs in make test's pass without -race")
+	}
 	if os.Getenv(envNoAdapter) == "" {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestWebGPUWithoutAdapter$", "-test.v")
 		cmd.Env = append(os.Environ(), envNoAdapter+"=1",
