@@ -53,10 +53,10 @@ const envDoctorChild = "EYEFLOW_TEST_DOCTOR_NO_ADAPTER"
 // on the CPU and says it skipped WebGPU.
 func TestWithoutGPUAdapter(t *testing.T) {
 	if raceEnabled {
-		// As processors/classifier's TestWebGPUWithoutAdapter: Dawn's
-		// start-up hangs under the race detector; make test runs this test
-		// again without -race.
-		t.Skip("WebGPU start-up under the race detector hangs in Dawn: this test runs in make test's pass without -race")
+		// As processors/classifier's TestWebGPUWithoutAdapter: a race binary
+		// that starts WebGPU hangs at exit; make test runs this test again
+		// without -race.
+		t.Skip("a race binary that starts WebGPU hangs at exit in the race detector: this test runs in make test's pass without -race")
 	}
 	if os.Getenv(envDoctorChild) == "" {
 		testenv.ORTLibrary(t) // install it once here, not in the child

@@ -129,6 +129,13 @@ func TestCUDAUnavailableFailsClearly(t *testing.T) {
 	if !errorsIs(err, ErrProviderUnavailable) {
 		t.Fatalf("err %v, want ErrProviderUnavailable", err)
 	}
+	if raceEnabled {
+		// auto tries WebGPU in this process, and a process that started
+		// Dawn's threads hangs in the race detector's exit (racefini):
+		// make test checks auto in its pass without -race.
+		t.Log("auto's fallback is checked without the race detector")
+		return
+	}
 	m, err := LoadModel(tinyModel(t, "v1"), SessionOptions{Device: Device{Kind: "auto"}})
 	if err != nil {
 		t.Fatalf("auto: %v", err)
