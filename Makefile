@@ -27,15 +27,17 @@ tidy-check:
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-# Unit and integration tests under the race detector; the tests that start
-# ONNX Runtime's WebGPU provider (Dawn) again without it, since a race binary
-# that started Dawn's threads hangs in the race detector's exit; the whole-pipeline
+# Unit and integration tests under the race detector; the tests built only
+# without it (files tagged !race: those that start ONNX Runtime's WebGPU
+# provider, since a race binary that started Dawn's threads hangs in the race
+# detector's exit, and the plain-Go DenseNet121 reference, minutes under it)
+# in a pass of their own; the whole-pipeline
 # fault tests (e2e/, thousands of images through a three-node cluster) without
 # it, where it would only multiply their run time.
 test: setup tidy-check fmt-check vet
 	$(GO) test -race -count=1 -timeout 30m $$($(GO) list ./... | grep -v /e2e$$)
 	$(GO) test -count=1 -timeout 30m ./e2e
-	$(GO) test -count=1 -timeout 10m -run 'WithoutAdapter$$|WithoutGPUAdapter$$|CUDAUnavailableFailsClearly$$' ./processors/classifier ./cmd/eyeflow
+	$(GO) test -count=1 -timeout 10m -run 'WithoutAdapter$$|WithoutGPUAdapter$$|AutoFallsBackToCPU$$|DenseNet121MatchesAReference$$' ./processors/classifier ./cmd/eyeflow
 	$(MAKE) fuzz
 
 # Each fuzz target runs a number of executions on top of its checked-in seed

@@ -21,9 +21,6 @@ import (
 // the Label Studio export reader; the manifest trains version 2, which the
 // gate promotes or refuses with its reason; every step is on eye.models.
 func TestDemoLearningLoop(t *testing.T) {
-	if testing.Short() {
-		t.Skip("the whole demo loop takes minutes; run without -short")
-	}
 	root, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)

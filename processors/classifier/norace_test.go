@@ -1,5 +1,0 @@
-//go:build !race
-
-package classifier
-
-const raceEnabled = false
