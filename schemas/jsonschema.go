@@ -11,6 +11,10 @@ import (
 	"time"
 )
 
+// This generator is hand-written rather than built on
+// github.com/invopop/jsonschema; README.md ("Why the generator is
+// hand-written") lists the differences that decided it.
+
 // JSONSchemaDialect is the JSON Schema draft the generated files declare.
 const JSONSchemaDialect = "https://json-schema.org/draft/2020-12/schema"
 
