@@ -12,6 +12,7 @@ import (
 
 	"eyeflow/internal/deployment"
 	ejs "eyeflow/jetstream"
+	"eyeflow/pipeline"
 	"eyeflow/processors/driftwatch"
 	"eyeflow/schemas"
 
@@ -175,7 +176,7 @@ func Collect(ctx context.Context, js natsjs.JetStream, o CollectOptions) (Snapsh
 		DeadLetters: []DeadLetterView{}, Envs: []EnvStatus{}, Alerts: []schemas.DriftAlert{}, Problems: []string{}}
 	problem := func(err error) { s.Problems = append(s.Problems, err.Error()) }
 
-	for _, sc := range ejs.Build(ejs.DefaultOptions()).Streams {
+	for _, sc := range ejs.Streams(ejs.DefaultOptions()) {
 		st, err := js.Stream(ctx, sc.Name)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -227,29 +228,19 @@ func Collect(ctx context.Context, js natsjs.JetStream, o CollectOptions) (Snapsh
 	return s, ctx.Err()
 }
 
-// StageOfConsumer names the stage a durable consumer belongs to:
-// classifier-prod is the classifier's, labelsink-predictions the label
-// sink's, ingest-ledger the ingest's.
+// StageOfConsumer names the stage that reads a durable consumer, by the
+// catalogue (classifier-prod is the classifier's, labelsink-predictions the
+// label sink's, ingest-ledger the ingest's); a consumer the catalogue does
+// not declare is its own.
 func StageOfConsumer(name string) string {
-	if slices.Contains(schemas.Stages(), name) {
-		return name
-	}
-	if head, _, ok := strings.Cut(name, "-"); ok {
-		return head
+	if st := pipeline.OfConsumer(name); st != "" {
+		return st
 	}
 	return name
 }
 
-// stageOrder sorts stages in pipeline order, unknown ones last.
-func stageOrder(stage string) int {
-	if stage == schemas.StageIngest {
-		return -1
-	}
-	if i := slices.Index(schemas.Stages(), stage); i >= 0 {
-		return i
-	}
-	return len(schemas.Stages())
-}
+// stageOrder sorts stages in the catalogue's order, unknown ones last.
+func stageOrder(stage string) int { return pipeline.Order(stage) }
 
 // collectDLQ counts dead letters per stage from the stream's per-subject
 // counts (exact over the whole stream), takes the latest reasons from its
@@ -267,7 +258,7 @@ func collectDLQ(ctx context.Context, js natsjs.JetStream, recent int, all bool, 
 	for subj, n := range info.State.Subjects {
 		counts[strings.TrimPrefix(subj, strings.TrimSuffix(schemas.SubjectDLQAll, "*"))] += n
 	}
-	stages := slices.Clone(schemas.Stages())
+	stages := slices.Clone(schemas.Stages()) // ingest shows once it has dead letters
 	for stage := range counts {
 		if !slices.Contains(stages, stage) {
 			stages = append(stages, stage)

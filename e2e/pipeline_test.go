@@ -19,6 +19,7 @@ import (
 	"eyeflow/internal/testenv"
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
+	catalogue "eyeflow/pipeline"
 	"eyeflow/processors/classifier"
 	"eyeflow/processors/resize"
 	"eyeflow/processors/splitter"
@@ -123,7 +124,7 @@ func setupWith(t testing.TB, js natsjs.JetStream, store objstore.Store, replicas
 	if mutate != nil {
 		mutate(&o)
 	}
-	if err := ejs.Apply(ctx, js, ejs.Build(o)); err != nil {
+	if err := ejs.Apply(ctx, js, catalogue.Topology(o)); err != nil {
 		t.Fatal(err)
 	}
 	for _, b := range objstore.Buckets() {

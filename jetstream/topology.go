@@ -23,12 +23,17 @@ const (
 	StreamDLQ         = "EYE_DLQ"
 )
 
-// Consumer names (durable, one per processor; the classifier has one per env).
+// Consumer names (durable, one per input of a stage; the classifier has one
+// per env). Which stage reads which, with what settings, is declared in the
+// catalogue (package pipeline).
 const (
 	ConsumerResize     = "resize"
 	ConsumerSplitter   = "splitter"
 	ConsumerDriftwatch = "driftwatch"
 	ConsumerLabelsink  = "labelsink"
+	// ConsumerLabelsinkPredictions is labelsink's optional consumer of
+	// low-confidence predictions (--label-low-confidence).
+	ConsumerLabelsinkPredictions = "labelsink-predictions"
 	// ConsumerTrainer reads retrain requests (manifest_ready trains).
 	ConsumerTrainer = "trainer"
 	// ConsumerIngestLedger records every upload event in the ledger.
@@ -40,7 +45,7 @@ const (
 // prediction per image.
 func ClassifierConsumer(env string) string { return "classifier-" + env }
 
-// KV buckets.
+// KV buckets (their configuration and owner: package pipeline).
 const (
 	// KVUploads records the identity of every upload an event was published
 	// for, so the reconciler publishes only for objects that have none.
@@ -121,7 +126,7 @@ func (o Options) FitDisk(free int64) Options {
 	if free <= 0 || o.MaxBytes <= 0 {
 		return o
 	}
-	streams := int64(len(Build(o).Streams))
+	streams := int64(len(Streams(o)))
 	budget := free * 3 / 4 / 2 / streams
 	o.MaxBytes = max(min(o.MaxBytes, budget), 64<<20)
 	return o
@@ -167,8 +172,39 @@ type ConsumerSpec struct {
 	Config natsjs.ConsumerConfig
 }
 
-// Build returns the topology for the options.
-func Build(o Options) Topology {
+// KVSpec declares a KV bucket; Config shapes it by the options. The
+// catalogue (package pipeline) declares each bucket with the stage that owns it.
+type KVSpec struct {
+	Bucket      string
+	Description string
+	// History is the number of values kept per key (1 when zero).
+	History uint8
+	// MaxValueSize bounds a value (the server's default when zero).
+	MaxValueSize int32
+	// ExpireWithEvents gives the keys the events' MaxAge as TTL: the
+	// bucket records facts about events that are kept no longer.
+	ExpireWithEvents bool
+}
+
+// Config is the bucket's configuration under the options (replicas above all).
+func (k KVSpec) Config(o Options) natsjs.KeyValueConfig {
+	cfg := natsjs.KeyValueConfig{
+		Bucket:       k.Bucket,
+		Description:  k.Description,
+		History:      max(k.History, 1),
+		MaxValueSize: k.MaxValueSize,
+		Storage:      natsjs.FileStorage,
+		Replicas:     o.Replicas,
+	}
+	if k.ExpireWithEvents {
+		cfg.TTL = o.MaxAge
+	}
+	return cfg
+}
+
+// Streams returns the event streams for the options: one per subject
+// family of the contract (schemas/subjects.go), the dead letters kept longer.
+func Streams(o Options) []natsjs.StreamConfig {
 	stream := func(name, desc string, subjects ...string) natsjs.StreamConfig {
 		return natsjs.StreamConfig{
 			Name:        name,
@@ -188,90 +224,17 @@ func Build(o Options) Topology {
 	}
 	dlq := stream(StreamDLQ, "dead letters: messages a stage gave up on, with the reason", schemas.SubjectDLQAll)
 	dlq.MaxAge = o.DLQMaxAge
-	t := Topology{
-		Streams: []natsjs.StreamConfig{
-			stream(StreamUploads, "S3 object-created notifications for the raw bucket", schemas.SubjectUploads),
-			stream(StreamResized, "uploads decoded and resized to the model input", schemas.SubjectResized),
-			stream(StreamSplits, "images assigned to train, holdout or unlabeled", schemas.SubjectSplitAll),
-			stream(StreamPredictions, "model predictions per environment", schemas.SubjectPredictionsAll),
-			stream(StreamDrift, "drift alerts per environment", schemas.SubjectDriftAll),
-			stream(StreamRetrain, "retrain requests and manifests", schemas.SubjectRetrain),
-			stream(StreamModels, "model lifecycle: trained, evaluated, promoted, refused, rolled back", schemas.SubjectModels),
-			dlq,
-		},
-		KV: []natsjs.KeyValueConfig{
-			{
-				Bucket:      KVUploads,
-				Description: "upload identities that have an eye.uploads event",
-				History:     1,
-				Storage:     natsjs.FileStorage,
-				Replicas:    o.Replicas,
-				TTL:         o.MaxAge,
-			},
-			{
-				Bucket:      KVModels,
-				Description: "env -> model name and version the classifier serves",
-				History:     16, // promotion history, for rollbacks
-				Storage:     natsjs.FileStorage,
-				Replicas:    o.Replicas,
-			},
-			{
-				Bucket:       KVDriftwatch,
-				Description:  "driftwatch state per env and model version: streak, windows, alerts, last counted sequence",
-				History:      1,
-				Storage:      natsjs.FileStorage,
-				Replicas:     o.Replicas,
-				MaxValueSize: 1 << 20, // states carry windows of a few hundred floats
-			},
-			{
-				Bucket:       KVTrainer,
-				Description:  "trainer: rollout record per model version",
-				History:      1,
-				Storage:      natsjs.FileStorage,
-				Replicas:     o.Replicas,
-				MaxValueSize: 1 << 20, // records carry confusion matrices
-			},
-			{
-				Bucket:      KVDeployment,
-				Description: "the deployment's object store; what each env's classifier serves or refused, and why",
-				History:     5,
-				Storage:     natsjs.FileStorage,
-				Replicas:    o.Replicas,
-			},
-			{
-				Bucket:      KVLabelsink,
-				Description: "labelsink: tasks written, retrain events, labels received, export files processed",
-				History:     1,
-				Storage:     natsjs.FileStorage,
-				Replicas:    o.Replicas,
-			},
-		},
+	return []natsjs.StreamConfig{
+		stream(StreamUploads, "S3 object-created notifications for the raw bucket", schemas.SubjectUploads),
+		stream(StreamResized, "uploads decoded and resized to the model input", schemas.SubjectResized),
+		stream(StreamSplits, "images assigned to train, holdout or unlabeled", schemas.SubjectSplitAll),
+		stream(StreamPredictions, "model predictions per environment", schemas.SubjectPredictionsAll),
+		stream(StreamDrift, "drift alerts per environment", schemas.SubjectDriftAll),
+		stream(StreamRetrain, "retrain requests and manifests", schemas.SubjectRetrain),
+		stream(StreamModels, "model lifecycle: trained, evaluated, promoted, refused, rolled back", schemas.SubjectModels),
+		dlq,
 	}
-	t.Consumers = append(t.Consumers,
-		o.Consumer(StreamUploads, ConsumerResize, schemas.SubjectUploads),
-		o.Consumer(StreamUploads, ConsumerIngestLedger, schemas.SubjectUploads),
-		o.Consumer(StreamResized, ConsumerSplitter, schemas.SubjectResized),
-	)
-	for _, env := range schemas.Envs() {
-		t.Consumers = append(t.Consumers, o.Consumer(StreamSplits, ClassifierConsumer(env), schemas.SubjectSplitAll))
-	}
-	drift := o.Consumer(StreamPredictions, ConsumerDriftwatch, schemas.SubjectPredictionsAll)
-	// The one home of driftwatch's one-at-a-time rule: "consecutive" is
-	// stream order, and a prediction retried after a transient failure
-	// must not be overtaken by later ones (it would look like a
-	// redelivery and be skipped).
-	drift.Config.MaxAckPending = DriftwatchMaxAckPending
-	t.Consumers = append(t.Consumers,
-		drift,
-		o.Consumer(StreamRetrain, ConsumerLabelsink, schemas.SubjectRetrain),
-		o.Consumer(StreamRetrain, ConsumerTrainer, schemas.SubjectRetrain),
-	)
-	return t
 }
-
-// DriftwatchMaxAckPending is the driftwatch consumer's MaxAckPending: one
-// prediction in flight, so predictions are handled in stream order.
-const DriftwatchMaxAckPending = 1
 
 // Consumer is a durable pull consumer shaped like every consumer of the
 // topology: explicit acks, AckWait, MaxDeliver with backoff, MaxAckPending
@@ -326,28 +289,6 @@ func backoff(ackWait time.Duration, maxDeliver int) []time.Duration {
 		d *= 2
 	}
 	return out
-}
-
-// KeyValue returns the configuration of the named KV bucket.
-func (t Topology) KeyValue(bucket string) (natsjs.KeyValueConfig, bool) {
-	for _, kv := range t.KV {
-		if kv.Bucket == bucket {
-			return kv, true
-		}
-	}
-	return natsjs.KeyValueConfig{}, false
-}
-
-// KeyValueConfig is the topology's configuration of a KV bucket with the
-// given replicas, for a process that has to create its bucket (OpenKeyValue).
-func KeyValueConfig(bucket string, replicas int) natsjs.KeyValueConfig {
-	o := DefaultOptions()
-	o.Replicas = max(replicas, 1)
-	kv, ok := Build(o).KeyValue(bucket)
-	if !ok {
-		panic("jetstream: no KV bucket " + bucket + " in the topology")
-	}
-	return kv
 }
 
 // OpenKeyValue binds to the KV bucket cfg names, as the topology (`eyeflow
@@ -405,3 +346,7 @@ func Apply(ctx context.Context, js natsjs.JetStream, t Topology) error {
 	}
 	return nil
 }
+
+// KeyValueConfig is a KV bucket's configuration (KVSpec.Config), named here
+// so packages that must not import the NATS client can pass one along.
+type KeyValueConfig = natsjs.KeyValueConfig

@@ -8,6 +8,7 @@ import (
 
 	"eyeflow/internal/testenv"
 	ejs "eyeflow/jetstream"
+	"eyeflow/pipeline"
 	"eyeflow/schemas"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -26,7 +27,7 @@ func TestApplyIsIdempotentAndConverges(t *testing.T) {
 	older := testenv.TopologyOptions()
 	older.Duplicates = time.Minute
 	older.MaxAckPending = 7
-	if err := ejs.Apply(ctx, env.JS, ejs.Build(older)); err != nil {
+	if err := ejs.Apply(ctx, env.JS, pipeline.Topology(older)); err != nil {
 		t.Fatalf("apply older: %v", err)
 	}
 	if err := ejs.Apply(ctx, env.JS, env.Topology); err != nil {
@@ -93,8 +94,9 @@ func TestTopologyCoversEverySubject(t *testing.T) {
 	for _, e := range schemas.Envs() {
 		subjects = append(subjects, schemas.PredictionSubject(e), schemas.DriftSubject(e))
 	}
-	for _, st := range []string{schemas.StageResize, schemas.StageSplitter, schemas.StageClassifier, schemas.StageDriftwatch, schemas.StageLabelsink} {
-		subjects = append(subjects, schemas.DLQSubject(st))
+	for _, st := range pipeline.Stages() {
+		subjects = append(subjects, st.DLQ())
+		subjects = append(subjects, st.Publishes...)
 	}
 	for _, subj := range subjects {
 		if _, err := env.JS.Publish(ctx, subj, []byte("{}")); err != nil {
@@ -118,7 +120,7 @@ func TestStreamBytesFitTheDisk(t *testing.T) {
 	if o.MaxBytes != ejs.DefaultStreamMaxBytes || o.MaxBytes <= 0 {
 		t.Fatalf("default max bytes %d", o.MaxBytes)
 	}
-	streams := int64(len(ejs.Build(o).Streams))
+	streams := int64(len(ejs.Streams(o)))
 	for _, tc := range []struct {
 		free, want int64
 	}{
@@ -184,7 +186,7 @@ func TestEmbeddedServerKeepsDataAcrossRestart(t *testing.T) {
 	}
 	ctx := testenv.Context(t, time.Minute)
 	srv, js := start()
-	if err := ejs.Apply(ctx, js, ejs.Build(testenv.TopologyOptions())); err != nil {
+	if err := ejs.Apply(ctx, js, pipeline.Topology(testenv.TopologyOptions())); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := js.Publish(ctx, schemas.SubjectUploads, []byte(`{"x":1}`)); err != nil {

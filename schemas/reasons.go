@@ -80,7 +80,7 @@ func Reasons() []string {
 	return []string{
 		ReasonBadInput, ReasonBadEvent, ReasonPanic, ReasonMaxDeliveries, ReasonTransient,
 		ReasonBadKey, ReasonObjectMissing, ReasonObjectChanged, ReasonEmpty, ReasonTooLarge, ReasonNotAnImage, ReasonCorruptImage,
-		ReasonBadResized, ReasonBadPixels, ReasonNoPixels, ReasonBadPrediction, ReasonBadRetrain,
+		ReasonUnsupportedImage, ReasonBadResized, ReasonBadPixels, ReasonNoPixels, ReasonBadPrediction, ReasonBadRetrain, ReasonBadManifest,
 		ReasonBadExport, ReasonUnknownClass, ReasonEmptyAnnotation, ReasonCancelledAnnotation, ReasonConflictingAnnotations, ReasonMissingSource,
 	}
 }

@@ -39,6 +39,7 @@ import (
 	"eyeflow/internal/machine"
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
+	"eyeflow/pipeline"
 	"eyeflow/processors/classifier"
 	"eyeflow/schemas"
 	"eyeflow/stage"
@@ -274,7 +275,7 @@ func pipelineRate(files classifier.ModelFiles, card classifier.Card, opts classi
 	if err != nil {
 		return 0, 0, nil, err
 	}
-	if err := ejs.Apply(ctx, js, ejs.Build(ejs.DefaultOptions().FitDisk(machine.DiskFree(dir)))); err != nil {
+	if err := ejs.Apply(ctx, js, pipeline.Topology(ejs.DefaultOptions().FitDisk(machine.DiskFree(dir)))); err != nil {
 		return 0, 0, nil, err
 	}
 	store := objstore.NewJetStream(js)

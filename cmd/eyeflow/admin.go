@@ -11,6 +11,8 @@ import (
 	"eyeflow/internal/deployment"
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
+	"eyeflow/pipeline"
+	"eyeflow/schemas"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 )
@@ -60,7 +62,7 @@ func runTopologyApply(ctx context.Context, args []string, out, errOut io.Writer)
 		return err
 	}
 	defer nc.Close()
-	t := ejs.Build(o)
+	t := pipeline.Topology(o)
 	if err := retryJetStream(wctx, log, "apply the topology", func(ctx context.Context) error { return ejs.Apply(ctx, js, t) }); err != nil {
 		return err
 	}
@@ -128,7 +130,7 @@ func runBucketsInit(ctx context.Context, args []string, out, errOut io.Writer) e
 	}
 	var kv natsjs.KeyValue
 	if err := retryJetStream(wctx, log, "open KV "+ejs.KVDeployment, func(ctx context.Context) (err error) {
-		kv, err = ejs.OpenKeyValue(ctx, js, ejs.KeyValueConfig(ejs.KVDeployment, replicas))
+		kv, err = ejs.OpenKeyValue(ctx, js, pipeline.KeyValueConfig(ejs.KVDeployment, replicas))
 		return err
 	}); err != nil {
 		return err
@@ -195,7 +197,7 @@ func runReconcile(ctx context.Context, args []string, out, errOut io.Writer) err
 	if interval > 0 {
 		// Long-running: waits for NATS and the store like every process,
 		// serves --http, logs every pass.
-		return s.run(ctx, "reconcile", errOut, []consumerRef{{ejs.StreamUploads, ejs.ConsumerIngestLedger}}, func(e standaloneEnv) ([]task, error) {
+		return s.run(ctx, "reconcile", errOut, stageNeeds(schemas.StageIngest, nil), func(e standaloneEnv) ([]task, error) {
 			rec, err := newReconciler(ctx, e, grace, ledgerWait)
 			if err != nil {
 				return nil, err

@@ -371,11 +371,7 @@ func runClassifier(ctx context.Context, args []string, out, errOut io.Writer) er
 		return err
 	}
 	cf.replicas = s.replicas
-	var needs []consumerRef
-	for _, env := range cf.envList() {
-		needs = append(needs, consumerRef{ejs.StreamSplits, ejs.ClassifierConsumer(env)})
-	}
-	return s.run(ctx, "classifier", errOut, needs, func(e standaloneEnv) ([]task, error) {
+	return s.run(ctx, "classifier", errOut, stageNeeds(schemas.StageClassifier, cf.envList()), func(e standaloneEnv) ([]task, error) {
 		t, err := cf.setup(ctx, e.p, e.js, e.store, e.srv, false)
 		if err != nil {
 			return nil, err

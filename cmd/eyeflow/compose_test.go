@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"flag"
 	"io"
 	"net"
 	"net/url"
@@ -15,6 +17,7 @@ import (
 	"testing"
 
 	ejs "eyeflow/jetstream"
+	"eyeflow/pipeline"
 	"eyeflow/schemas"
 	"eyeflow/security/natsauth"
 
@@ -329,35 +332,24 @@ func natsServerPasswords(t *testing.T) map[string]bool {
 	return out
 }
 
-// consumersOf are the topology's durable consumers an eyeflow command reads
-// (the classifier one per env of --envs).
+// consumersOf are the catalogue's durable consumers an eyeflow command
+// reads (the classifier one per env of --envs; optional ones only when
+// the flag that turns them on is given).
 func consumersOf(t *testing.T, args []string) []string {
 	t.Helper()
-	switch args[0] {
-	case "resize":
-		return []string{ejs.ConsumerResize}
-	case "splitter":
-		return []string{ejs.ConsumerSplitter}
-	case "driftwatch":
-		return []string{ejs.ConsumerDriftwatch}
-	case "labelsink":
-		return []string{ejs.ConsumerLabelsink}
-	case "ingest":
-		return []string{ejs.ConsumerIngestLedger}
-	case "trainer":
-		return []string{ejs.ConsumerTrainer}
-	case "classifier":
-		envs := schemas.Envs()
-		if i := slices.Index(args, "--envs"); i >= 0 && i+1 < len(args) {
-			envs = strings.Split(args[i+1], ",")
-		}
-		var out []string
-		for _, e := range envs {
-			out = append(out, ejs.ClassifierConsumer(e))
-		}
-		return out
+	st, ok := pipeline.Find(args[0])
+	if !ok {
+		return nil
 	}
-	return nil
+	var envs []string
+	if i := slices.Index(args, "--envs"); i >= 0 && i+1 < len(args) {
+		envs = strings.Split(args[i+1], ",")
+	}
+	var out []string
+	for _, ref := range stageNeeds(st.Name, envs) {
+		out = append(out, ref.name)
+	}
+	return out
 }
 
 // TestComposeReadsEveryConsumer: every durable consumer of the topology is
@@ -377,11 +369,7 @@ func TestComposeReadsEveryConsumer(t *testing.T) {
 			for _, c := range consumersOf(t, args) {
 				read[c] = name
 				var spec ejs.ConsumerSpec
-				for _, cs := range ejs.Build(ejs.DefaultOptions()).Consumers {
-					if cs.Config.Durable == c {
-						spec = cs
-					}
-				}
+				spec, _ = pipeline.ConsumerSpec(ejs.DefaultOptions(), c)
 				next := "$JS.API.CONSUMER.MSG.NEXT." + spec.Stream + "." + c
 				ok := false
 				for _, u := range users {
@@ -395,9 +383,59 @@ func TestComposeReadsEveryConsumer(t *testing.T) {
 			}
 		}
 	}
-	for _, cs := range ejs.Build(ejs.DefaultOptions()).Consumers {
+	for _, cs := range pipeline.Topology(ejs.DefaultOptions()).Consumers {
 		if _, ok := read[cs.Config.Durable]; !ok {
 			t.Errorf("no compose service reads consumer %s on %s: its lag grows forever", cs.Config.Durable, cs.Stream)
 		}
+	}
+}
+
+// TestComposeRunsEveryStage: compose.yaml runs every stage of the catalogue
+// as its own command, logged in as the stage's own NATS user, and runs no
+// stage the catalogue lacks.
+func TestComposeRunsEveryStage(t *testing.T) {
+	services := readCompose(t)
+	ran := map[string]bool{}
+	for name, s := range services {
+		if s.Image != "eyeflow:latest" {
+			continue
+		}
+		user, _ := s.Environment["EYEFLOW_NATS_USER"].(string)
+		for _, args := range eyeflowCommands(t, name, s) {
+			if _, ok := pipeline.Find(args[0]); !ok {
+				continue
+			}
+			ran[args[0]] = true
+			if want := natsauth.UserName(args[0]); user != want {
+				t.Errorf("service %s runs stage %s as NATS user %q, want %q", name, args[0], user, want)
+			}
+		}
+	}
+	for _, st := range pipeline.Stages() {
+		if !ran[st.Name] {
+			t.Errorf("no compose service runs stage %s (`eyeflow %s`)", st.Name, st.Name)
+		}
+	}
+}
+
+// TestEveryStageHasItsCommand: each stage of the catalogue is an eyeflow
+// command with flags of its own, and `eyeflow up` runs it.
+func TestEveryStageHasItsCommand(t *testing.T) {
+	runs := stageCommands()
+	for _, st := range pipeline.Stages() {
+		if _, ok := runs[st.Name]; !ok {
+			t.Errorf("stage %s: no command", st.Name)
+			continue
+		}
+		var out bytes.Buffer
+		if err := run(context.Background(), []string{st.Name, "--help"}, &out, io.Discard); !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("eyeflow %s --help: %v", st.Name, err)
+		}
+		if st.Name != schemas.StageIngest && !slices.Contains(processorNames(), st.Name) {
+			t.Errorf("eyeflow up cannot run stage %s", st.Name)
+		}
+	}
+	if len(runs) != len(pipeline.Stages()) {
+		t.Errorf("%d stage commands for %d stages in the catalogue", len(runs), len(pipeline.Stages()))
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	ejs "eyeflow/jetstream"
 	"eyeflow/processors/driftwatch"
 	"eyeflow/schemas"
 	"eyeflow/stage"
@@ -75,7 +74,7 @@ func (f *driftwatchFlags) validate() error {
 
 // processor opens the watcher's state and returns its stage. The
 // driftwatch consumer's one-at-a-time delivery is the topology's
-// (jetstream.DriftwatchMaxAckPending).
+// (the catalogue, package pipeline).
 func (f *driftwatchFlags) processor(ctx context.Context, p *proc, js natsjs.JetStream, replicas int) (stage.Processor[schemas.Prediction], error) {
 	cfg, err := f.config(replicas)
 	if err != nil {
@@ -98,7 +97,7 @@ func runDriftwatch(ctx context.Context, args []string, out, errOut io.Writer) er
 	if err := fs.parse(args, s.validate, df.validate); err != nil {
 		return err
 	}
-	return s.run(ctx, "driftwatch", errOut, []consumerRef{{ejs.StreamPredictions, ejs.ConsumerDriftwatch}}, func(e standaloneEnv) ([]task, error) {
+	return s.run(ctx, "driftwatch", errOut, stageNeeds(schemas.StageDriftwatch, nil), func(e standaloneEnv) ([]task, error) {
 		dp, err := df.processor(ctx, e.p, e.js, s.replicas)
 		if err != nil {
 			return nil, err

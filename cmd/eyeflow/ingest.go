@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"eyeflow/ingest"
-	ejs "eyeflow/jetstream"
+	"eyeflow/schemas"
 )
 
 // defaultLedgerWait is how long a reconcile pass waits for the upload
@@ -39,7 +39,7 @@ func runIngest(ctx context.Context, args []string, out, errOut io.Writer) error 
 	}); err != nil {
 		return err
 	}
-	return s.run(ctx, "ingest", errOut, []consumerRef{{ejs.StreamUploads, ejs.ConsumerIngestLedger}}, func(e standaloneEnv) ([]task, error) {
+	return s.run(ctx, "ingest", errOut, stageNeeds(schemas.StageIngest, nil), func(e standaloneEnv) ([]task, error) {
 		rec, err := newReconciler(ctx, e, grace, ledgerWait)
 		if err != nil {
 			return nil, err

@@ -10,7 +10,9 @@ import (
 
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
+	"eyeflow/pipeline"
 	"eyeflow/processors/labelsink"
+	"eyeflow/schemas"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 )
@@ -90,7 +92,8 @@ func (f *labelsinkFlags) tasks(ctx context.Context, p *proc, js natsjs.JetStream
 	if cfg.LowConfidence > 0 {
 		opts := ejs.DefaultOptions()
 		opts.Replicas = replicas
-		if _, err := ejs.EnsureConsumer(ctx, js, labelsink.PredictionConsumer(opts)); err != nil {
+		spec, _ := pipeline.ConsumerSpec(opts, ejs.ConsumerLabelsinkPredictions)
+		if _, err := ejs.EnsureConsumer(ctx, js, spec); err != nil {
 			return nil, fmt.Errorf("labelsink: %w", err)
 		}
 		out = append(out, stageTask(js, labelsink.PredictionProcessor(sink, p.log, p.metrics)))
@@ -108,7 +111,7 @@ func runLabelsink(ctx context.Context, args []string, out, errOut io.Writer) err
 	if err := fs.parse(args, s.validate, lf.validate); err != nil {
 		return err
 	}
-	return s.run(ctx, "labelsink", errOut, []consumerRef{{ejs.StreamRetrain, ejs.ConsumerLabelsink}}, func(e standaloneEnv) ([]task, error) {
+	return s.run(ctx, "labelsink", errOut, stageNeeds(schemas.StageLabelsink, nil), func(e standaloneEnv) ([]task, error) {
 		return lf.tasks(ctx, e.p, e.js, e.store, s.replicas)
 	})
 }

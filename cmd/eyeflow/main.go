@@ -7,6 +7,8 @@ package main
 import (
 	"context"
 	"errors"
+	"eyeflow/pipeline"
+	"eyeflow/schemas"
 	"flag"
 	"fmt"
 	"io"
@@ -25,22 +27,15 @@ type command struct {
 }
 
 func commands() []command {
-	return []command{
+	cmds := []command{
 		{"up", "run the whole pipeline embedded: NATS, JetStream, object store, every processor, HTTP", runUp},
 		{"put", "upload files or ImageFolder trees into the raw bucket", runPut},
 		{"topology", "apply the JetStream topology: `eyeflow topology apply`", runTopology},
 		{"buckets", "create the buckets and MinIO's bucket notification: `eyeflow buckets init`", runBuckets},
-		{"ingest", "run the upload ledger and the reconciler (beside an S3 store that notifies NATS)", runIngest},
 		{"reconcile", "publish upload events for raw objects that have none, once or every --reconcile-interval", runReconcile},
-		{"resize", "run the resize processor alone", runResize},
-		{"splitter", "run the splitter processor alone", runSplitter},
 		{"split", "explain which split files would get; report per-class split counts from the bucket", runSplit},
-		{"classifier", "run the classifier alone: eye.split.* -> eye.predictions.<env>, POST /predict", runClassifier},
 		{"predict", "classify local image files with a model folder (JSON lines)", runPredict},
 		{"model", "model registry: `eyeflow model synth|push|promote|rollback|list|timeline`", runModel},
-		{"driftwatch", "run the drift watcher alone", runDriftwatch},
-		{"labelsink", "run the label sink alone (Label Studio tasks, exports, retrain manifests)", runLabelsink},
-		{"trainer", "run the trainer alone: train, evaluate, promote and roll back model versions", runTrainer},
 		{"train", "train a model version now, evaluate it and register it as a candidate", runTrain},
 		{"preprocess", "decode and resize one image exactly as the resize stage does", runPreprocess},
 		{"dashboard", "serve the dashboard alone (dataset, pipeline, models) against --nats and --s3", runDashboard},
@@ -49,6 +44,33 @@ func commands() []command {
 		{"demo-data", "write a deterministic synthetic fundus data set in ImageFolder layout (or a shifted unlabelled batch)", runDemoData},
 		{"demo-annotate", "answer the demo's Label Studio tasks with the true classes, as Label Studio's export writes them", runDemoAnnotate},
 		{"nats-config", "write the nats-server config of the per-processor NATS users and permissions", runNATSConfig},
+	}
+	// One command per stage of the catalogue, with its summary.
+	runs := stageCommands()
+	for _, st := range pipeline.Stages() {
+		run, ok := runs[st.Name]
+		if !ok {
+			run = func(context.Context, []string, io.Writer, io.Writer) error {
+				return fmt.Errorf("stage %s is in the catalogue but has no command (cmd/eyeflow stageCommands)", st.Name)
+			}
+		}
+		cmds = append(cmds, command{st.Name, st.Summary, run})
+	}
+	return cmds
+}
+
+// stageCommands are how each stage of the catalogue runs alone (`eyeflow
+// <stage>`): its flags and how its processor is built from them. What the
+// stage reads, publishes and stores is the catalogue's (package pipeline).
+func stageCommands() map[string]func(ctx context.Context, args []string, out, errOut io.Writer) error {
+	return map[string]func(ctx context.Context, args []string, out, errOut io.Writer) error{
+		schemas.StageIngest:     runIngest,
+		schemas.StageResize:     runResize,
+		schemas.StageSplitter:   runSplitter,
+		schemas.StageClassifier: runClassifier,
+		schemas.StageDriftwatch: runDriftwatch,
+		schemas.StageLabelsink:  runLabelsink,
+		schemas.StageTrainer:    runTrainer,
 	}
 }
 

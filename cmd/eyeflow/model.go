@@ -11,6 +11,7 @@ import (
 	"time"
 
 	ejs "eyeflow/jetstream"
+	"eyeflow/pipeline"
 	"eyeflow/processors/classifier"
 	"eyeflow/processors/trainer"
 	"eyeflow/schemas"
@@ -124,7 +125,7 @@ func (r *registryFlags) rollout(ctx context.Context, name string) (*trainer.Trai
 	if err != nil {
 		return nil, nil, err
 	}
-	kv, err := ejs.OpenKeyValue(ctx, js, ejs.KeyValueConfig(ejs.KVTrainer, 1))
+	kv, err := ejs.OpenKeyValue(ctx, js, pipeline.KeyValueConfig(ejs.KVTrainer, 1))
 	if err != nil {
 		closeFn()
 		return nil, nil, fmt.Errorf("kv %s: %w", ejs.KVTrainer, err)

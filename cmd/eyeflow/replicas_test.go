@@ -10,6 +10,7 @@ import (
 
 	"eyeflow/internal/testenv"
 	ejs "eyeflow/jetstream"
+	"eyeflow/pipeline"
 	"eyeflow/processors/classifier"
 	"eyeflow/schemas"
 )
@@ -39,7 +40,7 @@ func TestStagesKeepTheTopologysReplicas(t *testing.T) {
 	for name := range js.StreamNames(ctx).Name() {
 		want[name] = true
 	}
-	topo := ejs.Build(ejs.DefaultOptions())
+	topo := pipeline.Topology(ejs.DefaultOptions())
 	for _, s := range topo.Streams {
 		if !want[s.Name] {
 			t.Fatalf("topology apply made no stream %s", s.Name)

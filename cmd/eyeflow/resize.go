@@ -6,7 +6,6 @@ import (
 	"io"
 
 	"eyeflow/internal/machine"
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/processors/resize"
 	"eyeflow/schemas"
@@ -88,7 +87,7 @@ func runResize(ctx context.Context, args []string, out, errOut io.Writer) error 
 	if err := fs.parse(args, s.validate, rf.validate); err != nil {
 		return err
 	}
-	return s.run(ctx, "resize", errOut, []consumerRef{{ejs.StreamUploads, ejs.ConsumerResize}}, func(e standaloneEnv) ([]task, error) {
+	return s.run(ctx, "resize", errOut, stageNeeds(schemas.StageResize, nil), func(e standaloneEnv) ([]task, error) {
 		rp, err := rf.processor(e.p, e.store)
 		if err != nil {
 			return nil, err

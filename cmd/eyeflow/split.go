@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/processors/splitter"
 	"eyeflow/schemas"
@@ -107,7 +106,7 @@ func runSplitter(ctx context.Context, args []string, out, errOut io.Writer) erro
 	if err := fs.parse(args, s.validate, sf.validate); err != nil {
 		return err
 	}
-	return s.run(ctx, "splitter", errOut, []consumerRef{{ejs.StreamResized, ejs.ConsumerSplitter}}, func(e standaloneEnv) ([]task, error) {
+	return s.run(ctx, "splitter", errOut, stageNeeds(schemas.StageSplitter, nil), func(e standaloneEnv) ([]task, error) {
 		sp, err := sf.processor(e.p, e.store)
 		if err != nil {
 			return nil, err

@@ -4,8 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 
+	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
+	"eyeflow/pipeline"
+	"eyeflow/schemas"
 	"eyeflow/telemetry"
 
 	"github.com/nats-io/nats.go"
@@ -114,6 +118,32 @@ func (s *standalone) run(ctx context.Context, name string, errOut io.Writer, nee
 	ready.ready()
 	p.log.Info().Str("nats", nc.ConnectedUrlRedacted()).Msg(name + " running")
 	return runTasks(ctx, p.log, append(built, tasks...)...)
+}
+
+// stageNeeds are the catalogue's consumers a stage's process waits for:
+// its inputs that the topology applies (optional ones are its own to
+// create), for a per-env input only those of envs (nil: every env).
+func stageNeeds(name string, envs []string) []consumerRef {
+	st, ok := pipeline.Find(name)
+	if !ok {
+		panic("eyeflow: no stage " + name + " in the catalogue")
+	}
+	var out []consumerRef
+	for _, in := range st.Inputs {
+		if in.Optional {
+			continue
+		}
+		if !in.PerEnv {
+			out = append(out, consumerRef{in.Stream, in.Consumer})
+			continue
+		}
+		for _, env := range schemas.Envs() {
+			if envs == nil || slices.Contains(envs, env) {
+				out = append(out, consumerRef{in.Stream, ejs.ClassifierConsumer(env)})
+			}
+		}
+	}
+	return out
 }
 
 // ignoreCanceled turns the error of a wait that ended because the process

@@ -9,6 +9,7 @@ import (
 
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
+	"eyeflow/pipeline"
 	"eyeflow/processors/classifier"
 	"eyeflow/processors/trainer"
 	"eyeflow/schemas"
@@ -100,7 +101,7 @@ func (f *trainerFlags) build(ctx context.Context, p *proc, rt *runtimeFlags, js 
 			return nil, nil, err
 		}
 	}
-	kv, err := ejs.OpenKeyValue(ctx, js, ejs.KeyValueConfig(ejs.KVTrainer, replicas))
+	kv, err := ejs.OpenKeyValue(ctx, js, pipeline.KeyValueConfig(ejs.KVTrainer, replicas))
 	if err != nil {
 		return nil, nil, fmt.Errorf("trainer: kv %s: %w", ejs.KVTrainer, err)
 	}
@@ -153,7 +154,7 @@ func runTrainer(ctx context.Context, args []string, out, errOut io.Writer) error
 	if err := fs.parse(args, s.validate, rt.validate, tf.validate); err != nil {
 		return err
 	}
-	return s.run(ctx, schemas.StageTrainer, errOut, []consumerRef{{ejs.StreamRetrain, ejs.ConsumerTrainer}}, func(e standaloneEnv) ([]task, error) {
+	return s.run(ctx, schemas.StageTrainer, errOut, stageNeeds(schemas.StageTrainer, nil), func(e standaloneEnv) ([]task, error) {
 		t, _, err := tf.build(ctx, e.p, &rt, e.js, e.store, prefix, s.replicas)
 		if err != nil {
 			return nil, err

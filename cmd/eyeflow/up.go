@@ -15,6 +15,7 @@ import (
 	"eyeflow/internal/machine"
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
+	"eyeflow/pipeline"
 	"eyeflow/schemas"
 	"eyeflow/security/natsauth"
 	"eyeflow/telemetry"
@@ -163,7 +164,7 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 	}
 	log.Info().Dur("stream_max_age", topo.MaxAge).Int64("stream_max_bytes", topo.MaxBytes).Msg("retention")
 	ready.wait("the JetStream topology")
-	if err := retryJetStream(ctx, log, "apply the topology", func(ctx context.Context) error { return ejs.Apply(ctx, js, ejs.Build(topo)) }); err != nil {
+	if err := retryJetStream(ctx, log, "apply the topology", func(ctx context.Context) error { return ejs.Apply(ctx, js, pipeline.Topology(topo)) }); err != nil {
 		return ignoreCanceled(ctx, err)
 	}
 	store, err := f.store.open(js, f.replicas)
@@ -173,7 +174,7 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if err := waitStore(ctx, log, ready, store, f.store.endpoint); err != nil {
 		return ignoreCanceled(ctx, err)
 	}
-	depKV, err := ejs.OpenKeyValue(ctx, js, ejs.KeyValueConfig(ejs.KVDeployment, f.replicas))
+	depKV, err := ejs.OpenKeyValue(ctx, js, pipeline.KeyValueConfig(ejs.KVDeployment, f.replicas))
 	if err != nil {
 		return err
 	}
@@ -293,9 +294,11 @@ func (f *upFlags) validate() error {
 	return f.resize.validate()
 }
 
-// processorNames are the processors `eyeflow up` can run in-process.
+// processorNames are the stages `eyeflow up` runs as --processors: the
+// catalogue's, but ingest, which every up runs (the embedded store's
+// uploads become events through it).
 func processorNames() []string {
-	return []string{schemas.StageResize, schemas.StageSplitter, schemas.StageClassifier, schemas.StageDriftwatch, schemas.StageLabelsink, schemas.StageTrainer}
+	return slices.DeleteFunc(pipeline.Names(), func(n string) bool { return n == schemas.StageIngest })
 }
 
 // processorTasks builds the processors named by --processors.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	ejs "eyeflow/jetstream"
+	"eyeflow/pipeline"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -46,7 +47,7 @@ func NATS(t testing.TB, opts ejs.Options) *NATSEnv {
 	t.Cleanup(srv.Stop)
 	env := &NATSEnv{Server: srv, URL: srv.ClientURL(), StoreDir: dir}
 	env.Conn, env.JS = Connect(t, env.URL)
-	env.Topology = ejs.Build(opts)
+	env.Topology = pipeline.Topology(opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := ejs.Apply(ctx, env.JS, env.Topology); err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	ejs "eyeflow/jetstream"
+	"eyeflow/pipeline"
 	"fmt"
 	"io"
 	"path"
@@ -29,7 +30,7 @@ const KVModels = ejs.KVModels
 // topology has not. History keeps the last promotions per env for audit and
 // rollback.
 func KVModelsConfig(replicas int) jetstream.KeyValueConfig {
-	return ejs.KeyValueConfig(KVModels, replicas)
+	return pipeline.KeyValueConfig(KVModels, replicas)
 }
 
 // Assignment is the value of an env's key in KVModels.

@@ -3,6 +3,7 @@ package driftwatch
 import (
 	"errors"
 	ejs "eyeflow/jetstream"
+	"eyeflow/pipeline"
 	"fmt"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -139,7 +140,7 @@ func (c Config) Validate() error {
 // version), history 1 (only the latest state matters), no TTL (a streak or
 // a firing alert must survive any pause of the stream).
 func KeyValueConfig(bucket string, replicas int) natsjs.KeyValueConfig {
-	kv := ejs.KeyValueConfig(ejs.KVDriftwatch, replicas)
+	kv := pipeline.KeyValueConfig(ejs.KVDriftwatch, replicas)
 	kv.Bucket = bucket // tests use their own buckets
 	return kv
 }

@@ -65,7 +65,7 @@
 //
 // Stream order needs the consumer to deliver one prediction at a time:
 // the stage runs with concurrency 1, and the topology gives the driftwatch
-// consumer MaxAckPending 1 (jetstream.DriftwatchMaxAckPending), so a prediction retried after a
+// consumer MaxAckPending 1 (the catalogue, package pipeline), so a prediction retried after a
 // transient failure is not overtaken by later ones (which would make it look
 // like a redelivery and skip it).
 package driftwatch

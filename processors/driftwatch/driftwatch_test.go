@@ -33,8 +33,8 @@ func newEnv(t *testing.T) *testenv.NATSEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := c.CachedInfo().Config.MaxAckPending; got != ejs.DriftwatchMaxAckPending {
-		t.Fatalf("driftwatch consumer MaxAckPending %d, want %d", got, ejs.DriftwatchMaxAckPending)
+	if got := c.CachedInfo().Config.MaxAckPending; got != 1 {
+		t.Fatalf("driftwatch consumer MaxAckPending %d, want 1 (the catalogue's one-at-a-time rule)", got)
 	}
 	return env
 }

@@ -309,7 +309,7 @@ func validPrediction(p schemas.Prediction) error {
 
 // Processor is the stage: one prediction at a time, because the rule is
 // about stream order. The topology gives its consumer MaxAckPending 1
-// (jetstream.DriftwatchMaxAckPending; see the package doc): with more, a
+// (the catalogue, package pipeline; see the package doc): with more, a
 // prediction retried after a transient failure would come back after later
 // ones and be skipped as already seen.
 func Processor(w *Watcher, log zerolog.Logger, m *stage.Metrics) stage.Processor[schemas.Prediction] {

@@ -3,6 +3,7 @@ package labelsink
 import (
 	"errors"
 	ejs "eyeflow/jetstream"
+	"eyeflow/pipeline"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -143,7 +144,7 @@ func (c Config) Validate() error {
 // record must outlive any labelling backlog, or the image would get a second
 // task).
 func KeyValueConfig(bucket string, replicas int) natsjs.KeyValueConfig {
-	kv := ejs.KeyValueConfig(ejs.KVLabelsink, replicas)
+	kv := pipeline.KeyValueConfig(ejs.KVLabelsink, replicas)
 	kv.Bucket = bucket // tests use their own buckets
 	return kv
 }

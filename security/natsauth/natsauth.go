@@ -7,10 +7,8 @@ import (
 	"strconv"
 	"strings"
 
-	"eyeflow/internal/deployment"
 	ejs "eyeflow/jetstream"
-	"eyeflow/objstore"
-	"eyeflow/processors/labelsink"
+	"eyeflow/pipeline"
 	"eyeflow/schemas"
 )
 
@@ -102,9 +100,50 @@ func (p *perms) kvWrite(bucket string) {
 	p.add("$KV." + bucket + ".>")
 }
 
-// kvOwn: a processor binds to its state bucket and creates it when the
-// topology lacks it (jetstream.OpenKeyValue), so it may create that one
-// stream; never update it (the topology owns its configuration).
+// stagePerms are what a stage's declaration in the catalogue needs: fetch
+// and ack on its consumers (optional ones too), publish its subjects and its
+// dead letters, its buckets as declared, and scans of the streams it reads.
+func stagePerms(st pipeline.Stage) perms {
+	var p perms
+	for _, in := range st.Inputs {
+		for _, c := range in.Consumers() {
+			p.consume(in.Stream, c)
+		}
+	}
+	p.add(st.Publishes...)
+	p.add(st.DLQ())
+	for _, kv := range st.KV {
+		if !pipeline.IsShared(kv.Bucket) {
+			p.kvOwn(kv.Bucket)
+		}
+		switch {
+		case kv.Access == pipeline.Write && kv.Keys != "":
+			p.kvRead(kv.Bucket)
+			p.add("$KV." + kv.Bucket + "." + kv.Keys)
+		case kv.Access == pipeline.Write:
+			p.kvWrite(kv.Bucket)
+		default:
+			p.kvRead(kv.Bucket)
+		}
+	}
+	for _, o := range st.Objects {
+		if o.Access == pipeline.Write {
+			p.objWrite(o.Bucket)
+		} else {
+			p.objRead(o.Bucket)
+		}
+	}
+	for _, stream := range st.Scans {
+		p.read(stream)
+	}
+	return p
+}
+
+// kvOwn: a process binds to the buckets it uses and creates one the
+// topology lacks (jetstream.OpenKeyValue), with the catalogue's
+// configuration, so it may create that stream; never update it (the
+// topology owns its configuration). The deployment's shared buckets are
+// created by `eyeflow up` and `eyeflow buckets init` only.
 func (p *perms) kvOwn(bucket string) {
 	p.add("$JS.API.STREAM.CREATE.KV_" + bucket)
 }
@@ -137,76 +176,9 @@ func Users() []User {
 			Publish: slices.Compact(pub), Subscribe: sub,
 		})
 	}
-	dlq := schemas.DLQSubject
-
-	var resize perms
-	resize.consume(ejs.StreamUploads, ejs.ConsumerResize)
-	resize.add(schemas.SubjectResized, dlq(schemas.StageResize))
-	resize.objRead(objstore.BucketRaw)
-	resize.objWrite(objstore.BucketProcessed)
-	add(schemas.StageResize, resize)
-
-	var splitter perms
-	splitter.consume(ejs.StreamResized, ejs.ConsumerSplitter)
-	splitter.add(schemas.SubjectSplitAll, dlq(schemas.StageSplitter))
-	splitter.objWrite(objstore.BucketProcessed) // reads resized/, writes the dataset folders
-	add(schemas.StageSplitter, splitter)
-
-	var classifier perms
-	for _, env := range schemas.Envs() {
-		classifier.consume(ejs.StreamSplits, ejs.ClassifierConsumer(env))
+	for _, st := range pipeline.Stages() {
+		add(st.Name, stagePerms(st))
 	}
-	classifier.add(schemas.SubjectPredictionsAll, dlq(schemas.StageClassifier))
-	classifier.kvRead(ejs.KVModels)
-	classifier.kvOwn(ejs.KVModels)
-	classifier.objRead(objstore.BucketModels)
-	classifier.objRead(objstore.BucketProcessed) // events without inline pixels
-	// What each env serves, or refused and why (`eyeflow status`).
-	classifier.add("$KV." + ejs.KVDeployment + "." + deployment.ServingKeyPrefix + ">")
-	add(schemas.StageClassifier, classifier)
-
-	var drift perms
-	drift.consume(ejs.StreamPredictions, ejs.ConsumerDriftwatch)
-	drift.add(schemas.SubjectDriftAll, schemas.SubjectRetrain, dlq(schemas.StageDriftwatch))
-	drift.kvWrite(ejs.KVDriftwatch)
-	drift.kvOwn(ejs.KVDriftwatch)
-	add(schemas.StageDriftwatch, drift)
-
-	var sink perms
-	sink.consume(ejs.StreamRetrain, ejs.ConsumerLabelsink)
-	sink.consume(ejs.StreamPredictions, labelsink.ConsumerPredictions)
-	sink.add(schemas.SubjectRetrain, dlq(schemas.StageLabelsink))
-	sink.kvWrite(ejs.KVLabelsink)
-	sink.kvOwn(ejs.KVLabelsink)
-	sink.objWrite(objstore.BucketLabeling)
-	sink.objWrite(objstore.BucketRaw) // labelled copies into raw/<class>/
-	sink.objRead(objstore.BucketProcessed)
-	add(schemas.StageLabelsink, sink)
-
-	var train perms
-	train.consume(ejs.StreamRetrain, ejs.ConsumerTrainer)
-	train.add(schemas.SubjectModels, dlq(schemas.StageTrainer))
-	// Rollout checks read live predictions and drift alerts with ephemeral
-	// ordered consumers; the step is its own record in the KV bucket.
-	train.read(ejs.StreamPredictions)
-	train.read(ejs.StreamDrift)
-	train.kvWrite(ejs.KVTrainer)
-	train.kvOwn(ejs.KVTrainer)
-	train.kvWrite(ejs.KVModels) // promotions and rollbacks
-	train.kvOwn(ejs.KVModels)
-	train.objRead(objstore.BucketProcessed) // the dataset layout
-	train.objWrite(objstore.BucketModels)   // new versions and their metrics
-	train.objWrite(objstore.BucketFeatures) // the backbone's feature cache
-	train.objRead(objstore.BucketLabeling)  // retrain manifests
-	add(schemas.StageTrainer, train)
-
-	var ingest perms
-	ingest.consume(ejs.StreamUploads, ejs.ConsumerIngestLedger)
-	ingest.add(schemas.SubjectUploads, dlq(schemas.StageIngest))
-	ingest.objWrite(objstore.BucketRaw)
-	ingest.kvWrite(ejs.KVUploads)
-	add(RoleIngest, ingest)
-
 	var minio perms
 	minio.add(schemas.SubjectUploads)
 	add(RoleMinIO, minio)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"eyeflow/internal/stagetest"
+	"eyeflow/pipeline"
 	"flag"
 	"image"
 	"image/color"
@@ -61,7 +62,7 @@ func TestCheckedInConfigMatches(t *testing.T) {
 // no user but admin has a wildcard over the whole JetStream API.
 func TestTableCoversTopology(t *testing.T) {
 	users := natsauth.Users()
-	for _, c := range ejs.Build(ejs.DefaultOptions()).Consumers {
+	for _, c := range pipeline.Topology(ejs.DefaultOptions()).Consumers {
 		next := "$JS.API.CONSUMER.MSG.NEXT." + c.Stream + "." + c.Config.Durable
 		n := 0
 		for _, u := range users {
@@ -74,7 +75,7 @@ func TestTableCoversTopology(t *testing.T) {
 		}
 	}
 	// The upload ledger dead-letters like a stage (as the ingest user).
-	for _, st := range append(schemas.Stages(), schemas.StageIngest) {
+	for _, st := range pipeline.Names() {
 		u, ok := natsauth.Find(users, st)
 		if !ok || !slices.Contains(u.Publish, schemas.DLQSubject(st)) {
 			t.Errorf("stage %s: no user publishing %s", st, schemas.DLQSubject(st))
@@ -131,7 +132,7 @@ func startAuthServer(t *testing.T) *authEnv {
 
 	_, js, _ := env.connect(t, natsauth.RoleAdmin)
 	ctx := testenv.Context(t, time.Minute)
-	if err := ejs.Apply(ctx, js, ejs.Build(testenv.TopologyOptions())); err != nil {
+	if err := ejs.Apply(ctx, js, pipeline.Topology(testenv.TopologyOptions())); err != nil {
 		t.Fatal(err)
 	}
 	store := objstore.NewJetStream(js)

@@ -12,6 +12,7 @@ import (
 	"eyeflow/internal/testenv"
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
+	"eyeflow/pipeline"
 	"eyeflow/processors/classifier"
 	"eyeflow/processors/splitter"
 	"eyeflow/processors/trainer"
@@ -63,7 +64,7 @@ func TestTrainerRunsUnderItsUser(t *testing.T) {
 	if err != nil {
 		t.Fatalf("registry as the trainer: %v", err)
 	}
-	kv, err := ejs.OpenKeyValue(ctx, js, ejs.KeyValueConfig(ejs.KVTrainer, 1))
+	kv, err := ejs.OpenKeyValue(ctx, js, pipeline.KeyValueConfig(ejs.KVTrainer, 1))
 	if err != nil {
 		t.Fatalf("trainer bucket as the trainer: %v", err)
 	}

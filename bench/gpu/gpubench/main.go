@@ -34,6 +34,7 @@ import (
 
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
+	"eyeflow/pipeline"
 	"eyeflow/processors/classifier"
 	"eyeflow/schemas"
 	"eyeflow/stage"
@@ -495,7 +496,7 @@ func pipelineRate(files classifier.ModelFiles, opts classifier.SessionOptions, i
 	if err != nil {
 		return res, err
 	}
-	if err := ejs.Apply(ctx, js, ejs.Build(ejs.DefaultOptions())); err != nil {
+	if err := ejs.Apply(ctx, js, pipeline.Topology(ejs.DefaultOptions())); err != nil {
 		return res, err
 	}
 	store := objstore.NewJetStream(js)

@@ -1,0 +1,286 @@
+package pipeline
+
+import (
+	"eyeflow/internal/deployment"
+	ejs "eyeflow/jetstream"
+	"eyeflow/objstore"
+	"eyeflow/schemas"
+)
+
+// Access is what a stage does with a bucket.
+type Access uint8
+
+// Accesses.
+const (
+	Read Access = iota + 1
+	Write
+)
+
+// Input is a durable pull consumer a stage reads.
+type Input struct {
+	Stream string
+	// Consumer is the durable name; with PerEnv, Consumer(env) names one
+	// consumer per environment.
+	Consumer string
+	// PerEnv: one consumer per environment (schemas.Envs), named by
+	// ejs.ClassifierConsumer; the stage reads those of the envs it serves.
+	PerEnv bool
+	Filter string
+	// MaxAckPending overrides the topology's when positive.
+	MaxAckPending int
+	// Optional consumers are not part of the applied topology: the stage
+	// creates its own when a flag turns the input on (a consumer nobody
+	// reads would lag forever).
+	Optional bool
+}
+
+// Consumers are the durable names of the input (one per env with PerEnv).
+func (in Input) Consumers() []string {
+	if !in.PerEnv {
+		return []string{in.Consumer}
+	}
+	var out []string
+	for _, env := range schemas.Envs() {
+		out = append(out, ejs.ClassifierConsumer(env))
+	}
+	return out
+}
+
+// KVUse is a KV bucket a stage reads or writes. Keys, when set, is the only
+// key pattern it writes (a NATS wildcard under the bucket).
+type KVUse struct {
+	Bucket string
+	Access Access
+	Keys   string
+}
+
+// ObjectUse is an object-store bucket a stage reads or writes.
+type ObjectUse struct {
+	Bucket string
+	Access Access
+}
+
+// Stage is one stage, declared once.
+type Stage struct {
+	// Name is the stage in DLQ subjects, NATS users, metrics labels and
+	// its command (`eyeflow <name>`).
+	Name string
+	// Summary is the command's one line of help.
+	Summary string
+	Inputs  []Input
+	// Publishes are the subjects (or wildcards) it publishes; its
+	// eye.dlq.<name> is implied.
+	Publishes []string
+	// Owns are the KV buckets whose configuration the stage owns: it may
+	// create them when the topology has not (never change them).
+	Owns []ejs.KVSpec
+	KV   []KVUse
+	// Objects are the object-store buckets it reads or writes.
+	Objects []ObjectUse
+	// Scans are streams it reads with ephemeral ordered consumers.
+	Scans []string
+	// Reasons are the dead-letter reasons of its own, beside the
+	// runtime's (RuntimeReasons).
+	Reasons []string
+}
+
+// DLQ is the stage's dead-letter subject.
+func (s Stage) DLQ() string { return schemas.DLQSubject(s.Name) }
+
+// RuntimeReasons are the reasons the runtime (package stage) gives for any stage.
+func RuntimeReasons() []string {
+	return []string{schemas.ReasonBadInput, schemas.ReasonBadEvent, schemas.ReasonPanic, schemas.ReasonMaxDeliveries}
+}
+
+// Shared are the KV buckets of the deployment rather than of a stage: every
+// process reads the deployment record (the object store it must use).
+func Shared() []ejs.KVSpec {
+	return []ejs.KVSpec{{
+		Bucket:      ejs.KVDeployment,
+		Description: "the deployment's object store; what each env's classifier serves or refused, and why",
+		History:     5,
+	}}
+}
+
+// IsShared tells whether bucket is one of the deployment's shared buckets.
+func IsShared(bucket string) bool {
+	for _, kv := range Shared() {
+		if kv.Bucket == bucket {
+			return true
+		}
+	}
+	return false
+}
+
+// Stages lists every stage in pipeline order: ingest first (the upload
+// ledger, which records every upload event), then the stages of
+// schemas.Stages.
+func Stages() []Stage {
+	return []Stage{
+		{
+			Name:    schemas.StageIngest,
+			Summary: "run the upload ledger and the reconciler (beside an S3 store that notifies NATS)",
+			Inputs:  []Input{{Stream: ejs.StreamUploads, Consumer: ejs.ConsumerIngestLedger, Filter: schemas.SubjectUploads}},
+			// The reconciler and the embedded watcher publish uploads.
+			Publishes: []string{schemas.SubjectUploads},
+			Owns: []ejs.KVSpec{{
+				Bucket:           ejs.KVUploads,
+				Description:      "upload identities that have an eye.uploads event",
+				ExpireWithEvents: true,
+			}},
+			KV:      []KVUse{{Bucket: ejs.KVUploads, Access: Write}},
+			Objects: []ObjectUse{{Bucket: objstore.BucketRaw, Access: Write}},
+		},
+		{
+			Name:      schemas.StageResize,
+			Summary:   "run the resize processor alone",
+			Inputs:    []Input{{Stream: ejs.StreamUploads, Consumer: ejs.ConsumerResize, Filter: schemas.SubjectUploads}},
+			Publishes: []string{schemas.SubjectResized},
+			Objects: []ObjectUse{
+				{Bucket: objstore.BucketRaw, Access: Read},
+				{Bucket: objstore.BucketProcessed, Access: Write},
+			},
+			Reasons: []string{schemas.ReasonBadKey, schemas.ReasonObjectMissing, schemas.ReasonObjectChanged, schemas.ReasonEmpty,
+				schemas.ReasonTooLarge, schemas.ReasonNotAnImage, schemas.ReasonCorruptImage, schemas.ReasonUnsupportedImage},
+		},
+		{
+			Name:      schemas.StageSplitter,
+			Summary:   "run the splitter processor alone",
+			Inputs:    []Input{{Stream: ejs.StreamResized, Consumer: ejs.ConsumerSplitter, Filter: schemas.SubjectResized}},
+			Publishes: []string{schemas.SubjectSplitAll},
+			// Reads resized/, links the dataset folders.
+			Objects: []ObjectUse{{Bucket: objstore.BucketProcessed, Access: Write}},
+			Reasons: []string{schemas.ReasonBadKey, schemas.ReasonBadResized},
+		},
+		{
+			Name:      schemas.StageClassifier,
+			Summary:   "run the classifier alone: eye.split.* -> eye.predictions.<env>, POST /predict",
+			Inputs:    []Input{{Stream: ejs.StreamSplits, PerEnv: true, Filter: schemas.SubjectSplitAll}},
+			Publishes: []string{schemas.SubjectPredictionsAll},
+			Owns: []ejs.KVSpec{{
+				Bucket:      ejs.KVModels,
+				Description: "env -> model name and version the classifier serves",
+				History:     16, // promotion history, for rollbacks
+			}},
+			KV: []KVUse{
+				{Bucket: ejs.KVModels, Access: Read},
+				// What each env serves, or refused and why (`eyeflow status`).
+				{Bucket: ejs.KVDeployment, Access: Write, Keys: deployment.ServingKeyPrefix + ">"},
+			},
+			Objects: []ObjectUse{
+				{Bucket: objstore.BucketModels, Access: Read},
+				{Bucket: objstore.BucketProcessed, Access: Read}, // events name the PNG
+			},
+			Reasons: []string{schemas.ReasonObjectMissing, schemas.ReasonCorruptImage, schemas.ReasonBadPixels, schemas.ReasonNoPixels},
+		},
+		{
+			Name:    schemas.StageDriftwatch,
+			Summary: "run the drift watcher alone",
+			Inputs: []Input{{
+				Stream: ejs.StreamPredictions, Consumer: ejs.ConsumerDriftwatch, Filter: schemas.SubjectPredictionsAll,
+				// One prediction in flight: "consecutive" is stream order, and
+				// a prediction retried after a transient failure must not be
+				// overtaken by later ones (it would look like a redelivery
+				// and be skipped).
+				MaxAckPending: 1,
+			}},
+			Publishes: []string{schemas.SubjectDriftAll, schemas.SubjectRetrain},
+			Owns: []ejs.KVSpec{{
+				Bucket:       ejs.KVDriftwatch,
+				Description:  "driftwatch state per env and model version: streak, windows, alerts, last counted sequence",
+				MaxValueSize: 1 << 20, // states carry windows of a few hundred floats
+			}},
+			KV:      []KVUse{{Bucket: ejs.KVDriftwatch, Access: Write}},
+			Reasons: []string{schemas.ReasonBadPrediction},
+		},
+		{
+			Name:    schemas.StageLabelsink,
+			Summary: "run the label sink alone (Label Studio tasks, exports, retrain manifests)",
+			Inputs: []Input{
+				{Stream: ejs.StreamRetrain, Consumer: ejs.ConsumerLabelsink, Filter: schemas.SubjectRetrain},
+				{Stream: ejs.StreamPredictions, Consumer: ejs.ConsumerLabelsinkPredictions, Filter: schemas.SubjectPredictionsAll, Optional: true},
+			},
+			Publishes: []string{schemas.SubjectRetrain},
+			Owns: []ejs.KVSpec{{
+				Bucket:      ejs.KVLabelsink,
+				Description: "labelsink: tasks written, retrain events, labels received, export files processed",
+			}},
+			KV: []KVUse{{Bucket: ejs.KVLabelsink, Access: Write}},
+			Objects: []ObjectUse{
+				{Bucket: objstore.BucketLabeling, Access: Write},
+				{Bucket: objstore.BucketRaw, Access: Write}, // labelled copies into raw/<class>/
+				{Bucket: objstore.BucketProcessed, Access: Read},
+			},
+			Reasons: []string{schemas.ReasonBadRetrain, schemas.ReasonBadPrediction, schemas.ReasonBadExport, schemas.ReasonBadKey,
+				schemas.ReasonObjectMissing, schemas.ReasonUnknownClass, schemas.ReasonEmptyAnnotation,
+				schemas.ReasonCancelledAnnotation, schemas.ReasonConflictingAnnotations, schemas.ReasonMissingSource},
+		},
+		{
+			Name:      schemas.StageTrainer,
+			Summary:   "run the trainer alone: train, evaluate, promote and roll back model versions",
+			Inputs:    []Input{{Stream: ejs.StreamRetrain, Consumer: ejs.ConsumerTrainer, Filter: schemas.SubjectRetrain}},
+			Publishes: []string{schemas.SubjectModels},
+			Owns: []ejs.KVSpec{{
+				Bucket:       ejs.KVTrainer,
+				Description:  "trainer: rollout record per model version",
+				MaxValueSize: 1 << 20, // records carry confusion matrices
+			}},
+			KV: []KVUse{
+				{Bucket: ejs.KVTrainer, Access: Write},
+				{Bucket: ejs.KVModels, Access: Write}, // promotions and rollbacks
+			},
+			Objects: []ObjectUse{
+				{Bucket: objstore.BucketProcessed, Access: Read}, // the dataset layout
+				{Bucket: objstore.BucketModels, Access: Write},   // new versions and their metrics
+				{Bucket: objstore.BucketFeatures, Access: Write}, // the backbone's feature cache
+				{Bucket: objstore.BucketLabeling, Access: Read},  // retrain manifests
+			},
+			// Rollout checks count live predictions and drift alerts.
+			Scans:   []string{ejs.StreamPredictions, ejs.StreamDrift},
+			Reasons: []string{schemas.ReasonBadManifest, schemas.ReasonObjectMissing, schemas.ReasonCorruptImage},
+		},
+	}
+}
+
+// Find returns the stage named name.
+func Find(name string) (Stage, bool) {
+	for _, s := range Stages() {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Stage{}, false
+}
+
+// Names lists the stages' names in pipeline order.
+func Names() []string {
+	var out []string
+	for _, s := range Stages() {
+		out = append(out, s.Name)
+	}
+	return out
+}
+
+// Order is a stage's position in pipeline order; unknown names sort last.
+func Order(name string) int {
+	for i, s := range Stages() {
+		if s.Name == name {
+			return i
+		}
+	}
+	return len(Stages())
+}
+
+// OfConsumer names the stage that reads a durable consumer, "" for none.
+func OfConsumer(consumer string) string {
+	for _, s := range Stages() {
+		for _, in := range s.Inputs {
+			for _, c := range in.Consumers() {
+				if c == consumer {
+					return s.Name
+				}
+			}
+		}
+	}
+	return ""
+}

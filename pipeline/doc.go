@@ -1,0 +1,18 @@
+// Package pipeline is the stage catalogue: every stage of eyeflow declared
+// once, as data. A stage's declaration names the durable consumers it reads
+// (with their settings), the subjects it publishes, the KV buckets it owns or
+// uses, the object-store buckets it reads or writes, the streams it scans,
+// and the dead-letter reasons it gives.
+//
+// Everything that used to repeat these facts derives from here: the
+// JetStream topology (Topology), the per-stage NATS users and permissions
+// (security/natsauth), the dashboard's stage table, `eyeflow up` and each
+// `eyeflow <stage>` command (cmd/eyeflow, which only adds how to build each
+// stage's processor from its flags), the check of compose.yaml's services,
+// and the e2e pipeline. Adding a stage, a consumer or a bucket is a change
+// here and in the stage's own package. schemas/registry.go does the same
+// for events.
+//
+// The package is plain data and a few derivations: it imports no processor
+// and no NATS client, so anything may import it.
+package pipeline
