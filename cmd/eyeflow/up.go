@@ -346,6 +346,8 @@ func (f *upFlags) processorTasks(ctx context.Context, p *proc, js natsjs.JetStre
 				return nil, err
 			}
 			tasks = append(tasks, f.trainer.tasks(t, p, js)...)
+		default:
+			return nil, fmt.Errorf("up: stage %s is in the catalogue but up cannot build it", name)
 		}
 	}
 	return tasks, nil
