@@ -1,10 +1,15 @@
 package onnx
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"eyeflow/processors/classifier/onnx/onnxpb"
 )
 
 // ErrMalformed marks bytes that are not a well-formed ONNX ModelProto.
@@ -16,11 +21,12 @@ const MaxModelBytes = 2<<30 - 1
 
 // Maximum values Inspect accepts, so a hostile file cannot make it build
 // huge slices: real image classifiers have a handful of inputs and outputs
-// of rank 4 or less.
+// of rank 4 or less, each declared in a few dozen bytes.
 const (
-	maxIO   = 1024
-	maxRank = 64
-	maxName = 4096
+	maxIO        = 1024
+	maxRank      = 64
+	maxName      = 4096
+	maxValueInfo = 1 << 20
 )
 
 // Info is what Inspect reads from a ModelProto: the IR version and the
@@ -41,12 +47,33 @@ type IOInfo struct {
 	Shape    []int64
 }
 
-// Inspect walks the protobuf wire format of an ONNX model without any
-// dependency, before the bytes reach ONNX Runtime's C++ parser: it refuses
-// truncated or garbage input (wrapping ErrMalformed) and returns the graph's
-// declared inputs and outputs. Unknown fields are skipped, so models from
-// newer exporters pass; only structure is checked here, the contract with
-// the model card is checked by the caller.
+// Field numbers Inspect looks for, from the generated schema.
+var (
+	irVersionField = fieldNumber(&onnxpb.ModelProto{}, "ir_version")
+	graphField     = fieldNumber(&onnxpb.ModelProto{}, "graph")
+	inputField     = fieldNumber(&onnxpb.GraphProto{}, "input")
+	outputField    = fieldNumber(&onnxpb.GraphProto{}, "output")
+)
+
+func fieldNumber(m proto.Message, name protoreflect.Name) protowire.Number {
+	f := m.ProtoReflect().Descriptor().Fields().ByName(name)
+	if f == nil {
+		panic(fmt.Sprintf("onnx: no field %s in %s", name, m.ProtoReflect().Descriptor().FullName()))
+	}
+	return f.Number()
+}
+
+// Inspect checks an ONNX model's bytes before they reach ONNX Runtime's C++
+// parser: it refuses truncated or garbage input (wrapping ErrMalformed) and
+// returns the graph's declared inputs and outputs. Unknown fields are
+// skipped, so models from newer exporters pass; only structure is checked
+// here, the contract with the model card is checked by the caller.
+//
+// The model is not unmarshaled whole: that would copy every weight and
+// allocate a message per node. ModelProto and GraphProto are scanned with
+// protowire, which checks every field's framing and skips the ones not read
+// without copying them, and only the graph's input and output
+// ValueInfoProtos are unmarshaled into the generated types.
 func Inspect(data []byte) (Info, error) {
 	if len(data) == 0 {
 		return Info{}, fmt.Errorf("%w: empty file", ErrMalformed)
@@ -56,14 +83,14 @@ func Inspect(data []byte) (Info, error) {
 	}
 	var info Info
 	graphs := 0
-	err := walk(data, func(field int, wire int, v uint64, b []byte) error {
+	err := fields(data, func(num protowire.Number, typ protowire.Type, v uint64, b []byte) error {
 		switch {
-		case field == 1 && wire == wireVarint:
+		case num == irVersionField && typ == protowire.VarintType:
 			info.IRVersion = int64(v)
-		case field == 7 && wire == wireBytes:
+		case num == graphField && typ == protowire.BytesType:
 			graphs++
-			return walk(b, func(field, wire int, _ uint64, b []byte) error {
-				if wire != wireBytes || (field != 11 && field != 12) {
+			return fields(b, func(num protowire.Number, typ protowire.Type, _ uint64, b []byte) error {
+				if typ != protowire.BytesType || (num != inputField && num != outputField) {
 					return nil
 				}
 				if len(info.Inputs)+len(info.Outputs) >= maxIO {
@@ -73,7 +100,7 @@ func Inspect(data []byte) (Info, error) {
 				if err != nil {
 					return err
 				}
-				if field == 11 {
+				if num == inputField {
 					info.Inputs = append(info.Inputs, io)
 				} else {
 					info.Outputs = append(info.Outputs, io)
@@ -88,7 +115,7 @@ func Inspect(data []byte) (Info, error) {
 	}
 	switch {
 	case graphs == 0:
-		return Info{}, fmt.Errorf("%w: no graph (ModelProto field 7)", ErrMalformed)
+		return Info{}, fmt.Errorf("%w: no graph (ModelProto field %d)", ErrMalformed, graphField)
 	case graphs > 1:
 		// Protobuf would merge repeated message fields; no exporter writes
 		// two, so it is a crafted file.
@@ -101,110 +128,74 @@ func Inspect(data []byte) (Info, error) {
 	return info, nil
 }
 
-// valueInfo reads a ValueInfoProto: name (1) and type (2) -> tensor_type
-// (1) -> elem_type (1), shape (2) -> dim (1) -> dim_value (1) | dim_param (2).
+// unmarshalValueInfo drops unknown fields: nothing reads them.
+var unmarshalValueInfo = proto.UnmarshalOptions{DiscardUnknown: true}
+
+// valueInfo reads a ValueInfoProto: its name, and for a tensor type its
+// element type and shape.
 func valueInfo(b []byte) (IOInfo, error) {
-	var io IOInfo
-	err := walk(b, func(field, wire int, _ uint64, b []byte) error {
-		switch {
-		case field == 1 && wire == wireBytes:
-			if len(b) > maxName || !utf8.Valid(b) {
-				return fmt.Errorf("%w: value name is not a short UTF-8 string", ErrMalformed)
-			}
-			io.Name = string(b)
-		case field == 2 && wire == wireBytes:
-			return walk(b, func(field, wire int, _ uint64, b []byte) error {
-				if field != 1 || wire != wireBytes { // sequence, map, ... types
-					return nil
-				}
-				return walk(b, func(field, wire int, v uint64, b []byte) error {
-					switch {
-					case field == 1 && wire == wireVarint:
-						io.ElemType = int64(v)
-					case field == 2 && wire == wireBytes:
-						io.Shape = io.Shape[:0]
-						return walk(b, func(field, wire int, _ uint64, b []byte) error {
-							if field != 1 || wire != wireBytes {
-								return nil
-							}
-							if len(io.Shape) >= maxRank {
-								return fmt.Errorf("%w: rank over %d", ErrMalformed, maxRank)
-							}
-							d := int64(-1)
-							err := walk(b, func(field, wire int, v uint64, _ []byte) error {
-								if field == 1 && wire == wireVarint && int64(v) >= 0 {
-									d = int64(v)
-								}
-								return nil
-							})
-							io.Shape = append(io.Shape, d)
-							return err
-						})
-					}
-					return nil
-				})
-			})
-		}
-		return nil
-	})
-	if err != nil {
-		return IOInfo{}, err
+	if len(b) > maxValueInfo {
+		return IOInfo{}, fmt.Errorf("%w: a graph input or output declared in %d bytes", ErrMalformed, len(b))
+	}
+	var vi onnxpb.ValueInfoProto
+	if err := unmarshalValueInfo.Unmarshal(b, &vi); err != nil {
+		return IOInfo{}, fmt.Errorf("%w: graph input or output: %v", ErrMalformed, err)
+	}
+	io := IOInfo{Name: vi.GetName()}
+	if len(io.Name) > maxName || !utf8.ValidString(io.Name) {
+		return IOInfo{}, fmt.Errorf("%w: value name is not a short UTF-8 string", ErrMalformed)
 	}
 	if io.Name == "" {
 		return IOInfo{}, fmt.Errorf("%w: graph input or output without a name", ErrMalformed)
 	}
+	tt := vi.GetType().GetTensorType() // nil for sequence, map, ... types
+	io.ElemType = int64(tt.GetElemType())
+	dims := tt.GetShape().GetDim()
+	if len(dims) > maxRank {
+		return IOInfo{}, fmt.Errorf("%w: rank over %d", ErrMalformed, maxRank)
+	}
+	for _, d := range dims {
+		v, ok := d.GetValue().(*onnxpb.TensorShapeProto_Dimension_DimValue)
+		if ok && v.DimValue >= 0 {
+			io.Shape = append(io.Shape, v.DimValue)
+		} else {
+			io.Shape = append(io.Shape, -1)
+		}
+	}
 	return io, nil
 }
 
-// walk calls fn for each field of one protobuf message: v for varints,
-// b for length-delimited fields (a subslice of data, never a copy). Fixed
-// width fields are skipped; groups (wire types 3 and 4, unused by ONNX) and
-// invalid wire types are refused.
-func walk(data []byte, fn func(field, wire int, v uint64, b []byte) error) error {
+// fields calls fn for each field of one protobuf message: v for varints, b
+// for length-delimited fields (a subslice of data, never a copy). Other
+// fields (fixed width, groups) are checked and skipped. Bad framing, a field
+// number out of range or a length past the end wraps ErrMalformed.
+func fields(data []byte, fn func(num protowire.Number, typ protowire.Type, v uint64, b []byte) error) error {
 	for len(data) > 0 {
-		tag, n := binary.Uvarint(data)
-		if n <= 0 {
-			return fmt.Errorf("%w: bad field tag", ErrMalformed)
+		num, typ, n := protowire.ConsumeTag(data)
+		if n < 0 {
+			return fmt.Errorf("%w: field tag: %v", ErrMalformed, protowire.ParseError(n))
+		}
+		if !num.IsValid() {
+			return fmt.Errorf("%w: field number %d", ErrMalformed, num)
 		}
 		data = data[n:]
-		field, wire := tag>>3, int(tag&7)
-		if field == 0 || field > 1<<29-1 {
-			return fmt.Errorf("%w: field number %d", ErrMalformed, field)
-		}
 		var (
 			v uint64
 			b []byte
 		)
-		switch wire {
-		case wireVarint:
-			v, n = binary.Uvarint(data)
-			if n <= 0 {
-				return fmt.Errorf("%w: bad varint in field %d", ErrMalformed, field)
-			}
-			data = data[n:]
-		case 1: // fixed64
-			if len(data) < 8 {
-				return fmt.Errorf("%w: truncated field %d", ErrMalformed, field)
-			}
-			data = data[8:]
-		case wireI32:
-			if len(data) < 4 {
-				return fmt.Errorf("%w: truncated field %d", ErrMalformed, field)
-			}
-			data = data[4:]
-		case wireBytes:
-			l, n := binary.Uvarint(data)
-			// Compare in uint64: a declared length is never trusted to
-			// fit in an int or in the remaining bytes.
-			if n <= 0 || l > uint64(len(data)-n) {
-				return fmt.Errorf("%w: field %d declares more bytes than remain", ErrMalformed, field)
-			}
-			b = data[n : n+int(l)]
-			data = data[n+int(l):]
+		switch typ {
+		case protowire.VarintType:
+			v, n = protowire.ConsumeVarint(data)
+		case protowire.BytesType:
+			b, n = protowire.ConsumeBytes(data)
 		default:
-			return fmt.Errorf("%w: wire type %d in field %d", ErrMalformed, wire, field)
+			n = protowire.ConsumeFieldValue(num, typ, data)
 		}
-		if err := fn(int(field), wire, v, b); err != nil {
+		if n < 0 {
+			return fmt.Errorf("%w: field %d: %v", ErrMalformed, num, protowire.ParseError(n))
+		}
+		data = data[n:]
+		if err := fn(num, typ, v, b); err != nil {
 			return err
 		}
 	}

@@ -3,6 +3,7 @@ package onnx
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -20,12 +21,29 @@ func TestInspect(t *testing.T) {
 	if len(info.Outputs) != 1 || info.Outputs[0].Name != OutputName {
 		t.Fatalf("outputs %+v", info.Outputs)
 	}
+	tiny := Tiny(5, false)
+	// withInput is Tiny's graph with one more input declared.
+	withInput := func(in ValueInfo) []byte {
+		var g Graph
+		g.Inputs, g.Outputs = ioInfo(5)
+		g.Inputs = append(g.Inputs, in)
+		return g.Encode()
+	}
+	if _, err := Inspect(withInput(ValueInfo{Name: "extra", Shape: make([]Dim, maxRank)})); err != nil {
+		t.Fatalf("rank %d: %v", maxRank, err)
+	}
 	for name, data := range map[string][]byte{
 		"empty":     nil,
 		"text":      []byte("not a model"),
-		"truncated": Tiny(5, false)[:40],
+		"truncated": tiny[:40],
 		"huge len":  {0x3a, 0xff, 0xff, 0xff, 0xff, 0x0f}, // field 7, 4 GiB declared
 		"no graph":  {0x08, 0x08},
+		// Protobuf merges two concatenated messages: two graphs.
+		"two models": append(slices.Clone(tiny), tiny...),
+		"rank":       withInput(ValueInfo{Name: "extra", Shape: make([]Dim, maxRank+1)}),
+		"long name":  withInput(ValueInfo{Name: strings.Repeat("x", maxName+1)}),
+		"not UTF-8":  withInput(ValueInfo{Name: "\xff"}),
+		"huge input": withInput(ValueInfo{Name: "extra", Shape: []Dim{{Param: strings.Repeat("N", maxValueInfo)}}}),
 	} {
 		if _, err := Inspect(data); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: err = %v, want ErrMalformed", name, err)

@@ -1,12 +1,12 @@
-// Package onnx writes ONNX models without any dependency: the protobuf wire
-// format of the few ONNX messages a feed-forward graph needs (ModelProto,
-// GraphProto, NodeProto, AttributeProto, TensorProto, ValueInfoProto) is
-// encoded by hand. It exists so that eyeflow can ship a model that works
-// offline (no weights are downloaded): DenseNet121 with deterministic random
-// weights for realistic benchmarks, and a tiny model whose outputs are a
-// known function of the input for exact end-to-end tests.
+// Package onnx writes ONNX models, and inspects them before ONNX Runtime
+// parses them. Models are built on the Go types generated from ONNX's own
+// onnx.proto (package onnxpb) and serialised with google.golang.org/protobuf.
+// It exists so that eyeflow can ship a model that works offline (no weights
+// are downloaded): DenseNet121 with deterministic random weights for
+// realistic benchmarks, and a tiny model whose outputs are a known function
+// of the input for exact end-to-end tests.
 //
-// Field numbers follow onnx/onnx.proto (IR version 8, opset 17).
+// Models are written as IR version 8, opset 17 (ONNX 1.12).
 package onnx
 
 import (
@@ -14,55 +14,17 @@ import (
 	"maps"
 	"math"
 	"slices"
+
+	"google.golang.org/protobuf/proto"
+
+	"eyeflow/processors/classifier/onnx/onnxpb"
 )
-
-// Protobuf wire types.
-const (
-	wireVarint = 0
-	wireI32    = 5
-	wireBytes  = 2
-)
-
-// buf is an append-only protobuf encoder.
-type buf []byte
-
-func (b *buf) tag(field, wire int) { b.uvarint(uint64(field)<<3 | uint64(wire)) }
-
-func (b *buf) uvarint(v uint64) { *b = binary.AppendUvarint(*b, v) }
-
-// int is an int64/int32/enum field: negative values are sign-extended to ten
-// bytes, as protobuf requires for int64 (ONNX dims are never negative).
-func (b *buf) int(field int, v int64) {
-	b.tag(field, wireVarint)
-	b.uvarint(uint64(v))
-}
-
-func (b *buf) float(field int, v float32) {
-	b.tag(field, wireI32)
-	*b = binary.LittleEndian.AppendUint32(*b, math.Float32bits(v))
-}
-
-func (b *buf) bytes(field int, v []byte) {
-	b.tag(field, wireBytes)
-	b.uvarint(uint64(len(v)))
-	*b = append(*b, v...)
-}
-
-func (b *buf) string(field int, v string) { b.bytes(field, []byte(v)) }
-
-// msg embeds a sub-message.
-func (b *buf) msg(field int, m buf) { b.bytes(field, m) }
 
 // ONNX enum values used here.
 const (
-	dtFloat   = 1  // TensorProto.FLOAT
-	dtInt64   = 7  // TensorProto.INT64
-	dtFloat16 = 10 // TensorProto.FLOAT16
-
-	attrFloat  = 1
-	attrInt    = 2
-	attrString = 3
-	attrInts   = 7
+	dtFloat   = int64(onnxpb.TensorProto_FLOAT)
+	dtInt64   = int64(onnxpb.TensorProto_INT64)
+	dtFloat16 = int64(onnxpb.TensorProto_FLOAT16)
 )
 
 // Attr is one node attribute.
@@ -79,28 +41,20 @@ func AInt(name string, v int64) Attr     { return Attr{Name: name, Int: &v} }
 func AFloat(name string, v float32) Attr { return Attr{Name: name, Float: &v} }
 func AInts(name string, v ...int64) Attr { return Attr{Name: name, Ints: v} }
 
-func (a Attr) encode() buf {
-	var b buf
-	b.string(1, a.Name)
+func (a Attr) proto() *onnxpb.AttributeProto {
+	p := &onnxpb.AttributeProto{Name: proto.String(a.Name)}
 	switch {
 	case a.Int != nil:
-		b.int(3, *a.Int)
-		b.int(20, attrInt)
+		p.I, p.Type = proto.Int64(*a.Int), onnxpb.AttributeProto_INT.Enum()
 	case a.Float != nil:
-		b.float(2, *a.Float)
-		b.int(20, attrFloat)
+		p.F, p.Type = proto.Float32(*a.Float), onnxpb.AttributeProto_FLOAT.Enum()
 	case a.Str != nil:
-		b.string(4, *a.Str)
-		b.int(20, attrString)
+		// Non-nil even when empty, so that the field is written.
+		p.S, p.Type = append([]byte{}, *a.Str...), onnxpb.AttributeProto_STRING.Enum()
 	default:
-		// Repeated ints in AttributeProto are not packed in onnx.proto
-		// (proto2 semantics); parsers accept both, unpacked is canonical.
-		for _, v := range a.Ints {
-			b.int(8, v)
-		}
-		b.int(20, attrInts)
+		p.Ints, p.Type = a.Ints, onnxpb.AttributeProto_INTS.Enum()
 	}
-	return b
+	return p
 }
 
 // Node is one operator application.
@@ -112,22 +66,15 @@ type Node struct {
 	Attrs   []Attr
 }
 
-func (n Node) encode() buf {
-	var b buf
-	for _, in := range n.Inputs {
-		b.string(1, in)
-	}
-	for _, out := range n.Outputs {
-		b.string(2, out)
-	}
+func (n Node) proto() *onnxpb.NodeProto {
+	p := &onnxpb.NodeProto{Input: n.Inputs, Output: n.Outputs, OpType: proto.String(n.Op)}
 	if n.Name != "" {
-		b.string(3, n.Name)
+		p.Name = proto.String(n.Name)
 	}
-	b.string(4, n.Op)
 	for _, a := range n.Attrs {
-		b.msg(5, a.encode())
+		p.Attribute = append(p.Attribute, a.proto())
 	}
-	return b
+	return p
 }
 
 // Tensor is an initializer: float32 or int64 data with its dims. With
@@ -141,32 +88,33 @@ type Tensor struct {
 	isInt64 bool
 }
 
-func (t Tensor) encode() buf {
-	var b buf
-	for _, d := range t.Dims {
-		b.int(1, d)
-	}
-	raw := make([]byte, 0, 8*max(len(t.Floats), len(t.Int64s)))
-	if t.Int64s != nil || t.isInt64 {
-		b.int(2, dtInt64)
+// proto stores the values as raw_data (little-endian bytes), as exporters
+// do: the fastest to parse, and marshaled as one block copy (float_data
+// would be encoded value by value).
+func (t Tensor) proto() *onnxpb.TensorProto {
+	var (
+		dt  int64
+		raw []byte
+	)
+	switch {
+	case t.Int64s != nil || t.isInt64:
+		dt, raw = dtInt64, make([]byte, 0, 8*len(t.Int64s))
 		for _, v := range t.Int64s {
 			raw = binary.LittleEndian.AppendUint64(raw, uint64(v))
 		}
-	} else if t.Half {
-		b.int(2, dtFloat16)
+	case t.Half:
+		dt, raw = dtFloat16, make([]byte, 0, 2*len(t.Floats))
 		for _, v := range t.Floats {
 			raw = binary.LittleEndian.AppendUint16(raw, Float16Bits(v))
 		}
-	} else {
-		b.int(2, dtFloat)
+	default:
+		dt, raw = dtFloat, make([]byte, 0, 4*len(t.Floats))
 		for _, v := range t.Floats {
 			raw = binary.LittleEndian.AppendUint32(raw, math.Float32bits(v))
 		}
 	}
-	b.string(8, t.Name)
-	// raw_data (little-endian) is what exporters write and the fastest to parse.
-	b.bytes(9, raw)
-	return b
+	// raw is never nil, so an empty tensor still has raw_data (empty).
+	return &onnxpb.TensorProto{Dims: t.Dims, DataType: proto.Int32(int32(dt)), Name: proto.String(t.Name), RawData: raw}
 }
 
 // Dim is one dimension of a graph input or output: a fixed size, or a named
@@ -182,26 +130,24 @@ type ValueInfo struct {
 	Shape []Dim
 }
 
-func (v ValueInfo) encode() buf {
-	var shape buf
+func (v ValueInfo) proto() *onnxpb.ValueInfoProto {
+	shape := &onnxpb.TensorShapeProto{}
 	for _, d := range v.Shape {
-		var dim buf
+		dim := &onnxpb.TensorShapeProto_Dimension{}
 		if d.Param != "" {
-			dim.string(2, d.Param)
+			dim.Value = &onnxpb.TensorShapeProto_Dimension_DimParam{DimParam: d.Param}
 		} else {
-			dim.int(1, d.Value)
+			dim.Value = &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: d.Value}
 		}
-		shape.msg(1, dim)
+		shape.Dim = append(shape.Dim, dim)
 	}
-	var tensor buf
-	tensor.int(1, dtFloat)
-	tensor.msg(2, shape)
-	var typ buf
-	typ.msg(1, tensor)
-	var b buf
-	b.string(1, v.Name)
-	b.msg(2, typ)
-	return b
+	return &onnxpb.ValueInfoProto{
+		Name: proto.String(v.Name),
+		Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{TensorType: &onnxpb.TypeProto_Tensor{
+			ElemType: proto.Int32(int32(dtFloat)),
+			Shape:    shape,
+		}}},
+	}
 }
 
 // Graph is a complete model graph.
@@ -217,43 +163,54 @@ type Graph struct {
 	Opset int64
 }
 
-// Encode serialises g as an ONNX ModelProto.
-func (g *Graph) Encode() []byte {
-	var gb buf
+// marshal is deterministic (metadata_props are sorted by key, and
+// Deterministic would order map fields, though ONNX has none): the same
+// graph always gives the same bytes, and a model's digest names its version.
+var marshal = proto.MarshalOptions{Deterministic: true}
+
+// proto returns g as an ONNX ModelProto.
+func (g *Graph) proto() *onnxpb.ModelProto {
+	gp := &onnxpb.GraphProto{Name: proto.String(g.Name)}
+	gp.Node = make([]*onnxpb.NodeProto, 0, len(g.Nodes))
 	for _, n := range g.Nodes {
-		gb.msg(1, n.encode())
+		gp.Node = append(gp.Node, n.proto())
 	}
-	gb.string(2, g.Name)
+	gp.Initializer = make([]*onnxpb.TensorProto, 0, len(g.Initializers))
 	for _, t := range g.Initializers {
-		gb.msg(5, t.encode())
+		gp.Initializer = append(gp.Initializer, t.proto())
 	}
 	for _, in := range g.Inputs {
-		gb.msg(11, in.encode())
+		gp.Input = append(gp.Input, in.proto())
 	}
 	for _, out := range g.Outputs {
-		gb.msg(12, out.encode())
+		gp.Output = append(gp.Output, out.proto())
 	}
 
 	opset := g.Opset
 	if opset == 0 {
 		opset = 17
 	}
-	var m buf
-	m.int(1, 8) // ir_version 8 goes with opset 17
-	m.string(2, "eyeflow")
-	m.string(3, "1")
-	m.msg(7, gb)
-	var os buf
-	os.string(1, "")
-	os.int(2, opset)
-	m.msg(8, os)
-	for _, k := range sortedKeys(g.Metadata) {
-		var kv buf
-		kv.string(1, k)
-		kv.string(2, g.Metadata[k])
-		m.msg(14, kv)
+	m := &onnxpb.ModelProto{
+		IrVersion:       proto.Int64(8), // ir_version 8 goes with opset 17
+		ProducerName:    proto.String("eyeflow"),
+		ProducerVersion: proto.String("1"),
+		Graph:           gp,
+		OpsetImport:     []*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(opset)}},
+	}
+	for _, k := range slices.Sorted(maps.Keys(g.Metadata)) {
+		m.MetadataProps = append(m.MetadataProps, &onnxpb.StringStringEntryProto{Key: proto.String(k), Value: proto.String(g.Metadata[k])})
 	}
 	return m
 }
 
-func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }
+// Encode serialises g as an ONNX ModelProto.
+func (g *Graph) Encode() []byte {
+	b, err := marshal.Marshal(g.proto())
+	if err != nil {
+		// Only an invalid message fails (a required field unset, a
+		// proto3 string that is not UTF-8): onnx.proto is proto2
+		// without required fields.
+		panic("onnx: marshal: " + err.Error())
+	}
+	return b
+}
