@@ -54,6 +54,9 @@ type composeService struct {
 	Ports       []string       `yaml:"ports"`
 	Volumes     []string       `yaml:"volumes"`
 	Restart     string         `yaml:"restart"`
+	Deploy      struct {
+		Replicas int `yaml:"replicas"`
+	} `yaml:"deploy"`
 	Healthcheck struct {
 		Test    []string `yaml:"test"`
 		Disable bool     `yaml:"disable"`
