@@ -1,7 +1,10 @@
 // Package stagetest runs processors for tests in other packages: a stage
 // started on a JetStream context and stopped, with its error checked, when
-// the test ends. It is separate from testenv because the stage package's
-// own tests use testenv.
+// the test ends. It also holds in-memory stage.KeyValue and stage.Publisher
+// fakes, for tests of a processor's own logic (a compare-and-set, the order
+// of a publish and its record) that need no server; the stage package
+// checks the fake KeyValue against the JetStream one. It is separate from
+// testenv because the stage package's own tests use testenv.
 package stagetest
 
 import (
