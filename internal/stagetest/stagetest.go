@@ -10,6 +10,7 @@ package stagetest
 import (
 	"context"
 	"testing"
+	"time"
 
 	"eyeflow/stage"
 
@@ -28,4 +29,17 @@ func Run[In any](t testing.TB, js natsjs.JetStream, p stage.Processor[In]) {
 			t.Errorf("stage %s: %v", p.Stage, err)
 		}
 	})
+}
+
+// Bucket is the topology's KV bucket as the runtime's caller hands it to a
+// processor; the test fails when the bucket is missing.
+func Bucket(t testing.TB, js natsjs.JetStream, bucket string) stage.KeyValue {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, bucket)
+	if err != nil {
+		t.Fatalf("kv %s: %v", bucket, err)
+	}
+	return stage.KeyValueOf(kv)
 }

@@ -55,7 +55,7 @@
 // The state of each (env, model version) — the streak, the reference, the
 // open windows, the alerts, and the stream sequence of the last counted
 // prediction — is one JSON entry in the KV bucket eyeflow_driftwatch
-// (KeyValueConfig), written with compare-and-set after every prediction. A
+// (KVBucket, handed to New), written with compare-and-set after every prediction. A
 // watcher killed mid-streak continues from the stored streak. A prediction
 // whose sequence is at or below the stored one was counted already and is
 // not counted again; at exactly the stored sequence (the process died after
