@@ -16,6 +16,7 @@ import (
 
 	"eyeflow/demodata"
 	"eyeflow/ingest"
+	"eyeflow/internal/stagetest"
 	"eyeflow/internal/testenv"
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
@@ -190,10 +191,7 @@ func startPipelineOn(t testing.TB, url string, newStore func(natsjs.JetStream) o
 	m := stage.NewMetrics(reg)
 	store := newStore(js)
 
-	ledger, err := ingest.OpenLedger(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ledger := ingest.NewLedger(stagetest.Bucket(t, js, ejs.KVUploads), stage.StreamReaderOf(js))
 	rcfg := resize.DefaultConfig()
 	rcfg.Store = store
 	rz, err := resize.New(rcfg)
@@ -220,9 +218,9 @@ func startPipelineOn(t testing.TB, url string, newStore func(natsjs.JetStream) o
 	run := func(f func(context.Context) error) {
 		p.wg.Go(func() { _ = f(ctx) })
 	}
-	if _, ok := store.(*objstore.JetStreamStore); ok {
+	if w, ok := store.(*objstore.JetStreamStore); ok {
 		run(func(ctx context.Context) error {
-			return ingest.WatchJetStream(ctx, js, objstore.BucketRaw, ingest.NewPublisher(js, ledger), log)
+			return ingest.WatchJetStream(ctx, w, objstore.BucketRaw, ingest.NewPublisher(stage.PublisherOf(js), ledger), log)
 		})
 	}
 	run(func(ctx context.Context) error {

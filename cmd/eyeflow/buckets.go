@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"fmt"
 
+	"eyeflow/ingest"
 	ejs "eyeflow/jetstream"
 	"eyeflow/stage"
 
@@ -20,4 +22,14 @@ func openKeyValue(ctx context.Context, js natsjs.JetStream, bucket string, repli
 		return nil, err
 	}
 	return stage.KeyValueOf(kv), nil
+}
+
+// openLedger binds the upload ledger's bucket, which only the topology
+// creates (`eyeflow topology apply`, or `eyeflow up`).
+func openLedger(ctx context.Context, js natsjs.JetStream) (*ingest.Ledger, error) {
+	kv, err := js.KeyValue(ctx, ejs.KVUploads)
+	if err != nil {
+		return nil, fmt.Errorf("open upload ledger %s: %w", ejs.KVUploads, err)
+	}
+	return ingest.NewLedger(stage.KeyValueOf(kv), stage.StreamReaderOf(js)), nil
 }

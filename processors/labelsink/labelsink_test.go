@@ -284,15 +284,12 @@ func TestExportBecomesLabelledUpload(t *testing.T) {
 	f := newFixture(t)
 	js := f.env.JS
 	ctx := testenv.Context(t, 2*time.Minute)
-	ledger, err := ingest.OpenLedger(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ledger := ingest.NewLedger(stagetest.Bucket(t, js, ejs.KVUploads), stage.StreamReaderOf(js))
 	wctx, stopWatch := context.WithCancel(context.Background())
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
-		_ = ingest.WatchJetStream(wctx, js, objstore.BucketRaw, ingest.NewPublisher(js, ledger), zerolog.Nop())
+		_ = ingest.WatchJetStream(wctx, objstore.NewJetStream(js), objstore.BucketRaw, ingest.NewPublisher(stage.PublisherOf(js), ledger), zerolog.Nop())
 	}()
 	t.Cleanup(func() { stopWatch(); <-watchDone })
 	m := f.m
