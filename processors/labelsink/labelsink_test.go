@@ -81,7 +81,7 @@ func newFixture(t *testing.T) *fixture {
 	cfg := labelsink.DefaultConfig()
 	cfg.Store = store
 	cfg.LabelStudio = labelsink.LabelStudio{URL: ls.srv.URL, Token: "secret-token", StorageID: 7}
-	sink, err := labelsink.New(ctx, env.JS, cfg, zerolog.Nop())
+	sink, err := labelsink.New(ctx, stagetest.Bucket(t, env.JS, labelsink.KVBucket), stage.PublisherOf(env.JS), cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -460,7 +460,7 @@ func TestLowConfidencePredictions(t *testing.T) {
 	cfg := f.cfg
 	cfg.LowConfidence = 0.5
 	cfg.LabelStudio = labelsink.LabelStudio{}
-	sink, err := labelsink.New(ctx, f.env.JS, cfg, zerolog.Nop())
+	sink, err := labelsink.New(ctx, stagetest.Bucket(t, f.env.JS, labelsink.KVBucket), stage.PublisherOf(f.env.JS), cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
