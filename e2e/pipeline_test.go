@@ -139,7 +139,7 @@ func setupWith(t testing.TB, js natsjs.JetStream, store objstore.Store, replicas
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := classifier.OpenRegistry(ctx, js, store)
+	reg, err := classifier.OpenRegistry(ctx, store, stagetest.Bucket(t, js, ejs.KVModels))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +202,11 @@ func startPipelineOn(t testing.TB, url string, newStore func(natsjs.JetStream) o
 	if err != nil {
 		t.Fatal(err)
 	}
-	cls, err := classifier.New(ctx, js, store, classifier.Config{
+	models, err := classifier.OpenRegistry(ctx, store, stagetest.Bucket(t, js, ejs.KVModels))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cls, err := classifier.New(models, store, stage.RunnerOf[schemas.Split](js), classifier.Config{
 		Envs: schemas.Envs(), CanaryShare: canaryShare, Logger: log,
 		Metrics: classifier.NewMetrics(reg), StageMetrics: m,
 		Session:   classifier.SessionOptions{IntraOpThreads: 1},

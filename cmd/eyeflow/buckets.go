@@ -6,6 +6,8 @@ import (
 
 	"eyeflow/ingest"
 	ejs "eyeflow/jetstream"
+	"eyeflow/objstore"
+	"eyeflow/processors/classifier"
 	"eyeflow/stage"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -22,6 +24,16 @@ func openKeyValue(ctx context.Context, js natsjs.JetStream, bucket string, repli
 		return nil, err
 	}
 	return stage.KeyValueOf(kv), nil
+}
+
+// openRegistry opens the model registry: the models object bucket, and the
+// env -> version KV bucket (created with replicas only when missing).
+func openRegistry(ctx context.Context, js natsjs.JetStream, store objstore.Store, replicas int) (*classifier.Registry, error) {
+	kv, err := openKeyValue(ctx, js, ejs.KVModels, replicas)
+	if err != nil {
+		return nil, fmt.Errorf("model registry: %w", err)
+	}
+	return classifier.OpenRegistry(ctx, store, kv)
 }
 
 // openLedger binds the upload ledger's bucket, which only the topology

@@ -108,7 +108,7 @@ func (r *registryFlags) openWith(ctx context.Context, name string) (*classifier.
 		nc.Close()
 		return nil, nil, nil, fmt.Errorf("model %s: %w", name, err)
 	}
-	reg, err := classifier.OpenRegistry(ctx, js, store)
+	reg, err := openRegistry(ctx, js, store, 1)
 	if err != nil {
 		nc.Close()
 		return nil, nil, nil, err

@@ -9,7 +9,6 @@ import (
 
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
-	"eyeflow/processors/classifier"
 	"eyeflow/processors/trainer"
 	"eyeflow/schemas"
 
@@ -91,7 +90,7 @@ func (f *trainerFlags) build(ctx context.Context, p *proc, rt *runtimeFlags, js 
 	if err := rt.init(); err != nil {
 		return nil, nil, err
 	}
-	reg, err := classifier.OpenRegistry(ctx, js, store)
+	reg, err := openRegistry(ctx, js, store, 1)
 	if err != nil {
 		return nil, nil, err
 	}

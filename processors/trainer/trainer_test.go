@@ -88,7 +88,7 @@ func newEnv(t *testing.T) *env {
 		}
 	}
 	var err error
-	if e.registry, err = classifier.OpenRegistry(e.ctx, n.JS, e.store); err != nil {
+	if e.registry, err = classifier.OpenRegistry(e.ctx, e.store, stagetest.Bucket(t, n.JS, ejs.KVModels)); err != nil {
 		t.Fatal(err)
 	}
 	if e.kv, err = n.JS.KeyValue(e.ctx, ejs.KVTrainer); err != nil {
@@ -213,7 +213,7 @@ func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
 func TestBootstrapTrainsEvaluatesAndPromotes(t *testing.T) {
 	e := newEnv(t)
 	log := zerolog.Nop()
-	if _, err := classifier.EnsureDefault(e.ctx, e.js, e.store, log); err != nil {
+	if _, err := classifier.EnsureDefault(e.ctx, e.registry, log); err != nil {
 		t.Fatal(err)
 	}
 	e.dataset(t, 8)
@@ -622,7 +622,7 @@ func TestTorchEngineThroughTheStage(t *testing.T) {
 // goes to prod only when a person promotes it with a reason.
 func TestSignoffStopsBeforeProd(t *testing.T) {
 	e := newEnv(t)
-	if _, err := classifier.EnsureDefault(e.ctx, e.js, e.store, zerolog.Nop()); err != nil {
+	if _, err := classifier.EnsureDefault(e.ctx, e.registry, zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
 	e.dataset(t, 6)

@@ -17,6 +17,7 @@ import (
 	"eyeflow/processors/trainer"
 	"eyeflow/schemas"
 	"eyeflow/security/natsauth"
+	"eyeflow/stage"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -59,7 +60,11 @@ func TestTrainerRunsUnderItsUser(t *testing.T) {
 	}
 	_, js, errs := env.connect(t, schemas.StageTrainer)
 	store := objstore.NewJetStream(js)
-	reg, err := classifier.OpenRegistry(ctx, js, store)
+	modelsKV, err := ejs.OpenKeyValue(ctx, js, ejs.KeyValueConfig(ejs.KVModels, 1))
+	if err != nil {
+		t.Fatalf("models bucket as the trainer: %v", err)
+	}
+	reg, err := classifier.OpenRegistry(ctx, store, stage.KeyValueOf(modelsKV))
 	if err != nil {
 		t.Fatalf("registry as the trainer: %v", err)
 	}
