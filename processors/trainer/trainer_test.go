@@ -71,7 +71,7 @@ type env struct {
 	js       natsjs.JetStream
 	store    objstore.Store
 	registry *classifier.Registry
-	kv       natsjs.KeyValue
+	kv       stage.KeyValue
 	ctx      context.Context
 }
 
@@ -91,9 +91,7 @@ func newEnv(t *testing.T) *env {
 	if e.registry, err = classifier.OpenRegistry(e.ctx, e.store, stagetest.Bucket(t, n.JS, ejs.KVModels)); err != nil {
 		t.Fatal(err)
 	}
-	if e.kv, err = n.JS.KeyValue(e.ctx, ejs.KVTrainer); err != nil {
-		t.Fatal(err)
-	}
+	e.kv = stagetest.Bucket(t, n.JS, ejs.KVTrainer)
 	return e
 }
 
@@ -144,7 +142,7 @@ func (e *env) trainerWith(t *testing.T, engine trainer.Engine, mod func(*trainer
 	if mod != nil {
 		mod(&cfg)
 	}
-	tr, err := trainer.New(cfg, e.store, e.registry, e.kv, e.js, engine,
+	tr, err := trainer.New(cfg, e.store, e.registry, e.kv, stage.PublisherOf(e.js), stage.StreamReaderOf(e.js), engine,
 		&trainer.Evaluator{Images: trainer.StoreImages(e.store)}, trainer.NewMetrics(prometheus.NewRegistry()), zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)

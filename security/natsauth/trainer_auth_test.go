@@ -79,7 +79,7 @@ func TestTrainerRunsUnderItsUser(t *testing.T) {
 	defer feats.Close()
 	cfg := trainer.DefaultConfig()
 	cfg.Gate.CanaryMin = 0
-	tr, err := trainer.New(cfg, store, reg, kv, js, trainer.NewEmbedded(feats, trainer.EmbeddedConfig{}),
+	tr, err := trainer.New(cfg, store, reg, stage.KeyValueOf(kv), stage.PublisherOf(js), stage.StreamReaderOf(js), trainer.NewEmbedded(feats, trainer.EmbeddedConfig{}),
 		&trainer.Evaluator{Images: trainer.StoreImages(store)}, trainer.NewMetrics(prometheus.NewRegistry()), zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
