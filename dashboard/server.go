@@ -24,6 +24,7 @@ import (
 	"eyeflow/processors/splitter"
 	"eyeflow/processors/trainer"
 	"eyeflow/schemas"
+	"eyeflow/stage"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -503,7 +504,7 @@ func (d *Dashboard) handleModels(w http.ResponseWriter, r *http.Request) {
 	if p.Quality, err = d.qualityNow(ctx); err != nil {
 		p.errs = append(p.errs, err.Error())
 	}
-	if p.Timeline, err = trainer.Timeline(ctx, d.cfg.JS); err != nil {
+	if p.Timeline, err = trainer.Timeline(ctx, stage.StreamReaderOf(d.cfg.JS)); err != nil {
 		p.errs = append(p.errs, "model timeline: "+err.Error())
 	}
 	slices.Reverse(p.Timeline)

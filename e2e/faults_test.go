@@ -7,10 +7,12 @@ import (
 	"time"
 
 	"eyeflow/ingest"
+	"eyeflow/internal/stagetest"
 	"eyeflow/internal/testenv"
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
+	"eyeflow/stage"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -174,11 +176,8 @@ func TestMinIOOutageAndDuplicateReports(t *testing.T) {
 		}
 	}
 	// The reconciler lists the bucket: every object already has its event.
-	ledger, err := ingest.OpenLedger(ctx, env.JS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &ingest.Reconciler{Store: store, Bucket: objstore.BucketRaw, Pub: ingest.NewPublisher(env.JS, ledger), Log: zerolog.Nop()}
+	ledger := ingest.NewLedger(stagetest.Bucket(t, env.JS, ejs.KVUploads), stage.StreamReaderOf(env.JS))
+	rec := &ingest.Reconciler{Store: store, Bucket: objstore.BucketRaw, Pub: ingest.NewPublisher(stage.PublisherOf(env.JS), ledger), Log: zerolog.Nop()}
 	if res, err := rec.Once(ctx); err != nil || res.Published != 0 || res.Listed != n {
 		t.Fatalf("reconciler %+v (%v): want %d listed, none published", res, err, n)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"eyeflow/demodata"
 	"eyeflow/ingest"
+	"eyeflow/internal/stagetest"
 	"eyeflow/internal/testenv"
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
@@ -139,7 +140,7 @@ func setupWith(t testing.TB, js natsjs.JetStream, store objstore.Store, replicas
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := classifier.OpenRegistry(ctx, js, store)
+	reg, err := classifier.OpenRegistry(ctx, store, stagetest.Bucket(t, js, ejs.KVModels))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,10 +192,7 @@ func startPipelineOn(t testing.TB, url string, newStore func(natsjs.JetStream) o
 	m := stage.NewMetrics(reg)
 	store := newStore(js)
 
-	ledger, err := ingest.OpenLedger(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ledger := ingest.NewLedger(stagetest.Bucket(t, js, ejs.KVUploads), stage.StreamReaderOf(js))
 	rcfg := resize.DefaultConfig()
 	rcfg.Store = store
 	rz, err := resize.New(rcfg)
@@ -205,7 +203,11 @@ func startPipelineOn(t testing.TB, url string, newStore func(natsjs.JetStream) o
 	if err != nil {
 		t.Fatal(err)
 	}
-	cls, err := classifier.New(ctx, js, store, classifier.Config{
+	models, err := classifier.OpenRegistry(ctx, store, stagetest.Bucket(t, js, ejs.KVModels))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cls, err := classifier.New(models, store, stage.RunnerOf[schemas.Split](js), classifier.Config{
 		Envs: schemas.Envs(), CanaryShare: canaryShare, Logger: log,
 		Metrics: classifier.NewMetrics(reg), StageMetrics: m,
 		Session:   classifier.SessionOptions{IntraOpThreads: 1},
@@ -221,9 +223,9 @@ func startPipelineOn(t testing.TB, url string, newStore func(natsjs.JetStream) o
 	run := func(f func(context.Context) error) {
 		p.wg.Go(func() { _ = f(ctx) })
 	}
-	if _, ok := store.(*objstore.JetStreamStore); ok {
+	if w, ok := store.(*objstore.JetStreamStore); ok {
 		run(func(ctx context.Context) error {
-			return ingest.WatchJetStream(ctx, js, objstore.BucketRaw, ingest.NewPublisher(js, ledger), log)
+			return ingest.WatchJetStream(ctx, w, objstore.BucketRaw, ingest.NewPublisher(stage.PublisherOf(js), ledger), log)
 		})
 	}
 	run(func(ctx context.Context) error {

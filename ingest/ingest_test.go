@@ -80,14 +80,11 @@ func TestWatcherPublishesOneEventPerUpload(t *testing.T) {
 	if err := store.EnsureBucket(ctx, objstore.BucketRaw); err != nil {
 		t.Fatal(err)
 	}
-	ledger, err := ingest.OpenLedger(ctx, env.JS)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ledger := openLedger(t, env.JS)
 	// An object stored before the watcher starts still gets its event.
 	putBytes(t, store, "normal/before.jpg", []byte("before"), nil)
 	go func() {
-		_ = ingest.WatchJetStream(ctx, env.JS, objstore.BucketRaw, ingest.NewPublisher(env.JS, ledger), zerolog.Nop())
+		_ = ingest.WatchJetStream(ctx, store, objstore.BucketRaw, ingest.NewPublisher(stage.PublisherOf(env.JS), ledger), zerolog.Nop())
 	}()
 
 	putBytes(t, store, "glaucoma/eye one+two.jpg", []byte("one"), map[string]string{"patient-id": "p-7"})
@@ -130,10 +127,7 @@ func TestReconcilerPublishesOnlyMissingEvents(t *testing.T) {
 	if err := store.EnsureBucket(ctx, objstore.BucketRaw); err != nil {
 		t.Fatal(err)
 	}
-	ledger, err := ingest.OpenLedger(ctx, env.JS)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ledger := openLedger(t, env.JS)
 	for _, k := range []string{"a/1.jpg", "a/2.jpg", "b/3.jpg"} {
 		putBytes(t, store, k, []byte(k), nil)
 	}
@@ -145,7 +139,7 @@ func TestReconcilerPublishesOnlyMissingEvents(t *testing.T) {
 	if err := ledger.Mark(ctx, ingest.UploadFromInfo(info).ID()); err != nil {
 		t.Fatal(err)
 	}
-	r := &ingest.Reconciler{Store: store, Bucket: objstore.BucketRaw, Pub: ingest.NewPublisher(env.JS, ledger), Log: zerolog.Nop()}
+	r := &ingest.Reconciler{Store: store, Bucket: objstore.BucketRaw, Pub: ingest.NewPublisher(stage.PublisherOf(env.JS), ledger), Log: zerolog.Nop()}
 	res, err := r.Once(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -179,10 +173,7 @@ func TestReconcilerWaitsForTheLedger(t *testing.T) {
 	if err := store.EnsureBucket(ctx, objstore.BucketRaw); err != nil {
 		t.Fatal(err)
 	}
-	ledger, err := ingest.OpenLedger(ctx, env.JS)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ledger := openLedger(t, env.JS)
 	const n = 5
 	for i := range n {
 		key := fmt.Sprintf("normal/%d.jpg", i)
@@ -202,7 +193,7 @@ func TestReconcilerWaitsForTheLedger(t *testing.T) {
 	}
 	// The consumer's pending count follows the stream a moment later.
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		backlog, err := ingest.LedgerBacklog(ctx, env.JS)
+		backlog, err := ledger.Backlog(ctx)
 		if err == nil && backlog == n {
 			break
 		}
@@ -210,7 +201,7 @@ func TestReconcilerWaitsForTheLedger(t *testing.T) {
 			t.Fatalf("ledger backlog %d (%v), want %d", backlog, err, n)
 		}
 	}
-	r := &ingest.Reconciler{Store: store, Bucket: objstore.BucketRaw, Pub: ingest.NewPublisher(env.JS, ledger),
+	r := &ingest.Reconciler{Store: store, Bucket: objstore.BucketRaw, Pub: ingest.NewPublisher(stage.PublisherOf(env.JS), ledger),
 		LedgerWait: 300 * time.Millisecond, Log: zerolog.Nop()}
 	if res, err := r.Once(ctx); !errors.Is(err, ingest.ErrLedgerBehind) || res.Published != 0 {
 		t.Fatalf("pass with the ledger behind: %+v, %v; want ErrLedgerBehind and nothing published", res, err)
@@ -309,10 +300,7 @@ func TestPutUploadsFilesAndCountsThem(t *testing.T) {
 func TestLedgerStageRecordsForeignEvents(t *testing.T) {
 	env := testenv.NATS(t, testenv.TopologyOptions())
 	ctx := testenv.Context(t, time.Minute)
-	ledger, err := ingest.OpenLedger(ctx, env.JS)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ledger := openLedger(t, env.JS)
 	stagetest.Run(t, env.JS, ingest.LedgerProcessor(ledger, zerolog.Nop(), stage.NewMetrics(prometheus.NewRegistry())))
 	// An event published by someone else (MinIO) without a Msg-Id.
 	up := schemas.Upload{Bucket: "raw", Key: "x/y z.jpg", ETag: "abc"}
@@ -325,4 +313,10 @@ func TestLedgerStageRecordsForeignEvents(t *testing.T) {
 	if err != nil || !has {
 		t.Fatalf("ledger has %s: %v %v", up.ID(), has, err)
 	}
+}
+
+// openLedger is the topology's ledger, as the runtime's caller opens it.
+func openLedger(t *testing.T, js natsjs.JetStream) *ingest.Ledger {
+	t.Helper()
+	return ingest.NewLedger(stagetest.Bucket(t, js, ejs.KVUploads), stage.StreamReaderOf(js))
 }

@@ -15,23 +15,19 @@ import (
 	"eyeflow/schemas"
 	"eyeflow/stage"
 
-	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
 // Ledger records the identities of uploads that have an eye.uploads event.
 type Ledger struct {
-	kv natsjs.KeyValue
+	kv      stage.KeyValue
+	streams stage.StreamReader
 }
 
-// OpenLedger opens the ledger KV bucket created by the topology.
-func OpenLedger(ctx context.Context, js natsjs.JetStream) (*Ledger, error) {
-	kv, err := js.KeyValue(ctx, ejs.KVUploads)
-	if err != nil {
-		return nil, fmt.Errorf("open upload ledger %s: %w", ejs.KVUploads, err)
-	}
-	return &Ledger{kv: kv}, nil
+// NewLedger is the ledger in kv, the topology's bucket KVUploads;
+// streams tell how far the ledger's consumer is behind (Backlog).
+func NewLedger(kv stage.KeyValue, streams stage.StreamReader) *Ledger {
+	return &Ledger{kv: kv, streams: streams}
 }
 
 // ledgerKey hashes the identity: keys may hold any character, KV keys may not.
@@ -43,7 +39,7 @@ func ledgerKey(id string) string {
 // Has reports whether the upload has an event.
 func (l *Ledger) Has(ctx context.Context, uploadID string) (bool, error) {
 	_, err := l.kv.Get(ctx, ledgerKey(uploadID))
-	if errors.Is(err, natsjs.ErrKeyNotFound) {
+	if errors.Is(err, stage.ErrKeyNotFound) {
 		return false, nil
 	}
 	if err != nil {
@@ -66,13 +62,13 @@ func UploadMsgID(uploadID string) string { return "upload:" + ledgerKey(uploadID
 
 // Publisher publishes upload events for stored objects.
 type Publisher struct {
-	js     natsjs.JetStream
+	pub    stage.Publisher
 	ledger *Ledger
 }
 
-// NewPublisher publishes on js and records in ledger.
-func NewPublisher(js natsjs.JetStream, ledger *Ledger) *Publisher {
-	return &Publisher{js: js, ledger: ledger}
+// NewPublisher publishes with pub and records in ledger.
+func NewPublisher(pub stage.Publisher, ledger *Ledger) *Publisher {
+	return &Publisher{pub: pub, ledger: ledger}
 }
 
 // UploadFromInfo is the upload an object describes.
@@ -101,9 +97,8 @@ func (p *Publisher) Publish(ctx context.Context, info objstore.Info) (bool, erro
 	if err != nil {
 		return false, fmt.Errorf("encode upload event %s: %w", id, err)
 	}
-	msg := &nats.Msg{Subject: schemas.SubjectUploads, Data: data, Header: nats.Header{}}
-	msg.Header.Set(stage.HeaderStage, StageIngest)
-	if _, err := p.js.PublishMsg(ctx, msg, natsjs.WithMsgID(UploadMsgID(id))); err != nil {
+	msg := stage.Message{Subject: schemas.SubjectUploads, Data: data, MsgID: UploadMsgID(id), Stage: StageIngest}
+	if err := p.pub.Publish(ctx, msg); err != nil {
 		return false, fmt.Errorf("publish upload event %s: %w", id, err)
 	}
 	// Marked after the event is stored: a crash in between republishes

@@ -44,10 +44,7 @@ func TestMinIOEventFlowsThroughOnce(t *testing.T) {
 	if err := store.EnableNATSNotifications(ctx, objstore.BucketRaw, minio.ARN); err != nil {
 		t.Fatal(err)
 	}
-	ledger, err := ingest.OpenLedger(ctx, env.JS)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ledger := openLedger(t, env.JS)
 	m := stage.NewMetrics(prometheus.NewRegistry())
 	cfg := resize.DefaultConfig()
 	cfg.Store = store
@@ -86,7 +83,7 @@ func TestMinIOEventFlowsThroughOnce(t *testing.T) {
 	testenv.WaitConsumerIdle(t, env.JS, ejs.StreamUploads, ejs.ConsumerResize)
 	testenv.WaitConsumerIdle(t, env.JS, ejs.StreamUploads, ejs.ConsumerIngestLedger)
 	// The reconciler sees the object already has an event.
-	rec := &ingest.Reconciler{Store: store, Bucket: objstore.BucketRaw, Pub: ingest.NewPublisher(env.JS, ledger), Log: zerolog.Nop()}
+	rec := &ingest.Reconciler{Store: store, Bucket: objstore.BucketRaw, Pub: ingest.NewPublisher(stage.PublisherOf(env.JS), ledger), Log: zerolog.Nop()}
 	res, err := rec.Once(ctx)
 	if err != nil || res.Listed != 1 || res.Published != 0 {
 		t.Fatalf("reconciler %+v (%v): want the object listed and nothing published", res, err)

@@ -9,7 +9,6 @@ import (
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
@@ -77,25 +76,24 @@ func (m *ReconcileMetrics) record(res ReconcileResult, err error) {
 // upload ledger had not caught up with the stream.
 var ErrLedgerBehind = errors.New("the upload ledger has not recorded every upload event yet")
 
-// LedgerBacklog is the number of upload events the ledger has not recorded
-// yet: the ledger consumer's pending and unacknowledged messages.
-func LedgerBacklog(ctx context.Context, js natsjs.JetStream) (uint64, error) {
-	c, err := js.Consumer(ctx, ejs.StreamUploads, ejs.ConsumerIngestLedger)
-	if err != nil {
-		return 0, fmt.Errorf("ledger consumer: %w", err)
+// Backlog is the number of upload events the ledger has not recorded yet:
+// the ledger consumer's pending and unacknowledged messages.
+func (l *Ledger) Backlog(ctx context.Context) (uint64, error) {
+	if l.streams == nil {
+		return 0, errors.New("ledger backlog: the ledger was given no stream reader")
 	}
-	info, err := c.Info(ctx)
+	n, err := l.streams.Backlog(ctx, ejs.StreamUploads, ejs.ConsumerIngestLedger)
 	if err != nil {
-		return 0, fmt.Errorf("ledger consumer: %w", err)
+		return 0, fmt.Errorf("ledger backlog: %w", err)
 	}
-	return info.NumPending + uint64(info.NumAckPending), nil
+	return n, nil
 }
 
 // waitLedger waits until the ledger has recorded every upload event.
 func (r *Reconciler) waitLedger(ctx context.Context) error {
 	deadline := time.Now().Add(r.LedgerWait)
 	for {
-		n, err := LedgerBacklog(ctx, r.Pub.js)
+		n, err := r.Pub.ledger.Backlog(ctx)
 		if err != nil {
 			return err
 		}

@@ -7,4 +7,14 @@
 // retries transient failures with backoff, dead-letters bad input and
 // exhausted messages on eye.dlq.<stage>, keeps long work alive, exports
 // Prometheus metrics and logs with zerolog. Processors never touch a NATS message.
+//
+// What a processor needs beyond its input it is handed, as interfaces, by
+// whoever runs it: a KeyValue for its state (the bucket the topology
+// declared, KeyValueOf), a Publisher for events it sends outside a handler
+// (PublisherOf: it waits for the stream's ack, so "published" means stored),
+// a StreamReader for decisions read from the record (StreamReaderOf), and a
+// Runner when it starts stages itself. Only this package and jetstream
+// import the NATS client; a processor's logic can be tested against the
+// in-memory KeyValue and Publisher of internal/stagetest, whose KeyValue is
+// held to the same contract as the JetStream one.
 package stage

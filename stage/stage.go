@@ -62,6 +62,12 @@ func MetaFrom(ctx context.Context) (Meta, bool) {
 	return m, ok
 }
 
+// WithMeta is ctx carrying m, as the runtime passes it to a Handler: for
+// calling a handler outside the runtime (its tests).
+func WithMeta(ctx context.Context, m Meta) context.Context {
+	return context.WithValue(ctx, metaKey{}, m)
+}
+
 // Processor configures one stage. Exactly one of Handle and HandleBatch is set.
 type Processor[In any] struct {
 	Stage    string
@@ -229,6 +235,16 @@ func Run[In any](ctx context.Context, js natsjs.JetStream, p Processor[In]) erro
 	workers.Wait()
 	r.log.Info().Msg("stage stopped")
 	return nil
+}
+
+// Runner runs a processor's stage until ctx ends, as Run does: what a
+// processor that starts its own stages (the classifier, one per env once
+// its model is loaded) is given instead of the transport.
+type Runner[In any] func(ctx context.Context, p Processor[In]) error
+
+// RunnerOf runs stages on a JetStream context.
+func RunnerOf[In any](js natsjs.JetStream) Runner[In] {
+	return func(ctx context.Context, p Processor[In]) error { return Run(ctx, js, p) }
 }
 
 type runner[In any] struct {
@@ -416,7 +432,7 @@ func (r *runner[In]) handle(ctx context.Context, items []item[In]) (results []Re
 					results[i].Err = panicError(v)
 				}
 			}()
-			hctx := context.WithValue(ctx, metaKey{}, it.meta)
+			hctx := WithMeta(ctx, it.meta)
 			results[i].Outputs, results[i].Err = r.p.Handle(hctx, it.in)
 		}()
 	}
@@ -490,10 +506,9 @@ func (r *runner[In]) publish(ctx context.Context, it item[In], outs []Output) er
 		if err != nil {
 			return fmt.Errorf("marshal output for %s: %w", o.Subject, err)
 		}
-		msg := &nats.Msg{Subject: o.Subject, Data: data, Header: nats.Header{}}
-		msg.Header.Set(HeaderStage, r.p.Stage)
-		if _, err := r.js.PublishMsg(ctx, msg, natsjs.WithMsgID(MsgID(r.p.Stage, it.meta.Identity, o.Subject, o.Key))); err != nil {
-			return fmt.Errorf("publish %s: %w", o.Subject, err)
+		m := Message{Subject: o.Subject, Data: data, MsgID: MsgID(r.p.Stage, it.meta.Identity, o.Subject, o.Key), Stage: r.p.Stage}
+		if err := publish(ctx, r.js, m); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -551,10 +566,8 @@ func (r *runner[In]) deadLetter(ctx context.Context, it item[In], reason string,
 	}
 	data, err := json.Marshal(dl)
 	if err == nil {
-		msg := &nats.Msg{Subject: schemas.DLQSubject(r.p.Stage), Data: data, Header: nats.Header{}}
-		msg.Header.Set(HeaderStage, r.p.Stage)
 		id := "dlq:" + r.p.Stage + ":" + it.meta.Stream + ":" + strconv.FormatUint(it.meta.Sequence, 10)
-		_, err = r.js.PublishMsg(ctx, msg, natsjs.WithMsgID(id))
+		err = publish(ctx, r.js, Message{Subject: schemas.DLQSubject(r.p.Stage), Data: data, MsgID: id, Stage: r.p.Stage})
 	}
 	if err != nil {
 		// Not stored in the DLQ, so not terminated: it comes back later.

@@ -279,7 +279,11 @@ func pipelineRate(files classifier.ModelFiles, card classifier.Card, opts classi
 		return 0, 0, nil, err
 	}
 	store := objstore.NewJetStream(js)
-	reg, err := classifier.OpenRegistry(ctx, js, store)
+	kv, err := js.KeyValue(ctx, ejs.KVModels)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	reg, err := classifier.OpenRegistry(ctx, store, stage.KeyValueOf(kv))
 	if err != nil {
 		return 0, 0, nil, err
 	}
@@ -326,7 +330,7 @@ func pipelineRate(files classifier.ModelFiles, card classifier.Card, opts classi
 	}
 	defer sub.Unsubscribe()
 	promReg := prometheus.NewRegistry()
-	c, err := classifier.New(ctx, js, store, classifier.Config{
+	c, err := classifier.New(reg, store, stage.RunnerOf[schemas.Split](js), classifier.Config{
 		Envs: []string{schemas.EnvProd}, MaxBatch: b, Session: opts,
 		Logger: zerolog.Nop(), Metrics: classifier.NewMetrics(promReg), StageMetrics: stage.NewMetrics(promReg),
 	})

@@ -13,6 +13,7 @@ import (
 	"eyeflow/objstore"
 	"eyeflow/pipeline"
 	"eyeflow/schemas"
+	"eyeflow/stage"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 )
@@ -241,11 +242,11 @@ func runReconcile(ctx context.Context, args []string, out, errOut io.Writer) err
 // newReconciler is the reconciler of the raw bucket, with its metrics on
 // the process's registry.
 func newReconciler(ctx context.Context, e standaloneEnv, grace, ledgerWait time.Duration) (*ingest.Reconciler, error) {
-	ledger, err := ingest.OpenLedger(ctx, e.js)
+	ledger, err := openLedger(ctx, e.js)
 	if err != nil {
 		return nil, err
 	}
-	return &ingest.Reconciler{Store: e.store, Bucket: objstore.BucketRaw, Pub: ingest.NewPublisher(e.js, ledger),
+	return &ingest.Reconciler{Store: e.store, Bucket: objstore.BucketRaw, Pub: ingest.NewPublisher(stage.PublisherOf(e.js), ledger),
 		Grace: grace, LedgerWait: ledgerWait, Log: e.p.log.With().Str("component", "reconciler").Logger(),
 		Metrics: ingest.NewReconcileMetrics(e.p.reg)}, nil
 }

@@ -16,6 +16,7 @@ import (
 	"eyeflow/objstore"
 	"eyeflow/processors/classifier"
 	"eyeflow/schemas"
+	"eyeflow/stage"
 	"eyeflow/telemetry"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -233,25 +234,26 @@ func (f *classifierFlags) setup(ctx context.Context, p *proc, js natsjs.JetStrea
 	log := p.log.With().Str("component", "classifier").Logger()
 	f.rt.logDevice(log)
 	// Binds to the topology's models bucket; creates it with the configured
-	// replicas only when it is missing (the calls below bind to it).
-	if _, err := classifier.OpenRegistryReplicas(ctx, js, store, max(f.replicas, 1)); err != nil {
+	// replicas only when it is missing.
+	reg, err := openRegistry(ctx, js, store, f.replicas)
+	if err != nil {
 		return task{}, err
 	}
 	switch {
 	case !up:
 	case f.model != "":
-		if _, err := classifier.ServeModelDir(ctx, js, store, f.model, schemas.EnvProd, log); err != nil {
+		if _, err := classifier.ServeModelDir(ctx, reg, f.model, schemas.EnvProd, log); err != nil {
 			return task{}, err
 		}
 	default:
-		if err := seedPlaceholder(ctx, js, store, f.placeholder, log); err != nil {
+		if err := seedPlaceholder(ctx, reg, f.placeholder, log); err != nil {
 			return task{}, err
 		}
 	}
 	cfg := f.config()
 	cfg.Logger, cfg.Metrics, cfg.StageMetrics = p.log, classifier.NewMetrics(p.reg), p.metrics
 	cfg.OnLoad = servingReporter(ctx, js, log)
-	c, err := classifier.New(ctx, js, store, cfg)
+	c, err := classifier.New(reg, store, stage.RunnerOf[schemas.Split](js), cfg)
 	if err != nil {
 		return task{}, err
 	}
@@ -293,15 +295,11 @@ func servingReporter(ctx context.Context, js natsjs.JetStream, log zerolog.Logge
 // built in Go: nothing is downloaded) and promotes it to prod when prod
 // serves nothing and the policy allows: auto on an empty registry, on
 // whatever the registry holds. It logs what it did and why.
-func seedPlaceholder(ctx context.Context, js natsjs.JetStream, store objstore.Store, policy string, log zerolog.Logger) error {
+func seedPlaceholder(ctx context.Context, reg *classifier.Registry, policy string, log zerolog.Logger) error {
 	log = log.With().Str("placeholder", or(policy, placeholderAuto)).Logger()
 	if policy == placeholderOff {
 		log.Info().Msg("placeholder model: not registered (--placeholder off); prod serves what the registry assigns")
 		return nil
-	}
-	reg, err := classifier.OpenRegistry(ctx, js, store)
-	if err != nil {
-		return err
 	}
 	if a, ok, err := reg.Assigned(ctx, schemas.EnvProd); err != nil {
 		return err
@@ -355,7 +353,6 @@ func (f *classifierFlags) config() classifier.Config {
 		CanaryShare: f.canaryShare,
 		TopK:        f.rt.topK,
 		Session:     f.rt.session(),
-		Replicas:    max(f.replicas, 1),
 	}
 }
 

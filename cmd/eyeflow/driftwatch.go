@@ -48,9 +48,9 @@ func (f *driftwatchFlags) register(fs *flagSet) {
 	fs.stringVar(&f.trainDist, "drift-train-distribution", "", "class_chi2: training distribution as class=count,... (default: learnt from train-split predictions)")
 }
 
-func (f *driftwatchFlags) config(replicas int) (driftwatch.Config, error) {
+func (f *driftwatchFlags) config() (driftwatch.Config, error) {
 	cfg := driftwatch.DefaultConfig()
-	cfg.Threshold, cfg.Count, cfg.Replicas, cfg.LabelSamples = f.threshold, f.count, replicas, f.samples
+	cfg.Threshold, cfg.Count, cfg.LabelSamples = f.threshold, f.count, f.samples
 	cfg.KS = driftwatch.KSConfig{Enabled: !f.ksOff, Window: f.ksWindow, Reference: f.ksReference, MinReference: f.ksMinRef, PValue: f.ksP}
 	cfg.Chi2.Enabled, cfg.Chi2.Window, cfg.Chi2.MinTrain, cfg.Chi2.PValue = !f.chiOff, f.chiWindow, f.chiMinTrain, f.chiP
 	if f.trainDist != "" {
@@ -68,7 +68,7 @@ func (f *driftwatchFlags) config(replicas int) (driftwatch.Config, error) {
 }
 
 func (f *driftwatchFlags) validate() error {
-	_, err := f.config(1)
+	_, err := f.config()
 	return err
 }
 
@@ -76,11 +76,15 @@ func (f *driftwatchFlags) validate() error {
 // driftwatch consumer's one-at-a-time delivery is the topology's
 // (the catalogue, package pipeline).
 func (f *driftwatchFlags) processor(ctx context.Context, p *proc, js natsjs.JetStream, replicas int) (stage.Processor[schemas.Prediction], error) {
-	cfg, err := f.config(replicas)
+	cfg, err := f.config()
 	if err != nil {
 		return stage.Processor[schemas.Prediction]{}, err
 	}
-	w, err := driftwatch.New(ctx, js, cfg, driftwatch.NewMetrics(p.reg))
+	kv, err := openKeyValue(ctx, js, driftwatch.KVBucket, replicas)
+	if err != nil {
+		return stage.Processor[schemas.Prediction]{}, fmt.Errorf("driftwatch: state bucket: %w", err)
+	}
+	w, err := driftwatch.New(ctx, kv, cfg, driftwatch.NewMetrics(p.reg))
 	if err != nil {
 		return stage.Processor[schemas.Prediction]{}, err
 	}

@@ -44,7 +44,7 @@ func runIngest(ctx context.Context, args []string, out, errOut io.Writer) error 
 		if err != nil {
 			return nil, err
 		}
-		ledger, err := ingest.OpenLedger(ctx, e.js)
+		ledger, err := openLedger(ctx, e.js)
 		if err != nil {
 			return nil, err
 		}

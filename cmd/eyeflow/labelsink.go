@@ -13,6 +13,7 @@ import (
 	"eyeflow/pipeline"
 	"eyeflow/processors/labelsink"
 	"eyeflow/schemas"
+	"eyeflow/stage"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 )
@@ -52,9 +53,9 @@ func (f *labelsinkFlags) token() (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
-func (f *labelsinkFlags) config(store objstore.Store, replicas int) (labelsink.Config, error) {
+func (f *labelsinkFlags) config(store objstore.Store) (labelsink.Config, error) {
 	cfg := labelsink.DefaultConfig()
-	cfg.Store, cfg.Replicas = store, replicas
+	cfg.Store = store
 	cfg.LowConfidence = f.lowConfidence
 	cfg.PollInterval, cfg.ManifestTimeout = f.poll, f.manifestTimeout
 	if f.lsURL != "" {
@@ -69,7 +70,7 @@ func (f *labelsinkFlags) config(store objstore.Store, replicas int) (labelsink.C
 
 func (f *labelsinkFlags) validate() error {
 	// A placeholder store: only the flags are checked here.
-	_, err := f.config(objstore.NewJetStream(nil), 1)
+	_, err := f.config(objstore.NewJetStream(nil))
 	return err
 }
 
@@ -77,11 +78,15 @@ func (f *labelsinkFlags) validate() error {
 // poller, and with --label-low-confidence the stage on eye.predictions.*
 // (its consumer is created here when missing, shaped like the topology's others).
 func (f *labelsinkFlags) tasks(ctx context.Context, p *proc, js natsjs.JetStream, store objstore.Store, replicas int) ([]task, error) {
-	cfg, err := f.config(store, replicas)
+	cfg, err := f.config(store)
 	if err != nil {
 		return nil, err
 	}
-	sink, err := labelsink.New(ctx, js, cfg, p.log)
+	kv, err := openKeyValue(ctx, js, labelsink.KVBucket, replicas)
+	if err != nil {
+		return nil, fmt.Errorf("labelsink: state bucket: %w", err)
+	}
+	sink, err := labelsink.New(ctx, kv, stage.PublisherOf(js), cfg, p.log)
 	if err != nil {
 		return nil, err
 	}

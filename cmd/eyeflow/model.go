@@ -11,10 +11,10 @@ import (
 	"time"
 
 	ejs "eyeflow/jetstream"
-	"eyeflow/pipeline"
 	"eyeflow/processors/classifier"
 	"eyeflow/processors/trainer"
 	"eyeflow/schemas"
+	"eyeflow/stage"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 )
@@ -109,7 +109,7 @@ func (r *registryFlags) openWith(ctx context.Context, name string) (*classifier.
 		nc.Close()
 		return nil, nil, nil, fmt.Errorf("model %s: %w", name, err)
 	}
-	reg, err := classifier.OpenRegistry(ctx, js, store)
+	reg, err := openRegistry(ctx, js, store, 1)
 	if err != nil {
 		nc.Close()
 		return nil, nil, nil, err
@@ -125,12 +125,12 @@ func (r *registryFlags) rollout(ctx context.Context, name string) (*trainer.Trai
 	if err != nil {
 		return nil, nil, err
 	}
-	kv, err := ejs.OpenKeyValue(ctx, js, pipeline.KeyValueConfig(ejs.KVTrainer, 1))
+	kv, err := openKeyValue(ctx, js, ejs.KVTrainer, 1)
 	if err != nil {
 		closeFn()
 		return nil, nil, fmt.Errorf("kv %s: %w", ejs.KVTrainer, err)
 	}
-	return trainer.ForRegistry(reg, kv, js, nopLogger()), closeFn, nil
+	return trainer.ForRegistry(reg, kv, stage.PublisherOf(js), nopLogger()), closeFn, nil
 }
 
 func runModelPush(ctx context.Context, args []string, out, errOut io.Writer) error {
@@ -252,7 +252,7 @@ func runModelTimeline(ctx context.Context, args []string, out, errOut io.Writer)
 		return err
 	}
 	defer closeFn()
-	evs, err := trainer.Timeline(ctx, js)
+	evs, err := trainer.Timeline(ctx, stage.StreamReaderOf(js))
 	if err != nil {
 		return err
 	}
@@ -301,7 +301,7 @@ func runModelTimeline(ctx context.Context, args []string, out, errOut io.Writer)
 		return err
 	}
 	for _, p := range prodSince {
-		st, err := trainer.Live(ctx, js, schemas.EnvProd, p.version, p.since, 0.5)
+		st, err := trainer.Live(ctx, stage.StreamReaderOf(js), schemas.EnvProd, p.version, p.since, 0.5)
 		if err != nil {
 			return err
 		}
@@ -349,7 +349,7 @@ func runModelList(ctx context.Context, args []string, out, errOut io.Writer) err
 	}
 	stages := map[string]string{}
 	if kv, err := js.KeyValue(ctx, ejs.KVTrainer); err == nil {
-		recs, err := trainer.ListRecords(ctx, kv)
+		recs, err := trainer.ListRecords(ctx, stage.KeyValueOf(kv))
 		if err != nil {
 			return err
 		}

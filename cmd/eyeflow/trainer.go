@@ -9,10 +9,9 @@ import (
 
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
-	"eyeflow/pipeline"
-	"eyeflow/processors/classifier"
 	"eyeflow/processors/trainer"
 	"eyeflow/schemas"
+	"eyeflow/stage"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 )
@@ -92,7 +91,7 @@ func (f *trainerFlags) build(ctx context.Context, p *proc, rt *runtimeFlags, js 
 	if err := rt.init(); err != nil {
 		return nil, nil, err
 	}
-	reg, err := classifier.OpenRegistry(ctx, js, store)
+	reg, err := openRegistry(ctx, js, store, 1)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -101,7 +100,7 @@ func (f *trainerFlags) build(ctx context.Context, p *proc, rt *runtimeFlags, js 
 			return nil, nil, err
 		}
 	}
-	kv, err := ejs.OpenKeyValue(ctx, js, pipeline.KeyValueConfig(ejs.KVTrainer, replicas))
+	kv, err := openKeyValue(ctx, js, ejs.KVTrainer, replicas)
 	if err != nil {
 		return nil, nil, fmt.Errorf("trainer: kv %s: %w", ejs.KVTrainer, err)
 	}
@@ -121,7 +120,7 @@ func (f *trainerFlags) build(ctx context.Context, p *proc, rt *runtimeFlags, js 
 		engine = te
 	}
 	eval := &trainer.Evaluator{Images: trainer.StoreImages(store), Session: rt.session()}
-	t, err := trainer.New(cfg, store, reg, kv, js, engine, eval, trainer.NewMetrics(p.reg), p.log)
+	t, err := trainer.New(cfg, store, reg, kv, stage.PublisherOf(js), stage.StreamReaderOf(js), engine, eval, trainer.NewMetrics(p.reg), p.log)
 	if err != nil {
 		feats.Close()
 		return nil, nil, err

@@ -18,6 +18,7 @@ import (
 	"eyeflow/pipeline"
 	"eyeflow/schemas"
 	"eyeflow/security/natsauth"
+	"eyeflow/stage"
 	"eyeflow/telemetry"
 
 	"github.com/nats-io/nats.go"
@@ -188,11 +189,11 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 			return err
 		}
 	}
-	ledger, err := ingest.OpenLedger(ctx, js)
+	ledger, err := openLedger(ctx, js)
 	if err != nil {
 		return err
 	}
-	pub := ingest.NewPublisher(js, ledger)
+	pub := ingest.NewPublisher(stage.PublisherOf(js), ledger)
 	rec := &ingest.Reconciler{Store: store, Bucket: objstore.BucketRaw, Pub: pub, Grace: time.Minute, LedgerWait: defaultLedgerWait,
 		Log: log.With().Str("component", "reconciler").Logger(), Metrics: ingest.NewReconcileMetrics(p.reg)}
 
@@ -216,7 +217,7 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if f.store.endpoint == "" {
 		// The embedded store cannot notify: the watcher turns its writes into events.
 		tasks = append(tasks, task{name: "watcher", run: func(ctx context.Context) error {
-			return ingest.WatchJetStream(ctx, js, objstore.BucketRaw, pub, log)
+			return ingest.WatchJetStream(ctx, objstore.NewJetStream(js), objstore.BucketRaw, pub, log)
 		}})
 	}
 	procTasks, err := f.processorTasks(ctx, p, js, store, srv)

@@ -27,7 +27,6 @@ import (
 	"eyeflow/schemas"
 	"eyeflow/stage"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
@@ -57,9 +56,6 @@ type Config struct {
 	StageMetrics *stage.Metrics
 	// RetryBase is the stage's first retry delay (default the runtime's).
 	RetryBase time.Duration
-	// Replicas of the models KV bucket if it has to be created (default
-	// 1); the topology's bucket is used as it is.
-	Replicas int
 	// DrillDelay slows every batch down by this much: a knob for failure
 	// drills (a slow model, an overloaded GPU), never set in normal runs.
 	DrillDelay time.Duration
@@ -157,7 +153,7 @@ func (c Config) Plan() (Plan, error) {
 // Classifier serves every configured env.
 type Classifier struct {
 	cfg   Config
-	js    jetstream.JetStream
+	run   stage.Runner[schemas.Split]
 	store objstore.Store
 	reg   *Registry
 	log   zerolog.Logger
@@ -177,17 +173,18 @@ type Classifier struct {
 	loaders int
 }
 
-// New opens the registry (creating the models bucket and KV only when missing).
-func New(ctx context.Context, js jetstream.JetStream, store objstore.Store, cfg Config) (*Classifier, error) {
+// New returns the classifier of reg's models, reading images from store;
+// run runs each env's stage (stage.RunnerOf) once the env's first model is
+// loaded.
+func New(reg *Registry, store objstore.Store, run stage.Runner[schemas.Split], cfg Config) (*Classifier, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	reg, err := OpenRegistryReplicas(ctx, js, store, max(cfg.Replicas, 1))
-	if err != nil {
-		return nil, err
+	if reg == nil || store == nil || run == nil {
+		return nil, errors.New("classifier: a registry, a store and a stage runner are required")
 	}
 	c := &Classifier{
-		cfg: cfg, js: js, store: store, reg: reg,
+		cfg: cfg, run: run, store: store, reg: reg,
 		log:      cfg.Logger.With().Str("stage", schemas.StageClassifier).Logger(),
 		batchers: map[string]*Batcher{},
 		serving:  map[string]Assignment{},
@@ -234,18 +231,18 @@ func (c *Classifier) Run(ctx context.Context) error {
 			b.Close()
 		}
 	}()
-	w, err := c.reg.kv.WatchAll(ctx)
+	// The watch ends with ctx.
+	updates, err := c.reg.kv.Watch(ctx, "")
 	if err != nil {
 		return fmt.Errorf("classifier: watch %s: %w", KVModels, err)
 	}
-	defer w.Stop()
 	var stages sync.WaitGroup
 	defer stages.Wait()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case e, ok := <-w.Updates():
+		case e, ok := <-updates:
 			if !ok {
 				return nil
 			}
@@ -257,15 +254,15 @@ func (c *Classifier) Run(ctx context.Context) error {
 				}
 				continue
 			}
-			env := e.Key()
+			env := e.Key
 			if _, served := c.batchers[env]; !served {
 				continue
 			}
-			if e.Operation() != jetstream.KeyValuePut {
+			if e.Op != stage.OpPut {
 				c.log.Warn().Str("env", env).Msg("model assignment deleted: keeping the model in use")
 				continue
 			}
-			a, err := parseAssignment(e.Value())
+			a, err := parseAssignment(e.Value)
 			if err != nil {
 				c.log.Error().Err(err).Str("env", env).Msg("bad model assignment: keeping the model in use")
 				continue
@@ -389,7 +386,7 @@ func (c *Classifier) runStage(ctx context.Context, env string) {
 		Logger:      c.log.With().Str("env", env).Logger(),
 		Metrics:     c.cfg.StageMetrics,
 	}
-	if err := stage.Run(ctx, c.js, p); err != nil {
+	if err := c.run(ctx, p); err != nil {
 		c.log.Error().Err(err).Str("env", env).Msg("classifier stage stopped")
 	}
 }

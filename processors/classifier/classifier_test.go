@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"eyeflow/demodata"
+	"eyeflow/internal/stagetest"
 	"eyeflow/internal/testenv"
 	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
@@ -48,7 +49,7 @@ func newRig(t *testing.T) *rig {
 	n := testenv.NATS(t, testenv.TopologyOptions())
 	store := objstore.NewJetStream(n.JS)
 	ctx := testenv.Context(t, time.Minute)
-	reg, err := OpenRegistry(ctx, n.JS, store)
+	reg, err := OpenRegistry(ctx, store, stagetest.Bucket(t, n.JS, KVModels))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func (r *rig) start(t *testing.T, cfg Config) {
 		cfg.Session.IntraOpThreads = 1
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c, err := New(ctx, r.nats.JS, r.store, cfg)
+	c, err := New(r.reg, r.store, stage.RunnerOf[schemas.Split](r.nats.JS), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

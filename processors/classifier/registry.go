@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	ejs "eyeflow/jetstream"
-	"eyeflow/pipeline"
 	"fmt"
 	"io"
 	"path"
@@ -14,24 +12,19 @@ import (
 	"strings"
 	"time"
 
+	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
+	"eyeflow/stage"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
 // KVModels is the JetStream KV bucket mapping each env (the key) to the
 // model version it serves (an Assignment as JSON). It belongs to the
-// topology (jetstream.Build); the registry binds to it.
+// topology (jetstream.Build), whose history keeps the last promotions per
+// env for audit and rollback; the registry is handed it.
 const KVModels = ejs.KVModels
-
-// KVModelsConfig is the bucket's configuration, for creating it when the
-// topology has not. History keeps the last promotions per env for audit and
-// rollback.
-func KVModelsConfig(replicas int) jetstream.KeyValueConfig {
-	return pipeline.KeyValueConfig(KVModels, replicas)
-}
 
 // Assignment is the value of an env's key in KVModels.
 type Assignment struct {
@@ -94,7 +87,7 @@ func (r *Registry) History(ctx context.Context, env string) ([]Assignment, error
 		return nil, err
 	}
 	hist, err := r.kv.History(ctx, env)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	if errors.Is(err, stage.ErrKeyNotFound) {
 		return nil, nil
 	}
 	if err != nil {
@@ -102,10 +95,10 @@ func (r *Registry) History(ctx context.Context, env string) ([]Assignment, error
 	}
 	var out []Assignment
 	for _, e := range hist {
-		if e.Operation() != jetstream.KeyValuePut {
+		if e.Op != stage.OpPut {
 			continue
 		}
-		if a, err := parseAssignment(e.Value()); err == nil {
+		if a, err := parseAssignment(e.Value); err == nil {
 			out = append(out, a)
 		}
 	}
@@ -131,26 +124,17 @@ func (r *Registry) Card(ctx context.Context, name, version string) (Card, error)
 // version mapping in the KVModels bucket.
 type Registry struct {
 	store objstore.Store
-	kv    jetstream.KeyValue
+	kv    stage.KeyValue
 }
 
-// OpenRegistry opens the registry: it creates the models bucket when
-// missing and binds to the KV bucket the topology created, creating that
-// with one replica only when it does not exist (OpenRegistryReplicas sets
-// more). An existing bucket is never reconfigured.
-func OpenRegistry(ctx context.Context, js jetstream.JetStream, store objstore.Store) (*Registry, error) {
-	return OpenRegistryReplicas(ctx, js, store, 1)
-}
-
-// OpenRegistryReplicas is OpenRegistry creating a missing KV bucket with
-// the given replicas.
-func OpenRegistryReplicas(ctx context.Context, js jetstream.JetStream, store objstore.Store, replicas int) (*Registry, error) {
+// OpenRegistry opens the registry on store, creating the models bucket
+// when missing, and kv, the topology's KVModels bucket.
+func OpenRegistry(ctx context.Context, store objstore.Store, kv stage.KeyValue) (*Registry, error) {
+	if kv == nil {
+		return nil, errors.New("model registry: a KV bucket is required")
+	}
 	if err := store.EnsureBucket(ctx, objstore.BucketModels); err != nil {
 		return nil, fmt.Errorf("model registry: bucket %s: %w", objstore.BucketModels, err)
-	}
-	kv, err := ejs.OpenKeyValue(ctx, js, KVModelsConfig(replicas))
-	if err != nil {
-		return nil, fmt.Errorf("model registry: %w", err)
 	}
 	return &Registry{store: store, kv: kv}, nil
 }
@@ -260,13 +244,13 @@ func (r *Registry) Promote(ctx context.Context, env, name, version string) error
 // Assigned returns what env serves; ok is false when nothing is promoted.
 func (r *Registry) Assigned(ctx context.Context, env string) (a Assignment, ok bool, err error) {
 	e, err := r.kv.Get(ctx, env)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	if errors.Is(err, stage.ErrKeyNotFound) {
 		return Assignment{}, false, nil
 	}
 	if err != nil {
 		return Assignment{}, false, fmt.Errorf("model registry: get %s: %w", env, err)
 	}
-	a, err = parseAssignment(e.Value())
+	a, err = parseAssignment(e.Value)
 	return a, err == nil, err
 }
 
@@ -322,11 +306,7 @@ func (r *Registry) List(ctx context.Context) ([]Entry, error) {
 // and the registry holds no model, it registers the synthetic DenseNet121
 // (random weights, built in Go: nothing is downloaded) and promotes it to
 // prod, logging that it did. It reports whether it registered.
-func EnsureDefault(ctx context.Context, js jetstream.JetStream, store objstore.Store, log zerolog.Logger) (bool, error) {
-	r, err := OpenRegistry(ctx, js, store)
-	if err != nil {
-		return false, err
-	}
+func EnsureDefault(ctx context.Context, r *Registry, log zerolog.Logger) (bool, error) {
 	if _, ok, err := r.Assigned(ctx, schemas.EnvProd); err != nil || ok {
 		return false, err
 	}
@@ -356,11 +336,7 @@ func EnsureDefault(ctx context.Context, js jetstream.JetStream, store objstore.S
 // ServeModelDir registers a model folder under the name and version of its
 // model.json (unless that version is already registered) and promotes it to
 // env: `eyeflow up --model DIR`.
-func ServeModelDir(ctx context.Context, js jetstream.JetStream, store objstore.Store, dir, env string, log zerolog.Logger) (Card, error) {
-	r, err := OpenRegistry(ctx, js, store)
-	if err != nil {
-		return Card{}, err
-	}
+func ServeModelDir(ctx context.Context, r *Registry, dir, env string, log zerolog.Logger) (Card, error) {
 	files, err := ReadModelDir(dir)
 	if err != nil {
 		return Card{}, err

@@ -2,11 +2,9 @@ package driftwatch
 
 import (
 	"errors"
-	ejs "eyeflow/jetstream"
-	"eyeflow/pipeline"
 	"fmt"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	ejs "eyeflow/jetstream"
 )
 
 // Signals published in DriftAlert.Signal.
@@ -22,7 +20,10 @@ const (
 	StateResolved = "resolved"
 )
 
-// KVBucket is the key-value bucket holding one state per (env, model version).
+// KVBucket is the key-value bucket holding one state per (env, model
+// version), the one New is given: history 1 (only the latest state
+// matters), no TTL (a streak or a firing alert must survive any pause of
+// the stream).
 const KVBucket = ejs.KVDriftwatch
 
 // Config configures the watcher. Start from DefaultConfig.
@@ -38,10 +39,6 @@ type Config struct {
 	LabelSamples int
 	KS           KSConfig
 	Chi2         Chi2Config
-	// Bucket is the KV bucket of the state; Replicas its replicas when the
-	// watcher has to create it (the topology's bucket is used as it is).
-	Bucket   string
-	Replicas int
 }
 
 // KSConfig configures entropy_ks: the entropy of each monitored prediction
@@ -88,8 +85,6 @@ func DefaultConfig() Config {
 		LabelSamples: 20,
 		KS:           KSConfig{Enabled: true, Window: 200, Reference: 1000, MinReference: 100, PValue: 0.01},
 		Chi2:         Chi2Config{Enabled: true, Window: 200, PValue: 0.01, MinTrain: 100, Smoothing: 1e-3},
-		Bucket:       KVBucket,
-		Replicas:     1,
 	}
 }
 
@@ -104,9 +99,6 @@ func (c Config) Validate() error {
 	}
 	if c.LabelSamples < 0 {
 		errs = append(errs, fmt.Errorf("driftwatch: label samples %d: must not be negative", c.LabelSamples))
-	}
-	if c.Bucket == "" {
-		errs = append(errs, errors.New("driftwatch: a KV bucket name is required"))
 	}
 	if c.KS.Enabled {
 		if c.KS.Window < 10 || c.KS.Reference < 10 || c.KS.MinReference < 10 || c.KS.MinReference > c.KS.Reference {
@@ -134,13 +126,4 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// KeyValueConfig is the state bucket: one small entry per (env, model
-// version), history 1 (only the latest state matters), no TTL (a streak or
-// a firing alert must survive any pause of the stream).
-func KeyValueConfig(bucket string, replicas int) natsjs.KeyValueConfig {
-	kv := pipeline.KeyValueConfig(ejs.KVDriftwatch, replicas)
-	kv.Bucket = bucket // tests use their own buckets
-	return kv
 }

@@ -55,13 +55,13 @@
 // The state of each (env, model version) — the streak, the reference, the
 // open windows, the alerts, and the stream sequence of the last counted
 // prediction — is one JSON entry in the KV bucket eyeflow_driftwatch
-// (KeyValueConfig), written with compare-and-set after every prediction. A
-// watcher killed mid-streak continues from the stored streak. A prediction
-// whose sequence is at or below the stored one was counted already and is
-// not counted again; at exactly the stored sequence (the process died after
-// saving and before its events were stored) the saved events are published
-// again under the same Msg-Ids, which JetStream's duplicate window drops if
-// they were stored after all.
+// (KVBucket, handed to New), written with compare-and-set after every
+// prediction. A watcher killed mid-streak continues from the stored streak.
+// A prediction whose sequence is at or below the stored one was counted
+// already and is not counted again; at exactly the stored sequence (the
+// process died after saving and before its events were stored) the saved
+// events are published again under the same Msg-Ids, which JetStream's
+// duplicate window drops if they were stored after all.
 //
 // Stream order needs the consumer to deliver one prediction at a time:
 // the stage runs with concurrency 1, and the topology gives the driftwatch

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/internal/stagetest"
 	"eyeflow/internal/testenv"
 	ejs "eyeflow/jetstream"
 	"eyeflow/processors/driftwatch"
@@ -51,7 +52,7 @@ func startWatcher(t *testing.T, js natsjs.JetStream, cfg driftwatch.Config, wrap
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	m := driftwatch.NewMetrics(reg)
-	w, err := driftwatch.New(testenv.Context(t, 10*time.Second), js, cfg, m)
+	w, err := driftwatch.New(testenv.Context(t, 10*time.Second), stagetest.Bucket(t, js, driftwatch.KVBucket), cfg, m)
 	if err != nil {
 		t.Fatal(err)
 	}

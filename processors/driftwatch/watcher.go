@@ -15,7 +15,6 @@ import (
 	"eyeflow/schemas"
 	"eyeflow/stage"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
@@ -73,24 +72,20 @@ func b2f(b bool) float64 {
 // Watcher is the driftwatch processor.
 type Watcher struct {
 	cfg     Config
-	kv      natsjs.KeyValue
+	kv      stage.KeyValue
 	metrics *Metrics
 	now     func() time.Time
 }
 
-// New opens the state bucket (the topology's; created with cfg.Replicas
-// only when missing, never reconfigured) and restores the
-// gauges from it, so /metrics tells a firing alert right after a restart.
-func New(ctx context.Context, js natsjs.JetStream, cfg Config, m *Metrics) (*Watcher, error) {
+// New returns the watcher on its state bucket kv (the topology's
+// KVBucket) and restores the gauges from it, so /metrics tells a firing
+// alert right after a restart.
+func New(ctx context.Context, kv stage.KeyValue, cfg Config, m *Metrics) (*Watcher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if m == nil {
-		return nil, errors.New("driftwatch: metrics are required")
-	}
-	kv, err := ejs.OpenKeyValue(ctx, js, KeyValueConfig(cfg.Bucket, cfg.Replicas))
-	if err != nil {
-		return nil, fmt.Errorf("driftwatch: state bucket: %w", err)
+	if kv == nil || m == nil {
+		return nil, errors.New("driftwatch: a state bucket and metrics are required")
 	}
 	w := &Watcher{cfg: cfg, kv: kv, metrics: m, now: func() time.Time { return time.Now().UTC() }}
 	if err := w.restoreGauges(ctx); err != nil {
@@ -100,12 +95,11 @@ func New(ctx context.Context, js natsjs.JetStream, cfg Config, m *Metrics) (*Wat
 }
 
 func (w *Watcher) restoreGauges(ctx context.Context) error {
-	lister, err := w.kv.ListKeys(ctx)
+	keys, err := w.kv.Keys(ctx, "")
 	if err != nil {
 		return fmt.Errorf("driftwatch: list states: %w", err)
 	}
-	defer func() { _ = lister.Stop() }()
-	for key := range lister.Keys() {
+	for _, key := range keys {
 		st, _, err := w.load(ctx, key)
 		if err != nil {
 			return err
@@ -125,17 +119,17 @@ func StateKey(env, modelVersion string) string {
 
 func (w *Watcher) load(ctx context.Context, key string) (State, uint64, error) {
 	e, err := w.kv.Get(ctx, key)
-	if errors.Is(err, natsjs.ErrKeyNotFound) {
+	if errors.Is(err, stage.ErrKeyNotFound) {
 		return State{}, 0, nil
 	}
 	if err != nil {
 		return State{}, 0, fmt.Errorf("driftwatch: get state %s: %w", key, err)
 	}
 	var st State
-	if err := json.Unmarshal(e.Value(), &st); err != nil {
+	if err := json.Unmarshal(e.Value, &st); err != nil {
 		return State{}, 0, fmt.Errorf("driftwatch: decode state %s: %w", key, err)
 	}
-	return st, e.Revision(), nil
+	return st, e.Revision, nil
 }
 
 // Handle counts one prediction. Stream order and the last counted sequence
@@ -239,18 +233,10 @@ func total(m map[string]int) int {
 // others returns the states of env's other model versions.
 func (w *Watcher) others(ctx context.Context, env, version string) ([]State, error) {
 	prefix := "state." + base64.RawURLEncoding.EncodeToString([]byte(env)) + "."
-	lister, err := w.kv.ListKeysFiltered(ctx, prefix+">")
-	if errors.Is(err, natsjs.ErrNoKeysFound) {
-		return nil, nil
-	}
+	keys, err := w.kv.Keys(ctx, prefix+">")
 	if err != nil {
 		return nil, fmt.Errorf("driftwatch: list states of %s: %w", env, err)
 	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
-	}
-	_ = lister.Stop()
 	var out []State
 	for _, k := range keys {
 		if k == StateKey(env, version) {

@@ -2,8 +2,6 @@ package labelsink
 
 import (
 	"errors"
-	ejs "eyeflow/jetstream"
-	"eyeflow/pipeline"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -11,19 +9,21 @@ import (
 	"time"
 
 	"eyeflow/demodata"
+	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
 	"eyeflow/security/objkey"
-
-	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
-// KVBucket records tasks, retrain events, labels and processed export files.
+// KVBucket records tasks, retrain events, labels and processed export
+// files: the bucket New is given. History 1, no TTL: a task's record must
+// outlive any labelling backlog, or the image would get a second task.
 const KVBucket = ejs.KVLabelsink
 
 // ConsumerPredictions is the optional consumer on eye.predictions.* through
-// which every low-confidence prediction becomes a labelling task.
-const ConsumerPredictions = "labelsink-predictions"
+// which every low-confidence prediction becomes a labelling task (declared
+// in the catalogue, package pipeline).
+const ConsumerPredictions = ejs.ConsumerLabelsinkPredictions
 
 // Config configures the sink. Start from DefaultConfig.
 type Config struct {
@@ -52,10 +52,6 @@ type Config struct {
 	LowConfidence float64
 	// LabelStudio, when URL is set, is synced after new tasks are written.
 	LabelStudio LabelStudio
-	// KVBucket and Replicas: the sink's state bucket, and its replicas
-	// when the sink has to create it (the topology's is used as it is).
-	KVBucket string
-	Replicas int
 	// PollInterval is how often the export folder is listed;
 	// ManifestTimeout how long a retrain event waits for all its labels
 	// before its manifest is written with those that came back.
@@ -91,8 +87,6 @@ func DefaultConfig() Config {
 		TrainPrefix:     "transformed_eye_dataset/train/",
 		Classes:         demodata.Classes(),
 		LabelStudio:     LabelStudio{StorageType: "s3"},
-		KVBucket:        KVBucket,
-		Replicas:        1,
 		PollInterval:    10 * time.Second,
 		ManifestTimeout: 24 * time.Hour,
 	}
@@ -104,7 +98,7 @@ func (c Config) Validate() error {
 	if c.Store == nil {
 		errs = append(errs, errors.New("labelsink: an object store is required"))
 	}
-	for name, v := range map[string]string{"bucket": c.Bucket, "raw bucket": c.RawBucket, "kv bucket": c.KVBucket,
+	for name, v := range map[string]string{"bucket": c.Bucket, "raw bucket": c.RawBucket,
 		"tasks prefix": c.TasksPrefix, "exports prefix": c.ExportsPrefix, "retrain prefix": c.RetrainPrefix} {
 		if v == "" {
 			errs = append(errs, fmt.Errorf("labelsink: %s is required", name))
@@ -138,13 +132,4 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// KeyValueConfig is the sink's state bucket: history 1, no TTL (a task's
-// record must outlive any labelling backlog, or the image would get a second
-// task).
-func KeyValueConfig(bucket string, replicas int) natsjs.KeyValueConfig {
-	kv := pipeline.KeyValueConfig(ejs.KVLabelsink, replicas)
-	kv.Bucket = bucket // tests use their own buckets
-	return kv
 }

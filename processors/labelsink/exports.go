@@ -18,9 +18,6 @@ import (
 	"eyeflow/schemas"
 	"eyeflow/security/objkey"
 	"eyeflow/stage"
-
-	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
 // maxExportBytes bounds an export file read into memory.
@@ -350,9 +347,9 @@ func (s *Sink) deadLetter(ctx context.Context, info objstore.Info, i int, rj rej
 		return fmt.Errorf("labelsink: encode dead letter: %w", err)
 	}
 	h := sha256.Sum256(fmt.Appendf(nil, "%s@%s#%d", info.Key, info.ETag, i))
-	msg := &nats.Msg{Subject: schemas.DLQSubject(schemas.StageLabelsink), Data: data, Header: nats.Header{}}
-	msg.Header.Set(stage.HeaderStage, schemas.StageLabelsink)
-	if _, err := s.js.PublishMsg(ctx, msg, natsjs.WithMsgID("dlq:labelsink:export:"+hex.EncodeToString(h[:16]))); err != nil {
+	msg := stage.Message{Subject: schemas.DLQSubject(schemas.StageLabelsink), Data: data,
+		MsgID: "dlq:labelsink:export:" + hex.EncodeToString(h[:16]), Stage: schemas.StageLabelsink}
+	if err := s.pub.Publish(ctx, msg); err != nil {
 		return fmt.Errorf("labelsink: dead-letter export %s: %w", info.Key, err)
 	}
 	s.log.Error().Err(rj).Str("export", info.Key).Str("reason", rj.reason).Msg("export dead-lettered")
@@ -376,18 +373,10 @@ func (c Config) ManifestKey(eventID string) string {
 }
 
 func (s *Sink) writeDueManifests(ctx context.Context) error {
-	lister, err := s.kv.ListKeysFiltered(ctx, "event.>")
+	keys, err := s.kv.Keys(ctx, "event.>")
 	if err != nil {
-		if errors.Is(err, natsjs.ErrNoKeysFound) {
-			return nil
-		}
 		return fmt.Errorf("labelsink: list events: %w", err)
 	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
-	}
-	_ = lister.Stop()
 	var errs []error
 	for _, k := range keys {
 		var ev eventRecord
@@ -460,11 +449,10 @@ func (s *Sink) maybeManifest(ctx context.Context, key string, ev eventRecord) er
 	if err != nil {
 		return fmt.Errorf("labelsink: encode manifest_ready: %w", err)
 	}
-	msg := &nats.Msg{Subject: schemas.SubjectRetrain, Data: data, Header: nats.Header{}}
-	msg.Header.Set(stage.HeaderStage, schemas.StageLabelsink)
 	// The Msg-Id is the event's: a crash before the record below is saved
 	// republishes, and JetStream drops the copy.
-	if _, err := s.js.PublishMsg(ctx, msg, natsjs.WithMsgID("labelsink:manifest:"+ev.EventID)); err != nil {
+	msg := stage.Message{Subject: schemas.SubjectRetrain, Data: data, MsgID: "labelsink:manifest:" + ev.EventID, Stage: schemas.StageLabelsink}
+	if err := s.pub.Publish(ctx, msg); err != nil {
 		return fmt.Errorf("labelsink: publish manifest_ready %s: %w", ev.EventID, err)
 	}
 	ev.Manifest = mkey

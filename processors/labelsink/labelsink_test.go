@@ -81,7 +81,7 @@ func newFixture(t *testing.T) *fixture {
 	cfg := labelsink.DefaultConfig()
 	cfg.Store = store
 	cfg.LabelStudio = labelsink.LabelStudio{URL: ls.srv.URL, Token: "secret-token", StorageID: 7}
-	sink, err := labelsink.New(ctx, env.JS, cfg, zerolog.Nop())
+	sink, err := labelsink.New(ctx, stagetest.Bucket(t, env.JS, labelsink.KVBucket), stage.PublisherOf(env.JS), cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,15 +284,12 @@ func TestExportBecomesLabelledUpload(t *testing.T) {
 	f := newFixture(t)
 	js := f.env.JS
 	ctx := testenv.Context(t, 2*time.Minute)
-	ledger, err := ingest.OpenLedger(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ledger := ingest.NewLedger(stagetest.Bucket(t, js, ejs.KVUploads), stage.StreamReaderOf(js))
 	wctx, stopWatch := context.WithCancel(context.Background())
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
-		_ = ingest.WatchJetStream(wctx, js, objstore.BucketRaw, ingest.NewPublisher(js, ledger), zerolog.Nop())
+		_ = ingest.WatchJetStream(wctx, objstore.NewJetStream(js), objstore.BucketRaw, ingest.NewPublisher(stage.PublisherOf(js), ledger), zerolog.Nop())
 	}()
 	t.Cleanup(func() { stopWatch(); <-watchDone })
 	m := f.m
@@ -463,7 +460,7 @@ func TestLowConfidencePredictions(t *testing.T) {
 	cfg := f.cfg
 	cfg.LowConfidence = 0.5
 	cfg.LabelStudio = labelsink.LabelStudio{}
-	sink, err := labelsink.New(ctx, f.env.JS, cfg, zerolog.Nop())
+	sink, err := labelsink.New(ctx, stagetest.Bucket(t, f.env.JS, labelsink.KVBucket), stage.PublisherOf(f.env.JS), cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,6 @@ import (
 	"eyeflow/schemas"
 	"eyeflow/stage"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
@@ -33,8 +32,8 @@ const (
 // Studio exports in, labelled uploads and retrain manifests out.
 type Sink struct {
 	cfg     Config
-	js      natsjs.JetStream
-	kv      natsjs.KeyValue
+	pub     stage.Publisher
+	kv      stage.KeyValue
 	classes map[string]bool
 	log     zerolog.Logger
 	now     func() time.Time
@@ -71,17 +70,17 @@ type taskRecord struct {
 	EventID string `json:"event_id,omitempty"`
 }
 
-// New opens the state bucket and writes the labelling interface
+// New returns the sink on its state bucket kv (the topology's KVBucket),
+// publishing with pub, and writes the labelling interface
 // (label_config.xml) into the labelling bucket.
-func New(ctx context.Context, js natsjs.JetStream, cfg Config, log zerolog.Logger) (*Sink, error) {
+func New(ctx context.Context, kv stage.KeyValue, pub stage.Publisher, cfg Config, log zerolog.Logger) (*Sink, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	kv, err := ejs.OpenKeyValue(ctx, js, KeyValueConfig(cfg.KVBucket, cfg.Replicas))
-	if err != nil {
-		return nil, fmt.Errorf("labelsink: state bucket: %w", err)
+	if kv == nil || pub == nil {
+		return nil, errors.New("labelsink: a state bucket and a publisher are required")
 	}
-	s := &Sink{cfg: cfg, js: js, kv: kv, classes: map[string]bool{}, log: log.With().Str("stage", schemas.StageLabelsink).Logger(),
+	s := &Sink{cfg: cfg, pub: pub, kv: kv, classes: map[string]bool{}, log: log.With().Str("stage", schemas.StageLabelsink).Logger(),
 		now: func() time.Time { return time.Now().UTC() }}
 	for _, c := range cfg.Classes {
 		s.classes[c] = true
@@ -124,16 +123,16 @@ func kvKey(kind, id string) string {
 
 func (s *Sink) getJSON(ctx context.Context, key string, v any) (uint64, bool, error) {
 	e, err := s.kv.Get(ctx, key)
-	if errors.Is(err, natsjs.ErrKeyNotFound) {
+	if errors.Is(err, stage.ErrKeyNotFound) {
 		return 0, false, nil
 	}
 	if err != nil {
 		return 0, false, fmt.Errorf("labelsink: get %s: %w", key, err)
 	}
-	if err := json.Unmarshal(e.Value(), v); err != nil {
+	if err := json.Unmarshal(e.Value, v); err != nil {
 		return 0, false, fmt.Errorf("labelsink: decode %s: %w", key, err)
 	}
-	return e.Revision(), true, nil
+	return e.Revision, true, nil
 }
 
 func (s *Sink) putJSON(ctx context.Context, key string, v any) error {
@@ -172,7 +171,7 @@ func (s *Sink) writeTask(ctx context.Context, r request) (bool, error) {
 	}
 	rec = taskRecord{ImageID: r.ImageID, Key: objKey, EventID: r.EventID}
 	data, _ := json.Marshal(rec)
-	if _, err := s.kv.Create(ctx, key, data); err != nil && !errors.Is(err, natsjs.ErrKeyExists) {
+	if _, err := s.kv.Create(ctx, key, data); err != nil && !errors.Is(err, stage.ErrKeyExists) {
 		return written, fmt.Errorf("labelsink: record task %s: %w", r.ImageID, err)
 	}
 	return written, nil
@@ -318,11 +317,4 @@ func PredictionProcessor(s *Sink, log zerolog.Logger, m *stage.Metrics) stage.Pr
 		Logger:      log,
 		Metrics:     m,
 	}
-}
-
-// PredictionConsumer is the optional consumer of PredictionProcessor on
-// eye.predictions.*, shaped like the topology's consumers (o's AckWait,
-// MaxDeliver, MaxAckPending and replicas).
-func PredictionConsumer(o ejs.Options) ejs.ConsumerSpec {
-	return o.Consumer(ejs.StreamPredictions, ConsumerPredictions, schemas.SubjectPredictionsAll)
 }

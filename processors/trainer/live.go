@@ -2,80 +2,25 @@ package trainer
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	ejs "eyeflow/jetstream"
 	"eyeflow/schemas"
-
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"eyeflow/stage"
 )
 
-// scan reads subject's messages stored since since, in order, until fn
-// returns false or the stream has nothing more. Scans are bounded by the
-// caller's counts (canary-min, the rollback window), not by the stream's
-// size, so reading the stream again is cheaper than keeping counters in step
-// with it, and exact: the stream is the record.
-func scan(ctx context.Context, js natsjs.JetStream, stream, subject string, since time.Time, fn func(natsjs.Msg) bool) error {
-	cfg := natsjs.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: natsjs.DeliverByStartTimePolicy, OptStartTime: &since}
-	if since.IsZero() {
-		cfg.DeliverPolicy, cfg.OptStartTime = natsjs.DeliverAllPolicy, nil
-	}
-	cons, err := js.OrderedConsumer(ctx, stream, cfg)
-	if err != nil {
-		return fmt.Errorf("scan %s: %w", subject, err)
-	}
-	for {
-		info, err := cons.Info(ctx)
-		if err != nil {
-			return fmt.Errorf("scan %s: %w", subject, err)
-		}
-		if info.NumPending == 0 && info.NumAckPending == 0 {
-			// Ordered consumers have no acks; NumPending is what is left.
-			return nil
-		}
-		batch, err := cons.FetchNoWait(256)
-		if err != nil {
-			return fmt.Errorf("scan %s: %w", subject, err)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			if !fn(m) {
-				return nil
-			}
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, natsjs.ErrNoMessages) {
-			return fmt.Errorf("scan %s: %w", subject, err)
-		}
-		if n == 0 {
-			// Pending but not yet delivered: ask again with a wait.
-			b, err := cons.Fetch(256, natsjs.FetchMaxWait(500*time.Millisecond))
-			if err != nil {
-				return fmt.Errorf("scan %s: %w", subject, err)
-			}
-			got := 0
-			for m := range b.Messages() {
-				got++
-				if !fn(m) {
-					return nil
-				}
-			}
-			if got == 0 {
-				return nil
-			}
-		}
-	}
-}
+// The rollout's judgements read the streams again (stage.StreamReader's
+// Scan) rather than keep counters in step with them: scans are bounded by
+// the caller's counts (canary-min, the rollback window), not by the
+// stream's size, and exact, since the stream is the record.
 
 // liveStats counts env's predictions by version since since, reading at
 // most limit predictions of that version (limit 0: all).
-func liveStats(ctx context.Context, js natsjs.JetStream, env, version string, since time.Time, limit int, lowConf float64) (LiveStats, time.Time, error) {
+func liveStats(ctx context.Context, streams stage.StreamReader, env, version string, since time.Time, limit int, lowConf float64) (LiveStats, time.Time, error) {
 	var st LiveStats
 	var last time.Time
-	err := scan(ctx, js, ejs.StreamPredictions, schemas.PredictionSubject(env), since, func(m natsjs.Msg) bool {
-		p, err := schemas.DecodePrediction(m.Data())
+	err := streams.Scan(ctx, ejs.StreamPredictions, schemas.PredictionSubject(env), since, func(m stage.StoredMsg) bool {
+		p, err := schemas.DecodePrediction(m.Data)
 		if err != nil || p.ModelVersion != version {
 			return true
 		}
@@ -97,10 +42,10 @@ func liveStats(ctx context.Context, js natsjs.JetStream, env, version string, si
 
 // driftFirings returns the times of env's firing drift alerts for version
 // since since.
-func driftFirings(ctx context.Context, js natsjs.JetStream, env, version string, since time.Time) ([]time.Time, error) {
+func driftFirings(ctx context.Context, streams stage.StreamReader, env, version string, since time.Time) ([]time.Time, error) {
 	var out []time.Time
-	err := scan(ctx, js, ejs.StreamDrift, schemas.DriftSubject(env), since, func(m natsjs.Msg) bool {
-		a, err := schemas.DecodeDriftAlert(m.Data())
+	err := streams.Scan(ctx, ejs.StreamDrift, schemas.DriftSubject(env), since, func(m stage.StoredMsg) bool {
+		a, err := schemas.DecodeDriftAlert(m.Data)
 		if err == nil && a.ModelVersion == version && a.State == "firing" {
 			out = append(out, a.Time)
 		}
@@ -110,10 +55,10 @@ func driftFirings(ctx context.Context, js natsjs.JetStream, env, version string,
 }
 
 // Timeline returns every model event stored on eye.models, oldest first.
-func Timeline(ctx context.Context, js natsjs.JetStream) ([]schemas.ModelEvent, error) {
+func Timeline(ctx context.Context, streams stage.StreamReader) ([]schemas.ModelEvent, error) {
 	var out []schemas.ModelEvent
-	err := scan(ctx, js, ejs.StreamModels, schemas.SubjectModels, time.Time{}, func(m natsjs.Msg) bool {
-		if ev, err := schemas.DecodeModelEvent(m.Data()); err == nil {
+	err := streams.Scan(ctx, ejs.StreamModels, schemas.SubjectModels, time.Time{}, func(m stage.StoredMsg) bool {
+		if ev, err := schemas.DecodeModelEvent(m.Data); err == nil {
 			out = append(out, ev)
 		}
 		return true
@@ -123,7 +68,7 @@ func Timeline(ctx context.Context, js natsjs.JetStream) ([]schemas.ModelEvent, e
 
 // Live summarises env's predictions by version since since: how many, how
 // many below lowConf, and how the labelled ones fared.
-func Live(ctx context.Context, js natsjs.JetStream, env, version string, since time.Time, lowConf float64) (LiveStats, error) {
-	st, _, err := liveStats(ctx, js, env, version, since, 0, lowConf)
+func Live(ctx context.Context, streams stage.StreamReader, env, version string, since time.Time, lowConf float64) (LiveStats, error) {
+	st, _, err := liveStats(ctx, streams, env, version, since, 0, lowConf)
 	return st, err
 }

@@ -11,9 +11,8 @@ import (
 
 	"eyeflow/processors/classifier"
 	"eyeflow/schemas"
+	"eyeflow/stage"
 
-	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
@@ -71,14 +70,14 @@ func (t *Trainer) putRecord(ctx context.Context, r Record) error {
 
 func (t *Trainer) getRecord(ctx context.Context, name, version string) (Record, bool, error) {
 	e, err := t.kv.Get(ctx, recordKey(name, version))
-	if errors.Is(err, natsjs.ErrKeyNotFound) {
+	if errors.Is(err, stage.ErrKeyNotFound) {
 		return Record{}, false, nil
 	}
 	if err != nil {
 		return Record{}, false, fmt.Errorf("trainer: record %s %s: %w", name, version, err)
 	}
 	var r Record
-	if err := json.Unmarshal(e.Value(), &r); err != nil {
+	if err := json.Unmarshal(e.Value, &r); err != nil {
 		return Record{}, false, fmt.Errorf("trainer: record %s %s: %w", name, version, err)
 	}
 	return r, true, nil
@@ -88,19 +87,11 @@ func (t *Trainer) getRecord(ctx context.Context, name, version string) (Record, 
 func (t *Trainer) Records(ctx context.Context) ([]Record, error) { return ListRecords(ctx, t.kv) }
 
 // ListRecords reads every rollout record from the KVTrainer bucket, oldest first.
-func ListRecords(ctx context.Context, kv natsjs.KeyValue) ([]Record, error) {
-	lister, err := kv.ListKeysFiltered(ctx, "v.>")
+func ListRecords(ctx context.Context, kv stage.KeyValue) ([]Record, error) {
+	keys, err := kv.Keys(ctx, "v.>")
 	if err != nil {
-		if errors.Is(err, natsjs.ErrNoKeysFound) {
-			return nil, nil
-		}
 		return nil, fmt.Errorf("trainer: list records: %w", err)
 	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
-	}
-	_ = lister.Stop()
 	var out []Record
 	for _, k := range keys {
 		e, err := kv.Get(ctx, k)
@@ -108,7 +99,7 @@ func ListRecords(ctx context.Context, kv natsjs.KeyValue) ([]Record, error) {
 			continue
 		}
 		var r Record
-		if json.Unmarshal(e.Value(), &r) == nil {
+		if json.Unmarshal(e.Value, &r) == nil {
 			out = append(out, r)
 		}
 	}
@@ -119,11 +110,11 @@ func ListRecords(ctx context.Context, kv natsjs.KeyValue) ([]Record, error) {
 // publish sends a model event with its EventID as Msg-Id: a step redone
 // after a crash is dropped by the duplicate window.
 func (t *Trainer) publish(ctx context.Context, ev schemas.ModelEvent) error {
-	return PublishEvent(ctx, t.js, ev)
+	return PublishEvent(ctx, t.pub, ev)
 }
 
 // PublishEvent publishes ev on eye.models, deduplicated by its EventID.
-func PublishEvent(ctx context.Context, js natsjs.JetStream, ev schemas.ModelEvent) error {
+func PublishEvent(ctx context.Context, pub stage.Publisher, ev schemas.ModelEvent) error {
 	if ev.Schema == "" {
 		ev.Schema = schemas.SchemaModel
 	}
@@ -131,9 +122,8 @@ func PublishEvent(ctx context.Context, js natsjs.JetStream, ev schemas.ModelEven
 	if err != nil {
 		return err
 	}
-	msg := &nats.Msg{Subject: schemas.SubjectModels, Data: data, Header: nats.Header{}}
-	msg.Header.Set("Eyeflow-Stage", schemas.StageTrainer)
-	if _, err := js.PublishMsg(ctx, msg, natsjs.WithMsgID("models:"+ev.EventID)); err != nil {
+	msg := stage.Message{Subject: schemas.SubjectModels, Data: data, MsgID: "models:" + ev.EventID, Stage: schemas.StageTrainer}
+	if err := pub.Publish(ctx, msg); err != nil {
 		return fmt.Errorf("publish %s event of %s %s: %w", ev.Kind, ev.Name, ev.Version, err)
 	}
 	return nil
@@ -149,9 +139,9 @@ func (t *Trainer) emit(ctx context.Context, ev schemas.ModelEvent) error {
 }
 
 // ForRegistry returns a Trainer that only promotes and rolls back (the
-// model commands): no engine, no evaluator.
-func ForRegistry(registry *classifier.Registry, kv natsjs.KeyValue, js natsjs.JetStream, log zerolog.Logger) *Trainer {
-	return &Trainer{cfg: DefaultConfig(), registry: registry, kv: kv, js: js, log: log,
+// model commands): no engine, no evaluator, no stream reader.
+func ForRegistry(registry *classifier.Registry, kv stage.KeyValue, pub stage.Publisher, log zerolog.Logger) *Trainer {
+	return &Trainer{cfg: DefaultConfig(), registry: registry, kv: kv, pub: pub, log: log,
 		metrics: NewMetrics(prometheus.NewRegistry()), now: func() time.Time { return time.Now().UTC() }}
 }
 

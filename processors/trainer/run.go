@@ -424,22 +424,22 @@ func (t *Trainer) canaryCheck(ctx context.Context, r Record, assigned map[string
 	}
 	since := r.Promoted[schemas.EnvCanary]
 	g := t.cfg.Gate
-	cs, _, err := liveStats(ctx, t.js, schemas.EnvCanary, r.Version, since, g.CanaryMin, g.LowConfidence)
+	cs, _, err := liveStats(ctx, t.streams, schemas.EnvCanary, r.Version, since, g.CanaryMin, g.LowConfidence)
 	if err != nil {
 		return err
 	}
 	var ps LiveStats
 	if p, ok := assigned[schemas.EnvProd]; ok {
-		if ps, _, err = liveStats(ctx, t.js, schemas.EnvProd, p.Version, since, 0, g.LowConfidence); err != nil {
+		if ps, _, err = liveStats(ctx, t.streams, schemas.EnvProd, p.Version, since, 0, g.LowConfidence); err != nil {
 			return err
 		}
-		f, err := driftFirings(ctx, t.js, schemas.EnvProd, p.Version, since)
+		f, err := driftFirings(ctx, t.streams, schemas.EnvProd, p.Version, since)
 		if err != nil {
 			return err
 		}
 		ps.DriftFiring = len(f)
 	}
-	f, err := driftFirings(ctx, t.js, schemas.EnvCanary, r.Version, since)
+	f, err := driftFirings(ctx, t.streams, schemas.EnvCanary, r.Version, since)
 	if err != nil {
 		return err
 	}
@@ -465,11 +465,11 @@ func (t *Trainer) rollbackCheck(ctx context.Context, r Record) error {
 	}
 	since := r.Promoted[schemas.EnvProd]
 	g := t.cfg.Gate
-	cur, lastInWindow, err := liveStats(ctx, t.js, schemas.EnvProd, r.Version, since, g.RollbackWindow, g.LowConfidence)
+	cur, lastInWindow, err := liveStats(ctx, t.streams, schemas.EnvProd, r.Version, since, g.RollbackWindow, g.LowConfidence)
 	if err != nil {
 		return err
 	}
-	fired, err := driftFirings(ctx, t.js, schemas.EnvProd, r.Version, since)
+	fired, err := driftFirings(ctx, t.streams, schemas.EnvProd, r.Version, since)
 	if err != nil {
 		return err
 	}
@@ -484,7 +484,7 @@ func (t *Trainer) rollbackCheck(ctx context.Context, r Record) error {
 	if pr, ok, err := t.getRecord(ctx, prev.Name, prev.Version); err != nil {
 		return err
 	} else if ok {
-		if ps, _, err := liveStats(ctx, t.js, schemas.EnvProd, prev.Version, pr.Promoted[schemas.EnvProd], g.RollbackWindow, g.LowConfidence); err != nil {
+		if ps, _, err := liveStats(ctx, t.streams, schemas.EnvProd, prev.Version, pr.Promoted[schemas.EnvProd], g.RollbackWindow, g.LowConfidence); err != nil {
 			return err
 		} else if ps.Labelled > 0 {
 			prevAcc = ps.Accuracy()

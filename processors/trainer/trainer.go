@@ -19,8 +19,8 @@ import (
 	"eyeflow/processors/classifier"
 	"eyeflow/processors/labelsink"
 	"eyeflow/schemas"
+	"eyeflow/stage"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
@@ -89,8 +89,9 @@ type Trainer struct {
 	cfg      Config
 	store    objstore.Store
 	registry *classifier.Registry
-	kv       natsjs.KeyValue
-	js       natsjs.JetStream
+	kv       stage.KeyValue
+	pub      stage.Publisher
+	streams  stage.StreamReader
 	engine   Engine
 	eval     *Evaluator
 	log      zerolog.Logger
@@ -100,8 +101,10 @@ type Trainer struct {
 	mu sync.Mutex
 }
 
-// New returns a Trainer. kv is the KVTrainer bucket.
-func New(cfg Config, store objstore.Store, registry *classifier.Registry, kv natsjs.KeyValue, js natsjs.JetStream,
+// New returns a Trainer. kv is the KVTrainer bucket (the rollout
+// records); pub publishes model events; streams are read for the rollout's
+// judgements (live predictions, drift alerts).
+func New(cfg Config, store objstore.Store, registry *classifier.Registry, kv stage.KeyValue, pub stage.Publisher, streams stage.StreamReader,
 	engine Engine, eval *Evaluator, m *Metrics, log zerolog.Logger) (*Trainer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -109,7 +112,10 @@ func New(cfg Config, store objstore.Store, registry *classifier.Registry, kv nat
 	if m == nil {
 		return nil, errors.New("trainer: metrics are required")
 	}
-	return &Trainer{cfg: cfg, store: store, registry: registry, kv: kv, js: js, engine: engine, eval: eval, metrics: m,
+	if kv == nil || pub == nil || streams == nil {
+		return nil, errors.New("trainer: a KV bucket, a publisher and a stream reader are required")
+	}
+	return &Trainer{cfg: cfg, store: store, registry: registry, kv: kv, pub: pub, streams: streams, engine: engine, eval: eval, metrics: m,
 		log: log.With().Str("stage", schemas.StageTrainer).Logger(), now: func() time.Time { return time.Now().UTC() }}, nil
 }
 

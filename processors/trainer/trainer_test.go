@@ -71,7 +71,7 @@ type env struct {
 	js       natsjs.JetStream
 	store    objstore.Store
 	registry *classifier.Registry
-	kv       natsjs.KeyValue
+	kv       stage.KeyValue
 	ctx      context.Context
 }
 
@@ -88,12 +88,10 @@ func newEnv(t *testing.T) *env {
 		}
 	}
 	var err error
-	if e.registry, err = classifier.OpenRegistry(e.ctx, n.JS, e.store); err != nil {
+	if e.registry, err = classifier.OpenRegistry(e.ctx, e.store, stagetest.Bucket(t, n.JS, ejs.KVModels)); err != nil {
 		t.Fatal(err)
 	}
-	if e.kv, err = n.JS.KeyValue(e.ctx, ejs.KVTrainer); err != nil {
-		t.Fatal(err)
-	}
+	e.kv = stagetest.Bucket(t, n.JS, ejs.KVTrainer)
 	return e
 }
 
@@ -144,7 +142,7 @@ func (e *env) trainerWith(t *testing.T, engine trainer.Engine, mod func(*trainer
 	if mod != nil {
 		mod(&cfg)
 	}
-	tr, err := trainer.New(cfg, e.store, e.registry, e.kv, e.js, engine,
+	tr, err := trainer.New(cfg, e.store, e.registry, e.kv, stage.PublisherOf(e.js), stage.StreamReaderOf(e.js), engine,
 		&trainer.Evaluator{Images: trainer.StoreImages(e.store)}, trainer.NewMetrics(prometheus.NewRegistry()), zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -213,7 +211,7 @@ func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
 func TestBootstrapTrainsEvaluatesAndPromotes(t *testing.T) {
 	e := newEnv(t)
 	log := zerolog.Nop()
-	if _, err := classifier.EnsureDefault(e.ctx, e.js, e.store, log); err != nil {
+	if _, err := classifier.EnsureDefault(e.ctx, e.registry, log); err != nil {
 		t.Fatal(err)
 	}
 	e.dataset(t, 8)
@@ -622,7 +620,7 @@ func TestTorchEngineThroughTheStage(t *testing.T) {
 // goes to prod only when a person promotes it with a reason.
 func TestSignoffStopsBeforeProd(t *testing.T) {
 	e := newEnv(t)
-	if _, err := classifier.EnsureDefault(e.ctx, e.js, e.store, zerolog.Nop()); err != nil {
+	if _, err := classifier.EnsureDefault(e.ctx, e.registry, zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
 	e.dataset(t, 6)

@@ -18,6 +18,7 @@ import (
 	"eyeflow/processors/trainer"
 	"eyeflow/schemas"
 	"eyeflow/security/natsauth"
+	"eyeflow/stage"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -60,7 +61,11 @@ func TestTrainerRunsUnderItsUser(t *testing.T) {
 	}
 	_, js, errs := env.connect(t, schemas.StageTrainer)
 	store := objstore.NewJetStream(js)
-	reg, err := classifier.OpenRegistry(ctx, js, store)
+	modelsKV, err := ejs.OpenKeyValue(ctx, js, pipeline.KeyValueConfig(ejs.KVModels, 1))
+	if err != nil {
+		t.Fatalf("models bucket as the trainer: %v", err)
+	}
+	reg, err := classifier.OpenRegistry(ctx, store, stage.KeyValueOf(modelsKV))
 	if err != nil {
 		t.Fatalf("registry as the trainer: %v", err)
 	}
@@ -75,7 +80,7 @@ func TestTrainerRunsUnderItsUser(t *testing.T) {
 	defer feats.Close()
 	cfg := trainer.DefaultConfig()
 	cfg.Gate.CanaryMin = 0
-	tr, err := trainer.New(cfg, store, reg, kv, js, trainer.NewEmbedded(feats, trainer.EmbeddedConfig{}),
+	tr, err := trainer.New(cfg, store, reg, stage.KeyValueOf(kv), stage.PublisherOf(js), stage.StreamReaderOf(js), trainer.NewEmbedded(feats, trainer.EmbeddedConfig{}),
 		&trainer.Evaluator{Images: trainer.StoreImages(store)}, trainer.NewMetrics(prometheus.NewRegistry()), zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)

@@ -500,7 +500,11 @@ func pipelineRate(files classifier.ModelFiles, opts classifier.SessionOptions, i
 		return res, err
 	}
 	store := objstore.NewJetStream(js)
-	reg, err := classifier.OpenRegistry(ctx, js, store)
+	kv, err := js.KeyValue(ctx, ejs.KVModels)
+	if err != nil {
+		return res, err
+	}
+	reg, err := classifier.OpenRegistry(ctx, store, stage.KeyValueOf(kv))
 	if err != nil {
 		return res, err
 	}
@@ -542,7 +546,7 @@ func pipelineRate(files classifier.ModelFiles, opts classifier.SessionOptions, i
 	}
 	defer sub.Unsubscribe()
 	reg2 := prometheus.NewRegistry()
-	c, err := classifier.New(ctx, js, store, classifier.Config{
+	c, err := classifier.New(reg, store, stage.RunnerOf[schemas.Split](js), classifier.Config{
 		Envs: []string{schemas.EnvProd}, MaxBatch: b, Session: opts,
 		Logger: zerolog.Nop(), Metrics: classifier.NewMetrics(reg2), StageMetrics: stage.NewMetrics(reg2),
 	})

@@ -1,0 +1,58 @@
+package stage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+)
+
+// Message is an event a processor publishes outside a handler's outputs:
+// from a poller (labelsink's exports), a background loop (the trainer's
+// rollout) or a command.
+type Message struct {
+	Subject string
+	Data    []byte
+	// MsgID is the Nats-Msg-Id, derived from what the message reports
+	// (an upload's identity, an event id): publishing it again after a
+	// crash is dropped by the stream's duplicate window. Required.
+	MsgID string
+	// Stage, when set, names the publisher in the HeaderStage header.
+	Stage string
+}
+
+// Publisher publishes messages. Publish returns once the stream has stored
+// the message (or dropped it as a duplicate of its MsgID): a caller that
+// records "done" after Publish never records an event that was lost.
+type Publisher interface {
+	Publish(ctx context.Context, m Message) error
+}
+
+// ErrNoMsgID is the error of a Message without a MsgID.
+var ErrNoMsgID = errors.New("no Msg-Id: a republish would be a second event")
+
+// PublisherOf publishes on a JetStream context.
+func PublisherOf(js natsjs.JetStream) Publisher { return jsPublisher{js} }
+
+type jsPublisher struct{ js natsjs.JetStream }
+
+func (p jsPublisher) Publish(ctx context.Context, m Message) error { return publish(ctx, p.js, m) }
+
+// publish is every publish of the package, the runtime's own included: it
+// waits for JetStream's ack, which is what lets the runtime acknowledge an
+// input only after its outputs are stored.
+func publish(ctx context.Context, js natsjs.JetStream, m Message) error {
+	if m.MsgID == "" {
+		return fmt.Errorf("publish %s: %w", m.Subject, ErrNoMsgID)
+	}
+	msg := &nats.Msg{Subject: m.Subject, Data: m.Data, Header: nats.Header{}}
+	if m.Stage != "" {
+		msg.Header.Set(HeaderStage, m.Stage)
+	}
+	if _, err := js.PublishMsg(ctx, msg, natsjs.WithMsgID(m.MsgID)); err != nil {
+		return fmt.Errorf("publish %s: %w", m.Subject, err)
+	}
+	return nil
+}
