@@ -360,29 +360,73 @@ func (r *runner[In]) process(ctx context.Context, msgs []natsjs.Msg) {
 	results := r.handle(ctx, items)
 	stopKeepAlive()
 
+	pubErrs := r.publishBatch(ctx, items, results)
+	var acks sync.WaitGroup
 	for i, it := range items {
 		res := results[i]
 		if res.Err != nil {
 			r.fail(ctx, it, res.Err)
 			continue
 		}
-		if err := r.publish(ctx, it, res.Outputs); err != nil {
+		if err := pubErrs[i]; err != nil {
 			r.retry(it, "publish", err)
 			continue
 		}
 		if r.p.crashAfterPublish != nil && r.p.crashAfterPublish(it.meta) {
 			continue
 		}
-		if err := it.msg.DoubleAck(ctx); err != nil {
-			// The outputs are stored; a redelivery republishes them under
-			// the same Msg-Ids, which JetStream drops as duplicates.
-			it.log.Warn().Err(err).Msg("ack")
+		// Each ack is a round trip of its own: a batch's go out together.
+		acks.Go(func() {
+			if err := it.msg.DoubleAck(ctx); err != nil {
+				// The outputs are stored; a redelivery republishes them
+				// under the same Msg-Ids, which JetStream drops as
+				// duplicates.
+				it.log.Warn().Err(err).Msg("ack")
+				return
+			}
+			r.p.Metrics.processed.WithLabelValues(r.p.Stage).Inc()
+			it.log.Debug().Int("outputs", len(res.Outputs)).Msg("processed")
+		})
+	}
+	acks.Wait()
+	r.p.Metrics.duration.WithLabelValues(r.p.Stage).Observe(time.Since(start).Seconds())
+}
+
+// publishBatch publishes the outputs of every item that succeeded and
+// returns each item's publish error. A lone input publishes its outputs one
+// by one, as they are; a batch publishes all of its outputs at once and
+// waits for their acks together (publishAll). Either way an item counts as
+// published only once every one of its outputs is stored.
+func (r *runner[In]) publishBatch(ctx context.Context, items []item[In], results []Result) []error {
+	errs := make([]error, len(items))
+	if len(items) == 1 {
+		if results[0].Err == nil {
+			errs[0] = r.publish(ctx, items[0], results[0].Outputs)
+		}
+		return errs
+	}
+	var ms []Message
+	var owner []int
+	for i, it := range items {
+		if results[i].Err != nil {
 			continue
 		}
-		r.p.Metrics.processed.WithLabelValues(r.p.Stage).Inc()
-		it.log.Debug().Int("outputs", len(res.Outputs)).Msg("processed")
+		for _, o := range results[i].Outputs {
+			data, err := marshal(o.Event)
+			if err != nil {
+				errs[i] = fmt.Errorf("marshal output for %s: %w", o.Subject, err)
+				break
+			}
+			ms = append(ms, Message{Subject: o.Subject, Data: data, MsgID: MsgID(r.p.Stage, it.meta.Identity, o.Subject, o.Key), Stage: r.p.Stage})
+			owner = append(owner, i)
+		}
 	}
-	r.p.Metrics.duration.WithLabelValues(r.p.Stage).Observe(time.Since(start).Seconds())
+	for j, err := range publishAll(ctx, r.js, ms) {
+		if err != nil && errs[owner[j]] == nil {
+			errs[owner[j]] = err
+		}
+	}
+	return errs
 }
 
 func (r *runner[In]) decode(data []byte) (in In, err error) {
