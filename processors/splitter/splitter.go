@@ -15,6 +15,7 @@ import (
 	"eyeflow/stage"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/singleflight"
 )
 
 // Splitter is the split stage's processor.
@@ -23,6 +24,8 @@ type Splitter struct {
 	prefix string
 	a      *Assigner
 	store  objstore.Store
+	// placing coalesces concurrent placements of one dataset key.
+	placing singleflight.Group
 }
 
 // New validates cfg and returns the stage's processor, copying into store.
@@ -56,18 +59,28 @@ func Identity(r schemas.Resized) string {
 // `eyeflow up` and `eyeflow splitter`.
 func Processor(s *Splitter, log zerolog.Logger, m *stage.Metrics) stage.Processor[schemas.Resized] {
 	return stage.Processor[schemas.Resized]{
-		Stage:       schemas.StageSplitter,
-		Stream:      ejs.StreamResized,
-		Consumer:    ejs.ConsumerSplitter,
-		Decode:      schemas.DecodeResized,
-		Identity:    Identity,
-		ImageID:     func(r schemas.Resized) string { return r.ImageID },
-		Handle:      s.Handle,
+		Stage:    schemas.StageSplitter,
+		Stream:   ejs.StreamResized,
+		Consumer: ejs.ConsumerSplitter,
+		Decode:   schemas.DecodeResized,
+		Identity: Identity,
+		ImageID:  func(r schemas.Resized) string { return r.ImageID },
+		// The splitter's time is round trips to the store and the server
+		// (the dataset links, the event, the ack), not computation: a
+		// batch places all of its images at once and publishes and acks
+		// them together, so a backlog costs a few round trips per batch
+		// rather than six per image. A lone image still leaves at once
+		// (MaxWait).
+		HandleBatch: stage.Concurrently(s.Handle),
+		MaxBatch:    MaxBatch,
 		Concurrency: s.cfg.Concurrency,
 		Logger:      log,
 		Metrics:     m,
 	}
 }
+
+// MaxBatch bounds the images the splitter places at once per worker.
+const MaxBatch = 32
 
 // DatasetKey is the object key of an image in one dataset folder:
 // <prefix>/<dir>/<class>/<image-id>.png.
@@ -203,6 +216,13 @@ func checkInput(in schemas.Resized) error {
 // (BENCHMARKS.md, "Pixels carried once"); elsewhere (S3: a server-side
 // CopyObject) and over an object of its own, it is a copy.
 func (s *Splitter) copyOnce(ctx context.Context, src schemas.ObjectRef, dst string) error {
+	// One placement per destination at a time: the same image twice in a
+	// batch (a duplicate upload) is placed once, and the second waits for it.
+	_, err, _ := s.placing.Do(dst, func() (any, error) { return nil, s.place(ctx, src, dst) })
+	return err
+}
+
+func (s *Splitter) place(ctx context.Context, src schemas.ObjectRef, dst string) error {
 	etag, size := src.ETag, src.Size
 	if etag == "" {
 		// An event without the processed object's ETag (another producer):
