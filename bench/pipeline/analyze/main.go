@@ -29,7 +29,15 @@ func main() {
 	natsURL := flag.String("nats", "nats://127.0.0.1:4222", "NATS URL")
 	metrics := flag.String("metrics", "http://127.0.0.1:8080/metrics", "eyeflow /metrics URL")
 	env := flag.String("env", schemas.EnvProd, "environment")
+	span := flag.String("span", "", "only print the seconds between the first and the last message stored in this stream")
 	flag.Parse()
+	if *span != "" {
+		if err := printSpan(*natsURL, *span); err != nil {
+			fmt.Fprintln(os.Stderr, "analyze:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*natsURL, *metrics, *env); err != nil {
 		fmt.Fprintln(os.Stderr, "analyze:", err)
 		os.Exit(1)
@@ -127,6 +135,31 @@ func run(natsURL, metricsURL, env string) error {
 	}
 	b, _ := json.MarshalIndent(out, "", "  ")
 	fmt.Println(string(b))
+	return nil
+}
+
+// printSpan prints the seconds from the first to the last message stored in
+// stream, and their count.
+func printSpan(natsURL, stream string) error {
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := natsjs.New(nc, natsjs.WithDefaultTimeout(30*time.Second))
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return err
+	}
+	info := st.CachedInfo().State
+	if info.Msgs == 0 {
+		return fmt.Errorf("%s is empty", stream)
+	}
+	fmt.Printf("%.3f %d\n", info.LastTime.Sub(info.FirstTime).Seconds(), info.Msgs)
 	return nil
 }
 
