@@ -7,8 +7,10 @@ package main
 import (
 	"context"
 	"errors"
+	"eyeflow/objstore"
 	"eyeflow/pipeline"
 	"eyeflow/schemas"
+	"eyeflow/telemetry"
 	"flag"
 	"fmt"
 	"io"
@@ -17,6 +19,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
 // command is one subcommand.
@@ -46,12 +50,12 @@ func commands() []command {
 		{"nats-config", "write the nats-server config of the per-processor NATS users and permissions", runNATSConfig},
 	}
 	// One command per stage of the catalogue, with its summary.
-	runs := stageCommands()
+	cmdsOf := stageCmds()
 	for _, st := range pipeline.Stages() {
-		run, ok := runs[st.Name]
-		if !ok {
+		run := cmdsOf[st.Name].run
+		if run == nil {
 			run = func(context.Context, []string, io.Writer, io.Writer) error {
-				return fmt.Errorf("stage %s is in the catalogue but has no command (cmd/eyeflow stageCommands)", st.Name)
+				return fmt.Errorf("stage %s is in the catalogue but has no command (cmd/eyeflow stageCmds)", st.Name)
 			}
 		}
 		cmds = append(cmds, command{st.Name, st.Summary, run})
@@ -59,18 +63,60 @@ func commands() []command {
 	return cmds
 }
 
-// stageCommands are how each stage of the catalogue runs alone (`eyeflow
-// <stage>`): its flags and how its processor is built from them. What the
-// stage reads, publishes and stores is the catalogue's (package pipeline).
-func stageCommands() map[string]func(ctx context.Context, args []string, out, errOut io.Writer) error {
-	return map[string]func(ctx context.Context, args []string, out, errOut io.Writer) error{
-		schemas.StageIngest:     runIngest,
-		schemas.StageResize:     runResize,
-		schemas.StageSplitter:   runSplitter,
-		schemas.StageClassifier: runClassifier,
-		schemas.StageDriftwatch: runDriftwatch,
-		schemas.StageLabelsink:  runLabelsink,
-		schemas.StageTrainer:    runTrainer,
+// stageCmd is how this binary runs one stage of the catalogue: alone, as
+// `eyeflow <stage>` (its flags, and how its processor is built from them),
+// and inside `eyeflow up` (from up's flags). What the stage reads,
+// publishes and stores is the catalogue's (package pipeline), never
+// repeated here.
+type stageCmd struct {
+	run func(ctx context.Context, args []string, out, errOut io.Writer) error
+	// up builds the stage's tasks in `eyeflow up`; nil for ingest, which
+	// every up runs on its own terms (with the embedded store's watcher).
+	up func(ctx context.Context, f *upFlags, e upEnv) ([]task, error)
+}
+
+// upEnv is what `eyeflow up` builds its stages from.
+type upEnv struct {
+	p     *proc
+	js    natsjs.JetStream
+	store objstore.Store
+	srv   *telemetry.Server
+}
+
+// stageCmds has one entry per stage of the catalogue.
+func stageCmds() map[string]stageCmd {
+	return map[string]stageCmd{
+		schemas.StageIngest: {run: runIngest},
+		schemas.StageResize: {run: runResize, up: func(ctx context.Context, f *upFlags, e upEnv) ([]task, error) {
+			// Patient ids are hashed with the splitter's salt.
+			f.resize.salt, f.resize.saltVersion = f.split.salt, f.split.saltVersion
+			rp, err := f.resize.processor(e.p, e.store)
+			return []task{stageTask(e.js, rp)}, err
+		}},
+		schemas.StageSplitter: {run: runSplitter, up: func(ctx context.Context, f *upFlags, e upEnv) ([]task, error) {
+			sp, err := f.split.processor(e.p, e.store)
+			return []task{stageTask(e.js, sp)}, err
+		}},
+		schemas.StageClassifier: {run: runClassifier, up: func(ctx context.Context, f *upFlags, e upEnv) ([]task, error) {
+			// Loads ONNX Runtime, serves --model or registers the synthetic
+			// DenseNet121 as prod on an empty registry, mounts POST /predict.
+			t, err := f.classifier.setup(ctx, e.p, e.js, e.store, e.srv, true)
+			return []task{t}, err
+		}},
+		schemas.StageDriftwatch: {run: runDriftwatch, up: func(ctx context.Context, f *upFlags, e upEnv) ([]task, error) {
+			dp, err := f.driftwatch.processor(ctx, e.p, e.js, f.replicas)
+			return []task{stageTask(e.js, dp)}, err
+		}},
+		schemas.StageLabelsink: {run: runLabelsink, up: func(ctx context.Context, f *upFlags, e upEnv) ([]task, error) {
+			return f.labelsink.tasks(ctx, e.p, e.js, e.store, f.replicas)
+		}},
+		schemas.StageTrainer: {run: runTrainer, up: func(ctx context.Context, f *upFlags, e upEnv) ([]task, error) {
+			t, _, err := f.trainer.build(ctx, e.p, &f.classifier.rt, e.js, e.store, f.split.prefix, f.replicas)
+			if err != nil {
+				return nil, err
+			}
+			return f.trainer.tasks(t, e.p, e.js), nil
+		}},
 	}
 }
 

@@ -305,51 +305,17 @@ func processorNames() []string {
 // processorTasks builds the processors named by --processors.
 func (f *upFlags) processorTasks(ctx context.Context, p *proc, js natsjs.JetStream, store objstore.Store, srv *telemetry.Server) ([]task, error) {
 	var tasks []task
+	cmds := stageCmds()
 	for _, name := range f.processorList() {
-		switch name {
-		case schemas.StageResize:
-			// Patient ids are hashed with the splitter's salt.
-			f.resize.salt, f.resize.saltVersion = f.split.salt, f.split.saltVersion
-			rp, err := f.resize.processor(p, store)
-			if err != nil {
-				return nil, err
-			}
-			tasks = append(tasks, stageTask(js, rp))
-		case schemas.StageSplitter:
-			sp, err := f.split.processor(p, store)
-			if err != nil {
-				return nil, err
-			}
-			tasks = append(tasks, stageTask(js, sp))
-		case schemas.StageClassifier:
-			// Loads ONNX Runtime, serves --model or registers the synthetic
-			// DenseNet121 as prod on an empty registry, mounts POST /predict.
-			t, err := f.classifier.setup(ctx, p, js, store, srv, true)
-			if err != nil {
-				return nil, err
-			}
-			tasks = append(tasks, t)
-		case schemas.StageDriftwatch:
-			dp, err := f.driftwatch.processor(ctx, p, js, f.replicas)
-			if err != nil {
-				return nil, err
-			}
-			tasks = append(tasks, stageTask(js, dp))
-		case schemas.StageLabelsink:
-			lt, err := f.labelsink.tasks(ctx, p, js, store, f.replicas)
-			if err != nil {
-				return nil, err
-			}
-			tasks = append(tasks, lt...)
-		case schemas.StageTrainer:
-			t, _, err := f.trainer.build(ctx, p, &f.classifier.rt, js, store, f.split.prefix, f.replicas)
-			if err != nil {
-				return nil, err
-			}
-			tasks = append(tasks, f.trainer.tasks(t, p, js)...)
-		default:
+		build := cmds[name].up
+		if build == nil {
 			return nil, fmt.Errorf("up: stage %s is in the catalogue but up cannot build it", name)
 		}
+		t, err := build(ctx, f, upEnv{p: p, js: js, store: store, srv: srv})
+		if err != nil {
+			return nil, err
+		}
+		tasks = append(tasks, t...)
 	}
 	return tasks, nil
 }
