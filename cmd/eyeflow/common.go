@@ -410,10 +410,6 @@ func stageTask[In any](js natsjs.JetStream, p stage.Processor[In]) task {
 	}}
 }
 
-func httpTask(srv *telemetry.Server) task {
-	return task{name: "http", run: srv.Serve}
-}
-
 func nopLogger() zerolog.Logger { return zerolog.Nop() }
 
 // storeClient reaches the object store alone, for commands that only read

@@ -181,15 +181,6 @@ func (fs *flagSet) given(name string) bool {
 	return false
 }
 
-// source names where a flag's value came from, for messages: "--name", or
-// "$EYEFLOW_NAME" when the environment set it.
-func (fs *flagSet) source(name string) string {
-	if fs.fromEnv[name] {
-		return "$" + fs.env[name]
-	}
-	return "--" + name
-}
-
 // errUsage means the command line was wrong and usage was printed.
 var errUsage = errors.New("usage")
 

@@ -213,10 +213,6 @@ func (a *Assigner) PatientKey(patientID string) Key {
 	return Key{KeyPatient, h}
 }
 
-// Salt is the salt the Assigner hashes with: the resize stage needs it to
-// hash patient ids the same way.
-func (a *Assigner) Salt() string { return a.salt }
-
 // KeyFor picks the split key of an image: the patient id from the upload's
 // metadata (or the DICOM file), else the patient matched by the key pattern
 // in sourceKey, else the content hash (image id). Patient ids are hashed

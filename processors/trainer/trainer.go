@@ -119,9 +119,6 @@ func New(cfg Config, store objstore.Store, registry *classifier.Registry, kv sta
 		log: log.With().Str("stage", schemas.StageTrainer).Logger(), now: func() time.Time { return time.Now().UTC() }}, nil
 }
 
-// Config returns the trainer's configuration.
-func (t *Trainer) Config() Config { return t.cfg }
-
 // Request is one reason to train.
 type Request struct {
 	// Trigger is "bootstrap", "manifest" or "command".
