@@ -8,10 +8,12 @@
 // JetStream topology (Topology), the per-stage NATS users and permissions
 // (security/natsauth), the dashboard's stage table, `eyeflow up` and each
 // `eyeflow <stage>` command (cmd/eyeflow, which only adds how to build each
-// stage's processor from its flags), the check of compose.yaml's services,
-// and the e2e pipeline. Adding a stage, a consumer or a bucket is a change
-// here and in the stage's own package. schemas/registry.go does the same
-// for events.
+// stage's processor from its flags), the checks of compose.yaml's services
+// and of each processor's dead-letter reasons, and the topology every test
+// and the e2e pipeline run on. A processor may run only on a consumer
+// declared here for its stage. Adding a stage, a consumer or a bucket is a
+// change here and in the stage's own package (and its flags in
+// cmd/eyeflow). schemas/registry.go does the same for events.
 //
 // The package is plain data and a few derivations: it imports no processor
 // and no NATS client, so anything may import it.
