@@ -44,16 +44,25 @@ func main() {
 	}
 }
 
-func run(natsURL, metricsURL, env string) error {
+func connect(natsURL string) (*nats.Conn, natsjs.JetStream, error) {
 	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := natsjs.New(nc, natsjs.WithDefaultTimeout(30*time.Second))
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
+func run(natsURL, metricsURL, env string) error {
+	nc, js, err := connect(natsURL)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := natsjs.New(nc, natsjs.WithDefaultTimeout(30*time.Second))
-	if err != nil {
-		return err
-	}
 	ctx := context.Background()
 	uploaded := map[string]time.Time{}
 	err = each(ctx, js, ejs.StreamUploads, schemas.SubjectUploads, func(data []byte, stored time.Time) {
@@ -141,15 +150,11 @@ func run(natsURL, metricsURL, env string) error {
 // printSpan prints the seconds from the first to the last message stored in
 // stream, and their count.
 func printSpan(natsURL, stream string) error {
-	nc, err := nats.Connect(natsURL)
+	nc, js, err := connect(natsURL)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := natsjs.New(nc, natsjs.WithDefaultTimeout(30*time.Second))
-	if err != nil {
-		return err
-	}
 	ctx := context.Background()
 	st, err := js.Stream(ctx, stream)
 	if err != nil {
