@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"eyeflow/objstore"
+	"eyeflow/pipeline"
 	"eyeflow/processors/splitter"
 	"eyeflow/processors/trainer"
 	"eyeflow/schemas"
@@ -399,9 +400,12 @@ func (d *Dashboard) handleThumb(w http.ResponseWriter, r *http.Request) {
 
 // stageRow is one row of the Pipeline page's stage table.
 type stageRow struct {
-	Stage       string
-	Throughput  Throughput
-	Consumers   []string
+	Stage      string
+	Throughput Throughput
+	Consumers  []string
+	// Missing are consumers the catalogue declares for the stage that the
+	// server lacks: the topology was not applied (its messages wait).
+	Missing     []string
 	Pending     uint64
 	AckPending  int
 	Redelivered int
@@ -456,6 +460,17 @@ func stageRows(snap Snapshot, tp map[string]Throughput) []stageRow {
 		}
 		return rows[stage]
 	}
+	// Every stage of the catalogue has its row, in pipeline order, with the
+	// consumers it should read; stages seen only on the server follow.
+	declared := map[string][]string{}
+	for _, st := range pipeline.Stages() {
+		row(st.Name)
+		for _, in := range st.Inputs {
+			if !in.Optional {
+				declared[st.Name] = append(declared[st.Name], in.Consumers()...)
+			}
+		}
+	}
 	for _, c := range snap.Consumers {
 		sr := row(c.Stage)
 		sr.Consumers = append(sr.Consumers, c.Name)
@@ -478,7 +493,13 @@ func stageRows(snap Snapshot, tp map[string]Throughput) []stageRow {
 	})
 	out := make([]stageRow, 0, len(order))
 	for _, s := range order {
-		out = append(out, *rows[s])
+		sr := rows[s]
+		for _, c := range declared[s] {
+			if !slices.Contains(sr.Consumers, c) {
+				sr.Missing = append(sr.Missing, c)
+			}
+		}
+		out = append(out, *sr)
 	}
 	return out
 }
