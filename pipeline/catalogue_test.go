@@ -252,3 +252,30 @@ func TestTopologyFromTheCatalogue(t *testing.T) {
 		t.Errorf("the optional labelsink consumer has no spec")
 	}
 }
+
+// TestProcessorsDoNotImportNATS: a stage's package is plain Go; the runtime
+// (package stage) hands it KV buckets, publishers and stream readers, and
+// only stage and jetstream speak NATS.
+func TestProcessorsDoNotImportNATS(t *testing.T) {
+	for _, st := range pipeline.Stages() {
+		dir := stageDir(st.Name)
+		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		if err != nil || len(files) == 0 {
+			t.Fatalf("no Go files in %s: %v", dir, err)
+		}
+		for _, name := range files {
+			if strings.HasSuffix(name, "_test.go") {
+				continue
+			}
+			f, err := parser.ParseFile(token.NewFileSet(), name, nil, parser.ImportsOnly)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, imp := range f.Imports {
+				if path, _ := strconv.Unquote(imp.Path.Value); strings.HasPrefix(path, "github.com/nats-io/") {
+					t.Errorf("%s imports %s", name, path)
+				}
+			}
+		}
+	}
+}
