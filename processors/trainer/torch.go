@@ -25,6 +25,7 @@ import (
 	"eyeflow/imaging"
 	"eyeflow/objstore"
 	"eyeflow/processors/classifier"
+	"eyeflow/schemas"
 
 	"github.com/rs/zerolog"
 )
@@ -464,10 +465,10 @@ func torchMaterialise(ctx context.Context, job Job, dataDir string) (torchImages
 	}
 	items := make([]item, 0, len(job.Train)+len(job.Select))
 	for _, ex := range job.Train {
-		items = append(items, item{ex: ex, split: "train"})
+		items = append(items, item{ex: ex, split: schemas.SplitTrain})
 	}
 	for _, ex := range job.Select {
-		items = append(items, item{ex: ex, split: "holdout_1"})
+		items = append(items, item{ex: ex, split: SelectHoldout})
 	}
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
@@ -591,10 +592,10 @@ func torchPathElem(s string) string {
 func torchDatasetDigest(train, sel []torchExample) string {
 	var lines []string
 	for _, ex := range train {
-		lines = append(lines, "train\t"+ex.ImageID+"\t"+ex.Class)
+		lines = append(lines, schemas.SplitTrain+"\t"+ex.ImageID+"\t"+ex.Class)
 	}
 	for _, ex := range sel {
-		lines = append(lines, "holdout_1\t"+ex.ImageID+"\t"+ex.Class)
+		lines = append(lines, SelectHoldout+"\t"+ex.ImageID+"\t"+ex.Class)
 	}
 	sort.Strings(lines)
 	return torchSHA256([]byte(strings.Join(lines, "\n")))
