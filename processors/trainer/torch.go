@@ -525,7 +525,7 @@ feed:
 			continue
 		}
 		te := torchExample{ImageID: it.ex.ImageID, Class: it.ex.Class, Bucket: it.ex.Bucket, Key: it.ex.Key, File: it.file}
-		if it.split == "train" {
+		if it.split == schemas.SplitTrain {
 			m.train = append(m.train, te)
 			classes[te.Class] = true
 		} else {
