@@ -446,3 +446,40 @@ func TestEveryStageHasItsCommand(t *testing.T) {
 		t.Errorf("%d stage commands for %d stages in the catalogue", len(runs), len(pipeline.Stages()))
 	}
 }
+
+// TestEnvExampleSetsWhatComposeRequires: every variable compose.yaml
+// refuses to start without (${VAR:?...}) is in .env.example, and so is the
+// password of every NATS user natsauth declares (one per stage of the
+// catalogue, MinIO and admin): copying .env.example gives a deployment
+// that starts.
+func TestEnvExampleSetsWhatComposeRequires(t *testing.T) {
+	compose, err := os.ReadFile("../../compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	example, err := os.ReadFile("../../.env.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := map[string]bool{}
+	for _, line := range strings.Split(string(example), "\n") {
+		if k, _, ok := strings.Cut(strings.TrimSpace(line), "="); ok && !strings.HasPrefix(k, "#") {
+			set[k] = true
+		}
+	}
+	required := map[string]bool{}
+	for _, m := range regexp.MustCompile(`\$\{([A-Z0-9_]+):\?`).FindAllStringSubmatch(string(compose), -1) {
+		required[m[1]] = true
+	}
+	for _, u := range natsauth.Users() {
+		required[u.PasswordEnv] = true
+	}
+	if len(required) < 10 {
+		t.Fatalf("found only %d required variables", len(required))
+	}
+	for k := range required {
+		if !set[k] {
+			t.Errorf(".env.example does not set %s, which compose.yaml or a NATS user needs", k)
+		}
+	}
+}
