@@ -12,10 +12,10 @@ import (
 	"eyeflow/schemas"
 )
 
-// Roles besides the five stages.
+// Roles besides the catalogue's stages (each stage's role is its name).
 const (
-	// RoleIngest uploads: eyeflow put, the watcher, the reconciler and the
-	// upload ledger (`eyeflow ingest`), which dead-letters as a stage does.
+	// RoleIngest is the ingest stage's role, also used by eyeflow put, the
+	// watcher and the reconciler.
 	RoleIngest = schemas.StageIngest
 	// RoleAdmin applies the topology, creates buckets, pushes and promotes
 	// models and runs the all-in-one `eyeflow up`: every subject.
@@ -148,9 +148,11 @@ func (p *perms) kvOwn(bucket string) {
 	p.add("$JS.API.STREAM.CREATE.KV_" + bucket)
 }
 
-// Users is the permission table for the topology's stages. It is the one
-// place to change when a stage starts publishing, consuming or storing
-// somewhere new; the auth tests run the stages under it.
+// Users is the permission table: one user per stage of the catalogue
+// (package pipeline), derived from what the stage declares it reads,
+// publishes and stores, and the MinIO and admin users. A stage that starts
+// publishing, consuming or storing somewhere new changes its declaration
+// there; the auth tests run the stages under this table.
 func Users() []User {
 	var users []User
 	add := func(role string, p perms) {
