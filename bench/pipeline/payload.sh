@@ -24,20 +24,12 @@ pid=""
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT
 (cd "$root" && go build -o "$tmp/analyze" ./bench/pipeline/analyze)
 if [ -n "${BIN:-}" ]; then cp "$BIN" "$tmp/eyeflow"; else (cd "$root" && go build -o "$tmp/eyeflow" ./cmd/eyeflow); fi
-src="${1:-}"
-if [ -z "$src" ]; then
-  src="$tmp/images"
-  "$tmp/eyeflow" demo-data --out "$src" --total "$N" >/dev/null
-fi
-mkdir -p "$tmp/in"
-n=0
-while IFS= read -r f; do
-  c="$(basename "$(dirname "$f")")"; mkdir -p "$tmp/in/$c"; cp "$f" "$tmp/in/$c/"; n=$((n + 1))
-done < <(find "$src" -type f -name '*.jpg' | sort | head -"$N")
-N=$n
+# shellcheck source=bench/pipeline/images.sh
+. "$root/bench/pipeline/images.sh"
+N=$(stage_images "$tmp/eyeflow" "${1:-}" "$N" "$tmp/in")
 wait_http() { for _ in $(seq 1 600); do curl -fsS "$1" >/dev/null 2>&1 && return 0; sleep 0.2; done; echo "no answer from $1" >&2; return 1; }
 now() { date +%s%N; }
-echo "images: $N JPEGs from $src; $(nproc) cores; load: $(uptime)"
+echo "images: $N JPEGs from ${1:-demo data}; $(nproc) cores; load: $(uptime)"
 http=127.0.0.1:18012 nats=127.0.0.1:14212
 results="$tmp/results.tsv"
 for r in $(seq 1 "$ROUNDS"); do
