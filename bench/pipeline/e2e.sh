@@ -19,6 +19,8 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 peers="${PEERS:-$root/../shared/peers}"
 N="${N:-300}"
 tmp="$(mktemp -d)"
+# shellcheck source=bench/pipeline/lib.sh
+. "$root/bench/pipeline/lib.sh"
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 (cd "$root" && go build -o "$tmp/eyeflow" ./cmd/eyeflow && go build -o "$tmp/loadgen" ./bench/loadgen && go build -o "$tmp/analyze" ./bench/pipeline/analyze)
@@ -39,7 +41,6 @@ fi
 N=${#all[@]}
 mkdir -p "$tmp/in"
 for f in "${all[@]}"; do c="$(basename "$(dirname "$f")")"; mkdir -p "$tmp/in/$c"; cp "$f" "$tmp/in/$c/"; done
-wait_http() { for _ in $(seq 1 600); do curl -fsS "$1" >/dev/null 2>&1 && return 0; sleep 0.2; done; echo "no answer from $1" >&2; return 1; }
 now() { date +%s%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", (b - a) / 1e9}'; }
 echo "images: $N JPEGs from $src; load: $(uptime)"
@@ -52,11 +53,7 @@ wait_http "http://$http/readyz"
 until curl -fsS "http://$http/metrics" | grep -q '^eyeflow_classifier_info{.*env="prod"'; do sleep 0.5; done
 t0=$(now)
 "$tmp/eyeflow" put --nats "nats://$nats" "$tmp/in" >/dev/null
-while :; do
-  done_n=$(curl -fsS "http://$http/metrics" | awk 'index($1, "predictions_total{") == 1 && index($1, "env=\"prod\"") {s += $2} END {print int(s)}')
-  [ "$done_n" -ge "$N" ] && break
-  sleep 0.2
-done
+wait_predicted "$http" "$N"
 t1=$(now)
 rss=$(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/${pids[0]}/status")
 "$tmp/analyze" --nats "nats://$nats" --metrics "http://$http/metrics" | tee "$tmp/analyze.json"

@@ -24,10 +24,9 @@ pid=""
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT
 (cd "$root" && go build -o "$tmp/analyze" ./bench/pipeline/analyze)
 if [ -n "${BIN:-}" ]; then cp "$BIN" "$tmp/eyeflow"; else (cd "$root" && go build -o "$tmp/eyeflow" ./cmd/eyeflow); fi
-# shellcheck source=bench/pipeline/images.sh
-. "$root/bench/pipeline/images.sh"
+# shellcheck source=bench/pipeline/lib.sh
+. "$root/bench/pipeline/lib.sh"
 N=$(stage_images "$tmp/eyeflow" "${1:-}" "$N" "$tmp/in")
-wait_http() { for _ in $(seq 1 600); do curl -fsS "$1" >/dev/null 2>&1 && return 0; sleep 0.2; done; echo "no answer from $1" >&2; return 1; }
 now() { date +%s%N; }
 echo "images: $N JPEGs from ${1:-demo data}; $(nproc) cores; load: $(uptime)"
 http=127.0.0.1:18012 nats=127.0.0.1:14212
@@ -43,11 +42,7 @@ for r in $(seq 1 "$ROUNDS"); do
     until curl -fsS "http://$http/metrics" | grep -q '^eyeflow_classifier_info{.*env="prod"'; do sleep 0.5; done
     t0=$(now)
     "$tmp/eyeflow" put --nats "nats://$nats" "$tmp/in" >/dev/null
-    while :; do
-      done_n=$(curl -fsS "http://$http/metrics" | awk 'index($1, "predictions_total{") == 1 && index($1, "env=\"prod\"") {s += $2} END {print int(s)}')
-      [ "$done_n" -ge "$N" ] && break
-      sleep 0.2
-    done
+    wait_predicted "$http" "$N"
     t1=$(now)
     "$tmp/analyze" --nats "nats://$nats" --metrics "http://$http/metrics" >"$tmp/a.json"
     kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""

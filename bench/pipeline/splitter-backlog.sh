@@ -17,11 +17,10 @@ A="${A:?A=path to the first eyeflow build}"
 B="${B:-}"
 if [ -z "$B" ]; then (cd "$root" && go build -o "$tmp/b" ./cmd/eyeflow); B="$tmp/b"; fi
 (cd "$root" && go build -o "$tmp/analyze" ./bench/pipeline/analyze)
-# shellcheck source=bench/pipeline/images.sh
-. "$root/bench/pipeline/images.sh"
+# shellcheck source=bench/pipeline/lib.sh
+. "$root/bench/pipeline/lib.sh"
 N=$(stage_images "$A" "${1:-}" "$N" "$tmp/in")
 http=127.0.0.1:18022 nats=127.0.0.1:14222
-wait_http() { for _ in $(seq 1 600); do curl -fsS "$1" >/dev/null 2>&1 && return 0; sleep 0.2; done; echo "no answer from $1" >&2; return 1; }
 processed() { curl -fsS "http://$http/metrics" | awk -v s="stage=\"$1\"" 'index($1, "eyeflow_messages_processed_total{") == 1 && index($1, s) {t += $2} END {print int(t)}'; }
 echo "images: $N; $(nproc) cores; load: $(uptime)"
 results="$tmp/results.tsv"

@@ -321,9 +321,6 @@ func testImages(seed uint64, n int) [][]byte {
 // same classes within 1e-2. The speed that decides whether to use it is a
 // GPU's, measured by bench/gpu/run.sh.
 func TestFP16VariantOnCPU(t *testing.T) {
-	if testing.Short() {
-		t.Skip("two DenseNet121 sessions on the CPU")
-	}
 	initORT(t)
 	half, err := Synthesize(SynthOptions{Arch: ArchDenseNet121, FP16: true})
 	if err != nil {
