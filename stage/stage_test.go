@@ -318,6 +318,23 @@ func TestCrashBetweenPublishAndAckLosesNothing(t *testing.T) {
 	}
 }
 
+// recordingBatch passes every input of a batch through and records the
+// batch's size in sizes.
+func recordingBatch(mu *sync.Mutex, sizes *[]int) BatchHandler[schemas.S3Event] {
+	var calls atomic.Int64
+	single := passThrough(&calls)
+	return func(ctx context.Context, in []schemas.S3Event) []Result {
+		mu.Lock()
+		*sizes = append(*sizes, len(in))
+		mu.Unlock()
+		out := make([]Result, len(in))
+		for i, ev := range in {
+			out[i].Outputs, out[i].Err = single(ctx, ev)
+		}
+		return out
+	}
+}
+
 func TestBatchHandler(t *testing.T) {
 	env := testenv.NATS(t, testenv.TopologyOptions())
 	const n, maxBatch = 40, 8
@@ -326,21 +343,10 @@ func TestBatchHandler(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var sizes []int
-	var calls atomic.Int64
-	single := passThrough(&calls)
 	p := resizeProcessor(nil, NewMetrics(prometheus.NewRegistry()))
 	p.Handle = nil
 	p.MaxBatch, p.MaxWait = maxBatch, 20*time.Millisecond
-	p.HandleBatch = func(ctx context.Context, in []schemas.S3Event) []Result {
-		mu.Lock()
-		sizes = append(sizes, len(in))
-		mu.Unlock()
-		out := make([]Result, len(in))
-		for i, ev := range in {
-			out[i].Outputs, out[i].Err = single(ctx, ev)
-		}
-		return out
-	}
+	p.HandleBatch = recordingBatch(&mu, &sizes)
 	start(t, env.JS, p)
 	waitIdle(t, env.JS, ejs.StreamUploads, ejs.ConsumerResize)
 	if out := messages(t, env.JS, ejs.StreamResized, schemas.SubjectResized); len(out) != n {
@@ -372,22 +378,11 @@ func TestBatchesFillFromABacklog(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var sizes []int
-	var calls atomic.Int64
-	single := passThrough(&calls)
 	p := resizeProcessor(nil, NewMetrics(prometheus.NewRegistry()))
 	p.Handle = nil
 	p.Concurrency = 2
 	p.MaxBatch, p.MaxWait = maxBatch, time.Nanosecond // no wait at all, but for the backlog
-	p.HandleBatch = func(ctx context.Context, in []schemas.S3Event) []Result {
-		mu.Lock()
-		sizes = append(sizes, len(in))
-		mu.Unlock()
-		out := make([]Result, len(in))
-		for i, ev := range in {
-			out[i].Outputs, out[i].Err = single(ctx, ev)
-		}
-		return out
-	}
+	p.HandleBatch = recordingBatch(&mu, &sizes)
 	start(t, env.JS, p)
 	waitIdle(t, env.JS, ejs.StreamUploads, ejs.ConsumerResize)
 	mu.Lock()
