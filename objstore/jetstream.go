@@ -1,8 +1,12 @@
 package objstore
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +19,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 )
 
 // headerContentType is the object header that carries the content type. It is
@@ -38,8 +43,9 @@ type JetStreamStore struct {
 	js  jetstream.JetStream
 	cfg jsConfig
 
-	mu     sync.Mutex
-	stores map[string]jetstream.ObjectStore // handles looked up so far
+	mu      sync.Mutex
+	stores  map[string]jetstream.ObjectStore // handles looked up so far
+	streams map[string]jetstream.Stream      // their streams, for direct gets
 }
 
 var _ Store = (*JetStreamStore)(nil)
@@ -78,7 +84,7 @@ func NewJetStream(js jetstream.JetStream, opts ...JetStreamOption) *JetStreamSto
 	for _, o := range opts {
 		o(&cfg)
 	}
-	return &JetStreamStore{js: js, cfg: cfg, stores: make(map[string]jetstream.ObjectStore)}
+	return &JetStreamStore{js: js, cfg: cfg, stores: make(map[string]jetstream.ObjectStore), streams: make(map[string]jetstream.Stream)}
 }
 
 // EnsureBucket creates the object-store bucket when it does not exist. An
@@ -140,6 +146,7 @@ func (s *JetStreamStore) mapErr(ctx context.Context, bucket string, err error) e
 	case errors.Is(err, jetstream.ErrBucketNotFound), errors.Is(err, jetstream.ErrStreamNotFound):
 		s.mu.Lock()
 		delete(s.stores, bucket)
+		delete(s.streams, bucket)
 		s.mu.Unlock()
 		return fmt.Errorf("%w: bucket %s: %w", ErrNotFound, bucket, err)
 	case errors.Is(err, jetstream.ErrObjectNotFound):
@@ -148,8 +155,49 @@ func (s *JetStreamStore) mapErr(ctx context.Context, bucket string, err error) e
 	return err
 }
 
-// Get streams an object; the reader verifies the digest at EOF.
+// Get reads an object, following a link. An object of one chunk is read
+// whole with one direct get, its size and digest checked; a larger one is
+// streamed and its reader verifies the digest at EOF.
 func (s *JetStreamStore) Get(ctx context.Context, bucket, key string) (io.ReadCloser, Info, error) {
+	obs, err := s.store(ctx, bucket)
+	if err != nil {
+		return nil, Info{}, fmt.Errorf("get %s/%s: %w", bucket, key, err)
+	}
+	oi, err := obs.GetInfo(ctx, key)
+	if err != nil {
+		return nil, Info{}, fmt.Errorf("get %s/%s: %w", bucket, key, s.mapErr(ctx, bucket, err))
+	}
+	if isLink(oi) {
+		if oi, err = s.target(ctx, oi); err != nil {
+			return nil, Info{}, fmt.Errorf("get %s/%s: %w", bucket, key, err)
+		}
+	}
+	info, err := jsInfo(oi)
+	if err != nil {
+		return nil, Info{}, fmt.Errorf("get %s/%s: %w", bucket, key, err)
+	}
+	// Links are followed; report the name asked for.
+	info.Bucket, info.Key = bucket, key
+	if oi.Chunks > 1 {
+		return s.stream(ctx, bucket, key, info)
+	}
+	data, err := s.chunk(ctx, oi)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		// Replaced or deleted since its meta was read: the client's read
+		// finds what is there now.
+		return s.stream(ctx, bucket, key, Info{})
+	}
+	if err != nil {
+		return nil, Info{}, fmt.Errorf("get %s/%s: %w", bucket, key, err)
+	}
+	return io.NopCloser(bytes.NewReader(data)), info, nil
+}
+
+// stream reads an object with the client, which creates an ordered consumer
+// for its chunks: two JetStream API calls and a consumer on the server per
+// read, worth it for objects of many chunks only. info is the object's as
+// Get read it; empty, it is taken from the read.
+func (s *JetStreamStore) stream(ctx context.Context, bucket, key string, info Info) (io.ReadCloser, Info, error) {
 	obs, err := s.store(ctx, bucket)
 	if err != nil {
 		return nil, Info{}, fmt.Errorf("get %s/%s: %w", bucket, key, err)
@@ -158,19 +206,69 @@ func (s *JetStreamStore) Get(ctx context.Context, bucket, key string) (io.ReadCl
 	if err != nil {
 		return nil, Info{}, fmt.Errorf("get %s/%s: %w", bucket, key, s.mapErr(ctx, bucket, err))
 	}
-	oi, err := res.Info()
-	if err != nil {
-		res.Close()
-		return nil, Info{}, fmt.Errorf("get %s/%s: %w", bucket, key, err)
+	if info.ETag == "" && info.VersionID == "" {
+		oi, err := res.Info()
+		if err == nil {
+			info, err = jsInfo(oi)
+		}
+		if err != nil {
+			res.Close()
+			return nil, Info{}, fmt.Errorf("get %s/%s: %w", bucket, key, err)
+		}
+		info.Bucket, info.Key = bucket, key
 	}
-	info, err := jsInfo(oi)
-	if err != nil {
-		res.Close()
-		return nil, Info{}, fmt.Errorf("get %s/%s: %w", bucket, key, err)
-	}
-	// Links are followed by the client; report the name asked for.
-	info.Bucket, info.Key = bucket, key
 	return res, info, nil
+}
+
+// chunk reads an object of at most one chunk (every processed PNG: 128 KiB
+// chunks by default) with one direct get of its chunk subject
+// ($O.<bucket>.C.<nuid>, ADR-20), and checks its size and digest as the
+// client's reader does.
+func (s *JetStreamStore) chunk(ctx context.Context, oi *jetstream.ObjectInfo) ([]byte, error) {
+	if oi.Chunks == 0 {
+		if oi.Size != 0 {
+			return nil, fmt.Errorf("object %s/%s: %d bytes in no chunk", oi.Bucket, oi.Name, oi.Size)
+		}
+		return []byte{}, nil
+	}
+	st, err := s.objectStream(ctx, oi.Bucket)
+	if err != nil {
+		return nil, err
+	}
+	msg, err := st.GetLastMsgForSubject(ctx, "$O."+oi.Bucket+".C."+oi.NUID)
+	if err != nil {
+		return nil, fmt.Errorf("chunk of %s/%s: %w", oi.Bucket, oi.Name, s.mapErr(ctx, oi.Bucket, err))
+	}
+	if uint64(len(msg.Data)) != oi.Size {
+		return nil, fmt.Errorf("object %s/%s: chunk of %d bytes, meta says %d", oi.Bucket, oi.Name, len(msg.Data), oi.Size)
+	}
+	want, err := jetstream.DecodeObjectDigest(oi.Digest)
+	if err != nil {
+		return nil, fmt.Errorf("object %s/%s: digest %q: %w", oi.Bucket, oi.Name, oi.Digest, err)
+	}
+	if sum := sha256.Sum256(msg.Data); !bytes.Equal(sum[:], want) {
+		return nil, fmt.Errorf("object %s/%s: %w", oi.Bucket, oi.Name, jetstream.ErrDigestMismatch)
+	}
+	return msg.Data, nil
+}
+
+// objectStream returns the cached handle of the stream behind bucket
+// (OBJ_<bucket>), for direct gets of its chunks.
+func (s *JetStreamStore) objectStream(ctx context.Context, bucket string) (jetstream.Stream, error) {
+	s.mu.Lock()
+	st, ok := s.streams[bucket]
+	s.mu.Unlock()
+	if ok {
+		return st, nil
+	}
+	st, err := s.js.Stream(ctx, "OBJ_"+bucket)
+	if err != nil {
+		return nil, fmt.Errorf("object stream of %s: %w", bucket, s.mapErr(ctx, bucket, err))
+	}
+	s.mu.Lock()
+	s.streams[bucket] = st
+	s.mu.Unlock()
+	return st, nil
 }
 
 // Put streams r into the bucket in chunks. size is not needed: the object
@@ -297,6 +395,46 @@ func (s *JetStreamStore) Link(ctx context.Context, srcBucket, srcKey, dstBucket,
 	}
 	info.Bucket, info.Key, info.Modified = dstBucket, dstKey, li.ModTime
 	return info, nil
+}
+
+// LinkNew publishes the link's meta message ($O.<bucket>.M.<base64url key>,
+// as the client's AddLink writes it: ADR-20) on the condition that its
+// subject holds no message yet, so that placing a new link costs one
+// publish instead of reading the source and the destination first.
+func (s *JetStreamStore) LinkNew(ctx context.Context, srcBucket, srcKey, dstBucket, dstKey string) error {
+	fail := func(err error) error {
+		return fmt.Errorf("link %s/%s to %s/%s: %w", dstBucket, dstKey, srcBucket, srcKey, err)
+	}
+	if srcKey == "" || dstKey == "" {
+		return fail(jetstream.ErrNameRequired)
+	}
+	if _, err := s.store(ctx, dstBucket); err != nil {
+		return fail(err)
+	}
+	meta, err := json.Marshal(jetstream.ObjectInfo{
+		ObjectMeta: jetstream.ObjectMeta{
+			Name: dstKey,
+			Opts: &jetstream.ObjectMetaOptions{Link: &jetstream.ObjectLink{Bucket: srcBucket, Name: srcKey}},
+		},
+		Bucket: dstBucket,
+		NUID:   nuid.Next(),
+	})
+	if err != nil {
+		return fail(err)
+	}
+	msg := nats.NewMsg("$O." + dstBucket + ".M." + base64.URLEncoding.EncodeToString([]byte(dstKey)))
+	msg.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	msg.Data = meta
+	_, err = s.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(0))
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return fail(fmt.Errorf("%w: %w", ErrExists, err))
+	}
+	if err != nil {
+		return fail(s.mapErr(ctx, dstBucket, err))
+	}
+	return nil
 }
 
 // List yields the live objects whose key starts with prefix, sorted by key.

@@ -15,7 +15,7 @@ import (
 
 // startNATS runs an embedded JetStream server on a random 127.0.0.1 port and
 // returns it with a connected JetStream client.
-func startNATS(t *testing.T) (*server.Server, jetstream.JetStream) {
+func startNATS(t testing.TB) (*server.Server, jetstream.JetStream) {
 	t.Helper()
 	srv, err := server.NewServer(&server.Options{
 		Host:      "127.0.0.1",
@@ -203,5 +203,104 @@ func TestJetStreamLinks(t *testing.T) {
 		if err != nil || li.Key == "ds/train/amd/a.png" {
 			t.Errorf("list after the target went: %+v, %v", li, err)
 		}
+	}
+}
+
+// LinkNew places a link in one publish where nothing was, reads like Link's
+// (also through the client's own reader), and leaves whatever is already
+// there: a link, an object, a deleted object.
+func TestJetStreamLinkNew(t *testing.T) {
+	_, js := startNATS(t)
+	ctx := testContext(t)
+	s := objstore.NewJetStream(js)
+	const b = objstore.BucketProcessed
+	if err := s.EnsureBucket(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	src := put(t, s, b, "resized/a.png", []byte("pixels of a"), objstore.PutOptions{ContentType: "image/png"})
+	put(t, s, b, "resized/b.png", []byte("pixels of b"), objstore.PutOptions{})
+	if err := s.LinkNew(ctx, b, "resized/a.png", b, "ds/train/amd/a.png"); err != nil {
+		t.Fatal(err)
+	}
+	got := get(t, s, b, "ds/train/amd/a.png", []byte("pixels of a"))
+	if got.ETag != src.ETag || got.ContentType != "image/png" {
+		t.Errorf("get of the new link = %+v, want the target's ETag and content type", got)
+	}
+	// The meta message is the client's own: its reader follows the link.
+	obs, err := js.ObjectStore(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if data, err := obs.GetBytes(ctx, "ds/train/amd/a.png"); err != nil || string(data) != "pixels of a" {
+		t.Errorf("client read of the link = %q, %v", data, err)
+	}
+	if oi, err := obs.GetInfo(ctx, "ds/train/amd/a.png"); err != nil || oi.Opts == nil || oi.Opts.Link == nil ||
+		oi.Opts.Link.Bucket != b || oi.Opts.Link.Name != "resized/a.png" || oi.NUID == "" {
+		t.Errorf("client info of the link = %+v, %v", oi, err)
+	}
+
+	// Whatever is there stays: the same link, a link elsewhere, an object,
+	// a deleted object.
+	put(t, s, b, "ds/train/amd/obj.png", []byte("object"), objstore.PutOptions{})
+	put(t, s, b, "ds/train/amd/gone.png", []byte("gone"), objstore.PutOptions{})
+	if err := obs.Delete(ctx, "ds/train/amd/gone.png"); err != nil {
+		t.Fatal(err)
+	}
+	for _, dst := range []string{"ds/train/amd/a.png", "ds/train/amd/obj.png", "ds/train/amd/gone.png"} {
+		if err := s.LinkNew(ctx, b, "resized/b.png", b, dst); !errors.Is(err, objstore.ErrExists) {
+			t.Errorf("LinkNew onto %s: %v, want ErrExists", dst, err)
+		}
+	}
+	get(t, s, b, "ds/train/amd/a.png", []byte("pixels of a"))
+	get(t, s, b, "ds/train/amd/obj.png", []byte("object"))
+	if _, err := s.Stat(ctx, b, "ds/train/amd/gone.png"); !errors.Is(err, objstore.ErrNotFound) {
+		t.Errorf("stat of the deleted object after LinkNew: %v, want ErrNotFound", err)
+	}
+
+	// The source is not read: a link to a missing object is placed and
+	// reads as not found, like any broken link.
+	if err := s.LinkNew(ctx, b, "resized/missing.png", b, "ds/train/amd/c.png"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Get(ctx, b, "ds/train/amd/c.png"); !errors.Is(err, objstore.ErrNotFound) {
+		t.Errorf("get of a link to nothing: %v, want ErrNotFound", err)
+	}
+	if err := s.LinkNew(ctx, "no-such-bucket", "x", "no-such-bucket", "y"); !errors.Is(err, objstore.ErrNotFound) {
+		t.Errorf("LinkNew in a missing bucket: %v, want ErrNotFound", err)
+	}
+}
+
+// An object of one chunk is read with one direct get and checked against
+// its meta: a chunk whose bytes do not match the digest is refused, not
+// returned.
+func TestJetStreamGetChecksTheChunk(t *testing.T) {
+	_, js := startNATS(t)
+	ctx := testContext(t)
+	s := objstore.NewJetStream(js)
+	const b = objstore.BucketProcessed
+	if err := s.EnsureBucket(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	put(t, s, b, "resized/a.png", []byte("pixels of a"), objstore.PutOptions{})
+	obs, err := js.ObjectStore(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oi, err := obs.GetInfo(ctx, "resized/a.png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Same length, other bytes, appended to the object's chunk subject.
+	if _, err := js.Publish(ctx, "$O."+b+".C."+oi.NUID, []byte("pixels of b")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Get(ctx, b, "resized/a.png"); !errors.Is(err, jetstream.ErrDigestMismatch) {
+		t.Errorf("get of a corrupted chunk: %v, want ErrDigestMismatch", err)
+	}
+	if _, err := js.Publish(ctx, "$O."+b+".C."+oi.NUID, []byte("longer pixels")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Get(ctx, b, "resized/a.png"); err == nil {
+		t.Error("get of a chunk longer than the object: no error")
 	}
 }

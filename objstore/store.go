@@ -30,6 +30,10 @@ var ErrNotFound = errors.New("object not found")
 // become a link (it holds, or held, an object of its own): Copy instead.
 var ErrNotLinkable = errors.New("destination cannot be a link")
 
+// ErrExists is returned (wrapped) by LinkNew when the destination holds, or
+// held, something: look at it (Stat) before deciding what to do.
+var ErrExists = errors.New("destination exists")
+
 // Linker is implemented by stores that can show an object under a second
 // name without storing its bytes again (the JetStream object store's
 // links). Get, Stat and List of the link see the target's content, size,
@@ -42,6 +46,12 @@ type Linker interface {
 	// points at its target). It returns the target's Info under the
 	// link's name.
 	Link(ctx context.Context, srcBucket, srcKey, dstBucket, dstKey string) (Info, error)
+	// LinkNew places the link only where dstBucket/dstKey has never held
+	// anything, in one round trip: the source is not read (the caller
+	// knows it is an object, e.g. from the event that named it; a link to
+	// a missing source reads as not found) and an existing destination is
+	// left as it is: ErrExists.
+	LinkNew(ctx context.Context, srcBucket, srcKey, dstBucket, dstKey string) error
 }
 
 // Info describes a stored object.

@@ -26,6 +26,7 @@ func (f *upFlags) logPlan(log zerolog.Logger) {
 		ev = ev.Str("classifier_device", f.classifier.rt.parsedDevice.String()).
 			Str("classifier_plan", planString(cp)).
 			Int("classifier_max_batch", cp.MaxBatch).
+			Int("classifier_nice", f.classifier.rt.nice).
 			Int("classifier_stage_concurrency", cp.Concurrency).
 			Str("classifier_envs", strings.Join(cp.Envs, ","))
 	}

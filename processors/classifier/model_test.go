@@ -6,7 +6,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"eyeflow/internal/nice"
 	"eyeflow/internal/testenv"
 	"eyeflow/processors/classifier/onnx"
 )
@@ -293,5 +295,66 @@ func TestProbeImagesDiffer(t *testing.T) {
 				t.Errorf("probe images %d and %d are equal", i, j)
 			}
 		}
+	}
+}
+
+// With Nice, CPU runs execute on threads of lower priority, and so do the
+// intra-op threads ONNX Runtime starts for the session; the answers are the
+// same, and closing the model ends those threads.
+func TestCPURunsOnLoweredThreads(t *testing.T) {
+	initORT(t)
+	before, err := nice.Threads()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const increment = 6
+	level := -1
+	for n := range before {
+		if n+increment <= nice.Max && before[n+increment] == 0 {
+			level = n + increment // a level no thread is at yet
+			break
+		}
+	}
+	if level < 0 {
+		t.Fatalf("no free nice level above %v", before)
+	}
+	m, err := LoadModel(tinyModel(t, "1"), SessionOptions{Device: Device{Kind: "cpu"}, IntraOpThreads: 2, ParallelRuns: 2, Nice: increment})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two run threads, and ONNX Runtime's second intra-op thread.
+	after, err := nice.Threads()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after[level] < 3 {
+		t.Errorf("%d threads at nice %d with the model loaded (%v), want at least 3: two runs and ONNX Runtime's intra-op thread", after[level], level, after)
+	}
+	for _, c := range tinyColours()[:4] {
+		got, err := m.Run([][]byte{solid(c[0], c[1], c[2])})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := expectTiny(c)
+		for k := range want {
+			if math.Abs(got[0][k]-want[k]) > 2e-4 { // float32 accumulation in ORT
+				t.Fatalf("colour %v class %d: %g, want %g", c, k, got[0][k], want[k])
+			}
+		}
+	}
+	m.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		counts, err := nice.Threads()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if counts[level] == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d threads still at nice %d after Close", counts[level], level)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"eyeflow/internal/machine"
+	"eyeflow/internal/nice"
 	"eyeflow/processors/classifier/onnx"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -202,6 +203,14 @@ type SessionOptions struct {
 	Memory int64
 	// MaxBatch is the batch the runs are sized for (0: DefaultMaxBatchCPU).
 	MaxBatch int
+	// Nice lowers the priority of the threads CPU runs execute on by this
+	// nice increment (1 to 19; 0 leaves them as they are). A model run is
+	// batch work that holds its core for hundreds of milliseconds, and on
+	// the same cores the NATS server, the I/O stages and the HTTP endpoints
+	// wait for time slices behind it (internal/nice; BENCHMARKS.md,
+	// "Splitter in the pipeline"). GPU sessions are left as they are: their
+	// thread only feeds the device.
+	Nice int
 }
 
 // Plan resolves IntraOpThreads and ParallelRuns for a session on provider:
@@ -255,7 +264,10 @@ func (o SessionOptions) maxRuns(m machine.Machine) int {
 
 // session is one loaded ONNX graph and the provider it runs on.
 type session struct {
-	s        *ort.DynamicAdvancedSession
+	s *ort.DynamicAdvancedSession
+	// pool holds the lowered-priority threads CPU runs execute on
+	// (SessionOptions.Nice); nil: runs execute on the caller's thread.
+	pool     *nice.Pool
 	provider string
 	input    string
 	output   string
@@ -420,8 +432,24 @@ func createSession(model []byte, input, output string, opts SessionOptions, prov
 			return nil, fmt.Errorf("onnxruntime: disable CPU fallback: %w", err)
 		}
 	}
+	var pool *nice.Pool
+	if provider == ProviderCPU && opts.Nice > 0 {
+		if pool, err = nice.New(runs, opts.Nice); err != nil {
+			return nil, fmt.Errorf("onnxruntime: run threads: %w", err)
+		}
+	}
 	var notes []string
-	s, err := ort.NewDynamicAdvancedSessionWithONNXData(model, []string{input}, []string{output}, so)
+	var s *ort.DynamicAdvancedSession
+	newORTSession := func() {
+		s, err = ort.NewDynamicAdvancedSessionWithONNXData(model, []string{input}, []string{output}, so)
+	}
+	if pool != nil {
+		// Threads ONNX Runtime starts for the session (intra-op threads
+		// beyond the first) inherit the priority of the one creating it.
+		pool.Do(newORTSession)
+	} else {
+		newORTSession()
+	}
 	if err != nil && provider == ProviderWebGPU && strings.Contains(err.Error(), cpuFallbackRefused) {
 		// The adapter works (appendWebGPU got one), but the provider left
 		// some nodes to the CPU: ONNX Runtime keeps shape computations
@@ -434,12 +462,15 @@ func createSession(model []byte, input, output string, opts SessionOptions, prov
 		s, err = ort.NewDynamicAdvancedSessionWithONNXData(model, []string{input}, []string{output}, so)
 	}
 	if err != nil {
+		if pool != nil {
+			pool.Close()
+		}
 		if provider != ProviderCPU {
 			return nil, fmt.Errorf("%w: %s session: %v", ErrProviderUnavailable, provider, err)
 		}
 		return nil, fmt.Errorf("onnxruntime: create session: %w", err)
 	}
-	return &session{s: s, provider: provider, input: input, output: output, threads: threads, runs: runs, adapter: adapter, notes: notes}, nil
+	return &session{s: s, pool: pool, provider: provider, input: input, output: output, threads: threads, runs: runs, adapter: adapter, notes: notes}, nil
 }
 
 // cpuFallbackRefused is how ONNX Runtime refuses a session whose graph has
@@ -469,6 +500,15 @@ func appendCUDA(so *ort.SessionOptions, dev string) error {
 // run feeds n images of input (NCHW float32, already normalised) and
 // returns the [n, width] output.
 func (s *session) run(input []float32, n int) (out []float32, width int, err error) {
+	if s.pool == nil {
+		return s.runHere(input, n)
+	}
+	s.pool.Do(func() { out, width, err = s.runHere(input, n) })
+	return out, width, err
+}
+
+// runHere runs the session on the calling thread (and ONNX Runtime's own).
+func (s *session) runHere(input []float32, n int) (out []float32, width int, err error) {
 	in, err := ort.NewTensor(ort.NewShape(int64(n), 3, imageSize, imageSize), input)
 	if err != nil {
 		return nil, 0, fmt.Errorf("onnxruntime: input tensor: %w", err)
@@ -495,6 +535,9 @@ func (s *session) close() {
 	if s != nil && s.s != nil {
 		_ = s.s.Destroy()
 		s.s = nil
+		if s.pool != nil {
+			s.pool.Close()
+		}
 	}
 }
 

@@ -224,6 +224,20 @@ func (s *Splitter) copyOnce(ctx context.Context, src schemas.ObjectRef, dst stri
 
 func (s *Splitter) place(ctx context.Context, src schemas.ObjectRef, dst string) error {
 	etag, size := src.ETag, src.Size
+	l, links := s.store.(objstore.Linker)
+	if links && etag != "" {
+		// The common case, a new image, in one round trip: resize stored
+		// the PNG the event names (with its ETag) before publishing it.
+		// Only a destination that exists (a redelivery, a duplicate upload)
+		// is looked at below.
+		err := l.LinkNew(ctx, src.Bucket, src.Key, s.cfg.Bucket, dst)
+		switch {
+		case err == nil:
+			return nil
+		case !errors.Is(err, objstore.ErrExists):
+			return fmt.Errorf("link: %w", err)
+		}
+	}
 	if etag == "" {
 		// An event without the processed object's ETag (another producer):
 		// ask the store.
@@ -242,7 +256,7 @@ func (s *Splitter) place(ctx context.Context, src schemas.ObjectRef, dst string)
 	case err != nil && !errors.Is(err, objstore.ErrNotFound):
 		return fmt.Errorf("destination: %w", err)
 	}
-	if l, ok := s.store.(objstore.Linker); ok {
+	if links {
 		_, err := l.Link(ctx, src.Bucket, src.Key, s.cfg.Bucket, dst)
 		switch {
 		case err == nil:
