@@ -565,12 +565,25 @@ func TestDatasetLinksNotCopies(t *testing.T) {
 	for i := range 12 {
 		u := newUpload(t, store, []byte(fmt.Sprint("photo ", i)), fmt.Sprintf("amd/%d.jpg", i), "")
 		before := bucketBytes()
-		for range 2 { // a redelivery
+		dirs := s.Assigner().AssignResized(u.resized).Dirs()
+		placedAs := make(map[string]string) // key: the link's NUID after the first delivery
+		for delivery := range 2 {           // the second is a redelivery
 			if _, err := s.Handle(ctx, u.resized); err != nil {
 				t.Fatal(err)
 			}
+			for _, dir := range dirs {
+				key := splitter.DatasetKey(splitter.DefaultPrefix, dir, "amd", u.resized.ImageID)
+				oi, err := obs.GetInfo(ctx, key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if delivery == 0 {
+					placedAs[key] = oi.NUID
+				} else if oi.NUID != placedAs[key] {
+					t.Fatalf("the redelivery placed %s again", key)
+				}
+			}
 		}
-		dirs := s.Assigner().AssignResized(u.resized).Dirs()
 		for _, dir := range dirs {
 			key := splitter.DatasetKey(splitter.DefaultPrefix, dir, "amd", u.resized.ImageID)
 			oi, err := obs.GetInfo(ctx, key)
