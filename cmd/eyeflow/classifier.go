@@ -56,7 +56,7 @@ func (f *runtimeFlags) register(fs *flagSet) {
 	fs.intVar(&f.parallel, "parallel-runs", 0, "session runs of one loaded model at once (0: on the CPU, enough to fill the cores with --threads each, by default one single-threaded run per core, as many as memory holds; on a GPU, 1)")
 	fs.intVar(&f.interOp, "inter-op-threads", 0, "ONNX Runtime inter-op threads (0: its default)")
 	fs.boolVar(&f.spin, "ort-spin", false, "let ONNX Runtime's threads busy-wait between ops (faster only when nothing else needs the cores)")
-	fs.intVar(&f.nice, "ort-nice", 10, "lower the CPU priority of the threads models run on (the CPU device) by this nice increment, 1 to 19 (0: leave it): the NATS server, the other stages and the HTTP endpoints on the same cores then answer without waiting behind model runs")
+	fs.intVar(&f.nice, "ort-nice", 19, "lower the CPU priority of the threads models run on (the CPU device) by this nice increment, 1 to 19 (0: leave it): the NATS server, the other stages and the HTTP endpoints on the same cores then answer without waiting behind model runs")
 	fs.intVar(&f.maxBatch, "max-batch", 0, "most images per session run (dynamic batching; 0: the model card's max_batch, else 8 on the CPU and 64 on a GPU)")
 	fs.durationVar(&f.maxWait, "max-wait", 5*time.Millisecond, "longest wait after the first image for more to fill a batch")
 	fs.intVar(&f.topK, "top-k", 5, "class probabilities listed in each prediction")
