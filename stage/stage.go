@@ -217,10 +217,11 @@ func Run[In any](ctx context.Context, js natsjs.JetStream, p Processor[In]) erro
 	go r.watchConsumer(ctx, cons)
 
 	var workers sync.WaitGroup
+	var forming sync.Mutex // one batch takes messages at a time
 	for range p.Concurrency {
 		workers.Go(func() {
 			if p.HandleBatch != nil {
-				r.batchLoop(workCtx, ch)
+				r.batchLoop(workCtx, ch, &forming)
 				return
 			}
 			for m := range ch {
@@ -264,44 +265,61 @@ const DefaultFillWait = 250 * time.Millisecond
 // MaxBatch: at most MaxWait after the first, or, while the messages received
 // say that more are pending on the server (their NumPending), at most
 // FillWait after the first for as many as fill the batch. A lone message
-// leaves after MaxWait; a backlog leaves in full batches.
-func (r *runner[In]) batchLoop(ctx context.Context, ch <-chan natsjs.Msg) {
+// leaves after MaxWait; a backlog leaves in full batches. The workers form
+// their batches one at a time (forming), and process them side by side: a
+// batch waiting for the messages the server reported must be the one that
+// receives them, not share them with idle workers that each wait out
+// FillWait with a part.
+func (r *runner[In]) batchLoop(ctx context.Context, ch <-chan natsjs.Msg, forming *sync.Mutex) {
 	for {
-		first, ok := <-ch
-		if !ok {
+		forming.Lock()
+		batch, open := r.collect(ch)
+		forming.Unlock()
+		if len(batch) > 0 {
+			r.process(ctx, batch)
+		}
+		if !open {
 			return
 		}
-		start := time.Now()
-		batch := []natsjs.Msg{first}
-		deadline := start.Add(r.p.MaxWait)
-		if r.backlog(first, len(batch)) {
-			deadline = start.Add(r.p.FillWait)
-		}
-		timer := time.NewTimer(time.Until(deadline))
-	collect:
-		for len(batch) < r.p.MaxBatch {
-			select {
-			case m, ok := <-ch:
-				if !ok {
-					break collect
-				}
-				batch = append(batch, m)
-				// The newest message's view of the backlog decides.
-				d := start.Add(r.p.MaxWait)
-				if r.backlog(m, len(batch)) {
-					d = start.Add(r.p.FillWait)
-				}
-				if !d.Equal(deadline) {
-					deadline = d
-					timer.Reset(time.Until(deadline))
-				}
-			case <-timer.C:
-				break collect
-			}
-		}
-		timer.Stop()
-		r.process(ctx, batch)
 	}
+}
+
+// collect forms one batch as batchLoop says; open is false once ch is
+// closed.
+func (r *runner[In]) collect(ch <-chan natsjs.Msg) (batch []natsjs.Msg, open bool) {
+	first, ok := <-ch
+	if !ok {
+		return nil, false
+	}
+	start := time.Now()
+	batch = []natsjs.Msg{first}
+	deadline := start.Add(r.p.MaxWait)
+	if r.backlog(first, len(batch)) {
+		deadline = start.Add(r.p.FillWait)
+	}
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	for len(batch) < r.p.MaxBatch {
+		select {
+		case m, ok := <-ch:
+			if !ok {
+				return batch, false
+			}
+			batch = append(batch, m)
+			// The newest message's view of the backlog decides.
+			d := start.Add(r.p.MaxWait)
+			if r.backlog(m, len(batch)) {
+				d = start.Add(r.p.FillWait)
+			}
+			if !d.Equal(deadline) {
+				deadline = d
+				timer.Reset(time.Until(deadline))
+			}
+		case <-timer.C:
+			return batch, true
+		}
+	}
+	return batch, true
 }
 
 // backlog reports whether the server had messages pending for the consumer
