@@ -2,6 +2,7 @@ package objstore_test
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"testing"
 
@@ -10,11 +11,11 @@ import (
 	"eyeflow/objstore"
 )
 
-// BenchmarkJetStreamGet reads a processed-PNG-sized object (one chunk) and a
-// multi-chunk one.
+// BenchmarkJetStreamGet reads an object the size of a processed PNG (one
+// chunk: one direct get) and one of several chunks (streamed by the client).
 func BenchmarkJetStreamGet(b *testing.B) {
 	for _, size := range []int{43 << 10, 1 << 20} {
-		b.Run(byteSize(size), func(b *testing.B) {
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
 			_, js := startNATS(b)
 			s := objstore.NewJetStream(js, objstore.WithStorage(jetstream.FileStorage))
 			ctx := b.Context()
@@ -38,11 +39,4 @@ func BenchmarkJetStreamGet(b *testing.B) {
 			}
 		})
 	}
-}
-
-func byteSize(n int) string {
-	if n >= 1<<20 {
-		return "1MiB"
-	}
-	return "43KiB"
 }
