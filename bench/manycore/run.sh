@@ -55,7 +55,7 @@ now() { date +%s%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b - a) / 1e9}'; }
 wait_http() { for _ in $(seq 1 1200); do curl -fsS "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
 metric() { # url, awk condition on $1 -> sum of $2
-  curl -fsS "$1" | awk -v want="$2" 'index($1, want) == 1 {s += $2} END {print int(s)}'
+  curl -fsS "$1" 2>/dev/null | awk -v want="$2" 'index($1, want) == 1 {s += $2} END {print int(s)}'
 }
 t_start=$(now)
 echo "machine: $cores cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(uname -m); load: $(uptime)"
@@ -74,7 +74,7 @@ resize_alone() { # concurrency (0: default)
   t0=$(now)
   "$bin/eyeflow" resize --nats "nats://$nats" --http "$rhttp" --resize-concurrency "$k" --log-format json >"$tmp/resize-$k.log" 2>&1 &
   pids+=($!)
-  until [ "$(metric "http://$rhttp/metrics" 'eyeflow_messages_processed_total{stage="resize"}' 2>/dev/null || echo 0)" -ge "$N" ]; do sleep 0.05; done
+  until [ "$(metric "http://$rhttp/metrics" 'eyeflow_messages_processed_total{stage="resize"}')" -ge "$N" ]; do sleep 0.05; done
   t1=$(now)
   kill "${pids[@]}"; wait 2>/dev/null || true; pids=()
   awk -v n="$N" -v s="$(secs "$t0" "$t1")" 'BEGIN {printf "%.1f", n / s}'
