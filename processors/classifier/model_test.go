@@ -3,6 +3,7 @@ package classifier
 import (
 	"encoding/json"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -356,5 +357,22 @@ func TestCPURunsOnLoweredThreads(t *testing.T) {
 			t.Fatalf("%d threads still at nice %d after Close", counts[level], level)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A priority the threads cannot take is noted, not fatal: the model runs at
+// the process's own.
+func TestCPURunsWithoutLoweredThreads(t *testing.T) {
+	initORT(t)
+	m, err := LoadModel(tinyModel(t, "1"), SessionOptions{Device: Device{Kind: "cpu"}, IntraOpThreads: 1, ParallelRuns: 1, Nice: nice.Max + 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if !slices.ContainsFunc(m.Notes, func(n string) bool { return strings.Contains(n, "keep the process's priority") }) {
+		t.Errorf("notes %q, want one saying the runs keep the process's priority", m.Notes)
+	}
+	if _, err := m.Run([][]byte{solid(1, 2, 3)}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -432,13 +432,15 @@ func createSession(model []byte, input, output string, opts SessionOptions, prov
 			return nil, fmt.Errorf("onnxruntime: disable CPU fallback: %w", err)
 		}
 	}
+	var notes []string
 	var pool *nice.Pool
 	if provider == ProviderCPU && opts.Nice > 0 {
 		if pool, err = nice.New(runs, opts.Nice); err != nil {
-			return nil, fmt.Errorf("onnxruntime: run threads: %w", err)
+			// A lower priority is a courtesy to the rest of the process,
+			// not a condition of running (a seccomp profile may refuse it).
+			notes = append(notes, fmt.Sprintf("model runs keep the process's priority: %v", err))
 		}
 	}
-	var notes []string
 	var s *ort.DynamicAdvancedSession
 	newORTSession := func() {
 		s, err = ort.NewDynamicAdvancedSessionWithONNXData(model, []string{input}, []string{output}, so)
