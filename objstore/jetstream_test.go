@@ -2,6 +2,7 @@ package objstore_test
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 	"time"
@@ -302,5 +303,37 @@ func TestJetStreamGetChecksTheChunk(t *testing.T) {
 	}
 	if _, _, err := s.Get(ctx, b, "resized/a.png"); err == nil {
 		t.Error("get of a chunk longer than the object: no error")
+	}
+
+	// Objects of a few chunks (read chunk by chunk) and of many (streamed),
+	// with other objects' chunks stored between theirs.
+	small := objstore.NewJetStream(js, objstore.WithChunkSize(1000))
+	sizes := []int{2000, 2500, 7999, 8000, 8001, 30_000}
+	for i, n := range sizes {
+		put(t, small, b, fmt.Sprintf("chunks/%d", n), randomBytes(uint64(100+i), n), objstore.PutOptions{})
+		put(t, small, b, fmt.Sprintf("between/%d", n), randomBytes(uint64(200+i), 1500), objstore.PutOptions{})
+	}
+	for i, n := range sizes {
+		get(t, s, b, fmt.Sprintf("chunks/%d", n), randomBytes(uint64(100+i), n))
+	}
+	// A chunk of a three-chunk object altered: refused.
+	oi, err = obs.GetInfo(ctx, "chunks/2500")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, "OBJ_"+b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Chunks of 1000, 1000 and 500 bytes: the first replaced at the end by
+	// 1000 other bytes, so that the size still adds up.
+	if err := st.Purge(ctx, jetstream.WithPurgeSubject("$O."+b+".C."+oi.NUID), jetstream.WithPurgeKeep(2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "$O."+b+".C."+oi.NUID, randomBytes(7, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Get(ctx, b, "chunks/2500"); !errors.Is(err, jetstream.ErrDigestMismatch) {
+		t.Errorf("get of an object with an altered chunk: %v, want ErrDigestMismatch", err)
 	}
 }
