@@ -308,7 +308,7 @@ func TestJetStreamGetChecksTheChunk(t *testing.T) {
 	// Objects of a few chunks (read chunk by chunk) and of many (streamed),
 	// with other objects' chunks stored between theirs.
 	small := objstore.NewJetStream(js, objstore.WithChunkSize(1000))
-	sizes := []int{2000, 2500, 7999, 8000, 8001, 30_000}
+	sizes := []int{2000, 2500, 3999, 4000, 4001, 30_000}
 	for i, n := range sizes {
 		put(t, small, b, fmt.Sprintf("chunks/%d", n), randomBytes(uint64(100+i), n), objstore.PutOptions{})
 		put(t, small, b, fmt.Sprintf("between/%d", n), randomBytes(uint64(200+i), 1500), objstore.PutOptions{})
