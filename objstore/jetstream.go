@@ -198,8 +198,8 @@ func (s *JetStreamStore) Get(ctx context.Context, bucket, key string) (io.ReadCl
 // trip each, instead of an ordered consumer (created and deleted through
 // the JetStream API per read): 512 KiB at the default 128 KiB chunks, which
 // covers processed PNGs (one chunk) and the demo's fundus JPEGs (three).
-// Medians of three alternated runs (BenchmarkJetStreamGet*): one chunk 156
-// against 314 µs; three chunks 806 against 950 µs, and 336 against 424 µs
+// BenchmarkJetStreamGet*: one chunk 156 against 314 µs; three chunks 806
+// against 950 µs (medians of three alternated runs), and 336 against 424 µs
 // read by 8 goroutines at once; eight chunks 2.55 against 2.05 ms, where
 // the streamed read wins.
 const directChunks = 4
