@@ -1,6 +1,7 @@
 package objstore_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -211,13 +212,8 @@ func TestJetStreamLinks(t *testing.T) {
 // (also through the client's own reader), and leaves whatever is already
 // there: a link, an object, a deleted object.
 func TestJetStreamLinkNew(t *testing.T) {
-	_, js := startNATS(t)
-	ctx := testContext(t)
-	s := objstore.NewJetStream(js)
+	s, js, ctx := processedStore(t)
 	const b = objstore.BucketProcessed
-	if err := s.EnsureBucket(ctx, b); err != nil {
-		t.Fatal(err)
-	}
 	src := put(t, s, b, "resized/a.png", []byte("pixels of a"), objstore.PutOptions{ContentType: "image/png"})
 	put(t, s, b, "resized/b.png", []byte("pixels of b"), objstore.PutOptions{})
 	if err := s.LinkNew(ctx, b, "resized/a.png", b, "ds/train/amd/a.png"); err != nil {
@@ -271,17 +267,12 @@ func TestJetStreamLinkNew(t *testing.T) {
 	}
 }
 
-// An object of one chunk is read with one direct get and checked against
+// An object of a few chunks is read with direct gets and checked against
 // its meta: a chunk whose bytes do not match the digest is refused, not
-// returned.
+// returned. Objects on either side of the limit read whole.
 func TestJetStreamGetChecksTheChunk(t *testing.T) {
-	_, js := startNATS(t)
-	ctx := testContext(t)
-	s := objstore.NewJetStream(js)
+	s, js, ctx := processedStore(t)
 	const b = objstore.BucketProcessed
-	if err := s.EnsureBucket(ctx, b); err != nil {
-		t.Fatal(err)
-	}
 	put(t, s, b, "resized/a.png", []byte("pixels of a"), objstore.PutOptions{})
 	obs, err := js.ObjectStore(ctx, b)
 	if err != nil {
@@ -336,4 +327,17 @@ func TestJetStreamGetChecksTheChunk(t *testing.T) {
 	if _, _, err := s.Get(ctx, b, "chunks/2500"); !errors.Is(err, jetstream.ErrDigestMismatch) {
 		t.Errorf("get of an object with an altered chunk: %v, want ErrDigestMismatch", err)
 	}
+}
+
+// processedStore is a JetStream store on a server of its own, with the
+// processed bucket created.
+func processedStore(t *testing.T) (*objstore.JetStreamStore, jetstream.JetStream, context.Context) {
+	t.Helper()
+	_, js := startNATS(t)
+	ctx := testContext(t)
+	s := objstore.NewJetStream(js)
+	if err := s.EnsureBucket(ctx, objstore.BucketProcessed); err != nil {
+		t.Fatal(err)
+	}
+	return s, js, ctx
 }
