@@ -10,6 +10,11 @@
 // without taking cores from the model when nothing else needs them
 // (BENCHMARKS.md, "Splitter in the pipeline").
 //
+// The threads are kept for the process's life and handed from pool to pool
+// (a model swap closes one session's pool and opens the next): a Go thread
+// that ends takes down the child processes started from it with a
+// parent-death signal, which eyeflow's own tests and the torch engine use.
+//
 // Only work that leaves the Go scheduler belongs here (a cgo call releases
 // its P): a Go goroutine on a thread the kernel holds back would keep its P
 // from the goroutines waiting for one.

@@ -1,6 +1,10 @@
 package nice
 
 import (
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -38,14 +42,45 @@ func TestPoolRunsOnLoweredThreads(t *testing.T) {
 	if mine, _ := threadNice(); mine != base {
 		t.Errorf("the caller's thread is at nice %d, want it left at %d", mine, base)
 	}
-	p.Close()
-	// The threads end with their goroutines, taking their priority along.
-	deadline := time.Now().Add(5 * time.Second)
-	for threadsAt(t, want) > 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+
+	// Closed, the pool's threads live on (a child process started from one
+	// of them with a parent-death signal would die with it) and serve the
+	// next pool of the level instead of new ones.
+	tids := map[int]bool{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			p.Do(func() {
+				mu.Lock()
+				tids[syscall.Gettid()] = true
+				mu.Unlock()
+				time.Sleep(20 * time.Millisecond) // so that the three run at once
+			})
+		})
 	}
-	if n := threadsAt(t, want); n > 0 {
-		t.Errorf("%d threads still at nice %d after Close", n, want)
+	wg.Wait()
+	p.Close()
+	if len(tids) != 3 {
+		t.Fatalf("three runs at once used threads %v, want three", tids)
+	}
+	for tid := range tids {
+		if _, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", tid)); err != nil {
+			t.Errorf("thread %d ended with the pool: %v", tid, err)
+		}
+	}
+	again, err := New(2, increment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	var reused int
+	again.Do(func() { reused = syscall.Gettid() })
+	if !tids[reused] {
+		t.Errorf("the next pool ran on thread %d, not one of %v", reused, tids)
+	}
+	if n := threadsAt(t, want); n != 3 {
+		t.Errorf("%d threads at nice %d after a second pool, want the same 3", n, want)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -95,11 +96,23 @@ func (s *MinIOServer) launch() error {
 	cmd.Stdout = s.logFile
 	cmd.Stderr = s.logFile
 	setProcAttrs(cmd)
-	if err := cmd.Start(); err != nil {
+	// The parent-death signal fires when the thread that started the
+	// server ends, not the test process: start it from a thread that
+	// stays with this goroutine until the server exits.
+	started, exited := make(chan error, 1), make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		exited <- cmd.Wait()
+	}()
+	if err := <-started; err != nil {
 		return fmt.Errorf("start MinIO %s: %w", s.bin, err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 	if err := waitReady("http://"+s.addr, exited, 60*time.Second); err != nil {
 		stop(s.t, cmd, exited)
 		return err
