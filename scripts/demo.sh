@@ -73,6 +73,12 @@ until v1=$(serving prod) && [ -n "$v1" ] && [ "$v1" != 0.0.0-synthetic ]; do
   kill -0 $up 2>/dev/null || { echo "eyeflow up stopped:"; tail -20 "$data/eyeflow.log"; exit 1; }
   sleep 1
 done
+# The registry says prod should serve it; wait until the classifier does,
+# so that act 2's images meet version 1.
+until grep -q "^eyeflow_classifier_info{.*env=\"prod\".*model_version=\"$v1\".*} 1" <<<"$(curl -fsS "http://$http/metrics")"; do
+  kill -0 $up 2>/dev/null || { echo "eyeflow up stopped:"; tail -20 "$data/eyeflow.log"; exit 1; }
+  sleep 0.5
+done
 echo "version 1 ($v1) serves prod $(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN {printf "%.1f", (b - a) / 1e9}')s after the last prod prediction"
 
 echo

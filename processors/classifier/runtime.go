@@ -445,9 +445,12 @@ func createSession(model []byte, input, output string, opts SessionOptions, prov
 	newORTSession := func() {
 		s, err = ort.NewDynamicAdvancedSessionWithONNXData(model, []string{input}, []string{output}, so)
 	}
-	if pool != nil {
-		// Threads ONNX Runtime starts for the session (intra-op threads
-		// beyond the first) inherit the priority of the one creating it.
+	if pool != nil && threads > 1 {
+		// The intra-op threads ONNX Runtime starts for the session (beyond
+		// the first) inherit the priority of the thread creating it. With
+		// one thread per run there are none, and the session is created at
+		// the caller's priority: a model swap should not wait behind the
+		// runs of the model it replaces.
 		pool.Do(newORTSession)
 	} else {
 		newORTSession()
