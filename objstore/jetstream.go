@@ -180,13 +180,13 @@ func (s *JetStreamStore) Get(ctx context.Context, bucket, key string) (io.ReadCl
 	// Links are followed; report the name asked for.
 	info.Bucket, info.Key = bucket, key
 	if oi.Chunks > directChunks {
-		return s.stream(ctx, bucket, key, info)
+		return s.stream(ctx, obs, bucket, key, info)
 	}
 	data, err := s.chunks(ctx, oi)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		// Replaced or deleted since its meta was read: the client's read
 		// finds what is there now.
-		return s.stream(ctx, bucket, key, Info{})
+		return s.stream(ctx, obs, bucket, key, Info{})
 	}
 	if err != nil {
 		return nil, Info{}, fmt.Errorf("get %s/%s: %w", bucket, key, err)
@@ -208,11 +208,7 @@ const directChunks = 4
 // for its chunks: two JetStream API calls and a consumer on the server per
 // read, worth it for objects of many chunks only. info is the object's as
 // Get read it; empty, it is taken from the read.
-func (s *JetStreamStore) stream(ctx context.Context, bucket, key string, info Info) (io.ReadCloser, Info, error) {
-	obs, err := s.store(ctx, bucket)
-	if err != nil {
-		return nil, Info{}, fmt.Errorf("get %s/%s: %w", bucket, key, err)
-	}
+func (s *JetStreamStore) stream(ctx context.Context, obs jetstream.ObjectStore, bucket, key string, info Info) (io.ReadCloser, Info, error) {
 	res, err := obs.Get(ctx, key)
 	if err != nil {
 		return nil, Info{}, fmt.Errorf("get %s/%s: %w", bucket, key, s.mapErr(ctx, bucket, err))
