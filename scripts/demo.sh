@@ -93,11 +93,19 @@ rm -rf "$shifted" "$shifted.answers.json"
 "$bin" demo-data --shift "$shift_kind" --out "$shifted" --total "${DEMO_SHIFT_TOTAL:-200}" --width 1024 --height 768 --seed 2
 "$bin" put --nats "$nats" "$shifted"
 echo "waiting for drift on prod..."
-until [ "$(metric drift_alert 'env="prod"')" -ge 1 ] || [ "$(metric drift_class_chi2_alert 'env="prod"')" -ge 1 ] || [ "$(metric drift_entropy_ks_alert 'env="prod"')" -ge 1 ]; do
+# Version 1's alerts only: the placeholder's, from act 1, stay firing until
+# version 1's first prediction on this batch resolves them.
+v1drift="env=\"prod\",model_version=\"$v1\""
+until [ "$(metric drift_alert "$v1drift")" -ge 1 ] || [ "$(metric drift_class_chi2_alert "$v1drift")" -ge 1 ] || [ "$(metric drift_entropy_ks_alert "$v1drift")" -ge 1 ]; do
   kill -0 $up 2>/dev/null || { echo "eyeflow up stopped:"; tail -20 "$data/eyeflow.log"; exit 1; }
   sleep 1
 done
 echo "drift fired on prod; labelsink writes Label Studio tasks; the demo's annotator answers them..."
+# Every alert the batch raises has fired once prod classified all of it.
+for _ in $(seq 1 120); do
+  [ "$(metric predictions_total "$v1drift")" -ge "${DEMO_SHIFT_TOTAL:-200}" ] && break
+  sleep 1
+done
 "$bin" demo-annotate --nats "$nats" --answers "$shifted.answers.json" --wait 8s
 echo "waiting for version 2: labelled images re-enter the pipeline, the manifest triggers a retrain, the gate decides..."
 until models | python3 -c 'import json,sys; sys.exit(0 if any(m["version"].startswith("v2-") and m.get("stage") not in (None,"","candidate","staging") for m in json.load(sys.stdin)) else 1)'; do
