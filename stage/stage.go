@@ -325,6 +325,9 @@ func (r *runner[In]) collect(ch <-chan natsjs.Msg) (batch []natsjs.Msg, open boo
 // backlog reports whether the server had messages pending for the consumer
 // when m was delivered, beyond the have already in the batch: more are on
 // their way (the pull requests up to Concurrency x MaxBatch at a time).
+// The server's count trails messages stored moments ago, so under load a
+// batch may leave early with a part, never wait for messages that are not
+// there.
 func (r *runner[In]) backlog(m natsjs.Msg, have int) bool {
 	if have >= r.p.MaxBatch {
 		return false

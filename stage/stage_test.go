@@ -110,6 +110,30 @@ func waitIdle(t *testing.T, js natsjs.JetStream, stream, consumer string) {
 	testenv.WaitConsumerIdle(t, js, stream, consumer)
 }
 
+// waitPending waits until the server counts n messages pending for the
+// consumer.
+func waitPending(t *testing.T, js natsjs.JetStream, stream, consumer string, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := js.Consumer(t.Context(), stream, consumer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := c.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumPending == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("consumer %s counts %d pending messages, want %d", consumer, info.NumPending, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestPassThroughOncePerUpload(t *testing.T) {
 	env := testenv.NATS(t, testenv.TopologyOptions())
 	var calls atomic.Int64
@@ -378,6 +402,10 @@ func TestBatchesFillFromABacklog(t *testing.T) {
 	for i := range n {
 		publishUpload(t, env.JS, fmt.Sprintf("amd/%d.jpg", i))
 	}
+	// The server counts a consumer's pending messages as their stored
+	// signals reach it, behind the publishes under load; the batches read
+	// that count, so they start once it has the whole backlog.
+	waitPending(t, env.JS, ejs.StreamUploads, ejs.ConsumerResize, n)
 	var mu sync.Mutex
 	var sizes []int
 	p := resizeProcessor(nil, NewMetrics(prometheus.NewRegistry()))
