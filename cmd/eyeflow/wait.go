@@ -163,14 +163,16 @@ func waitStore(ctx context.Context, log zerolog.Logger, ready *readiness, store 
 
 // jetStreamUnavailable reports whether a JetStream API error means the
 // service is not there yet (a server starting, a cluster electing its
-// meta leader), which waiting fixes.
+// meta leader, a new leader that has not heard from its peers, a peer
+// offline), which waiting fixes. Placement tags that match no server do
+// not fix themselves.
 func jetStreamUnavailable(err error) bool {
 	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, natsjs.ErrJetStreamNotEnabled) || errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, nats.ErrTimeout) {
 		return true
 	}
 	msg := strings.ToLower(err.Error())
-	return strings.Contains(msg, "temporarily unavailable") || strings.Contains(msg, "no suitable peers") && strings.Contains(msg, "offline")
+	return strings.Contains(msg, "temporarily unavailable") || strings.Contains(msg, "no suitable peers") && !strings.Contains(msg, "tags")
 }
 
 // retryJetStream runs op until it succeeds, fails for a reason waiting

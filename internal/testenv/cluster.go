@@ -93,7 +93,10 @@ func (c *ClusterEnv) Restart(i int) {
 	c.Servers[i] = srv
 }
 
-// WaitJetStream waits until a client can use JetStream (a meta leader exists).
+// WaitJetStream waits until a client can use JetStream (a meta leader
+// exists) and the leader can place replicas on every running node: a
+// leader elected before the other nodes' reports reach it refuses an R3
+// stream with "no suitable peers for placement".
 func (c *ClusterEnv) WaitJetStream() {
 	c.t.Helper()
 	nc, js := Connect(c.t, c.URL)
@@ -103,14 +106,28 @@ func (c *ClusterEnv) WaitJetStream() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_, err := js.AccountInfo(ctx)
 		cancel()
-		if err == nil {
+		peers, running := c.placeable()
+		if err == nil && peers == running {
 			return
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("cluster JetStream not ready after 60s: %v", err)
+			c.t.Fatalf("cluster JetStream not ready after 60s: %v; the meta leader can place on %d of %d nodes", err, peers, running)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// placeable counts the nodes the meta leader would place replicas on
+// (online, JetStream enabled, reporting) and the nodes running.
+func (c *ClusterEnv) placeable() (peers, running int) {
+	for _, s := range c.Servers {
+		if s == nil {
+			continue
+		}
+		running++
+		peers = max(peers, len(s.JetStreamClusterPeers())) // nil except on the leader
+	}
+	return peers, running
 }
 
 func freeAddrs(t testing.TB, n int) []string {
