@@ -115,20 +115,32 @@ func (s *JetStreamStore) EnsureBucket(ctx context.Context, bucket string) error 
 
 // store returns the cached handle of bucket, looking it up on first use.
 func (s *JetStreamStore) store(ctx context.Context, bucket string) (jetstream.ObjectStore, error) {
-	s.mu.Lock()
-	obs, ok := s.stores[bucket]
-	s.mu.Unlock()
-	if ok {
+	return cached(&s.mu, s.stores, bucket, func() (jetstream.ObjectStore, error) {
+		obs, err := s.js.ObjectStore(ctx, bucket)
+		if err != nil {
+			return nil, s.mapErr(ctx, bucket, err)
+		}
 		return obs, nil
+	})
+}
+
+// cached returns m[key], looked up with look on first use; mu guards m.
+// Two first uses may both look: the handles are equal.
+func cached[T any](mu *sync.Mutex, m map[string]T, key string, look func() (T, error)) (T, error) {
+	mu.Lock()
+	v, ok := m[key]
+	mu.Unlock()
+	if ok {
+		return v, nil
 	}
-	obs, err := s.js.ObjectStore(ctx, bucket)
+	v, err := look()
 	if err != nil {
-		return nil, s.mapErr(ctx, bucket, err)
+		return v, err
 	}
-	s.mu.Lock()
-	s.stores[bucket] = obs
-	s.mu.Unlock()
-	return obs, nil
+	mu.Lock()
+	m[key] = v
+	mu.Unlock()
+	return v, nil
 }
 
 // mapErr wraps JetStream's not-found errors in ErrNotFound (keeping the
@@ -278,20 +290,13 @@ func (s *JetStreamStore) chunks(ctx context.Context, oi *jetstream.ObjectInfo) (
 // objectStream returns the cached handle of the stream behind bucket
 // (OBJ_<bucket>), for direct gets of its chunks.
 func (s *JetStreamStore) objectStream(ctx context.Context, bucket string) (jetstream.Stream, error) {
-	s.mu.Lock()
-	st, ok := s.streams[bucket]
-	s.mu.Unlock()
-	if ok {
+	return cached(&s.mu, s.streams, bucket, func() (jetstream.Stream, error) {
+		st, err := s.js.Stream(ctx, "OBJ_"+bucket)
+		if err != nil {
+			return nil, fmt.Errorf("object stream of %s: %w", bucket, s.mapErr(ctx, bucket, err))
+		}
 		return st, nil
-	}
-	st, err := s.js.Stream(ctx, "OBJ_"+bucket)
-	if err != nil {
-		return nil, fmt.Errorf("object stream of %s: %w", bucket, s.mapErr(ctx, bucket, err))
-	}
-	s.mu.Lock()
-	s.streams[bucket] = st
-	s.mu.Unlock()
-	return st, nil
+	})
 }
 
 // Put streams r into the bucket in chunks. size is not needed: the object
