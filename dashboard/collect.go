@@ -10,13 +10,13 @@ import (
 	"strings"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/internal/deployment"
-	ejs "eyeflow/jetstream"
 	"eyeflow/pipeline"
 	"eyeflow/processors/driftwatch"
 	"eyeflow/schemas"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Snapshot is the pipeline's state as JetStream reports it: what
@@ -171,12 +171,12 @@ func DefaultCollectOptions() CollectOptions {
 // Collect reads the pipeline's state from JetStream. A missing stream or
 // bucket is a Problem, not an error, so that a half-deployed pipeline still
 // shows what exists; the error is for a context that ended.
-func Collect(ctx context.Context, js natsjs.JetStream, o CollectOptions) (Snapshot, error) {
+func Collect(ctx context.Context, js jetstream.JetStream, o CollectOptions) (Snapshot, error) {
 	s := Snapshot{Time: time.Now().UTC(), Streams: []StreamStat{}, Consumers: []ConsumerStat{}, DLQ: []DLQStat{},
 		DeadLetters: []DeadLetterView{}, Envs: []EnvStatus{}, Alerts: []schemas.DriftAlert{}, Problems: []string{}}
 	problem := func(err error) { s.Problems = append(s.Problems, err.Error()) }
 
-	for _, sc := range ejs.Streams(ejs.DefaultOptions()) {
+	for _, sc := range bus.Streams(bus.DefaultOptions()) {
 		st, err := js.Stream(ctx, sc.Name)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -213,14 +213,14 @@ func Collect(ctx context.Context, js natsjs.JetStream, o CollectOptions) (Snapsh
 	if err := collectEnvs(ctx, js, &s); err != nil {
 		problem(err)
 	}
-	alerts, err := readLast(ctx, js, ejs.StreamDrift, o.RecentAlerts)
+	alerts, err := readLast(ctx, js, bus.StreamDrift, o.RecentAlerts)
 	if err != nil {
 		problem(err)
 	}
 	for i := len(alerts) - 1; i >= 0; i-- {
 		a, err := schemas.DecodeDriftAlert(alerts[i].Data)
 		if err != nil {
-			problem(fmt.Errorf("%s seq %d: %w", ejs.StreamDrift, alerts[i].Seq, err))
+			problem(fmt.Errorf("%s seq %d: %w", bus.StreamDrift, alerts[i].Seq, err))
 			continue
 		}
 		s.Alerts = append(s.Alerts, a)
@@ -245,14 +245,14 @@ func stageOrder(stage string) int { return pipeline.Order(stage) }
 // collectDLQ counts dead letters per stage from the stream's per-subject
 // counts (exact over the whole stream), takes the latest reasons from its
 // last messages and, with all, counts every reason over the whole stream.
-func collectDLQ(ctx context.Context, js natsjs.JetStream, recent int, all bool, s *Snapshot) error {
-	st, err := js.Stream(ctx, ejs.StreamDLQ)
+func collectDLQ(ctx context.Context, js jetstream.JetStream, recent int, all bool, s *Snapshot) error {
+	st, err := js.Stream(ctx, bus.StreamDLQ)
 	if err != nil {
-		return fmt.Errorf("stream %s: %w", ejs.StreamDLQ, err)
+		return fmt.Errorf("stream %s: %w", bus.StreamDLQ, err)
 	}
-	info, err := st.Info(ctx, natsjs.WithSubjectFilter(schemas.SubjectDLQAll))
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(schemas.SubjectDLQAll))
 	if err != nil {
-		return fmt.Errorf("stream %s: subject counts: %w", ejs.StreamDLQ, err)
+		return fmt.Errorf("stream %s: subject counts: %w", bus.StreamDLQ, err)
 	}
 	counts := map[string]uint64{}
 	for subj, n := range info.State.Subjects {
@@ -265,7 +265,7 @@ func collectDLQ(ctx context.Context, js natsjs.JetStream, recent int, all bool, 
 		}
 	}
 	sort.SliceStable(stages, func(i, j int) bool { return stageOrder(stages[i]) < stageOrder(stages[j]) })
-	msgs, err := readLast(ctx, js, ejs.StreamDLQ, recent)
+	msgs, err := readLast(ctx, js, bus.StreamDLQ, recent)
 	reasons := map[string][]string{}
 	for i := len(msgs) - 1; i >= 0; i-- {
 		dl, derr := schemas.DecodeDeadLetter(msgs[i].Data)
@@ -308,18 +308,18 @@ func collectDLQ(ctx context.Context, js natsjs.JetStream, recent int, all bool, 
 // last (the stream's state when the count began) and counts the reasons
 // per stage. Only stage and reason are decoded; a message that is not a
 // dead letter counts under its subject's stage as "unreadable".
-func countReasons(ctx context.Context, st natsjs.Stream, first, last uint64) (map[string]map[string]uint64, error) {
+func countReasons(ctx context.Context, st jetstream.Stream, first, last uint64) (map[string]map[string]uint64, error) {
 	out := map[string]map[string]uint64{}
 	if last == 0 || last < first {
 		return out, nil
 	}
-	c, err := st.OrderedConsumer(ctx, natsjs.OrderedConsumerConfig{
-		DeliverPolicy:     natsjs.DeliverByStartSequencePolicy,
+	c, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:       max(first, 1),
 		InactiveThreshold: 30 * time.Second,
 	})
 	if err != nil {
-		return out, fmt.Errorf("stream %s: reason counter: %w", ejs.StreamDLQ, err)
+		return out, fmt.Errorf("stream %s: reason counter: %w", bus.StreamDLQ, err)
 	}
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -330,7 +330,7 @@ func countReasons(ctx context.Context, st natsjs.Stream, first, last uint64) (ma
 	for {
 		batch, err := c.FetchNoWait(512)
 		if err != nil {
-			return out, fmt.Errorf("stream %s: count reasons: %w", ejs.StreamDLQ, err)
+			return out, fmt.Errorf("stream %s: count reasons: %w", bus.StreamDLQ, err)
 		}
 		got, done := 0, false
 		for m := range batch.Messages() {
@@ -354,8 +354,8 @@ func countReasons(ctx context.Context, st natsjs.Stream, first, last uint64) (ma
 				done = true
 			}
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, natsjs.ErrNoMessages) {
-			return out, fmt.Errorf("stream %s: count reasons: %w", ejs.StreamDLQ, err)
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return out, fmt.Errorf("stream %s: count reasons: %w", bus.StreamDLQ, err)
 		}
 		if done || got == 0 {
 			return out, nil
@@ -364,7 +364,7 @@ func countReasons(ctx context.Context, st natsjs.Stream, first, last uint64) (ma
 }
 
 // collectEnvs reads the served model per env and driftwatch's states.
-func collectEnvs(ctx context.Context, js natsjs.JetStream, s *Snapshot) error {
+func collectEnvs(ctx context.Context, js jetstream.JetStream, s *Snapshot) error {
 	var errs []error
 	byEnv := map[string]*EnvStatus{}
 	for _, env := range schemas.Envs() {
@@ -373,27 +373,27 @@ func collectEnvs(ctx context.Context, js natsjs.JetStream, s *Snapshot) error {
 	for i := range s.Envs {
 		byEnv[s.Envs[i].Env] = &s.Envs[i]
 	}
-	if kv, err := js.KeyValue(ctx, ejs.KVModels); err != nil {
-		errs = append(errs, fmt.Errorf("kv %s: %w", ejs.KVModels, err))
+	if kv, err := js.KeyValue(ctx, bus.KVModels); err != nil {
+		errs = append(errs, fmt.Errorf("kv %s: %w", bus.KVModels, err))
 	} else {
 		for _, env := range schemas.Envs() {
 			e, err := kv.Get(ctx, env)
-			if errors.Is(err, natsjs.ErrKeyNotFound) {
+			if errors.Is(err, jetstream.ErrKeyNotFound) {
 				continue // nothing promoted to this env
 			}
 			if err != nil {
-				errs = append(errs, fmt.Errorf("kv %s key %s: %w", ejs.KVModels, env, err))
+				errs = append(errs, fmt.Errorf("kv %s key %s: %w", bus.KVModels, env, err))
 				continue
 			}
 			var a modelAssignment
 			if err := json.Unmarshal(e.Value(), &a); err != nil {
-				errs = append(errs, fmt.Errorf("kv %s key %s: %w", ejs.KVModels, env, err))
+				errs = append(errs, fmt.Errorf("kv %s key %s: %w", bus.KVModels, env, err))
 				continue
 			}
 			byEnv[env].ModelName, byEnv[env].Version, byEnv[env].PromotedAt = a.Name, a.Version, a.PromotedAt
 		}
 	}
-	if dkv, err := js.KeyValue(ctx, ejs.KVDeployment); err == nil {
+	if dkv, err := js.KeyValue(ctx, bus.KVDeployment); err == nil {
 		if rec, ok, err := deployment.ReadStore(ctx, js); err != nil {
 			errs = append(errs, err)
 		} else if ok {
@@ -409,27 +409,27 @@ func collectEnvs(ctx context.Context, js natsjs.JetStream, s *Snapshot) error {
 				byEnv[env].Serving = &sv
 			}
 		}
-	} else if !errors.Is(err, natsjs.ErrBucketNotFound) {
-		errs = append(errs, fmt.Errorf("kv %s: %w", ejs.KVDeployment, err))
+	} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		errs = append(errs, fmt.Errorf("kv %s: %w", bus.KVDeployment, err))
 	}
-	kv, err := js.KeyValue(ctx, ejs.KVDriftwatch)
+	kv, err := js.KeyValue(ctx, bus.KVDriftwatch)
 	if err != nil {
-		errs = append(errs, fmt.Errorf("kv %s: %w", ejs.KVDriftwatch, err))
+		errs = append(errs, fmt.Errorf("kv %s: %w", bus.KVDriftwatch, err))
 		return errors.Join(errs...)
 	}
 	keys, err := kv.ListKeysFiltered(ctx, "state.>")
 	if err != nil {
-		return errors.Join(append(errs, fmt.Errorf("kv %s: list: %w", ejs.KVDriftwatch, err))...)
+		return errors.Join(append(errs, fmt.Errorf("kv %s: list: %w", bus.KVDriftwatch, err))...)
 	}
 	for key := range keys.Keys() {
 		e, err := kv.Get(ctx, key)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("kv %s key %s: %w", ejs.KVDriftwatch, key, err))
+			errs = append(errs, fmt.Errorf("kv %s key %s: %w", bus.KVDriftwatch, key, err))
 			continue
 		}
 		var st driftwatch.State
 		if err := json.Unmarshal(e.Value(), &st); err != nil {
-			errs = append(errs, fmt.Errorf("kv %s key %s: %w", ejs.KVDriftwatch, key, err))
+			errs = append(errs, fmt.Errorf("kv %s key %s: %w", bus.KVDriftwatch, key, err))
 			continue
 		}
 		es, ok := byEnv[st.Env]
@@ -470,7 +470,7 @@ type storedMsg struct {
 // with an ordered consumer that starts n messages before the end. The
 // consumer is ephemeral and deleted afterwards (its inactivity threshold
 // removes it if the delete is lost).
-func readLast(ctx context.Context, js natsjs.JetStream, stream string, n int) ([]storedMsg, error) {
+func readLast(ctx context.Context, js jetstream.JetStream, stream string, n int) ([]storedMsg, error) {
 	if n <= 0 {
 		return nil, nil
 	}
@@ -486,8 +486,8 @@ func readLast(ctx context.Context, js natsjs.JetStream, stream string, n int) ([
 	if state.LastSeq >= uint64(n) && state.LastSeq-uint64(n)+1 > start {
 		start = state.LastSeq - uint64(n) + 1
 	}
-	c, err := st.OrderedConsumer(ctx, natsjs.OrderedConsumerConfig{
-		DeliverPolicy:     natsjs.DeliverByStartSequencePolicy,
+	c, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:       start,
 		InactiveThreshold: 30 * time.Second,
 	})
@@ -522,7 +522,7 @@ func readLast(ctx context.Context, js natsjs.JetStream, stream string, n int) ([
 				done = true
 			}
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, natsjs.ErrNoMessages) {
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 			return out, fmt.Errorf("stream %s: read: %w", stream, err)
 		}
 		if done || got == 0 {

@@ -17,9 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/dashboard"
 	"eyeflow/internal/testenv"
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/processors/driftwatch"
 	"eyeflow/schemas"
@@ -268,7 +268,7 @@ func newFixture(t *testing.T) *fixture {
 	publish(schemas.PredictionSubject("canary"), pred("canary", "v2", "holdout_2", "amd", "amd", "e2"))
 	for i, reason := range []string{"bad_input", "max_deliveries", "bad_input"} {
 		publish(schemas.DLQSubject("resize"), schemas.DeadLetter{Schema: schemas.SchemaDeadLetter, Stage: "resize", Subject: "eye.uploads",
-			Stream: ejs.StreamUploads, Sequence: uint64(i + 1), Reason: reason, Error: "cannot decode <script>", Permanent: reason == "bad_input", Time: time.Now()})
+			Stream: bus.StreamUploads, Sequence: uint64(i + 1), Reason: reason, Error: "cannot decode <script>", Permanent: reason == "bad_input", Time: time.Now()})
 	}
 	publish(schemas.SubjectModels, schemas.ModelEvent{Schema: schemas.SchemaModel, EventID: "e1", Kind: schemas.ModelPromoted, Name: "fundus", Version: "v2-abc",
 		Engine: "embedded", FromEnv: "staging", ToEnv: "canary", PreviousVersion: "v1", Reason: "beats <prod>",
@@ -278,14 +278,14 @@ func newFixture(t *testing.T) *fixture {
 	publish(schemas.DriftSubject("prod"), schemas.DriftAlert{Schema: schemas.SchemaDrift, AlertID: "low_confidence_streak-1", Env: "prod",
 		ModelVersion: "v1", Signal: "low_confidence_streak", State: "firing", Threshold: 0.5, ImageIDs: []string{"a"}, Time: time.Now()})
 
-	models, err := env.JS.KeyValue(ctx, ejs.KVModels)
+	models, err := env.JS.KeyValue(ctx, bus.KVModels)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := models.Put(ctx, "prod", []byte(`{"name":"densenet121","version":"v1","promoted_at":"2026-01-02T03:04:05Z"}`)); err != nil {
 		t.Fatal(err)
 	}
-	dw, err := env.JS.KeyValue(ctx, ejs.KVDriftwatch)
+	dw, err := env.JS.KeyValue(ctx, bus.KVDriftwatch)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,10 +8,10 @@ import (
 	"strings"
 	"time"
 
-	ejs "eyeflow/jetstream"
+	"eyeflow/bus"
 	"eyeflow/schemas"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Quality is model quality per env and model version, computed from the
@@ -97,8 +97,8 @@ func holdouts() []string {
 
 // ReadQuality reads the last window predictions of EYE_PREDICTIONS and
 // computes Quality from them.
-func ReadQuality(ctx context.Context, js natsjs.JetStream, window, recent int) (Quality, error) {
-	msgs, err := readLast(ctx, js, ejs.StreamPredictions, window)
+func ReadQuality(ctx context.Context, js jetstream.JetStream, window, recent int) (Quality, error) {
+	msgs, err := readLast(ctx, js, bus.StreamPredictions, window)
 	if err != nil {
 		return Quality{}, fmt.Errorf("quality: %w", err)
 	}

@@ -28,7 +28,7 @@ import (
 	"eyeflow/stage"
 
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
@@ -47,7 +47,7 @@ var staticFS embed.FS
 // Config is what the dashboard reads from.
 type Config struct {
 	NC    *nats.Conn
-	JS    natsjs.JetStream
+	JS    jetstream.JetStream
 	Store objstore.Store
 	// Prefix is the dataset folder in the processed bucket.
 	Prefix string

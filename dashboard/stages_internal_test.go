@@ -4,7 +4,7 @@ import (
 	"slices"
 	"testing"
 
-	ejs "eyeflow/jetstream"
+	"eyeflow/bus"
 	"eyeflow/pipeline"
 	"eyeflow/schemas"
 )
@@ -16,9 +16,9 @@ import (
 func TestStageRowsFollowTheCatalogue(t *testing.T) {
 	snap := Snapshot{
 		Consumers: []ConsumerStat{
-			{Stream: ejs.StreamUploads, Name: ejs.ConsumerResize, Stage: StageOfConsumer(ejs.ConsumerResize), Pending: 4},
-			{Stream: ejs.StreamSplits, Name: ejs.ClassifierConsumer(schemas.EnvProd), Stage: StageOfConsumer(ejs.ClassifierConsumer(schemas.EnvProd))},
-			{Stream: ejs.StreamUploads, Name: "someone-elses", Stage: StageOfConsumer("someone-elses")},
+			{Stream: bus.StreamUploads, Name: bus.ConsumerResize, Stage: StageOfConsumer(bus.ConsumerResize), Pending: 4},
+			{Stream: bus.StreamSplits, Name: bus.ClassifierConsumer(schemas.EnvProd), Stage: StageOfConsumer(bus.ClassifierConsumer(schemas.EnvProd))},
+			{Stream: bus.StreamUploads, Name: "someone-elses", Stage: StageOfConsumer("someone-elses")},
 		},
 		DLQ: []DLQStat{{Stage: schemas.StageSplitter, Count: 2}},
 	}
@@ -37,11 +37,11 @@ func TestStageRowsFollowTheCatalogue(t *testing.T) {
 		t.Errorf("resize row %+v", r)
 	}
 	cls := byName[schemas.StageClassifier]
-	if !slices.Equal(cls.Consumers, []string{ejs.ClassifierConsumer(schemas.EnvProd)}) ||
-		!slices.Equal(cls.Missing, []string{ejs.ClassifierConsumer(schemas.EnvCanary), ejs.ClassifierConsumer(schemas.EnvStaging)}) {
+	if !slices.Equal(cls.Consumers, []string{bus.ClassifierConsumer(schemas.EnvProd)}) ||
+		!slices.Equal(cls.Missing, []string{bus.ClassifierConsumer(schemas.EnvCanary), bus.ClassifierConsumer(schemas.EnvStaging)}) {
 		t.Errorf("classifier row: consumers %v missing %v", cls.Consumers, cls.Missing)
 	}
-	if r := byName[schemas.StageLabelsink]; !slices.Equal(r.Missing, []string{ejs.ConsumerLabelsink}) {
+	if r := byName[schemas.StageLabelsink]; !slices.Equal(r.Missing, []string{bus.ConsumerLabelsink}) {
 		t.Errorf("labelsink row missing %v: the optional predictions consumer is not required", r.Missing)
 	}
 	if r := byName[schemas.StageSplitter]; !r.HasDLQ || r.DLQ.Count != 2 {

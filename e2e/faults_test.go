@@ -6,15 +6,15 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/ingest"
 	"eyeflow/internal/stagetest"
 	"eyeflow/internal/testenv"
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
 	"eyeflow/stage"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
@@ -76,7 +76,7 @@ func TestSlowClassifier(t *testing.T) {
 	const n, maxAckPending = 300, 16
 	env := testenv.NATS(t, testenv.TopologyOptions())
 	store := objstore.NewJetStream(env.JS)
-	setupWith(t, env.JS, store, 1, func(o *ejs.Options) { o.MaxAckPending = maxAckPending })
+	setupWith(t, env.JS, store, 1, func(o *bus.Options) { o.MaxAckPending = maxAckPending })
 	p := startPipeline(t, env.URL, 1)
 	p.cls.SetDrillDelay(500 * time.Millisecond)
 	ups := makeUploads(t, n)
@@ -84,7 +84,7 @@ func TestSlowClassifier(t *testing.T) {
 	putUploads(t, store, ups)
 	t.Logf("%d uploads accepted in %s while the classifier was slow", n, time.Since(start).Round(time.Millisecond))
 
-	cons, err := env.JS.Consumer(context.Background(), ejs.StreamSplits, ejs.ClassifierConsumer(schemas.EnvProd))
+	cons, err := env.JS.Consumer(context.Background(), bus.StreamSplits, bus.ClassifierConsumer(schemas.EnvProd))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestSlowClassifier(t *testing.T) {
 		if info.NumAckPending > maxAckPending {
 			t.Fatalf("classifier holds %d unacknowledged messages, MaxAckPending is %d", info.NumAckPending, maxAckPending)
 		}
-		sawLag = info.NumPending > 0 && metricValue(t, p.metrics, "eyeflow_consumer_pending_messages", "consumer", ejs.ClassifierConsumer(schemas.EnvProd)) > 0
+		sawLag = info.NumPending > 0 && metricValue(t, p.metrics, "eyeflow_consumer_pending_messages", "consumer", bus.ClassifierConsumer(schemas.EnvProd)) > 0
 		time.Sleep(250 * time.Millisecond)
 	}
 	if !sawLag {
@@ -139,7 +139,7 @@ func TestMinIOOutageAndDuplicateReports(t *testing.T) {
 	env := testenv.NATS(t, testenv.TopologyOptions())
 	minio := testenv.MinIO(t, testenv.MinIOOptions{NATSAddress: strings.TrimPrefix(env.URL, "nats://")})
 	s3cfg := objstore.S3Config{Endpoint: minio.Endpoint, AccessKey: minio.AccessKey, SecretKey: minio.SecretKey}
-	newS3 := func(natsjs.JetStream) objstore.Store {
+	newS3 := func(jetstream.JetStream) objstore.Store {
 		s, err := objstore.NewS3(s3cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -157,7 +157,7 @@ func TestMinIOOutageAndDuplicateReports(t *testing.T) {
 	putUploads(t, store, ups)
 	// MinIO has reported every upload; now it goes away while the pipeline
 	// is still reading them.
-	for len(testenv.StreamMessages(t, env.JS, ejs.StreamUploads, schemas.SubjectUploads)) < n {
+	for len(testenv.StreamMessages(t, env.JS, bus.StreamUploads, schemas.SubjectUploads)) < n {
 		time.Sleep(20 * time.Millisecond)
 	}
 	minio.Stop()
@@ -170,17 +170,17 @@ func TestMinIOOutageAndDuplicateReports(t *testing.T) {
 	}
 
 	// MinIO's queue replay: the same notifications again, without Msg-Ids.
-	for _, m := range testenv.StreamMessages(t, env.JS, ejs.StreamUploads, schemas.SubjectUploads)[:n/2] {
+	for _, m := range testenv.StreamMessages(t, env.JS, bus.StreamUploads, schemas.SubjectUploads)[:n/2] {
 		if _, err := env.JS.Publish(ctx, schemas.SubjectUploads, m.Data()); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// The reconciler lists the bucket: every object already has its event.
-	ledger := ingest.NewLedger(stagetest.Bucket(t, env.JS, ejs.KVUploads), stage.StreamReaderOf(env.JS))
+	ledger := ingest.NewLedger(stagetest.Bucket(t, env.JS, bus.KVUploads), stage.StreamReaderOf(env.JS))
 	rec := &ingest.Reconciler{Store: store, Bucket: objstore.BucketRaw, Pub: ingest.NewPublisher(stage.PublisherOf(env.JS), ledger), Log: zerolog.Nop()}
 	if res, err := rec.Once(ctx); err != nil || res.Published != 0 || res.Listed != n {
 		t.Fatalf("reconciler %+v (%v): want %d listed, none published", res, err, n)
 	}
-	testenv.WaitConsumerIdle(t, env.JS, ejs.StreamUploads, ejs.ConsumerResize)
+	testenv.WaitConsumerIdle(t, env.JS, bus.StreamUploads, bus.ConsumerResize)
 	waitPredictions(t, env.JS, want, time.Minute)
 }

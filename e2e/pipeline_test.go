@@ -14,11 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/demodata"
 	"eyeflow/ingest"
 	"eyeflow/internal/stagetest"
 	"eyeflow/internal/testenv"
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	catalogue "eyeflow/pipeline"
 	"eyeflow/processors/classifier"
@@ -28,7 +28,7 @@ import (
 	"eyeflow/stage"
 
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
@@ -115,7 +115,7 @@ func setup(t testing.TB, url string, replicas int) objstore.Store {
 }
 
 // setupWith is setup on any store, with topology options changed by mutate.
-func setupWith(t testing.TB, js natsjs.JetStream, store objstore.Store, replicas int, mutate func(*ejs.Options)) {
+func setupWith(t testing.TB, js jetstream.JetStream, store objstore.Store, replicas int, mutate func(*bus.Options)) {
 	t.Helper()
 	ctx := testenv.Context(t, 2*time.Minute)
 	o := testenv.TopologyOptions()
@@ -125,7 +125,7 @@ func setupWith(t testing.TB, js natsjs.JetStream, store objstore.Store, replicas
 	if mutate != nil {
 		mutate(&o)
 	}
-	if err := ejs.Apply(ctx, js, catalogue.Topology(o)); err != nil {
+	if err := bus.Apply(ctx, js, catalogue.Topology(o)); err != nil {
 		t.Fatal(err)
 	}
 	for _, b := range objstore.Buckets() {
@@ -140,7 +140,7 @@ func setupWith(t testing.TB, js natsjs.JetStream, store objstore.Store, replicas
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := classifier.OpenRegistry(ctx, store, stagetest.Bucket(t, js, ejs.KVModels))
+	reg, err := classifier.OpenRegistry(ctx, store, stagetest.Bucket(t, js, bus.KVModels))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,20 +167,20 @@ type pipeline struct {
 
 func startPipeline(t testing.TB, url string, replicas int) *pipeline {
 	t.Helper()
-	return startPipelineOn(t, url, func(js natsjs.JetStream) objstore.Store {
+	return startPipelineOn(t, url, func(js jetstream.JetStream) objstore.Store {
 		return objstore.NewJetStream(js, objstore.WithReplicas(replicas))
 	})
 }
 
 // startPipelineOn runs the stages with the object store newStore makes; the
 // embedded watcher runs only on the JetStream store (S3 stores notify).
-func startPipelineOn(t testing.TB, url string, newStore func(natsjs.JetStream) objstore.Store) *pipeline {
+func startPipelineOn(t testing.TB, url string, newStore func(jetstream.JetStream) objstore.Store) *pipeline {
 	t.Helper()
 	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
-	js, err := natsjs.New(nc, natsjs.WithDefaultTimeout(30*time.Second))
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(30*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +192,7 @@ func startPipelineOn(t testing.TB, url string, newStore func(natsjs.JetStream) o
 	m := stage.NewMetrics(reg)
 	store := newStore(js)
 
-	ledger := ingest.NewLedger(stagetest.Bucket(t, js, ejs.KVUploads), stage.StreamReaderOf(js))
+	ledger := ingest.NewLedger(stagetest.Bucket(t, js, bus.KVUploads), stage.StreamReaderOf(js))
 	rcfg := resize.DefaultConfig()
 	rcfg.Store = store
 	rz, err := resize.New(rcfg)
@@ -203,7 +203,7 @@ func startPipelineOn(t testing.TB, url string, newStore func(natsjs.JetStream) o
 	if err != nil {
 		t.Fatal(err)
 	}
-	models, err := classifier.OpenRegistry(ctx, store, stagetest.Bucket(t, js, ejs.KVModels))
+	models, err := classifier.OpenRegistry(ctx, store, stagetest.Bucket(t, js, bus.KVModels))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,13 +251,13 @@ func (p *pipeline) kill() {
 }
 
 // counts reads every prediction per env and reports duplicates.
-func counts(t testing.TB, js natsjs.JetStream) (map[string]int, []string) {
+func counts(t testing.TB, js jetstream.JetStream) (map[string]int, []string) {
 	t.Helper()
 	got := map[string]int{}
 	seen := map[string]bool{}
 	var dups []string
 	for _, env := range schemas.Envs() {
-		for _, m := range testenv.StreamMessages(t, js, ejs.StreamPredictions, schemas.PredictionSubject(env)) {
+		for _, m := range testenv.StreamMessages(t, js, bus.StreamPredictions, schemas.PredictionSubject(env)) {
 			p, err := schemas.DecodePrediction(m.Data())
 			if err != nil {
 				t.Fatal(err)
@@ -275,7 +275,7 @@ func counts(t testing.TB, js natsjs.JetStream) (map[string]int, []string) {
 
 // waitPredictions waits until every env has its predictions (or the time
 // is up), then checks exactly-once and an empty dead-letter stream.
-func waitPredictions(t testing.TB, js natsjs.JetStream, want map[string]int, timeout time.Duration) {
+func waitPredictions(t testing.TB, js jetstream.JetStream, want map[string]int, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -301,21 +301,21 @@ func waitPredictions(t testing.TB, js natsjs.JetStream, want map[string]int, tim
 	if len(dups) > 0 {
 		t.Errorf("%d duplicate predictions, e.g. %s", len(dups), dups[0])
 	}
-	if dl := testenv.StreamMessages(t, js, ejs.StreamDLQ, schemas.SubjectDLQAll); len(dl) > 0 {
+	if dl := testenv.StreamMessages(t, js, bus.StreamDLQ, schemas.SubjectDLQAll); len(dl) > 0 {
 		t.Errorf("%d dead letters for good input, first: %s", len(dl), dl[0].Data())
 	}
 }
 
 // predictedSoFar counts stored predictions per env cheaply (stream state).
-func predictedSoFar(t testing.TB, js natsjs.JetStream) map[string]uint64 {
+func predictedSoFar(t testing.TB, js jetstream.JetStream) map[string]uint64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := js.Stream(ctx, ejs.StreamPredictions)
+	s, err := js.Stream(ctx, bus.StreamPredictions)
 	if err != nil {
 		return nil // a node may be down: try again
 	}
-	info, err := s.Info(ctx, natsjs.WithSubjectFilter(schemas.SubjectPredictionsAll))
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(schemas.SubjectPredictionsAll))
 	if err != nil {
 		return nil
 	}

@@ -13,23 +13,23 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/ingest"
 	"eyeflow/internal/testenv"
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
 	"eyeflow/stage"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
 // uploads returns the decoded uploads stored on eye.uploads.
-func uploads(t *testing.T, js natsjs.JetStream) []schemas.Upload {
+func uploads(t *testing.T, js jetstream.JetStream) []schemas.Upload {
 	t.Helper()
-	msgs := testenv.StreamMessages(t, js, ejs.StreamUploads, schemas.SubjectUploads)
+	msgs := testenv.StreamMessages(t, js, bus.StreamUploads, schemas.SubjectUploads)
 	var out []schemas.Upload
 	for _, m := range msgs {
 		ev, err := schemas.DecodeS3Event(m.Data())
@@ -52,7 +52,7 @@ func keys(ups []schemas.Upload) []string {
 }
 
 // waitUploads waits for n events and then checks no more arrive.
-func waitUploads(t *testing.T, js natsjs.JetStream, n int) []schemas.Upload {
+func waitUploads(t *testing.T, js jetstream.JetStream, n int) []schemas.Upload {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for len(uploads(t, js)) < n && time.Now().Before(deadline) {
@@ -308,7 +308,7 @@ func TestLedgerStageRecordsForeignEvents(t *testing.T) {
 	if _, err := env.JS.Publish(ctx, schemas.SubjectUploads, data); err != nil {
 		t.Fatal(err)
 	}
-	testenv.WaitConsumerIdle(t, env.JS, ejs.StreamUploads, ejs.ConsumerIngestLedger)
+	testenv.WaitConsumerIdle(t, env.JS, bus.StreamUploads, bus.ConsumerIngestLedger)
 	has, err := ledger.Has(ctx, up.ID())
 	if err != nil || !has {
 		t.Fatalf("ledger has %s: %v %v", up.ID(), has, err)
@@ -316,7 +316,7 @@ func TestLedgerStageRecordsForeignEvents(t *testing.T) {
 }
 
 // openLedger is the topology's ledger, as the runtime's caller opens it.
-func openLedger(t *testing.T, js natsjs.JetStream) *ingest.Ledger {
+func openLedger(t *testing.T, js jetstream.JetStream) *ingest.Ledger {
 	t.Helper()
-	return ingest.NewLedger(stagetest.Bucket(t, js, ejs.KVUploads), stage.StreamReaderOf(js))
+	return ingest.NewLedger(stagetest.Bucket(t, js, bus.KVUploads), stage.StreamReaderOf(js))
 }

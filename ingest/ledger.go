@@ -9,8 +9,8 @@ import (
 	"fmt"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/internal/machine"
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
 	"eyeflow/stage"
@@ -112,8 +112,8 @@ func (p *Publisher) Publish(ctx context.Context, info objstore.Info) (bool, erro
 func LedgerProcessor(ledger *Ledger, log zerolog.Logger, m *stage.Metrics) stage.Processor[schemas.S3Event] {
 	return stage.Processor[schemas.S3Event]{
 		Stage:    StageIngest,
-		Stream:   ejs.StreamUploads,
-		Consumer: ejs.ConsumerIngestLedger,
+		Stream:   bus.StreamUploads,
+		Consumer: bus.ConsumerIngestLedger,
 		Decode:   schemas.DecodeS3Event,
 		Handle: func(ctx context.Context, ev schemas.S3Event) ([]stage.Output, error) {
 			ups, err := ev.Uploads()

@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/demodata"
 	"eyeflow/ingest"
 	"eyeflow/internal/testenv"
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/processors/resize"
 	"eyeflow/processors/splitter"
@@ -71,7 +71,7 @@ func TestMinIOEventFlowsThroughOnce(t *testing.T) {
 	if events[0].Key != key || events[0].Metadata["patient-id"] != "P 42" {
 		t.Fatalf("MinIO's event decoded to %+v", events[0])
 	}
-	raw := testenv.StreamMessages(t, env.JS, ejs.StreamUploads, schemas.SubjectUploads)[0]
+	raw := testenv.StreamMessages(t, env.JS, bus.StreamUploads, schemas.SubjectUploads)[0]
 	var ev schemas.S3Event
 	if err := json.Unmarshal(raw.Data(), &ev); err != nil || ev.Schema != "" || ev.Records[0].EventSource != "minio:s3" {
 		t.Fatalf("event was not sent by MinIO: %s", raw.Data())
@@ -80,17 +80,17 @@ func TestMinIOEventFlowsThroughOnce(t *testing.T) {
 	if _, err := env.JS.Publish(ctx, schemas.SubjectUploads, raw.Data()); err != nil {
 		t.Fatal(err)
 	}
-	testenv.WaitConsumerIdle(t, env.JS, ejs.StreamUploads, ejs.ConsumerResize)
-	testenv.WaitConsumerIdle(t, env.JS, ejs.StreamUploads, ejs.ConsumerIngestLedger)
+	testenv.WaitConsumerIdle(t, env.JS, bus.StreamUploads, bus.ConsumerResize)
+	testenv.WaitConsumerIdle(t, env.JS, bus.StreamUploads, bus.ConsumerIngestLedger)
 	// The reconciler sees the object already has an event.
 	rec := &ingest.Reconciler{Store: store, Bucket: objstore.BucketRaw, Pub: ingest.NewPublisher(stage.PublisherOf(env.JS), ledger), Log: zerolog.Nop()}
 	res, err := rec.Once(ctx)
 	if err != nil || res.Listed != 1 || res.Published != 0 {
 		t.Fatalf("reconciler %+v (%v): want the object listed and nothing published", res, err)
 	}
-	testenv.WaitConsumerIdle(t, env.JS, ejs.StreamUploads, ejs.ConsumerResize)
+	testenv.WaitConsumerIdle(t, env.JS, bus.StreamUploads, bus.ConsumerResize)
 
-	out := testenv.StreamMessages(t, env.JS, ejs.StreamResized, schemas.SubjectResized)
+	out := testenv.StreamMessages(t, env.JS, bus.StreamResized, schemas.SubjectResized)
 	if len(out) != 1 {
 		t.Fatalf("%d eye.resized events for one upload, want 1", len(out))
 	}

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	ejs "eyeflow/jetstream"
+	"eyeflow/bus"
 	"eyeflow/objstore"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -82,7 +82,7 @@ func (l *Ledger) Backlog(ctx context.Context) (uint64, error) {
 	if l.streams == nil {
 		return 0, errors.New("ledger backlog: the ledger was given no stream reader")
 	}
-	n, err := l.streams.Backlog(ctx, ejs.StreamUploads, ejs.ConsumerIngestLedger)
+	n, err := l.streams.Backlog(ctx, bus.StreamUploads, bus.ConsumerIngestLedger)
 	if err != nil {
 		return 0, fmt.Errorf("ledger backlog: %w", err)
 	}

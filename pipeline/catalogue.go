@@ -1,8 +1,8 @@
 package pipeline
 
 import (
+	"eyeflow/bus"
 	"eyeflow/internal/deployment"
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
 )
@@ -23,7 +23,7 @@ type Input struct {
 	// consumer per environment.
 	Consumer string
 	// PerEnv: one consumer per environment (schemas.Envs), named by
-	// ejs.ClassifierConsumer; the stage reads those of the envs it serves.
+	// bus.ClassifierConsumer; the stage reads those of the envs it serves.
 	PerEnv bool
 	Filter string
 	// MaxAckPending overrides the topology's when positive.
@@ -41,7 +41,7 @@ func (in Input) Consumers() []string {
 	}
 	var out []string
 	for _, env := range schemas.Envs() {
-		out = append(out, ejs.ClassifierConsumer(env))
+		out = append(out, bus.ClassifierConsumer(env))
 	}
 	return out
 }
@@ -73,7 +73,7 @@ type Stage struct {
 	Publishes []string
 	// Owns are the KV buckets whose configuration the stage owns: it may
 	// create them when the topology has not (never change them).
-	Owns []ejs.KVSpec
+	Owns []bus.KVSpec
 	KV   []KVUse
 	// Objects are the object-store buckets it reads or writes.
 	Objects []ObjectUse
@@ -94,9 +94,9 @@ func RuntimeReasons() []string {
 
 // Shared are the KV buckets of the deployment rather than of a stage: every
 // process reads the deployment record (the object store it must use).
-func Shared() []ejs.KVSpec {
-	return []ejs.KVSpec{{
-		Bucket:      ejs.KVDeployment,
+func Shared() []bus.KVSpec {
+	return []bus.KVSpec{{
+		Bucket:      bus.KVDeployment,
 		Description: "the deployment's object store; what each env's classifier serves or refused, and why",
 		History:     5,
 	}}
@@ -120,21 +120,21 @@ func Stages() []Stage {
 		{
 			Name:    schemas.StageIngest,
 			Summary: "run the upload ledger and the reconciler (beside an S3 store that notifies NATS)",
-			Inputs:  []Input{{Stream: ejs.StreamUploads, Consumer: ejs.ConsumerIngestLedger, Filter: schemas.SubjectUploads}},
+			Inputs:  []Input{{Stream: bus.StreamUploads, Consumer: bus.ConsumerIngestLedger, Filter: schemas.SubjectUploads}},
 			// The reconciler and the embedded watcher publish uploads.
 			Publishes: []string{schemas.SubjectUploads},
-			Owns: []ejs.KVSpec{{
-				Bucket:           ejs.KVUploads,
+			Owns: []bus.KVSpec{{
+				Bucket:           bus.KVUploads,
 				Description:      "upload identities that have an eye.uploads event",
 				ExpireWithEvents: true,
 			}},
-			KV:      []KVUse{{Bucket: ejs.KVUploads, Access: Write}},
+			KV:      []KVUse{{Bucket: bus.KVUploads, Access: Write}},
 			Objects: []ObjectUse{{Bucket: objstore.BucketRaw, Access: Write}},
 		},
 		{
 			Name:      schemas.StageResize,
 			Summary:   "run the resize processor alone",
-			Inputs:    []Input{{Stream: ejs.StreamUploads, Consumer: ejs.ConsumerResize, Filter: schemas.SubjectUploads}},
+			Inputs:    []Input{{Stream: bus.StreamUploads, Consumer: bus.ConsumerResize, Filter: schemas.SubjectUploads}},
 			Publishes: []string{schemas.SubjectResized},
 			Objects: []ObjectUse{
 				{Bucket: objstore.BucketRaw, Access: Read},
@@ -146,7 +146,7 @@ func Stages() []Stage {
 		{
 			Name:      schemas.StageSplitter,
 			Summary:   "run the splitter processor alone",
-			Inputs:    []Input{{Stream: ejs.StreamResized, Consumer: ejs.ConsumerSplitter, Filter: schemas.SubjectResized}},
+			Inputs:    []Input{{Stream: bus.StreamResized, Consumer: bus.ConsumerSplitter, Filter: schemas.SubjectResized}},
 			Publishes: []string{schemas.SubjectSplitAll},
 			// Reads resized/, links the dataset folders.
 			Objects: []ObjectUse{{Bucket: objstore.BucketProcessed, Access: Write}},
@@ -155,17 +155,17 @@ func Stages() []Stage {
 		{
 			Name:      schemas.StageClassifier,
 			Summary:   "run the classifier alone: eye.split.* -> eye.predictions.<env>, POST /predict",
-			Inputs:    []Input{{Stream: ejs.StreamSplits, PerEnv: true, Filter: schemas.SubjectSplitAll}},
+			Inputs:    []Input{{Stream: bus.StreamSplits, PerEnv: true, Filter: schemas.SubjectSplitAll}},
 			Publishes: []string{schemas.SubjectPredictionsAll},
-			Owns: []ejs.KVSpec{{
-				Bucket:      ejs.KVModels,
+			Owns: []bus.KVSpec{{
+				Bucket:      bus.KVModels,
 				Description: "env -> model name and version the classifier serves",
 				History:     16, // promotion history, for rollbacks
 			}},
 			KV: []KVUse{
-				{Bucket: ejs.KVModels, Access: Read},
+				{Bucket: bus.KVModels, Access: Read},
 				// What each env serves, or refused and why (`eyeflow status`).
-				{Bucket: ejs.KVDeployment, Access: Write, Keys: deployment.ServingKeyPrefix + ">"},
+				{Bucket: bus.KVDeployment, Access: Write, Keys: deployment.ServingKeyPrefix + ">"},
 			},
 			Objects: []ObjectUse{
 				{Bucket: objstore.BucketModels, Access: Read},
@@ -177,7 +177,7 @@ func Stages() []Stage {
 			Name:    schemas.StageDriftwatch,
 			Summary: "run the drift watcher alone",
 			Inputs: []Input{{
-				Stream: ejs.StreamPredictions, Consumer: ejs.ConsumerDriftwatch, Filter: schemas.SubjectPredictionsAll,
+				Stream: bus.StreamPredictions, Consumer: bus.ConsumerDriftwatch, Filter: schemas.SubjectPredictionsAll,
 				// One prediction in flight: "consecutive" is stream order, and
 				// a prediction retried after a transient failure must not be
 				// overtaken by later ones (it would look like a redelivery
@@ -185,27 +185,27 @@ func Stages() []Stage {
 				MaxAckPending: 1,
 			}},
 			Publishes: []string{schemas.SubjectDriftAll, schemas.SubjectRetrain},
-			Owns: []ejs.KVSpec{{
-				Bucket:       ejs.KVDriftwatch,
+			Owns: []bus.KVSpec{{
+				Bucket:       bus.KVDriftwatch,
 				Description:  "driftwatch state per env and model version: streak, windows, alerts, last counted sequence",
 				MaxValueSize: 1 << 20, // states carry windows of a few hundred floats
 			}},
-			KV:      []KVUse{{Bucket: ejs.KVDriftwatch, Access: Write}},
+			KV:      []KVUse{{Bucket: bus.KVDriftwatch, Access: Write}},
 			Reasons: []string{schemas.ReasonBadPrediction},
 		},
 		{
 			Name:    schemas.StageLabelsink,
 			Summary: "run the label sink alone (Label Studio tasks, exports, retrain manifests)",
 			Inputs: []Input{
-				{Stream: ejs.StreamRetrain, Consumer: ejs.ConsumerLabelsink, Filter: schemas.SubjectRetrain},
-				{Stream: ejs.StreamPredictions, Consumer: ejs.ConsumerLabelsinkPredictions, Filter: schemas.SubjectPredictionsAll, Optional: true},
+				{Stream: bus.StreamRetrain, Consumer: bus.ConsumerLabelsink, Filter: schemas.SubjectRetrain},
+				{Stream: bus.StreamPredictions, Consumer: bus.ConsumerLabelsinkPredictions, Filter: schemas.SubjectPredictionsAll, Optional: true},
 			},
 			Publishes: []string{schemas.SubjectRetrain},
-			Owns: []ejs.KVSpec{{
-				Bucket:      ejs.KVLabelsink,
+			Owns: []bus.KVSpec{{
+				Bucket:      bus.KVLabelsink,
 				Description: "labelsink: tasks written, retrain events, labels received, export files processed",
 			}},
-			KV: []KVUse{{Bucket: ejs.KVLabelsink, Access: Write}},
+			KV: []KVUse{{Bucket: bus.KVLabelsink, Access: Write}},
 			Objects: []ObjectUse{
 				{Bucket: objstore.BucketLabeling, Access: Write},
 				{Bucket: objstore.BucketRaw, Access: Write}, // labelled copies into raw/<class>/
@@ -218,16 +218,16 @@ func Stages() []Stage {
 		{
 			Name:      schemas.StageTrainer,
 			Summary:   "run the trainer alone: train, evaluate, promote and roll back model versions",
-			Inputs:    []Input{{Stream: ejs.StreamRetrain, Consumer: ejs.ConsumerTrainer, Filter: schemas.SubjectRetrain}},
+			Inputs:    []Input{{Stream: bus.StreamRetrain, Consumer: bus.ConsumerTrainer, Filter: schemas.SubjectRetrain}},
 			Publishes: []string{schemas.SubjectModels},
-			Owns: []ejs.KVSpec{{
-				Bucket:       ejs.KVTrainer,
+			Owns: []bus.KVSpec{{
+				Bucket:       bus.KVTrainer,
 				Description:  "trainer: rollout record per model version",
 				MaxValueSize: 1 << 20, // records carry confusion matrices
 			}},
 			KV: []KVUse{
-				{Bucket: ejs.KVTrainer, Access: Write},
-				{Bucket: ejs.KVModels, Access: Write}, // promotions and rollbacks
+				{Bucket: bus.KVTrainer, Access: Write},
+				{Bucket: bus.KVModels, Access: Write}, // promotions and rollbacks
 			},
 			Objects: []ObjectUse{
 				{Bucket: objstore.BucketProcessed, Access: Read}, // the dataset layout
@@ -236,7 +236,7 @@ func Stages() []Stage {
 				{Bucket: objstore.BucketLabeling, Access: Read},  // retrain manifests
 			},
 			// Rollout checks count live predictions and drift alerts.
-			Scans:   []string{ejs.StreamPredictions, ejs.StreamDrift},
+			Scans:   []string{bus.StreamPredictions, bus.StreamDrift},
 			Reasons: []string{schemas.ReasonBadManifest, schemas.ReasonObjectMissing, schemas.ReasonCorruptImage},
 		},
 	}

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	ejs "eyeflow/jetstream"
+	"eyeflow/bus"
 	"eyeflow/objstore"
 	"eyeflow/pipeline"
 	"eyeflow/schemas"
@@ -128,7 +128,7 @@ func subjectCovers(pattern, s string) bool {
 }
 
 func stored(subject string) bool {
-	for _, sc := range ejs.Streams(ejs.DefaultOptions()) {
+	for _, sc := range bus.Streams(bus.DefaultOptions()) {
 		for _, p := range sc.Subjects {
 			if subjectCovers(p, subject) {
 				return true
@@ -143,7 +143,7 @@ func stored(subject string) bool {
 // and dead-letter subject is stored, and every bucket a stage uses exists.
 func TestCatalogueIsConsistent(t *testing.T) {
 	streams := map[string]bool{}
-	for _, sc := range ejs.Streams(ejs.DefaultOptions()) {
+	for _, sc := range bus.Streams(bus.DefaultOptions()) {
 		streams[sc.Name] = true
 	}
 	kv := map[string]bool{}
@@ -214,7 +214,7 @@ func TestCatalogueIsConsistent(t *testing.T) {
 // consumer but the optional ones, with the declared settings, and every
 // KV bucket, all at the options' replicas.
 func TestTopologyFromTheCatalogue(t *testing.T) {
-	o := ejs.DefaultOptions()
+	o := bus.DefaultOptions()
 	o.Replicas = 3
 	topo := pipeline.Topology(o)
 	for _, st := range pipeline.Stages() {
@@ -248,7 +248,7 @@ func TestTopologyFromTheCatalogue(t *testing.T) {
 			t.Errorf("KV %s at %d replicas", kv.Bucket, kv.Replicas)
 		}
 	}
-	if _, ok := pipeline.ConsumerSpec(o, ejs.ConsumerLabelsinkPredictions); !ok {
+	if _, ok := pipeline.ConsumerSpec(o, bus.ConsumerLabelsinkPredictions); !ok {
 		t.Errorf("the optional labelsink consumer has no spec")
 	}
 }

@@ -4,14 +4,14 @@ import (
 	"fmt"
 	"slices"
 
-	ejs "eyeflow/jetstream"
+	"eyeflow/bus"
 )
 
 // Topology is the JetStream topology of the catalogue under the options:
 // the event streams, every stage's durable consumers (optional ones aside)
 // and every KV bucket, all at o.Replicas.
-func Topology(o ejs.Options) ejs.Topology {
-	t := ejs.Topology{Streams: ejs.Streams(o)}
+func Topology(o bus.Options) bus.Topology {
+	t := bus.Topology{Streams: bus.Streams(o)}
 	for _, s := range Stages() {
 		for _, in := range s.Inputs {
 			if in.Optional {
@@ -27,8 +27,8 @@ func Topology(o ejs.Options) ejs.Topology {
 }
 
 // Consumers are the durable consumer specs of one input under the options.
-func Consumers(o ejs.Options, in Input) []ejs.ConsumerSpec {
-	var out []ejs.ConsumerSpec
+func Consumers(o bus.Options, in Input) []bus.ConsumerSpec {
+	var out []bus.ConsumerSpec
 	for _, name := range in.Consumers() {
 		spec := o.Consumer(in.Stream, name, in.Filter)
 		if in.MaxAckPending > 0 {
@@ -41,7 +41,7 @@ func Consumers(o ejs.Options, in Input) []ejs.ConsumerSpec {
 
 // ConsumerSpec is the spec of a durable consumer declared in the
 // catalogue, optional ones included.
-func ConsumerSpec(o ejs.Options, consumer string) (ejs.ConsumerSpec, bool) {
+func ConsumerSpec(o bus.Options, consumer string) (bus.ConsumerSpec, bool) {
 	for _, s := range Stages() {
 		for _, in := range s.Inputs {
 			if slices.Contains(in.Consumers(), consumer) {
@@ -53,12 +53,12 @@ func ConsumerSpec(o ejs.Options, consumer string) (ejs.ConsumerSpec, bool) {
 			}
 		}
 	}
-	return ejs.ConsumerSpec{}, false
+	return bus.ConsumerSpec{}, false
 }
 
 // KeyValues are every KV bucket of the deployment: the shared ones, then
 // each stage's own, in pipeline order.
-func KeyValues() []ejs.KVSpec {
+func KeyValues() []bus.KVSpec {
 	out := Shared()
 	for _, s := range Stages() {
 		out = append(out, s.Owns...)
@@ -69,7 +69,7 @@ func KeyValues() []ejs.KVSpec {
 // KeyValue is the spec of the named bucket. It panics for a bucket the
 // catalogue does not declare: a programming error, caught by any test
 // that opens it.
-func KeyValue(bucket string) ejs.KVSpec {
+func KeyValue(bucket string) bus.KVSpec {
 	for _, kv := range KeyValues() {
 		if kv.Bucket == bucket {
 			return kv
@@ -80,9 +80,9 @@ func KeyValue(bucket string) ejs.KVSpec {
 
 // KeyValueConfig is the configuration of the named bucket at replicas, for a
 // process that must create its bucket because the topology was not applied
-// (ejs.OpenKeyValue binds to an existing one as it is).
-func KeyValueConfig(bucket string, replicas int) ejs.KeyValueConfig {
-	o := ejs.DefaultOptions()
+// (bus.OpenKeyValue binds to an existing one as it is).
+func KeyValueConfig(bucket string, replicas int) bus.KeyValueConfig {
+	o := bus.DefaultOptions()
 	o.Replicas = max(replicas, 1)
 	return KeyValue(bucket).Config(o)
 }

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/internal/testenv"
-	ejs "eyeflow/jetstream"
 	"eyeflow/schemas"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,11 +60,11 @@ func TestBatchPublishAcksOnlyWhatIsStored(t *testing.T) {
 		return out
 	}
 	start(t, env.JS, p)
-	waitIdle(t, env.JS, ejs.StreamUploads, ejs.ConsumerResize)
+	waitIdle(t, env.JS, bus.StreamUploads, bus.ConsumerResize)
 	if biggest.Load() < 2 {
 		t.Fatalf("no batch formed from %d queued inputs", n)
 	}
-	if out := messages(t, env.JS, ejs.StreamResized, schemas.SubjectResized); len(out) != n-bad {
+	if out := messages(t, env.JS, bus.StreamResized, schemas.SubjectResized); len(out) != n-bad {
 		t.Fatalf("%d outputs stored, want %d", len(out), n-bad)
 	}
 	maxDeliver := testenv.TopologyOptions().MaxDeliver

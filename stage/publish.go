@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Message is an event a processor publishes outside a handler's outputs:
@@ -35,16 +35,16 @@ type Publisher interface {
 var ErrNoMsgID = errors.New("no Msg-Id: a republish would be a second event")
 
 // PublisherOf publishes on a JetStream context.
-func PublisherOf(js natsjs.JetStream) Publisher { return jsPublisher{js} }
+func PublisherOf(js jetstream.JetStream) Publisher { return jsPublisher{js} }
 
-type jsPublisher struct{ js natsjs.JetStream }
+type jsPublisher struct{ js jetstream.JetStream }
 
 func (p jsPublisher) Publish(ctx context.Context, m Message) error { return publish(ctx, p.js, m) }
 
 // publish is every publish of the package, the runtime's own included: it
 // waits for JetStream's ack, which is what lets the runtime acknowledge an
 // input only after its outputs are stored.
-func publish(ctx context.Context, js natsjs.JetStream, m Message) error {
+func publish(ctx context.Context, js jetstream.JetStream, m Message) error {
 	if m.MsgID == "" {
 		return fmt.Errorf("publish %s: %w", m.Subject, ErrNoMsgID)
 	}
@@ -52,7 +52,7 @@ func publish(ctx context.Context, js natsjs.JetStream, m Message) error {
 	if m.Stage != "" {
 		msg.Header.Set(HeaderStage, m.Stage)
 	}
-	if _, err := js.PublishMsg(ctx, msg, natsjs.WithMsgID(m.MsgID)); err != nil {
+	if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(m.MsgID)); err != nil {
 		return fmt.Errorf("publish %s: %w", m.Subject, err)
 	}
 	return nil
@@ -65,9 +65,9 @@ const asyncPublishTimeout = 30 * time.Second
 // acks: n messages cost about one round trip to the server rather than n,
 // with the same guarantee as publish (nothing counts as done before the
 // stream has stored it). errs[i] is ms[i]'s error, nil once stored.
-func publishAll(ctx context.Context, js natsjs.JetStream, ms []Message) []error {
+func publishAll(ctx context.Context, js jetstream.JetStream, ms []Message) []error {
 	errs := make([]error, len(ms))
-	futures := make([]natsjs.PubAckFuture, len(ms))
+	futures := make([]jetstream.PubAckFuture, len(ms))
 	for i, m := range ms {
 		if m.MsgID == "" {
 			errs[i] = fmt.Errorf("publish %s: %w", m.Subject, ErrNoMsgID)
@@ -77,7 +77,7 @@ func publishAll(ctx context.Context, js natsjs.JetStream, ms []Message) []error 
 		if m.Stage != "" {
 			msg.Header.Set(HeaderStage, m.Stage)
 		}
-		f, err := js.PublishMsgAsync(msg, natsjs.WithMsgID(m.MsgID))
+		f, err := js.PublishMsgAsync(msg, jetstream.WithMsgID(m.MsgID))
 		if err != nil {
 			errs[i] = fmt.Errorf("publish %s: %w", m.Subject, err)
 			continue

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // StreamReader reads what streams hold and how far their consumers are
@@ -33,17 +33,17 @@ type StoredMsg struct {
 }
 
 // StreamReaderOf reads the streams of a JetStream context.
-func StreamReaderOf(js natsjs.JetStream) StreamReader { return jsStreams{js} }
+func StreamReaderOf(js jetstream.JetStream) StreamReader { return jsStreams{js} }
 
-type jsStreams struct{ js natsjs.JetStream }
+type jsStreams struct{ js jetstream.JetStream }
 
 // Scan reads with an ordered consumer: nothing durable is left behind, and
 // reading the stream again is exact where counters kept beside it could
 // drift (scans are bounded by their callers' counts, not the stream's size).
 func (s jsStreams) Scan(ctx context.Context, stream, subject string, since time.Time, fn func(StoredMsg) bool) error {
-	cfg := natsjs.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: natsjs.DeliverByStartTimePolicy, OptStartTime: &since}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &since}
 	if since.IsZero() {
-		cfg.DeliverPolicy, cfg.OptStartTime = natsjs.DeliverAllPolicy, nil
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverAllPolicy, nil
 	}
 	cons, err := s.js.OrderedConsumer(ctx, stream, cfg)
 	if err != nil {
@@ -69,12 +69,12 @@ func (s jsStreams) Scan(ctx context.Context, stream, subject string, since time.
 				return nil
 			}
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, natsjs.ErrNoMessages) {
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 			return fmt.Errorf("scan %s: %w", subject, err)
 		}
 		if n == 0 {
 			// Pending but not yet delivered: ask again with a wait.
-			b, err := cons.Fetch(256, natsjs.FetchMaxWait(500*time.Millisecond))
+			b, err := cons.Fetch(256, jetstream.FetchMaxWait(500*time.Millisecond))
 			if err != nil {
 				return fmt.Errorf("scan %s: %w", subject, err)
 			}
@@ -92,7 +92,7 @@ func (s jsStreams) Scan(ctx context.Context, stream, subject string, since time.
 	}
 }
 
-func storedMsg(m natsjs.Msg) StoredMsg {
+func storedMsg(m jetstream.Msg) StoredMsg {
 	sm := StoredMsg{Subject: m.Subject(), Data: m.Data(), Header: m.Headers()}
 	if md, err := m.Metadata(); err == nil {
 		sm.Sequence, sm.Time = md.Sequence.Stream, md.Timestamp

@@ -15,7 +15,7 @@ import (
 	"eyeflow/schemas"
 
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
@@ -153,7 +153,7 @@ func (p *Processor[In]) defaults() {
 // Run consumes until ctx is cancelled, then stops fetching, lets in-flight
 // work finish (up to ShutdownTimeout), returns unstarted messages to the
 // server, and returns nil. It returns an error only when it cannot start.
-func Run[In any](ctx context.Context, js natsjs.JetStream, p Processor[In]) error {
+func Run[In any](ctx context.Context, js jetstream.JetStream, p Processor[In]) error {
 	if err := p.validate(); err != nil {
 		return fmt.Errorf("stage %s: %w", p.Stage, err)
 	}
@@ -176,7 +176,7 @@ func Run[In any](ctx context.Context, js natsjs.JetStream, p Processor[In]) erro
 	// Prefetch only what the workers can take now: the rest stays on the
 	// server, where another instance can have it.
 	prefetch := p.Concurrency * p.MaxBatch
-	it, err := cons.Messages(natsjs.PullMaxMessages(prefetch))
+	it, err := cons.Messages(jetstream.PullMaxMessages(prefetch))
 	if err != nil {
 		return fmt.Errorf("stage %s: consume: %w", p.Stage, err)
 	}
@@ -191,7 +191,7 @@ func Run[In any](ctx context.Context, js natsjs.JetStream, p Processor[In]) erro
 	})
 	defer stopHard()
 
-	ch := make(chan natsjs.Msg)
+	ch := make(chan jetstream.Msg)
 	var pump sync.WaitGroup
 	pump.Go(func() {
 		defer close(ch)
@@ -201,7 +201,7 @@ func Run[In any](ctx context.Context, js natsjs.JetStream, p Processor[In]) erro
 			// back (NAK) instead of waiting out their AckWait.
 			m, err := it.Next()
 			if err != nil {
-				if ctx.Err() != nil || errors.Is(err, natsjs.ErrMsgIteratorClosed) {
+				if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 					return
 				}
 				r.log.Warn().Err(err).Msg("fetch")
@@ -225,7 +225,7 @@ func Run[In any](ctx context.Context, js natsjs.JetStream, p Processor[In]) erro
 				return
 			}
 			for m := range ch {
-				r.process(workCtx, []natsjs.Msg{m})
+				r.process(workCtx, []jetstream.Msg{m})
 			}
 		})
 	}
@@ -244,13 +244,13 @@ func Run[In any](ctx context.Context, js natsjs.JetStream, p Processor[In]) erro
 type Runner[In any] func(ctx context.Context, p Processor[In]) error
 
 // RunnerOf runs stages on a JetStream context.
-func RunnerOf[In any](js natsjs.JetStream) Runner[In] {
+func RunnerOf[In any](js jetstream.JetStream) Runner[In] {
 	return func(ctx context.Context, p Processor[In]) error { return Run(ctx, js, p) }
 }
 
 type runner[In any] struct {
 	p          Processor[In]
-	js         natsjs.JetStream
+	js         jetstream.JetStream
 	log        zerolog.Logger
 	maxDeliver int
 	ackWait    time.Duration
@@ -270,7 +270,7 @@ const DefaultFillWait = 250 * time.Millisecond
 // batch waiting for the messages the server reported must be the one that
 // receives them, not share them with idle workers that each wait out
 // FillWait with a part.
-func (r *runner[In]) batchLoop(ctx context.Context, ch <-chan natsjs.Msg, forming *sync.Mutex) {
+func (r *runner[In]) batchLoop(ctx context.Context, ch <-chan jetstream.Msg, forming *sync.Mutex) {
 	for {
 		forming.Lock()
 		batch, open := r.collect(ch)
@@ -286,13 +286,13 @@ func (r *runner[In]) batchLoop(ctx context.Context, ch <-chan natsjs.Msg, formin
 
 // collect forms one batch as batchLoop says; open is false once ch is
 // closed.
-func (r *runner[In]) collect(ch <-chan natsjs.Msg) (batch []natsjs.Msg, open bool) {
+func (r *runner[In]) collect(ch <-chan jetstream.Msg) (batch []jetstream.Msg, open bool) {
 	first, ok := <-ch
 	if !ok {
 		return nil, false
 	}
 	start := time.Now()
-	batch = []natsjs.Msg{first}
+	batch = []jetstream.Msg{first}
 	deadline := start.Add(r.p.MaxWait)
 	if r.backlog(first, len(batch)) {
 		deadline = start.Add(r.p.FillWait)
@@ -328,7 +328,7 @@ func (r *runner[In]) collect(ch <-chan natsjs.Msg) (batch []natsjs.Msg, open boo
 // The server's count trails messages stored moments ago, so under load a
 // batch may leave early with a part, never wait for messages that are not
 // there.
-func (r *runner[In]) backlog(m natsjs.Msg, have int) bool {
+func (r *runner[In]) backlog(m jetstream.Msg, have int) bool {
 	if have >= r.p.MaxBatch {
 		return false
 	}
@@ -337,20 +337,20 @@ func (r *runner[In]) backlog(m natsjs.Msg, have int) bool {
 }
 
 // release hands an unstarted message back for immediate redelivery.
-func (r *runner[In]) release(m natsjs.Msg) {
+func (r *runner[In]) release(m jetstream.Msg) {
 	if err := m.Nak(); err != nil {
 		r.log.Warn().Err(err).Msg("nak on shutdown")
 	}
 }
 
 type item[In any] struct {
-	msg  natsjs.Msg
+	msg  jetstream.Msg
 	meta Meta
 	in   In
 	log  zerolog.Logger
 }
 
-func (r *runner[In]) process(ctx context.Context, msgs []natsjs.Msg) {
+func (r *runner[In]) process(ctx context.Context, msgs []jetstream.Msg) {
 	start := time.Now()
 	r.p.Metrics.inFlight.WithLabelValues(r.p.Stage).Add(float64(len(msgs)))
 	defer r.p.Metrics.inFlight.WithLabelValues(r.p.Stage).Sub(float64(len(msgs)))
@@ -534,7 +534,7 @@ func (r *runner[In]) keepAlive(items []item[In]) (stop func()) {
 	return func() { close(done); wg.Wait() }
 }
 
-func (r *runner[In]) meta(m natsjs.Msg) Meta {
+func (r *runner[In]) meta(m jetstream.Msg) Meta {
 	meta := Meta{Stage: r.p.Stage, Subject: m.Subject()}
 	if md, err := m.Metadata(); err == nil {
 		meta.Stream = md.Stream
@@ -648,7 +648,7 @@ func (r *runner[In]) deadLetter(ctx context.Context, it item[In], reason string,
 }
 
 // watchConsumer exports the consumer's lag until ctx ends.
-func (r *runner[In]) watchConsumer(ctx context.Context, cons natsjs.Consumer) {
+func (r *runner[In]) watchConsumer(ctx context.Context, cons jetstream.Consumer) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	for {

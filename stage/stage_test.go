@@ -11,11 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/internal/testenv"
-	ejs "eyeflow/jetstream"
 	"eyeflow/schemas"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
@@ -48,8 +48,8 @@ func uploadIdentity(ev schemas.S3Event) string {
 func resizeProcessor(h Handler[schemas.S3Event], m *Metrics) Processor[schemas.S3Event] {
 	return Processor[schemas.S3Event]{
 		Stage:     schemas.StageResize,
-		Stream:    ejs.StreamUploads,
-		Consumer:  ejs.ConsumerResize,
+		Stream:    bus.StreamUploads,
+		Consumer:  bus.ConsumerResize,
 		Decode:    schemas.DecodeS3Event,
 		Identity:  uploadIdentity,
 		Handle:    h,
@@ -60,7 +60,7 @@ func resizeProcessor(h Handler[schemas.S3Event], m *Metrics) Processor[schemas.S
 }
 
 // start runs p until the test ends or the returned stop is called.
-func start[In any](t *testing.T, js natsjs.JetStream, p Processor[In]) (stop func()) {
+func start[In any](t *testing.T, js jetstream.JetStream, p Processor[In]) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -83,7 +83,7 @@ func start[In any](t *testing.T, js natsjs.JetStream, p Processor[In]) (stop fun
 	return stop
 }
 
-func publishUpload(t *testing.T, js natsjs.JetStream, key string) {
+func publishUpload(t *testing.T, js jetstream.JetStream, key string) {
 	t.Helper()
 	ev := schemas.NewUploadEvent(schemas.Upload{Bucket: "raw", Key: key, Size: 3, ETag: "etag-" + key})
 	data, err := json.Marshal(ev)
@@ -93,26 +93,26 @@ func publishUpload(t *testing.T, js natsjs.JetStream, key string) {
 	publishRaw(t, js, schemas.SubjectUploads, data)
 }
 
-func publishRaw(t *testing.T, js natsjs.JetStream, subject string, data []byte) {
+func publishRaw(t *testing.T, js jetstream.JetStream, subject string, data []byte) {
 	t.Helper()
 	if _, err := js.Publish(testenv.Context(t, 10*time.Second), subject, data); err != nil {
 		t.Fatalf("publish %s: %v", subject, err)
 	}
 }
 
-func messages(t *testing.T, js natsjs.JetStream, stream, subject string) []natsjs.Msg {
+func messages(t *testing.T, js jetstream.JetStream, stream, subject string) []jetstream.Msg {
 	t.Helper()
 	return testenv.StreamMessages(t, js, stream, subject)
 }
 
-func waitIdle(t *testing.T, js natsjs.JetStream, stream, consumer string) {
+func waitIdle(t *testing.T, js jetstream.JetStream, stream, consumer string) {
 	t.Helper()
 	testenv.WaitConsumerIdle(t, js, stream, consumer)
 }
 
 // waitPending waits until the server counts n messages pending for the
 // consumer.
-func waitPending(t *testing.T, js natsjs.JetStream, stream, consumer string, n uint64) {
+func waitPending(t *testing.T, js jetstream.JetStream, stream, consumer string, n uint64) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -146,8 +146,8 @@ func TestPassThroughOncePerUpload(t *testing.T) {
 	}
 	// The same upload reported again (a MinIO queue_dir replay): no new output.
 	publishUpload(t, env.JS, "cataract/img 0+.jpg")
-	waitIdle(t, env.JS, ejs.StreamUploads, ejs.ConsumerResize)
-	out := messages(t, env.JS, ejs.StreamResized, schemas.SubjectResized)
+	waitIdle(t, env.JS, bus.StreamUploads, bus.ConsumerResize)
+	out := messages(t, env.JS, bus.StreamResized, schemas.SubjectResized)
 	if len(out) != n {
 		t.Fatalf("%d outputs for %d distinct uploads", len(out), n)
 	}
@@ -179,7 +179,7 @@ func TestPublishFailureIsNeverAcked(t *testing.T) {
 	}, m)
 	start(t, env.JS, p)
 	publishUpload(t, env.JS, "normal/a.jpg")
-	waitIdle(t, env.JS, ejs.StreamUploads, ejs.ConsumerResize)
+	waitIdle(t, env.JS, bus.StreamUploads, bus.ConsumerResize)
 	maxDeliver := testenv.TopologyOptions().MaxDeliver
 	if got := calls.Load(); got != int64(maxDeliver) {
 		t.Fatalf("processed %d times, want one per delivery (%d): an unconfirmed publish must not be acked", got, maxDeliver)
@@ -193,10 +193,10 @@ func TestPublishFailureIsNeverAcked(t *testing.T) {
 	}
 }
 
-func deadLetters(t *testing.T, js natsjs.JetStream) []schemas.DeadLetter {
+func deadLetters(t *testing.T, js jetstream.JetStream) []schemas.DeadLetter {
 	t.Helper()
 	var out []schemas.DeadLetter
-	for _, m := range messages(t, js, ejs.StreamDLQ, schemas.DLQSubject(schemas.StageResize)) {
+	for _, m := range messages(t, js, bus.StreamDLQ, schemas.DLQSubject(schemas.StageResize)) {
 		var dl schemas.DeadLetter
 		if err := json.Unmarshal(m.Data(), &dl); err != nil {
 			t.Fatal(err)
@@ -241,7 +241,7 @@ func TestBadInputIsDeadLetteredAndNextFlows(t *testing.T) {
 			}
 			publishRaw(t, env.JS, schemas.SubjectUploads, payload)
 			publishUpload(t, env.JS, "normal/next.jpg")
-			waitIdle(t, env.JS, ejs.StreamUploads, ejs.ConsumerResize)
+			waitIdle(t, env.JS, bus.StreamUploads, bus.ConsumerResize)
 
 			dl := deadLetters(t, env.JS)
 			if len(dl) != 1 {
@@ -252,7 +252,7 @@ func TestBadInputIsDeadLetteredAndNextFlows(t *testing.T) {
 				string(d.Payload) != string(payload) || d.Error == "" || d.Schema != schemas.SchemaDeadLetter {
 				t.Fatalf("dead letter %+v: want reason %q, stage resize, first delivery, the original payload", d, tt.wantReason)
 			}
-			if out := messages(t, env.JS, ejs.StreamResized, schemas.SubjectResized); len(out) != 1 {
+			if out := messages(t, env.JS, bus.StreamResized, schemas.SubjectResized); len(out) != 1 {
 				t.Fatalf("%d outputs, want the next message's 1", len(out))
 			}
 			if got := testutil.ToFloat64(m.deadLettered.WithLabelValues(schemas.StageResize, tt.wantReason)); got != 1 {
@@ -278,8 +278,8 @@ func TestTransientErrorIsRetried(t *testing.T) {
 	}, NewMetrics(prometheus.NewRegistry()))
 	start(t, env.JS, p)
 	publishUpload(t, env.JS, "amd/x.jpg")
-	waitIdle(t, env.JS, ejs.StreamUploads, ejs.ConsumerResize)
-	if out := messages(t, env.JS, ejs.StreamResized, schemas.SubjectResized); len(out) != 1 {
+	waitIdle(t, env.JS, bus.StreamUploads, bus.ConsumerResize)
+	if out := messages(t, env.JS, bus.StreamResized, schemas.SubjectResized); len(out) != 1 {
 		t.Fatalf("%d outputs, want 1", len(out))
 	}
 	if dl := deadLetters(t, env.JS); len(dl) != 0 {
@@ -299,11 +299,11 @@ func TestRedeliveryAfterPublishMakesNoDuplicate(t *testing.T) {
 	for i := range n {
 		publishUpload(t, env.JS, fmt.Sprintf("glaucoma/%d.jpg", i))
 	}
-	waitIdle(t, env.JS, ejs.StreamUploads, ejs.ConsumerResize)
+	waitIdle(t, env.JS, bus.StreamUploads, bus.ConsumerResize)
 	if got := calls.Load(); got != 2*n {
 		t.Fatalf("handler ran %d times, want %d (every input redelivered once)", got, 2*n)
 	}
-	if out := messages(t, env.JS, ejs.StreamResized, schemas.SubjectResized); len(out) != n {
+	if out := messages(t, env.JS, bus.StreamResized, schemas.SubjectResized); len(out) != n {
 		t.Fatalf("%d outputs after redelivery, want %d", len(out), n)
 	}
 }
@@ -336,8 +336,8 @@ func TestCrashBetweenPublishAndAckLosesNothing(t *testing.T) {
 	// A new instance takes over the durable consumer.
 	p2 := resizeProcessor(passThrough(&calls), NewMetrics(prometheus.NewRegistry()))
 	start(t, env.JS, p2)
-	waitIdle(t, env.JS, ejs.StreamUploads, ejs.ConsumerResize)
-	if out := messages(t, env.JS, ejs.StreamResized, schemas.SubjectResized); len(out) != n {
+	waitIdle(t, env.JS, bus.StreamUploads, bus.ConsumerResize)
+	if out := messages(t, env.JS, bus.StreamResized, schemas.SubjectResized); len(out) != n {
 		t.Fatalf("%d outputs after crash and restart, want %d", len(out), n)
 	}
 }
@@ -372,8 +372,8 @@ func TestBatchHandler(t *testing.T) {
 	p.MaxBatch, p.MaxWait = maxBatch, 20*time.Millisecond
 	p.HandleBatch = recordingBatch(&mu, &sizes)
 	start(t, env.JS, p)
-	waitIdle(t, env.JS, ejs.StreamUploads, ejs.ConsumerResize)
-	if out := messages(t, env.JS, ejs.StreamResized, schemas.SubjectResized); len(out) != n {
+	waitIdle(t, env.JS, bus.StreamUploads, bus.ConsumerResize)
+	if out := messages(t, env.JS, bus.StreamResized, schemas.SubjectResized); len(out) != n {
 		t.Fatalf("%d outputs, want %d", len(out), n)
 	}
 	mu.Lock()
@@ -405,7 +405,7 @@ func TestBatchesFillFromABacklog(t *testing.T) {
 	// The server counts a consumer's pending messages as their stored
 	// signals reach it, behind the publishes under load; the batches read
 	// that count, so they start once it has the whole backlog.
-	waitPending(t, env.JS, ejs.StreamUploads, ejs.ConsumerResize, n)
+	waitPending(t, env.JS, bus.StreamUploads, bus.ConsumerResize, n)
 	var mu sync.Mutex
 	var sizes []int
 	p := resizeProcessor(nil, NewMetrics(prometheus.NewRegistry()))
@@ -414,7 +414,7 @@ func TestBatchesFillFromABacklog(t *testing.T) {
 	p.MaxBatch, p.MaxWait = maxBatch, time.Nanosecond // no wait at all, but for the backlog
 	p.HandleBatch = recordingBatch(&mu, &sizes)
 	start(t, env.JS, p)
-	waitIdle(t, env.JS, ejs.StreamUploads, ejs.ConsumerResize)
+	waitIdle(t, env.JS, bus.StreamUploads, bus.ConsumerResize)
 	mu.Lock()
 	got := slices.Clone(sizes)
 	mu.Unlock()
@@ -436,7 +436,7 @@ func TestBatchesFillFromABacklog(t *testing.T) {
 	// A lone input does not wait for a batch to fill.
 	t0 := time.Now()
 	publishUpload(t, env.JS, "amd/lone.jpg")
-	waitIdle(t, env.JS, ejs.StreamUploads, ejs.ConsumerResize)
+	waitIdle(t, env.JS, bus.StreamUploads, bus.ConsumerResize)
 	if d := time.Since(t0); d > 5*time.Second {
 		t.Fatalf("a lone input took %s", d)
 	}

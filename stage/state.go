@@ -7,7 +7,7 @@ import (
 	"slices"
 	"time"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // KeyValue is a key-value bucket as processors use it: their state (a
@@ -69,21 +69,21 @@ var (
 )
 
 // KeyValueOf is a JetStream KV bucket as a KeyValue.
-func KeyValueOf(kv natsjs.KeyValue) KeyValue { return natsKV{kv} }
+func KeyValueOf(kv jetstream.KeyValue) KeyValue { return natsKV{kv} }
 
-type natsKV struct{ kv natsjs.KeyValue }
+type natsKV struct{ kv jetstream.KeyValue }
 
 // pattern is filter as a NATS key pattern.
 func pattern(filter string) string {
 	if filter == "" {
-		return natsjs.AllKeys
+		return jetstream.AllKeys
 	}
 	return filter
 }
 
-func entryOf(e natsjs.KeyValueEntry) Entry {
+func entryOf(e jetstream.KeyValueEntry) Entry {
 	op := OpPut
-	if e.Operation() != natsjs.KeyValuePut {
+	if e.Operation() != jetstream.KeyValuePut {
 		op = OpDelete
 	}
 	return Entry{Key: e.Key(), Value: e.Value(), Revision: e.Revision(), Created: e.Created(), Op: op}
@@ -93,11 +93,11 @@ func entryOf(e natsjs.KeyValueEntry) Entry {
 // this package's: callers test with errors.Is and need not know NATS.
 func (k natsKV) fail(op, key string, err error) error {
 	switch {
-	case errors.Is(err, natsjs.ErrKeyNotFound):
+	case errors.Is(err, jetstream.ErrKeyNotFound):
 		err = ErrKeyNotFound
-	case errors.Is(err, natsjs.ErrKeyRevisionMismatch):
+	case errors.Is(err, jetstream.ErrKeyRevisionMismatch):
 		err = fmt.Errorf("%w: %w", ErrWrongRevision, err)
-	case op == "create" && errors.Is(err, natsjs.ErrKeyExists):
+	case op == "create" && errors.Is(err, jetstream.ErrKeyExists):
 		// Only Create: a wrong revision of Update carries the same
 		// server error code, and means something else.
 		err = fmt.Errorf("%w: %w", ErrKeyExists, err)
@@ -140,7 +140,7 @@ func (k natsKV) Update(ctx context.Context, key string, value []byte, revision u
 func (k natsKV) Keys(ctx context.Context, filter string) ([]string, error) {
 	lister, err := k.kv.ListKeysFiltered(ctx, pattern(filter))
 	if err != nil {
-		if errors.Is(err, natsjs.ErrNoKeysFound) {
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
 			return []string{}, nil
 		}
 		return nil, k.fail("list", pattern(filter), err)

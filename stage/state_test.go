@@ -7,13 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/internal/stagetest"
 	"eyeflow/internal/testenv"
-	ejs "eyeflow/jetstream"
 	"eyeflow/schemas"
 	"eyeflow/stage"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestKeyValueContract runs one contract over the JetStream bucket and the
@@ -21,7 +21,7 @@ import (
 func TestKeyValueContract(t *testing.T) {
 	t.Run("jetstream", func(t *testing.T) {
 		env := testenv.NATS(t, testenv.TopologyOptions())
-		raw, err := env.JS.CreateKeyValue(testenv.Context(t, 10*time.Second), natsjs.KeyValueConfig{Bucket: "contract", History: 10})
+		raw, err := env.JS.CreateKeyValue(testenv.Context(t, 10*time.Second), jetstream.KeyValueConfig{Bucket: "contract", History: 10})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -159,7 +159,7 @@ func TestPublisherWaitsForTheStreamAndDedupes(t *testing.T) {
 	}
 	// Publish returned: the message is stored, once.
 	var got []stage.StoredMsg
-	err := stage.StreamReaderOf(env.JS).Scan(ctx, ejs.StreamModels, schemas.SubjectModels, time.Time{}, func(sm stage.StoredMsg) bool {
+	err := stage.StreamReaderOf(env.JS).Scan(ctx, bus.StreamModels, schemas.SubjectModels, time.Time{}, func(sm stage.StoredMsg) bool {
 		got = append(got, sm)
 		return true
 	})
@@ -176,7 +176,7 @@ func TestScanAndBacklog(t *testing.T) {
 	ctx := testenv.Context(t, 20*time.Second)
 	pub := stage.PublisherOf(env.JS)
 	streams := stage.StreamReaderOf(env.JS)
-	if n, err := streams.Backlog(ctx, ejs.StreamUploads, ejs.ConsumerIngestLedger); err != nil || n != 0 {
+	if n, err := streams.Backlog(ctx, bus.StreamUploads, bus.ConsumerIngestLedger); err != nil || n != 0 {
 		t.Fatalf("backlog of an empty stream: %d, %v", n, err)
 	}
 	var mid time.Time
@@ -192,7 +192,7 @@ func TestScanAndBacklog(t *testing.T) {
 	scan := func(since time.Time, limit int) string {
 		t.Helper()
 		var s string
-		err := streams.Scan(ctx, ejs.StreamUploads, schemas.SubjectUploads, since, func(m stage.StoredMsg) bool {
+		err := streams.Scan(ctx, bus.StreamUploads, schemas.SubjectUploads, since, func(m stage.StoredMsg) bool {
 			s += string(m.Data)
 			return len(s) < limit
 		})
@@ -213,10 +213,10 @@ func TestScanAndBacklog(t *testing.T) {
 	if got := scan(time.Now().Add(time.Hour), 100); got != "" {
 		t.Errorf("scan of the future: %q, want nothing", got)
 	}
-	if n, err := streams.Backlog(ctx, ejs.StreamUploads, ejs.ConsumerIngestLedger); err != nil || n != 5 {
+	if n, err := streams.Backlog(ctx, bus.StreamUploads, bus.ConsumerIngestLedger); err != nil || n != 5 {
 		t.Fatalf("backlog: %d, %v; want the 5 unconsumed uploads", n, err)
 	}
-	if _, err := streams.Backlog(ctx, ejs.StreamUploads, "nobody"); err == nil {
+	if _, err := streams.Backlog(ctx, bus.StreamUploads, "nobody"); err == nil {
 		t.Fatal("backlog of a missing consumer: no error")
 	}
 }

@@ -35,9 +35,9 @@ import (
 	"sync"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/imaging"
 	"eyeflow/internal/machine"
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/pipeline"
 	"eyeflow/processors/classifier"
@@ -45,7 +45,7 @@ import (
 	"eyeflow/stage"
 
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
@@ -261,7 +261,7 @@ func pipelineRate(files classifier.ModelFiles, card classifier.Card, opts classi
 		return 0, 0, nil, err
 	}
 	defer os.RemoveAll(dir)
-	srv, err := ejs.StartServer(ejs.ServerOptions{Name: "bench", Listen: "127.0.0.1:0", StoreDir: dir, Logger: zerolog.Nop()})
+	srv, err := bus.StartServer(bus.ServerOptions{Name: "bench", Listen: "127.0.0.1:0", StoreDir: dir, Logger: zerolog.Nop()})
 	if err != nil {
 		return 0, 0, nil, err
 	}
@@ -271,15 +271,15 @@ func pipelineRate(files classifier.ModelFiles, card classifier.Card, opts classi
 		return 0, 0, nil, err
 	}
 	defer nc.Close()
-	js, err := natsjs.New(nc)
+	js, err := jetstream.New(nc)
 	if err != nil {
 		return 0, 0, nil, err
 	}
-	if err := ejs.Apply(ctx, js, pipeline.Topology(ejs.DefaultOptions().FitDisk(machine.DiskFree(dir)))); err != nil {
+	if err := bus.Apply(ctx, js, pipeline.Topology(bus.DefaultOptions().FitDisk(machine.DiskFree(dir)))); err != nil {
 		return 0, 0, nil, err
 	}
 	store := objstore.NewJetStream(js)
-	kv, err := js.KeyValue(ctx, ejs.KVModels)
+	kv, err := js.KeyValue(ctx, bus.KVModels)
 	if err != nil {
 		return 0, 0, nil, err
 	}
@@ -316,7 +316,7 @@ func pipelineRate(files classifier.ModelFiles, card classifier.Card, opts classi
 			s.Processed = schemas.ObjectRef{Bucket: objstore.BucketProcessed, Key: key, ETag: info.ETag, Size: info.Size}
 		}
 		data, _ := json.Marshal(s)
-		if _, err := js.Publish(ctx, schemas.SplitSubject(s.Split), data, natsjs.WithMsgID(s.ImageID)); err != nil {
+		if _, err := js.Publish(ctx, schemas.SplitSubject(s.Split), data, jetstream.WithMsgID(s.ImageID)); err != nil {
 			return 0, 0, nil, err
 		}
 	}
@@ -352,7 +352,7 @@ func pipelineRate(files classifier.ModelFiles, card classifier.Card, opts classi
 			return 0, 0, nil, fmt.Errorf("%d of %d predictions after 10 minutes", len(times), n)
 		}
 	}
-	cons, err := js.Consumer(ctx, ejs.StreamSplits, ejs.ClassifierConsumer(schemas.EnvProd))
+	cons, err := js.Consumer(ctx, bus.StreamSplits, bus.ClassifierConsumer(schemas.EnvProd))
 	if err != nil {
 		return 0, 0, nil, err
 	}
@@ -372,7 +372,7 @@ func pipelineRate(files classifier.ModelFiles, card classifier.Card, opts classi
 	<-done
 	// Per-run session times, from the predictions (one value per run).
 	seen := map[float64]bool{}
-	oc, err := js.OrderedConsumer(context.Background(), ejs.StreamPredictions, natsjs.OrderedConsumerConfig{})
+	oc, err := js.OrderedConsumer(context.Background(), bus.StreamPredictions, jetstream.OrderedConsumerConfig{})
 	if err == nil {
 		for got := 0; got < n; {
 			batch, err := oc.FetchNoWait(500)

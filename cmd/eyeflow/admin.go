@@ -7,15 +7,15 @@ import (
 	"strings"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/ingest"
 	"eyeflow/internal/deployment"
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/pipeline"
 	"eyeflow/schemas"
 	"eyeflow/stage"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func runTopology(ctx context.Context, args []string, out, errOut io.Writer) error {
@@ -31,7 +31,7 @@ func runTopologyApply(ctx context.Context, args []string, out, errOut io.Writer)
 	var n natsFlags
 	var lf logFlags
 	var wait time.Duration
-	o := ejs.DefaultOptions()
+	o := bus.DefaultOptions()
 	fs := newFlagSet("topology apply", "", "Creates or updates every stream, consumer and KV bucket; safe to run again. Waits up to --wait for\n"+
 		"NATS and JetStream (a deployment may start it before the servers).", out, errOut)
 	n.register(fs, defaultNATS(), natsClientUsage)
@@ -64,7 +64,7 @@ func runTopologyApply(ctx context.Context, args []string, out, errOut io.Writer)
 	}
 	defer nc.Close()
 	t := pipeline.Topology(o)
-	if err := retryJetStream(wctx, log, "apply the topology", func(ctx context.Context) error { return ejs.Apply(ctx, js, t) }); err != nil {
+	if err := retryJetStream(wctx, log, "apply the topology", func(ctx context.Context) error { return bus.Apply(ctx, js, t) }); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "topology applied: %d streams, %d consumers, %d KV buckets (replicas %d)\n", len(t.Streams), len(t.Consumers), len(t.KV), o.Replicas)
@@ -98,7 +98,7 @@ func runBucketsInit(ctx context.Context, args []string, out, errOut io.Writer) e
 	var lf logFlags
 	var wait time.Duration
 	fs := newFlagSet("buckets init", "", "Creates the raw, processed, labeling, models and features buckets and records the store in the\n"+
-		"cluster (KV "+ejs.KVDeployment+") as the one the deployment's stages use: commands that manage models,\n"+
+		"cluster (KV "+bus.KVDeployment+") as the one the deployment's stages use: commands that manage models,\n"+
 		"splits or uploads, and every stage, refuse another. With --s3 it also sets the raw bucket's notification\n"+
 		"(ObjectCreated -> MinIO's NATS target) so MinIO publishes eye.uploads.", out, errOut)
 	n.register(fs, defaultNATS(), natsClientUsage)
@@ -129,9 +129,9 @@ func runBucketsInit(ctx context.Context, args []string, out, errOut io.Writer) e
 	if err := waitStore(wctx, log, newReadiness(), store, s.endpoint); err != nil {
 		return err
 	}
-	var kv natsjs.KeyValue
-	if err := retryJetStream(wctx, log, "open KV "+ejs.KVDeployment, func(ctx context.Context) (err error) {
-		kv, err = ejs.OpenKeyValue(ctx, js, pipeline.KeyValueConfig(ejs.KVDeployment, replicas))
+	var kv jetstream.KeyValue
+	if err := retryJetStream(wctx, log, "open KV "+bus.KVDeployment, func(ctx context.Context) (err error) {
+		kv, err = bus.OpenKeyValue(ctx, js, pipeline.KeyValueConfig(bus.KVDeployment, replicas))
 		return err
 	}); err != nil {
 		return err

@@ -4,14 +4,14 @@ import (
 	"context"
 	"fmt"
 
+	"eyeflow/bus"
 	"eyeflow/ingest"
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/pipeline"
 	"eyeflow/processors/classifier"
 	"eyeflow/stage"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Processors are handed their buckets: these open them.
@@ -19,8 +19,8 @@ import (
 // openKeyValue binds a processor's KV bucket as the topology created it,
 // creating it with replicas only when it is missing (never reconfiguring
 // one: see jetstream.OpenKeyValue).
-func openKeyValue(ctx context.Context, js natsjs.JetStream, bucket string, replicas int) (stage.KeyValue, error) {
-	kv, err := ejs.OpenKeyValue(ctx, js, pipeline.KeyValueConfig(bucket, replicas))
+func openKeyValue(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) (stage.KeyValue, error) {
+	kv, err := bus.OpenKeyValue(ctx, js, pipeline.KeyValueConfig(bucket, replicas))
 	if err != nil {
 		return nil, err
 	}
@@ -29,8 +29,8 @@ func openKeyValue(ctx context.Context, js natsjs.JetStream, bucket string, repli
 
 // openRegistry opens the model registry: the models object bucket, and the
 // env -> version KV bucket (created with replicas only when missing).
-func openRegistry(ctx context.Context, js natsjs.JetStream, store objstore.Store, replicas int) (*classifier.Registry, error) {
-	kv, err := openKeyValue(ctx, js, ejs.KVModels, replicas)
+func openRegistry(ctx context.Context, js jetstream.JetStream, store objstore.Store, replicas int) (*classifier.Registry, error) {
+	kv, err := openKeyValue(ctx, js, bus.KVModels, replicas)
 	if err != nil {
 		return nil, fmt.Errorf("model registry: %w", err)
 	}
@@ -39,10 +39,10 @@ func openRegistry(ctx context.Context, js natsjs.JetStream, store objstore.Store
 
 // openLedger binds the upload ledger's bucket, which only the topology
 // creates (`eyeflow topology apply`, or `eyeflow up`).
-func openLedger(ctx context.Context, js natsjs.JetStream) (*ingest.Ledger, error) {
-	kv, err := js.KeyValue(ctx, ejs.KVUploads)
+func openLedger(ctx context.Context, js jetstream.JetStream) (*ingest.Ledger, error) {
+	kv, err := js.KeyValue(ctx, bus.KVUploads)
 	if err != nil {
-		return nil, fmt.Errorf("open upload ledger %s: %w", ejs.KVUploads, err)
+		return nil, fmt.Errorf("open upload ledger %s: %w", bus.KVUploads, err)
 	}
 	return ingest.NewLedger(stage.KeyValueOf(kv), stage.StreamReaderOf(js)), nil
 }

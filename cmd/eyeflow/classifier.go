@@ -11,16 +11,16 @@ import (
 	"sync"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/internal/deployment"
 	"eyeflow/internal/nice"
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/processors/classifier"
 	"eyeflow/schemas"
 	"eyeflow/stage"
 	"eyeflow/telemetry"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
@@ -232,7 +232,7 @@ func (f *classifierFlags) envList() []string {
 // (prod's batcher) on srv when srv is not nil. In `eyeflow up` (up true) it
 // first registers --model DIR as prod, or the placeholder as --placeholder
 // says; a standalone classifier registers nothing.
-func (f *classifierFlags) setup(ctx context.Context, p *proc, js natsjs.JetStream, store objstore.Store, srv *telemetry.Server, up bool) (task, error) {
+func (f *classifierFlags) setup(ctx context.Context, p *proc, js jetstream.JetStream, store objstore.Store, srv *telemetry.Server, up bool) (task, error) {
 	if err := f.rt.init(); err != nil {
 		return task{}, err
 	}
@@ -272,9 +272,9 @@ func (f *classifierFlags) setup(ctx context.Context, p *proc, js natsjs.JetStrea
 // classifier did with the model promoted to it (`eyeflow status` shows a
 // refused one with its reason). Without the bucket (a topology applied by
 // an older eyeflow) nothing is recorded.
-func servingReporter(ctx context.Context, js natsjs.JetStream, log zerolog.Logger) func(string, classifier.Assignment, error, *classifier.Assignment) {
+func servingReporter(ctx context.Context, js jetstream.JetStream, log zerolog.Logger) func(string, classifier.Assignment, error, *classifier.Assignment) {
 	kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	kv, err := js.KeyValue(kctx, ejs.KVDeployment)
+	kv, err := js.KeyValue(kctx, bus.KVDeployment)
 	cancel()
 	if err != nil {
 		log.Warn().Err(err).Msg("what each env serves is not recorded for eyeflow status (run eyeflow topology apply)")

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/internal/testenv"
-	ejs "eyeflow/jetstream"
 	"eyeflow/pipeline"
 	"eyeflow/processors/classifier"
 	"eyeflow/schemas"
@@ -195,9 +195,9 @@ func TestComposeOnACluster(t *testing.T) {
 	}
 	_, js := testenv.Connect(t, c.URL)
 	deadline := time.Now().Add(2 * time.Minute)
-	for len(testenv.StreamMessages(t, js, ejs.StreamPredictions, schemas.PredictionSubject(schemas.EnvProd))) < uploads {
+	for len(testenv.StreamMessages(t, js, bus.StreamPredictions, schemas.PredictionSubject(schemas.EnvProd))) < uploads {
 		if time.Now().After(deadline) {
-			t.Fatalf("prod predicted %d of %d uploads", len(testenv.StreamMessages(t, js, ejs.StreamPredictions, schemas.PredictionSubject(schemas.EnvProd))), uploads)
+			t.Fatalf("prod predicted %d of %d uploads", len(testenv.StreamMessages(t, js, bus.StreamPredictions, schemas.PredictionSubject(schemas.EnvProd))), uploads)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -214,11 +214,11 @@ func TestComposeOnACluster(t *testing.T) {
 			break
 		}
 	}
-	for _, cons := range []string{ejs.ConsumerResize, ejs.ConsumerIngestLedger} {
-		testenv.WaitConsumerIdle(t, js, ejs.StreamUploads, cons)
+	for _, cons := range []string{bus.ConsumerResize, bus.ConsumerIngestLedger} {
+		testenv.WaitConsumerIdle(t, js, bus.StreamUploads, cons)
 	}
-	testenv.WaitConsumerIdle(t, js, ejs.StreamResized, ejs.ConsumerSplitter)
-	testenv.WaitConsumerIdle(t, js, ejs.StreamSplits, ejs.ClassifierConsumer(schemas.EnvProd))
+	testenv.WaitConsumerIdle(t, js, bus.StreamResized, bus.ConsumerSplitter)
+	testenv.WaitConsumerIdle(t, js, bus.StreamSplits, bus.ClassifierConsumer(schemas.EnvProd))
 
 	resized := 0
 	for _, addr := range httpOf[schemas.StageResize] {
@@ -228,16 +228,16 @@ func TestComposeOnACluster(t *testing.T) {
 		t.Errorf("the resize instances processed %d uploads, want each of the %d once", resized, uploads)
 	}
 	for what, got := range map[string]int{
-		"eye.uploads": len(testenv.StreamMessages(t, js, ejs.StreamUploads, schemas.SubjectUploads)),
-		"eye.resized": len(testenv.StreamMessages(t, js, ejs.StreamResized, schemas.SubjectResized)),
-		"eye.split.*": len(testenv.StreamMessages(t, js, ejs.StreamSplits, schemas.SubjectSplitAll)),
+		"eye.uploads": len(testenv.StreamMessages(t, js, bus.StreamUploads, schemas.SubjectUploads)),
+		"eye.resized": len(testenv.StreamMessages(t, js, bus.StreamResized, schemas.SubjectResized)),
+		"eye.split.*": len(testenv.StreamMessages(t, js, bus.StreamSplits, schemas.SubjectSplitAll)),
 	} {
 		if got != uploads {
 			t.Errorf("%s holds %d events, want %d", what, got, uploads)
 		}
 	}
 	predicted := map[string]int{}
-	for _, m := range testenv.StreamMessages(t, js, ejs.StreamPredictions, schemas.PredictionSubject(schemas.EnvProd)) {
+	for _, m := range testenv.StreamMessages(t, js, bus.StreamPredictions, schemas.PredictionSubject(schemas.EnvProd)) {
 		p, err := schemas.DecodePrediction(m.Data())
 		if err != nil {
 			t.Fatal(err)
@@ -263,7 +263,7 @@ func TestComposeOnACluster(t *testing.T) {
 			t.Errorf("stream %s has %d replicas after every stage started, want %d", name, got, replicas)
 		}
 	}
-	topo := pipeline.Topology(ejs.DefaultOptions())
+	topo := pipeline.Topology(bus.DefaultOptions())
 	for _, kv := range topo.KV {
 		st, err := js.Stream(ctx, "KV_"+kv.Bucket)
 		if err != nil {

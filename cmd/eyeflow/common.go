@@ -12,8 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/internal/deployment"
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/pipeline"
 	"eyeflow/security/natsauth"
@@ -21,7 +21,7 @@ import (
 	"eyeflow/telemetry"
 
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
@@ -194,7 +194,7 @@ func (n *natsFlags) inbox() string {
 }
 
 // dial connects to url with the flags' credentials and TLS settings.
-func (n *natsFlags) dial(url, name string, log zerolog.Logger, extra ...nats.Option) (*nats.Conn, natsjs.JetStream, error) {
+func (n *natsFlags) dial(url, name string, log zerolog.Logger, extra ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
 	opts, err := n.options()
 	if err != nil {
 		return nil, nil, err
@@ -213,7 +213,7 @@ func (n *natsFlags) dial(url, name string, log zerolog.Logger, extra ...nats.Opt
 // connect opens a NATS connection that reconnects forever: processors
 // outlive server restarts and cluster node failures. Commands with
 // natsFlags use natsFlags.dial, which adds the user, TLS and inbox options.
-func connect(url, name, creds string, log zerolog.Logger, extra ...nats.Option) (*nats.Conn, natsjs.JetStream, error) {
+func connect(url, name, creds string, log zerolog.Logger, extra ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
 	opts := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
@@ -248,7 +248,7 @@ func connect(url, name, creds string, log zerolog.Logger, extra ...nats.Option) 
 	}
 	// A generous default: object-store reads of large models and API calls
 	// on a busy or recovering cluster take longer than the client's 5s.
-	js, err := natsjs.New(nc, natsjs.WithDefaultTimeout(30*time.Second))
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(30*time.Second))
 	if err != nil {
 		nc.Close()
 		return nil, nil, fmt.Errorf("jetstream: %w", err)
@@ -327,7 +327,7 @@ func (s *storeFlags) credentials() (string, string, error) {
 }
 
 // open returns the S3 store when --s3 is set, else the JetStream object store.
-func (s *storeFlags) open(js natsjs.JetStream, replicas int) (objstore.Store, error) {
+func (s *storeFlags) open(js jetstream.JetStream, replicas int) (objstore.Store, error) {
 	if s.endpoint == "" {
 		return objstore.NewJetStream(js, objstore.WithReplicas(replicas)), nil
 	}
@@ -343,7 +343,7 @@ func (s *storeFlags) open(js natsjs.JetStream, replicas int) (objstore.Store, er
 // up`), with the reason and the remedy. A check that cannot be made (no
 // answer in time, a user without the permission) is reported to warn and
 // passes: the record only ever adds a refusal.
-func checkStore(ctx context.Context, js natsjs.JetStream, sf *storeFlags, store objstore.Store, warn func(error)) error {
+func checkStore(ctx context.Context, js jetstream.JetStream, sf *storeFlags, store objstore.Store, warn func(error)) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	_, _, err := deployment.Check(ctx, js, deployment.Target{Store: store, Endpoint: sf.endpoint})
@@ -400,9 +400,9 @@ func runTasks(ctx context.Context, log zerolog.Logger, tasks ...task) error {
 // catalogue declares for the processor's stage, on the stream it names: a
 // processor reading anything else would read outside its NATS permissions
 // and beside the topology.
-func stageTask[In any](js natsjs.JetStream, p stage.Processor[In]) task {
+func stageTask[In any](js jetstream.JetStream, p stage.Processor[In]) task {
 	return task{name: p.Stage, run: func(ctx context.Context) error {
-		spec, ok := pipeline.ConsumerSpec(ejs.DefaultOptions(), p.Consumer)
+		spec, ok := pipeline.ConsumerSpec(bus.DefaultOptions(), p.Consumer)
 		if !ok || pipeline.OfConsumer(p.Consumer) != p.Stage || spec.Stream != p.Stream {
 			return fmt.Errorf("%s reads consumer %s on %s, which the catalogue (package pipeline) does not declare for it", p.Stage, p.Consumer, p.Stream)
 		}

@@ -16,7 +16,7 @@ import (
 	"strings"
 	"testing"
 
-	ejs "eyeflow/jetstream"
+	"eyeflow/bus"
 	"eyeflow/pipeline"
 	"eyeflow/schemas"
 	"eyeflow/security/natsauth"
@@ -371,8 +371,8 @@ func TestComposeReadsEveryConsumer(t *testing.T) {
 		for _, args := range eyeflowCommands(t, name, s) {
 			for _, c := range consumersOf(t, args) {
 				read[c] = name
-				var spec ejs.ConsumerSpec
-				spec, _ = pipeline.ConsumerSpec(ejs.DefaultOptions(), c)
+				var spec bus.ConsumerSpec
+				spec, _ = pipeline.ConsumerSpec(bus.DefaultOptions(), c)
 				next := "$JS.API.CONSUMER.MSG.NEXT." + spec.Stream + "." + c
 				ok := false
 				for _, u := range users {
@@ -386,7 +386,7 @@ func TestComposeReadsEveryConsumer(t *testing.T) {
 			}
 		}
 	}
-	for _, cs := range pipeline.Topology(ejs.DefaultOptions()).Consumers {
+	for _, cs := range pipeline.Topology(bus.DefaultOptions()).Consumers {
 		if _, ok := read[cs.Config.Durable]; !ok {
 			t.Errorf("no compose service reads consumer %s on %s: its lag grows forever", cs.Config.Durable, cs.Stream)
 		}

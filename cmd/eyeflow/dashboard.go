@@ -15,7 +15,7 @@ import (
 	"eyeflow/telemetry"
 
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // dashboardFlags configure the dashboard (`eyeflow up`, `eyeflow dashboard`).
@@ -59,7 +59,7 @@ func (f *dashboardFlags) tokenValue() (string, error) {
 // mount adds the dashboard to srv's mux and returns the task feeding it
 // (live predictions, throughput samples). counters nil reads this process's
 // registry, which in `eyeflow up` holds every stage's counters.
-func (f *dashboardFlags) mount(p *proc, nc *nats.Conn, js natsjs.JetStream, store objstore.Store, srv *telemetry.Server, prefix string, counters dashboard.CounterSource) (task, error) {
+func (f *dashboardFlags) mount(p *proc, nc *nats.Conn, js jetstream.JetStream, store objstore.Store, srv *telemetry.Server, prefix string, counters dashboard.CounterSource) (task, error) {
 	if f.off {
 		return task{name: "dashboard", run: func(context.Context) error { return nil }}, nil
 	}

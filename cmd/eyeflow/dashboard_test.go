@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/internal/testenv"
-	ejs "eyeflow/jetstream"
 	"eyeflow/processors/splitter"
 	"eyeflow/schemas"
 )
@@ -103,9 +103,9 @@ func TestDashboardInBrowser(t *testing.T) {
 	for processedBy(t, httpAddr, schemas.StageSplitter) < n && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond)
 	}
-	testenv.WaitConsumerIdle(t, js, ejs.StreamSplits, ejs.ClassifierConsumer(schemas.EnvProd))
-	testenv.WaitConsumerIdle(t, js, ejs.StreamPredictions, ejs.ConsumerDriftwatch)
-	preds := testenv.StreamMessages(t, js, ejs.StreamPredictions, schemas.SubjectPredictionsAll)
+	testenv.WaitConsumerIdle(t, js, bus.StreamSplits, bus.ClassifierConsumer(schemas.EnvProd))
+	testenv.WaitConsumerIdle(t, js, bus.StreamPredictions, bus.ConsumerDriftwatch)
+	preds := testenv.StreamMessages(t, js, bus.StreamPredictions, schemas.SubjectPredictionsAll)
 	labelledProd := 0
 	for _, m := range preds {
 		p, err := schemas.DecodePrediction(m.Data())

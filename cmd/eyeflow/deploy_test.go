@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/internal/testenv"
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/processors/classifier"
 	"eyeflow/schemas"
@@ -160,7 +160,7 @@ func TestPerProcessDeployment(t *testing.T) {
 	var preds []string
 	for time.Now().Before(deadline) {
 		preds = nil
-		for _, m := range testenv.StreamMessages(t, js, ejs.StreamPredictions, schemas.PredictionSubject(schemas.EnvCanary)) {
+		for _, m := range testenv.StreamMessages(t, js, bus.StreamPredictions, schemas.PredictionSubject(schemas.EnvCanary)) {
 			preds = append(preds, string(m.Data()))
 		}
 		if len(preds) > 0 {

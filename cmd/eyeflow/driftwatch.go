@@ -11,7 +11,7 @@ import (
 	"eyeflow/schemas"
 	"eyeflow/stage"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // driftwatchFlags configure the drift watcher (`eyeflow driftwatch`, `eyeflow up`).
@@ -75,7 +75,7 @@ func (f *driftwatchFlags) validate() error {
 // processor opens the watcher's state and returns its stage. The
 // driftwatch consumer's one-at-a-time delivery is the topology's
 // (the catalogue, package pipeline).
-func (f *driftwatchFlags) processor(ctx context.Context, p *proc, js natsjs.JetStream, replicas int) (stage.Processor[schemas.Prediction], error) {
+func (f *driftwatchFlags) processor(ctx context.Context, p *proc, js jetstream.JetStream, replicas int) (stage.Processor[schemas.Prediction], error) {
 	cfg, err := f.config()
 	if err != nil {
 		return stage.Processor[schemas.Prediction]{}, err

@@ -14,13 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/internal/testenv"
-	ejs "eyeflow/jetstream"
 	"eyeflow/schemas"
 	"eyeflow/security/natsauth"
 
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // authCluster is an embedded NATS server running the rendered permission
@@ -49,11 +49,11 @@ func startAuthNATS(t *testing.T) *authCluster {
 	if err := run(context.Background(), []string{"nats-config", "--out", conf}, io.Discard, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	users, err := ejs.LoadUsers(conf)
+	users, err := bus.LoadUsers(conf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := ejs.StartServer(ejs.ServerOptions{Name: "auth", Listen: "127.0.0.1:0", StoreDir: filepath.Join(dir, "js"), Users: users, Logger: nopLogger()})
+	srv, err := bus.StartServer(bus.ServerOptions{Name: "auth", Listen: "127.0.0.1:0", StoreDir: filepath.Join(dir, "js"), Users: users, Logger: nopLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,14 +68,14 @@ func (a *authCluster) as(role string) []string {
 }
 
 // admin is a JetStream client logged in as the admin user.
-func (a *authCluster) admin(t *testing.T) natsjs.JetStream {
+func (a *authCluster) admin(t *testing.T) jetstream.JetStream {
 	t.Helper()
 	nc, err := nats.Connect(a.url, nats.UserInfo(natsauth.UserName(natsauth.RoleAdmin), a.pw[natsauth.RoleAdmin]))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	js, err := natsjs.New(nc, natsjs.WithDefaultTimeout(30*time.Second))
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(30*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,9 +233,9 @@ func TestIngestRecordsMinIOEventsOnce(t *testing.T) {
 	// again: its passes wait for the ledger, then find them announced.
 	put(dir2)
 	deadline := time.Now().Add(60 * time.Second)
-	for len(testenv.StreamMessages(t, js, ejs.StreamUploads, schemas.SubjectUploads)) < first+second {
+	for len(testenv.StreamMessages(t, js, bus.StreamUploads, schemas.SubjectUploads)) < first+second {
 		if time.Now().After(deadline) {
-			t.Fatalf("MinIO announced %d of %d uploads", len(testenv.StreamMessages(t, js, ejs.StreamUploads, schemas.SubjectUploads)), first+second)
+			t.Fatalf("MinIO announced %d of %d uploads", len(testenv.StreamMessages(t, js, bus.StreamUploads, schemas.SubjectUploads)), first+second)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -250,7 +250,7 @@ func TestIngestRecordsMinIOEventsOnce(t *testing.T) {
 			break
 		}
 	}
-	testenv.WaitConsumerIdle(t, js, ejs.StreamUploads, ejs.ConsumerResize)
+	testenv.WaitConsumerIdle(t, js, bus.StreamUploads, bus.ConsumerResize)
 	if got := processedBy(t, resizeHTTP, schemas.StageResize); got != first+second {
 		t.Errorf("resize processed %d uploads, want each of the %d once", got, first+second)
 	}
@@ -259,17 +259,17 @@ func TestIngestRecordsMinIOEventsOnce(t *testing.T) {
 	if _, err := js.Publish(ctx, schemas.SubjectUploads, []byte("not an S3 event")); err != nil {
 		t.Fatal(err)
 	}
-	testenv.WaitConsumerIdle(t, js, ejs.StreamUploads, ejs.ConsumerIngestLedger)
-	testenv.WaitConsumerIdle(t, js, ejs.StreamUploads, ejs.ConsumerResize)
+	testenv.WaitConsumerIdle(t, js, bus.StreamUploads, bus.ConsumerIngestLedger)
+	testenv.WaitConsumerIdle(t, js, bus.StreamUploads, bus.ConsumerResize)
 	stopIngest2()
 
-	if got := len(testenv.StreamMessages(t, js, ejs.StreamUploads, schemas.SubjectUploads)); got != first+second+1 {
+	if got := len(testenv.StreamMessages(t, js, bus.StreamUploads, schemas.SubjectUploads)); got != first+second+1 {
 		t.Errorf("eye.uploads holds %d events, want MinIO's %d and the malformed one", got, first+second)
 	}
-	if got := len(testenv.StreamMessages(t, js, ejs.StreamResized, schemas.SubjectResized)); got != first+second {
+	if got := len(testenv.StreamMessages(t, js, bus.StreamResized, schemas.SubjectResized)); got != first+second {
 		t.Errorf("eye.resized holds %d events, want %d", got, first+second)
 	}
-	dl := testenv.StreamMessages(t, js, ejs.StreamDLQ, schemas.DLQSubject(schemas.StageIngest))
+	dl := testenv.StreamMessages(t, js, bus.StreamDLQ, schemas.DLQSubject(schemas.StageIngest))
 	if len(dl) != 1 {
 		t.Fatalf("%d dead letters on %s, want the malformed event's\n%s", len(dl), schemas.DLQSubject(schemas.StageIngest), ingestLogs2.String())
 	}

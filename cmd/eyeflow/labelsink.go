@@ -8,14 +8,14 @@ import (
 	"strings"
 	"time"
 
-	ejs "eyeflow/jetstream"
+	"eyeflow/bus"
 	"eyeflow/objstore"
 	"eyeflow/pipeline"
 	"eyeflow/processors/labelsink"
 	"eyeflow/schemas"
 	"eyeflow/stage"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // labelsinkFlags configure the label sink (`eyeflow labelsink`, `eyeflow up`).
@@ -77,7 +77,7 @@ func (f *labelsinkFlags) validate() error {
 // tasks returns the sink's parts: the stage on eye.retrain, the export
 // poller, and with --label-low-confidence the stage on eye.predictions.*
 // (its consumer is created here when missing, shaped like the topology's others).
-func (f *labelsinkFlags) tasks(ctx context.Context, p *proc, js natsjs.JetStream, store objstore.Store, replicas int) ([]task, error) {
+func (f *labelsinkFlags) tasks(ctx context.Context, p *proc, js jetstream.JetStream, store objstore.Store, replicas int) ([]task, error) {
 	cfg, err := f.config(store)
 	if err != nil {
 		return nil, err
@@ -95,10 +95,10 @@ func (f *labelsinkFlags) tasks(ctx context.Context, p *proc, js natsjs.JetStream
 		{name: "labelsink-exports", run: sink.RunExports},
 	}
 	if cfg.LowConfidence > 0 {
-		opts := ejs.DefaultOptions()
+		opts := bus.DefaultOptions()
 		opts.Replicas = replicas
-		spec, _ := pipeline.ConsumerSpec(opts, ejs.ConsumerLabelsinkPredictions)
-		if _, err := ejs.EnsureConsumer(ctx, js, spec); err != nil {
+		spec, _ := pipeline.ConsumerSpec(opts, bus.ConsumerLabelsinkPredictions)
+		if _, err := bus.EnsureConsumer(ctx, js, spec); err != nil {
 			return nil, fmt.Errorf("labelsink: %w", err)
 		}
 		out = append(out, stageTask(js, labelsink.PredictionProcessor(sink, p.log, p.metrics)))

@@ -20,7 +20,7 @@ import (
 	"strings"
 	"syscall"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // command is one subcommand.
@@ -78,7 +78,7 @@ type stageCmd struct {
 // upEnv is what `eyeflow up` builds its stages from.
 type upEnv struct {
 	p     *proc
-	js    natsjs.JetStream
+	js    jetstream.JetStream
 	store objstore.Store
 	srv   *telemetry.Server
 }

@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/internal/testenv"
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/processors/resize"
 	"eyeflow/schemas"
@@ -185,7 +185,7 @@ func TestUpPutAndRestart(t *testing.T) {
 		t.Fatalf("after a restart resize processed %d uploads again, want 0", got)
 	}
 	_, js := testenv.Connect(t, "nats://"+natsAddr)
-	if got := len(testenv.StreamMessages(t, js, ejs.StreamResized, schemas.SubjectResized)); got != n {
+	if got := len(testenv.StreamMessages(t, js, bus.StreamResized, schemas.SubjectResized)); got != n {
 		t.Fatalf("eye.resized holds %d events, want %d", got, n)
 	}
 }
@@ -360,7 +360,7 @@ func TestBucketsInitWithMinIO(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	var msgs int
 	for time.Now().Before(deadline) {
-		if msgs = len(testenv.StreamMessages(t, env.JS, ejs.StreamUploads, schemas.SubjectUploads)); msgs > 0 {
+		if msgs = len(testenv.StreamMessages(t, env.JS, bus.StreamUploads, schemas.SubjectUploads)); msgs > 0 {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)

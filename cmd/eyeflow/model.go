@@ -10,13 +10,13 @@ import (
 	"text/tabwriter"
 	"time"
 
-	ejs "eyeflow/jetstream"
+	"eyeflow/bus"
 	"eyeflow/processors/classifier"
 	"eyeflow/processors/trainer"
 	"eyeflow/schemas"
 	"eyeflow/stage"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // modelSubcommands are the verbs of `eyeflow model`.
@@ -35,7 +35,7 @@ func modelSubcommands() []subcommand {
 
 // runModel is `eyeflow model synth|push|promote|rollback|list|timeline`.
 func runModel(ctx context.Context, args []string, out, errOut io.Writer) error {
-	return runGroup(ctx, "model", "The model registry: versions in the models bucket, env -> version in KV "+ejs.KVModels+", every step on eye.models.",
+	return runGroup(ctx, "model", "The model registry: versions in the models bucket, env -> version in KV "+bus.KVModels+", every step on eye.models.",
 		modelSubcommands(), args, out, errOut)
 }
 
@@ -94,7 +94,7 @@ func (r *registryFlags) open(ctx context.Context, name string) (*classifier.Regi
 
 // openWith also returns the JetStream context, for commands that record
 // rollouts and publish model events.
-func (r *registryFlags) openWith(ctx context.Context, name string) (*classifier.Registry, natsjs.JetStream, func(), error) {
+func (r *registryFlags) openWith(ctx context.Context, name string) (*classifier.Registry, jetstream.JetStream, func(), error) {
 	nc, js, err := r.nats.dial(r.nats.url, "eyeflow-model-"+name, nopLogger())
 	if err != nil {
 		return nil, nil, nil, err
@@ -125,10 +125,10 @@ func (r *registryFlags) rollout(ctx context.Context, name string) (*trainer.Trai
 	if err != nil {
 		return nil, nil, err
 	}
-	kv, err := openKeyValue(ctx, js, ejs.KVTrainer, 1)
+	kv, err := openKeyValue(ctx, js, bus.KVTrainer, 1)
 	if err != nil {
 		closeFn()
-		return nil, nil, fmt.Errorf("kv %s: %w", ejs.KVTrainer, err)
+		return nil, nil, fmt.Errorf("kv %s: %w", bus.KVTrainer, err)
 	}
 	return trainer.ForRegistry(reg, kv, stage.PublisherOf(js), nopLogger()), closeFn, nil
 }
@@ -348,7 +348,7 @@ func runModelList(ctx context.Context, args []string, out, errOut io.Writer) err
 		return err
 	}
 	stages := map[string]string{}
-	if kv, err := js.KeyValue(ctx, ejs.KVTrainer); err == nil {
+	if kv, err := js.KeyValue(ctx, bus.KVTrainer); err == nil {
 		recs, err := trainer.ListRecords(ctx, stage.KeyValueOf(kv))
 		if err != nil {
 			return err

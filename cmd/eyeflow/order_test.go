@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/internal/testenv"
-	ejs "eyeflow/jetstream"
 )
 
 // background runs an eyeflow command in-process without waiting for it to
@@ -85,7 +85,7 @@ func TestStartInAnyOrder(t *testing.T) {
 			t.Errorf("resize does not log that it waits for NATS:\n%s", logs.String())
 		}
 
-		srv, err := ejs.StartServer(ejs.ServerOptions{Name: "late", Listen: natsAddr, StoreDir: t.TempDir(), Logger: nopLogger()})
+		srv, err := bus.StartServer(bus.ServerOptions{Name: "late", Listen: natsAddr, StoreDir: t.TempDir(), Logger: nopLogger()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -116,7 +116,7 @@ func TestStartInAnyOrder(t *testing.T) {
 			}()
 		}
 		time.Sleep(time.Second)
-		srv, err := ejs.StartServer(ejs.ServerOptions{Name: "late", Listen: natsAddr, StoreDir: t.TempDir(), Logger: nopLogger()})
+		srv, err := bus.StartServer(bus.ServerOptions{Name: "late", Listen: natsAddr, StoreDir: t.TempDir(), Logger: nopLogger()})
 		if err != nil {
 			t.Fatal(err)
 		}

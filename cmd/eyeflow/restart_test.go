@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/demodata"
 	"eyeflow/internal/testenv"
-	ejs "eyeflow/jetstream"
 	"eyeflow/schemas"
 )
 
@@ -79,14 +79,14 @@ func TestUpRestartMidRun(t *testing.T) {
 	_, js := testenv.Connect(t, "nats://"+natsAddr)
 	var msgs int
 	for time.Now().Before(deadline) {
-		if msgs = len(testenv.StreamMessages(t, js, ejs.StreamPredictions, schemas.PredictionSubject(schemas.EnvProd))); msgs >= n {
+		if msgs = len(testenv.StreamMessages(t, js, bus.StreamPredictions, schemas.PredictionSubject(schemas.EnvProd))); msgs >= n {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	time.Sleep(time.Second)
 	seen := map[string]bool{}
-	for _, m := range testenv.StreamMessages(t, js, ejs.StreamPredictions, schemas.PredictionSubject(schemas.EnvProd)) {
+	for _, m := range testenv.StreamMessages(t, js, bus.StreamPredictions, schemas.PredictionSubject(schemas.EnvProd)) {
 		p, err := schemas.DecodePrediction(m.Data())
 		if err != nil {
 			t.Fatal(err)

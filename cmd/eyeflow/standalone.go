@@ -6,14 +6,14 @@ import (
 	"io"
 	"slices"
 
-	ejs "eyeflow/jetstream"
+	"eyeflow/bus"
 	"eyeflow/objstore"
 	"eyeflow/pipeline"
 	"eyeflow/schemas"
 	"eyeflow/telemetry"
 
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // standalone holds what a long-running `eyeflow <processor>` needs: NATS, a
@@ -59,7 +59,7 @@ func (s *standalone) validate() error {
 type standaloneEnv struct {
 	p     *proc
 	nc    *nats.Conn
-	js    natsjs.JetStream
+	js    jetstream.JetStream
 	store objstore.Store
 	srv   *telemetry.Server // nil without --http; handlers may be added before the tasks run
 }
@@ -139,7 +139,7 @@ func stageNeeds(name string, envs []string) []consumerRef {
 		}
 		for _, env := range schemas.Envs() {
 			if envs == nil || slices.Contains(envs, env) {
-				out = append(out, consumerRef{in.Stream, ejs.ClassifierConsumer(env)})
+				out = append(out, consumerRef{in.Stream, bus.ClassifierConsumer(env)})
 			}
 		}
 	}

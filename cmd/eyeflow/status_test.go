@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/dashboard"
 	"eyeflow/internal/testenv"
-	ejs "eyeflow/jetstream"
 	"eyeflow/processors/driftwatch"
 	"eyeflow/schemas"
 )
@@ -42,14 +42,14 @@ func TestStatus(t *testing.T) {
 	pub(schemas.SplitSubject(schemas.SplitTrain), map[string]string{"schema": schemas.SchemaSplit}) // lag for the classifiers
 	pub(schemas.DriftSubject(schemas.EnvCanary), schemas.DriftAlert{Schema: schemas.SchemaDrift, AlertID: "a1", Env: schemas.EnvCanary,
 		ModelVersion: "v2", Signal: "entropy_ks", State: "firing", Time: time.Now()})
-	models, err := env.JS.KeyValue(ctx, ejs.KVModels)
+	models, err := env.JS.KeyValue(ctx, bus.KVModels)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := models.Put(ctx, schemas.EnvCanary, []byte(`{"name":"densenet121","version":"v2"}`)); err != nil {
 		t.Fatal(err)
 	}
-	dw, err := env.JS.KeyValue(ctx, ejs.KVDriftwatch)
+	dw, err := env.JS.KeyValue(ctx, bus.KVDriftwatch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestStatus(t *testing.T) {
 				t.Errorf("dead letters %v", dlq)
 			case !slices.Equal(resizeReasons, []dashboard.ReasonCount{{Reason: "corrupt_image", Count: 5}, {Reason: "unsupported_image", Count: 2}, {Reason: "bad_key", Count: 1}, {Reason: "too_large", Count: 1}}):
 				t.Errorf("resize's reasons %+v", resizeReasons)
-			case pending[ejs.ClassifierConsumer(schemas.EnvProd)] != 1:
+			case pending[bus.ClassifierConsumer(schemas.EnvProd)] != 1:
 				t.Errorf("pending %v", pending)
 			case canary.Version != "v2" || !canary.Firing() || len(s.Alerts) != 1:
 				t.Errorf("canary %+v, alerts %v", canary, s.Alerts)

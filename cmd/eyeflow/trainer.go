@@ -7,13 +7,13 @@ import (
 	"strings"
 	"time"
 
-	ejs "eyeflow/jetstream"
+	"eyeflow/bus"
 	"eyeflow/objstore"
 	"eyeflow/processors/trainer"
 	"eyeflow/schemas"
 	"eyeflow/stage"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // trainerFlags configure the trainer (`eyeflow trainer`, `eyeflow up`,
@@ -83,7 +83,7 @@ func (f *trainerFlags) validate() error {
 func trainerEngines() []string { return []string{trainer.EngineEmbedded, trainer.EngineTorch} }
 
 // build loads ONNX Runtime and the backbone and returns the trainer.
-func (f *trainerFlags) build(ctx context.Context, p *proc, rt *runtimeFlags, js natsjs.JetStream, store objstore.Store, prefix string, replicas int) (*trainer.Trainer, func(), error) {
+func (f *trainerFlags) build(ctx context.Context, p *proc, rt *runtimeFlags, js jetstream.JetStream, store objstore.Store, prefix string, replicas int) (*trainer.Trainer, func(), error) {
 	cfg, err := f.config(prefix)
 	if err != nil {
 		return nil, nil, err
@@ -100,9 +100,9 @@ func (f *trainerFlags) build(ctx context.Context, p *proc, rt *runtimeFlags, js 
 			return nil, nil, err
 		}
 	}
-	kv, err := openKeyValue(ctx, js, ejs.KVTrainer, replicas)
+	kv, err := openKeyValue(ctx, js, bus.KVTrainer, replicas)
 	if err != nil {
-		return nil, nil, fmt.Errorf("trainer: kv %s: %w", ejs.KVTrainer, err)
+		return nil, nil, fmt.Errorf("trainer: kv %s: %w", bus.KVTrainer, err)
 	}
 	feats, err := trainer.NewFeatures(store, rt.session())
 	if err != nil {
@@ -131,7 +131,7 @@ func (f *trainerFlags) build(ctx context.Context, p *proc, rt *runtimeFlags, js 
 }
 
 // tasks are the trainer stage's parts: retrain requests, bootstrap, rollout.
-func (f *trainerFlags) tasks(t *trainer.Trainer, p *proc, js natsjs.JetStream) []task {
+func (f *trainerFlags) tasks(t *trainer.Trainer, p *proc, js jetstream.JetStream) []task {
 	return []task{
 		stageTask(js, t.Processor(p.metrics)),
 		{name: "trainer-bootstrap", run: t.RunBootstrap},

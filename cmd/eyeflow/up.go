@@ -10,10 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/ingest"
 	"eyeflow/internal/deployment"
 	"eyeflow/internal/machine"
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/pipeline"
 	"eyeflow/schemas"
@@ -22,7 +22,7 @@ import (
 	"eyeflow/telemetry"
 
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 type upFlags struct {
@@ -129,15 +129,15 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return fmt.Errorf("data directory: %w", err)
 		}
-		so := ejs.ServerOptions{Name: "eyeflow", Listen: f.natsListen, StoreDir: dir, Logger: log,
+		so := bus.ServerOptions{Name: "eyeflow", Listen: f.natsListen, StoreDir: dir, Logger: log,
 			TLSCert: f.listenTLSCert, TLSKey: f.listenTLSKey, TLSCA: f.listenTLSCA}
 		if f.natsAuthConfig != "" {
-			if so.Users, err = ejs.LoadUsers(f.natsAuthConfig); err != nil {
+			if so.Users, err = bus.LoadUsers(f.natsAuthConfig); err != nil {
 				return err
 			}
 		}
 		ready.wait("the embedded NATS server")
-		nsrv, err := ejs.StartServer(so)
+		nsrv, err := bus.StartServer(so)
 		if err != nil {
 			return err
 		}
@@ -156,7 +156,7 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 	}
 	defer nc.Close()
 
-	topo := ejs.DefaultOptions()
+	topo := bus.DefaultOptions()
 	topo.Replicas = f.replicas
 	if f.nats.url == "" {
 		// The embedded server stores under --data: every stream at its
@@ -165,7 +165,7 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 	}
 	log.Info().Dur("stream_max_age", topo.MaxAge).Int64("stream_max_bytes", topo.MaxBytes).Msg("retention")
 	ready.wait("the JetStream topology")
-	if err := retryJetStream(ctx, log, "apply the topology", func(ctx context.Context) error { return ejs.Apply(ctx, js, pipeline.Topology(topo)) }); err != nil {
+	if err := retryJetStream(ctx, log, "apply the topology", func(ctx context.Context) error { return bus.Apply(ctx, js, pipeline.Topology(topo)) }); err != nil {
 		return ignoreCanceled(ctx, err)
 	}
 	store, err := f.store.open(js, f.replicas)
@@ -175,7 +175,7 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if err := waitStore(ctx, log, ready, store, f.store.endpoint); err != nil {
 		return ignoreCanceled(ctx, err)
 	}
-	depKV, err := ejs.OpenKeyValue(ctx, js, pipeline.KeyValueConfig(ejs.KVDeployment, f.replicas))
+	depKV, err := bus.OpenKeyValue(ctx, js, pipeline.KeyValueConfig(bus.KVDeployment, f.replicas))
 	if err != nil {
 		return err
 	}
@@ -303,7 +303,7 @@ func processorNames() []string {
 }
 
 // processorTasks builds the processors named by --processors.
-func (f *upFlags) processorTasks(ctx context.Context, p *proc, js natsjs.JetStream, store objstore.Store, srv *telemetry.Server) ([]task, error) {
+func (f *upFlags) processorTasks(ctx context.Context, p *proc, js jetstream.JetStream, store objstore.Store, srv *telemetry.Server) ([]task, error) {
 	var tasks []task
 	cmds := stageCmds()
 	for _, name := range f.processorList() {

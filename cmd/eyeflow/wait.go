@@ -14,7 +14,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
@@ -92,7 +92,7 @@ func natsConfigError(err error) bool {
 
 // waitNATS connects with backoff until NATS answers, logging what it waits
 // for; a configuration error (credentials, TLS) ends it at once.
-func waitNATS(ctx context.Context, log zerolog.Logger, ready *readiness, n *natsFlags, url, name string, extra ...nats.Option) (*nats.Conn, natsjs.JetStream, error) {
+func waitNATS(ctx context.Context, log zerolog.Logger, ready *readiness, n *natsFlags, url, name string, extra ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
 	delay := firstDelay
 	for attempt := 1; ; attempt++ {
 		nc, js, err := n.dial(url, name, log, extra...)
@@ -167,7 +167,7 @@ func waitStore(ctx context.Context, log zerolog.Logger, ready *readiness, store 
 // offline), which waiting fixes. Placement tags that match no server do
 // not fix themselves.
 func jetStreamUnavailable(err error) bool {
-	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, natsjs.ErrJetStreamNotEnabled) || errors.Is(err, context.DeadlineExceeded) ||
+	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, nats.ErrTimeout) {
 		return true
 	}
@@ -199,7 +199,7 @@ type consumerRef struct{ stream, name string }
 
 // waitConsumers waits until the topology's consumers the process reads
 // exist (`eyeflow topology apply` may run after the process starts).
-func waitConsumers(ctx context.Context, log zerolog.Logger, ready *readiness, js natsjs.JetStream, refs ...consumerRef) error {
+func waitConsumers(ctx context.Context, log zerolog.Logger, ready *readiness, js jetstream.JetStream, refs ...consumerRef) error {
 	for _, ref := range refs {
 		delay := firstDelay
 		for {
@@ -214,7 +214,7 @@ func waitConsumers(ctx context.Context, log zerolog.Logger, ready *readiness, js
 			}
 			what := fmt.Sprintf("consumer %s on stream %s", ref.name, ref.stream)
 			hint := "run `eyeflow topology apply`"
-			if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, natsjs.ErrJetStreamNotEnabled) {
+			if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
 				hint = "is JetStream enabled on the server (nats-server --jetstream)?"
 			}
 			ready.wait(what)

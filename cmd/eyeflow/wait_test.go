@@ -7,14 +7,14 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // The errors a process meets while its JetStream cluster forms are waited
 // out; the ones waiting does not fix end the start with the error.
 func TestJetStreamUnavailable(t *testing.T) {
 	placement := func(desc string) error {
-		return fmt.Errorf("apply stream EYE_UPLOADS: %w", &natsjs.APIError{Code: 400, ErrorCode: 10005, Description: desc})
+		return fmt.Errorf("apply stream EYE_UPLOADS: %w", &jetstream.APIError{Code: 400, ErrorCode: 10005, Description: desc})
 	}
 	tests := []struct {
 		name string
@@ -23,13 +23,13 @@ func TestJetStreamUnavailable(t *testing.T) {
 	}{
 		{"no server yet", nats.ErrNoResponders, true},
 		{"request timed out", fmt.Errorf("apply: %w", context.DeadlineExceeded), true},
-		{"no meta leader", &natsjs.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"}, true},
+		{"no meta leader", &jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"}, true},
 		// A leader elected before the other nodes reported (seen in a
 		// three-node cluster seconds after start).
 		{"new leader, peers not reported", placement("no suitable peers for placement"), true},
 		{"peer offline", placement("no suitable peers for placement, peer offline"), true},
 		{"placement tags match no server", placement("no suitable peers for placement, tags not matched ['ssd']"), false},
-		{"bad config", &natsjs.APIError{Code: 400, ErrorCode: 10052, Description: "stream name is required"}, false},
+		{"bad config", &jetstream.APIError{Code: 400, ErrorCode: 10052, Description: "stream name is required"}, false},
 		{"other", errors.New("disk full"), false},
 	}
 	for _, tt := range tests {

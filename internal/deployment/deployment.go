@@ -19,14 +19,14 @@ import (
 	"net/url"
 	"time"
 
-	ejs "eyeflow/jetstream"
+	"eyeflow/bus"
 	"eyeflow/objstore"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // KV is the bucket of the records.
-const KV = ejs.KVDeployment
+const KV = bus.KVDeployment
 
 // StoreKey is the key of the object-store record.
 const StoreKey = "objstore"
@@ -100,9 +100,9 @@ var ErrWrongStore = errors.New("not the deployment's object store")
 
 // ReadStore returns the recorded store; ok is false when nothing (not even
 // the bucket) is recorded yet.
-func ReadStore(ctx context.Context, js natsjs.JetStream) (rec StoreRecord, ok bool, err error) {
+func ReadStore(ctx context.Context, js jetstream.JetStream) (rec StoreRecord, ok bool, err error) {
 	kv, err := js.KeyValue(ctx, KV)
-	if errors.Is(err, natsjs.ErrBucketNotFound) {
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return rec, false, nil
 	}
 	if err != nil {
@@ -111,9 +111,9 @@ func ReadStore(ctx context.Context, js natsjs.JetStream) (rec StoreRecord, ok bo
 	return readStore(ctx, kv)
 }
 
-func readStore(ctx context.Context, kv natsjs.KeyValue) (rec StoreRecord, ok bool, err error) {
+func readStore(ctx context.Context, kv jetstream.KeyValue) (rec StoreRecord, ok bool, err error) {
 	e, err := kv.Get(ctx, StoreKey)
-	if errors.Is(err, natsjs.ErrKeyNotFound) {
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return rec, false, nil
 	}
 	if err != nil {
@@ -128,7 +128,7 @@ func readStore(ctx context.Context, kv natsjs.KeyValue) (rec StoreRecord, ok boo
 // Check refuses, with the reason and the remedy, a target that is not the
 // recorded store. Nothing recorded passes (a deployment before `eyeflow
 // buckets init`); rec is the record checked against, when there is one.
-func Check(ctx context.Context, js natsjs.JetStream, t Target) (rec StoreRecord, recorded bool, err error) {
+func Check(ctx context.Context, js jetstream.JetStream, t Target) (rec StoreRecord, recorded bool, err error) {
 	rec, ok, err := ReadStore(ctx, js)
 	if err != nil || !ok {
 		return rec, false, err
@@ -186,7 +186,7 @@ func readMarker(ctx context.Context, store objstore.Store) (string, error) {
 // first call writes the record (and, for S3, the marker into the store);
 // later ones check against it. A different store is refused unless
 // replace, which records t instead. It returns what it did, for the log.
-func Record(ctx context.Context, kv natsjs.KeyValue, t Target, by string, replace bool) (string, error) {
+func Record(ctx context.Context, kv jetstream.KeyValue, t Target, by string, replace bool) (string, error) {
 	rec, ok, err := readStore(ctx, kv)
 	if err != nil {
 		return "", err
@@ -274,7 +274,7 @@ type Serving struct {
 }
 
 // PutServing records what env's classifier did.
-func PutServing(ctx context.Context, kv natsjs.KeyValue, s Serving) error {
+func PutServing(ctx context.Context, kv jetstream.KeyValue, s Serving) error {
 	b, err := json.Marshal(s)
 	if err != nil {
 		return err
@@ -286,9 +286,9 @@ func PutServing(ctx context.Context, kv natsjs.KeyValue, s Serving) error {
 }
 
 // ReadServing returns env's serving record; ok is false when there is none.
-func ReadServing(ctx context.Context, kv natsjs.KeyValue, env string) (s Serving, ok bool, err error) {
+func ReadServing(ctx context.Context, kv jetstream.KeyValue, env string) (s Serving, ok bool, err error) {
 	e, err := kv.Get(ctx, ServingKey(env))
-	if errors.Is(err, natsjs.ErrKeyNotFound) {
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return s, false, nil
 	}
 	if err != nil {

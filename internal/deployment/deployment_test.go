@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/internal/deployment"
 	"eyeflow/internal/testenv"
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 )
 
@@ -22,7 +22,7 @@ func TestRecordAndCheck(t *testing.T) {
 	env := testenv.NATS(t, testenv.TopologyOptions())
 	other := testenv.NATS(t, testenv.TopologyOptions())
 	ctx := testenv.Context(t, time.Minute)
-	kv, err := env.JS.KeyValue(ctx, ejs.KVDeployment)
+	kv, err := env.JS.KeyValue(ctx, bus.KVDeployment)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestRecordAndCheck(t *testing.T) {
 
 	// A second cluster recording the same store gets the same id (the
 	// marker names the store, and is not rewritten).
-	okv, err := other.JS.KeyValue(ctx, ejs.KVDeployment)
+	okv, err := other.JS.KeyValue(ctx, bus.KVDeployment)
 	if err != nil {
 		t.Fatal(err)
 	}

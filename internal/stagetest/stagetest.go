@@ -14,11 +14,11 @@ import (
 
 	"eyeflow/stage"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Run runs p until the test ends.
-func Run[In any](t testing.TB, js natsjs.JetStream, p stage.Processor[In]) {
+func Run[In any](t testing.TB, js jetstream.JetStream, p stage.Processor[In]) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -33,7 +33,7 @@ func Run[In any](t testing.TB, js natsjs.JetStream, p stage.Processor[In]) {
 
 // Bucket is the topology's KV bucket as the runtime's caller hands it to a
 // processor; the test fails when the bucket is missing.
-func Bucket(t testing.TB, js natsjs.JetStream, bucket string) stage.KeyValue {
+func Bucket(t testing.TB, js jetstream.JetStream, bucket string) stage.KeyValue {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	ejs "eyeflow/jetstream"
+	"eyeflow/bus"
 
 	"github.com/rs/zerolog"
 )
@@ -18,8 +18,8 @@ import (
 // each with its own store, that a test can kill and restart one at a time.
 type ClusterEnv struct {
 	t       testing.TB
-	opts    []ejs.ServerOptions
-	Servers []*ejs.Server
+	opts    []bus.ServerOptions
+	Servers []*bus.Server
 	// URL lists every node's client URL, comma-separated, for clients that
 	// must survive the loss of any one node.
 	URL string
@@ -30,7 +30,7 @@ type ClusterEnv struct {
 func Cluster(t testing.TB, n int) *ClusterEnv {
 	t.Helper()
 	clients, routes := freeAddrs(t, n), freeAddrs(t, n)
-	c := &ClusterEnv{t: t, Servers: make([]*ejs.Server, n)}
+	c := &ClusterEnv{t: t, Servers: make([]*bus.Server, n)}
 	var urls []string
 	for i := range n {
 		var peers []string
@@ -39,7 +39,7 @@ func Cluster(t testing.TB, n int) *ClusterEnv {
 				peers = append(peers, "nats://"+r)
 			}
 		}
-		c.opts = append(c.opts, ejs.ServerOptions{
+		c.opts = append(c.opts, bus.ServerOptions{
 			Name:          fmt.Sprintf("n%d", i+1),
 			Listen:        clients[i],
 			StoreDir:      filepath.Join(t.TempDir(), fmt.Sprintf("n%d", i+1)),
@@ -55,7 +55,7 @@ func Cluster(t testing.TB, n int) *ClusterEnv {
 	errs := make(chan error, n)
 	for i := range n {
 		go func() {
-			srv, err := ejs.StartServer(c.opts[i])
+			srv, err := bus.StartServer(c.opts[i])
 			c.Servers[i] = srv
 			errs <- err
 		}()
@@ -86,7 +86,7 @@ func (c *ClusterEnv) Kill(i int) {
 // Restart starts node i again with its old store and addresses.
 func (c *ClusterEnv) Restart(i int) {
 	c.t.Helper()
-	srv, err := ejs.StartServer(c.opts[i])
+	srv, err := bus.StartServer(c.opts[i])
 	if err != nil {
 		c.t.Fatalf("restart node %d: %v", i+1, err)
 	}

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // A cluster Cluster returns takes a three-replica stream at once: the
@@ -18,7 +18,7 @@ func TestClusterPlacesReplicasAtOnce(t *testing.T) {
 			_, js := Connect(t, c.URL)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			if _, err := js.CreateStream(ctx, natsjs.StreamConfig{Name: "R3", Subjects: []string{"r3.>"}, Replicas: 3}); err != nil {
+			if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "R3", Subjects: []string{"r3.>"}, Replicas: 3}); err != nil {
 				t.Fatalf("R3 stream on a new cluster: %v", err)
 			}
 		})

@@ -6,27 +6,27 @@ import (
 	"testing"
 	"time"
 
-	ejs "eyeflow/jetstream"
+	"eyeflow/bus"
 	"eyeflow/pipeline"
 
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
 // NATSEnv is a running embedded server with the eyeflow topology applied.
 type NATSEnv struct {
-	Server   *ejs.Server
+	Server   *bus.Server
 	URL      string
 	StoreDir string
 	Conn     *nats.Conn
-	JS       natsjs.JetStream
-	Topology ejs.Topology
+	JS       jetstream.JetStream
+	Topology bus.Topology
 }
 
 // TopologyOptions are the defaults with timings short enough for tests.
-func TopologyOptions() ejs.Options {
-	o := ejs.DefaultOptions()
+func TopologyOptions() bus.Options {
+	o := bus.DefaultOptions()
 	o.AckWait = 2 * time.Second
 	o.MaxDeliver = 3
 	// Streams reserve their byte bound from the server's disk: keep tests
@@ -37,10 +37,10 @@ func TopologyOptions() ejs.Options {
 
 // NATS starts an embedded nats-server with JetStream in t.TempDir() on a random
 // port, connects, and applies the topology built from opts.
-func NATS(t testing.TB, opts ejs.Options) *NATSEnv {
+func NATS(t testing.TB, opts bus.Options) *NATSEnv {
 	t.Helper()
 	dir := t.TempDir()
-	srv, err := ejs.StartServer(ejs.ServerOptions{Name: "test", Listen: "127.0.0.1:0", StoreDir: dir, Logger: zerolog.Nop()})
+	srv, err := bus.StartServer(bus.ServerOptions{Name: "test", Listen: "127.0.0.1:0", StoreDir: dir, Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatalf("start embedded nats: %v", err)
 	}
@@ -50,21 +50,21 @@ func NATS(t testing.TB, opts ejs.Options) *NATSEnv {
 	env.Topology = pipeline.Topology(opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := ejs.Apply(ctx, env.JS, env.Topology); err != nil {
+	if err := bus.Apply(ctx, env.JS, env.Topology); err != nil {
 		t.Fatalf("apply topology: %v", err)
 	}
 	return env
 }
 
 // Connect opens a client connection closed in t.Cleanup.
-func Connect(t testing.TB, url string) (*nats.Conn, natsjs.JetStream) {
+func Connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatalf("connect %s: %v", url, err)
 	}
 	t.Cleanup(nc.Close)
-	js, err := natsjs.New(nc, natsjs.WithDefaultTimeout(30*time.Second))
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(30*time.Second))
 	if err != nil {
 		t.Fatalf("jetstream: %v", err)
 	}

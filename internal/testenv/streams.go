@@ -5,20 +5,20 @@ import (
 	"testing"
 	"time"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // StreamMessages returns every message stored on subject in stream, in
 // order. It reads until it has as many as the stream holds for the subject:
 // an empty fetch is no proof of the end on a busy or clustered server.
-func StreamMessages(t testing.TB, js natsjs.JetStream, stream, subject string) []natsjs.Msg {
+func StreamMessages(t testing.TB, js jetstream.JetStream, stream, subject string) []jetstream.Msg {
 	t.Helper()
 	ctx := Context(t, time.Minute)
 	st, err := js.Stream(ctx, stream)
 	if err != nil {
 		t.Fatalf("read %s on %s: %v", subject, stream, err)
 	}
-	info, err := st.Info(ctx, natsjs.WithSubjectFilter(subject))
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(subject))
 	if err != nil {
 		t.Fatalf("read %s on %s: %v", subject, stream, err)
 	}
@@ -26,8 +26,8 @@ func StreamMessages(t testing.TB, js natsjs.JetStream, stream, subject string) [
 	for _, n := range info.State.Subjects {
 		want += n
 	}
-	out := make([]natsjs.Msg, 0, want)
-	var c natsjs.Consumer
+	out := make([]jetstream.Msg, 0, want)
+	var c jetstream.Consumer
 	var lastSeq uint64
 	for uint64(len(out)) < want {
 		if ctx.Err() != nil {
@@ -36,9 +36,9 @@ func StreamMessages(t testing.TB, js natsjs.JetStream, stream, subject string) [
 		if c == nil {
 			// (Re)start after the last message read: on a cluster an
 			// ordered consumer can be lost with a node or a leader.
-			cfg := natsjs.OrderedConsumerConfig{FilterSubjects: []string{subject}}
+			cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}}
 			if lastSeq > 0 {
-				cfg.DeliverPolicy = natsjs.DeliverByStartSequencePolicy
+				cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 				cfg.OptStartSeq = lastSeq + 1
 			}
 			if c, err = js.OrderedConsumer(ctx, stream, cfg); err != nil {
@@ -47,7 +47,7 @@ func StreamMessages(t testing.TB, js natsjs.JetStream, stream, subject string) [
 				continue
 			}
 		}
-		b, err := c.Fetch(int(min(want-uint64(len(out)), 500)), natsjs.FetchMaxWait(5*time.Second))
+		b, err := c.Fetch(int(min(want-uint64(len(out)), 500)), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
 			c = nil
 			time.Sleep(200 * time.Millisecond)
@@ -74,10 +74,10 @@ func StreamMessages(t testing.TB, js natsjs.JetStream, stream, subject string) [
 // nothing is pending or unacknowledged. Comparing with the stream's last
 // sequence (not only the pending count) keeps a message published just
 // before the call from being missed.
-func WaitConsumerIdle(t testing.TB, js natsjs.JetStream, stream, consumer string) {
+func WaitConsumerIdle(t testing.TB, js jetstream.JetStream, stream, consumer string) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
-	var info *natsjs.ConsumerInfo
+	var info *jetstream.ConsumerInfo
 	var last uint64
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -20,9 +20,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/imaging"
 	"eyeflow/internal/machine"
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
 	"eyeflow/stage"
@@ -373,8 +373,8 @@ func (c *Classifier) load(ctx context.Context, env string, a Assignment) bool {
 func (c *Classifier) runStage(ctx context.Context, env string) {
 	p := stage.Processor[schemas.Split]{
 		Stage:       schemas.StageClassifier,
-		Stream:      ejs.StreamSplits,
-		Consumer:    ejs.ClassifierConsumer(env),
+		Stream:      bus.StreamSplits,
+		Consumer:    bus.ClassifierConsumer(env),
 		Decode:      schemas.DecodeSplit,
 		ImageID:     func(s schemas.Split) string { return s.ImageID },
 		HandleBatch: c.handleBatch(env),

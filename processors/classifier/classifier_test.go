@@ -16,10 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/demodata"
 	"eyeflow/internal/stagetest"
 	"eyeflow/internal/testenv"
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/processors/classifier/onnx"
 	"eyeflow/schemas"
@@ -130,7 +130,7 @@ func publishSplit(t *testing.T, js jetstream.JetStream, s schemas.Split) {
 func predictions(t *testing.T, js jetstream.JetStream, env string) []schemas.Prediction {
 	t.Helper()
 	var out []schemas.Prediction
-	for _, m := range testenv.StreamMessages(t, js, ejs.StreamPredictions, schemas.PredictionSubject(env)) {
+	for _, m := range testenv.StreamMessages(t, js, bus.StreamPredictions, schemas.PredictionSubject(env)) {
 		p, err := schemas.DecodePrediction(m.Data())
 		if err != nil {
 			t.Fatalf("decode prediction: %v", err)
@@ -143,7 +143,7 @@ func predictions(t *testing.T, js jetstream.JetStream, env string) []schemas.Pre
 func waitIdle(t *testing.T, js jetstream.JetStream, envs ...string) {
 	t.Helper()
 	for _, env := range envs {
-		testenv.WaitConsumerIdle(t, js, ejs.StreamSplits, ejs.ClassifierConsumer(env))
+		testenv.WaitConsumerIdle(t, js, bus.StreamSplits, bus.ClassifierConsumer(env))
 	}
 }
 

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	ejs "eyeflow/jetstream"
+	"eyeflow/bus"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
 	"eyeflow/stage"
@@ -24,7 +24,7 @@ import (
 // model version it serves (an Assignment as JSON). It belongs to the
 // topology (jetstream.Build), whose history keeps the last promotions per
 // env for audit and rollback; the registry is handed it.
-const KVModels = ejs.KVModels
+const KVModels = bus.KVModels
 
 // Assignment is the value of an env's key in KVModels.
 type Assignment struct {

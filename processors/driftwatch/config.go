@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	ejs "eyeflow/jetstream"
+	"eyeflow/bus"
 )
 
 // Signals published in DriftAlert.Signal.
@@ -24,7 +24,7 @@ const (
 // version), the one New is given: history 1 (only the latest state
 // matters), no TTL (a streak or a firing alert must survive any pause of
 // the stream).
-const KVBucket = ejs.KVDriftwatch
+const KVBucket = bus.KVDriftwatch
 
 // Config configures the watcher. Start from DefaultConfig.
 type Config struct {

@@ -11,15 +11,15 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/internal/stagetest"
 	"eyeflow/internal/testenv"
-	ejs "eyeflow/jetstream"
 	"eyeflow/processors/driftwatch"
 	"eyeflow/schemas"
 	"eyeflow/stage"
 
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
@@ -30,7 +30,7 @@ import (
 func newEnv(t *testing.T) *testenv.NATSEnv {
 	t.Helper()
 	env := testenv.NATS(t, testenv.TopologyOptions())
-	c, err := env.JS.Consumer(testenv.Context(t, 10*time.Second), ejs.StreamPredictions, ejs.ConsumerDriftwatch)
+	c, err := env.JS.Consumer(testenv.Context(t, 10*time.Second), bus.StreamPredictions, bus.ConsumerDriftwatch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ type running struct {
 
 // startWatcher runs a fresh Watcher (as a new process would) until stop or
 // the end of the test. wrap, when set, decorates its handler.
-func startWatcher(t *testing.T, js natsjs.JetStream, cfg driftwatch.Config, wrap func(stage.Handler[schemas.Prediction]) stage.Handler[schemas.Prediction]) *running {
+func startWatcher(t *testing.T, js jetstream.JetStream, cfg driftwatch.Config, wrap func(stage.Handler[schemas.Prediction]) stage.Handler[schemas.Prediction]) *running {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	m := driftwatch.NewMetrics(reg)
@@ -89,7 +89,7 @@ func prediction(i int, conf float64) schemas.Prediction {
 }
 
 // publish sends predictions as the classifier does: JSON with a Msg-Id.
-func publish(t *testing.T, js natsjs.JetStream, ps ...schemas.Prediction) {
+func publish(t *testing.T, js jetstream.JetStream, ps ...schemas.Prediction) {
 	t.Helper()
 	for _, p := range ps {
 		data, err := json.Marshal(p)
@@ -97,7 +97,7 @@ func publish(t *testing.T, js natsjs.JetStream, ps ...schemas.Prediction) {
 			t.Fatal(err)
 		}
 		msg := &nats.Msg{Subject: schemas.PredictionSubject(p.Env), Data: data}
-		if _, err := js.PublishMsg(testenv.Context(t, 10*time.Second), msg, natsjs.WithMsgID("classifier:"+p.Env+":"+p.ImageID)); err != nil {
+		if _, err := js.PublishMsg(testenv.Context(t, 10*time.Second), msg, jetstream.WithMsgID("classifier:"+p.Env+":"+p.ImageID)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -123,10 +123,10 @@ func runs(spec ...int) []float64 {
 	return out
 }
 
-func alerts(t *testing.T, js natsjs.JetStream) []schemas.DriftAlert {
+func alerts(t *testing.T, js jetstream.JetStream) []schemas.DriftAlert {
 	t.Helper()
 	var out []schemas.DriftAlert
-	for _, m := range testenv.StreamMessages(t, js, ejs.StreamDrift, schemas.SubjectDriftAll) {
+	for _, m := range testenv.StreamMessages(t, js, bus.StreamDrift, schemas.SubjectDriftAll) {
 		a, err := schemas.DecodeDriftAlert(m.Data())
 		if err != nil {
 			t.Fatal(err)
@@ -136,10 +136,10 @@ func alerts(t *testing.T, js natsjs.JetStream) []schemas.DriftAlert {
 	return out
 }
 
-func retrains(t *testing.T, js natsjs.JetStream) []schemas.Retrain {
+func retrains(t *testing.T, js jetstream.JetStream) []schemas.Retrain {
 	t.Helper()
 	var out []schemas.Retrain
-	for _, m := range testenv.StreamMessages(t, js, ejs.StreamRetrain, schemas.SubjectRetrain) {
+	for _, m := range testenv.StreamMessages(t, js, bus.StreamRetrain, schemas.SubjectRetrain) {
 		r, err := schemas.DecodeRetrain(m.Data())
 		if err != nil {
 			t.Fatal(err)
@@ -153,16 +153,16 @@ func retrains(t *testing.T, js natsjs.JetStream) []schemas.Retrain {
 // the predictions stream. It compares the ack floor with the stream's last
 // sequence because right after a publish the consumer's pending count can
 // still read 0 (testenv.WaitConsumerIdle alone then returns too early).
-func idle(t *testing.T, js natsjs.JetStream) {
+func idle(t *testing.T, js jetstream.JetStream) {
 	t.Helper()
 	ctx := testenv.Context(t, 60*time.Second)
-	s, err := js.Stream(ctx, ejs.StreamPredictions)
+	s, err := js.Stream(ctx, bus.StreamPredictions)
 	if err != nil {
 		t.Fatal(err)
 	}
 	last := s.CachedInfo().State.LastSeq
 	for {
-		c, err := js.Consumer(ctx, ejs.StreamPredictions, ejs.ConsumerDriftwatch)
+		c, err := js.Consumer(ctx, bus.StreamPredictions, bus.ConsumerDriftwatch)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -351,7 +351,7 @@ func TestBadPredictionDeadLettered(t *testing.T) {
 	publish(t, env.JS, bad, noVersion)
 	publish(t, env.JS, lowHigh(2, 0.3, 0.3, 0.3, 0.3, 0.3)...)
 	idle(t, env.JS)
-	dl := testenv.StreamMessages(t, env.JS, ejs.StreamDLQ, schemas.DLQSubject(schemas.StageDriftwatch))
+	dl := testenv.StreamMessages(t, env.JS, bus.StreamDLQ, schemas.DLQSubject(schemas.StageDriftwatch))
 	if len(dl) != 2 {
 		t.Fatalf("%d dead letters, want 2", len(dl))
 	}

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	ejs "eyeflow/jetstream"
+	"eyeflow/bus"
 	"eyeflow/schemas"
 	"eyeflow/stage"
 
@@ -301,8 +301,8 @@ func validPrediction(p schemas.Prediction) error {
 func Processor(w *Watcher, log zerolog.Logger, m *stage.Metrics) stage.Processor[schemas.Prediction] {
 	return stage.Processor[schemas.Prediction]{
 		Stage:       schemas.StageDriftwatch,
-		Stream:      ejs.StreamPredictions,
-		Consumer:    ejs.ConsumerDriftwatch,
+		Stream:      bus.StreamPredictions,
+		Consumer:    bus.ConsumerDriftwatch,
 		Decode:      schemas.DecodePrediction,
 		ImageID:     func(p schemas.Prediction) string { return p.ImageID },
 		Handle:      w.Handle,

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/demodata"
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
 	"eyeflow/security/objkey"
@@ -18,12 +18,12 @@ import (
 // KVBucket records tasks, retrain events, labels and processed export
 // files: the bucket New is given. History 1, no TTL: a task's record must
 // outlive any labelling backlog, or the image would get a second task.
-const KVBucket = ejs.KVLabelsink
+const KVBucket = bus.KVLabelsink
 
 // ConsumerPredictions is the optional consumer on eye.predictions.* through
 // which every low-confidence prediction becomes a labelling task (declared
 // in the catalogue, package pipeline).
-const ConsumerPredictions = ejs.ConsumerLabelsinkPredictions
+const ConsumerPredictions = bus.ConsumerLabelsinkPredictions
 
 // Config configures the sink. Start from DefaultConfig.
 type Config struct {

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/internal/testenv"
-	ejs "eyeflow/jetstream"
 	"eyeflow/processors/labelsink"
 	"eyeflow/schemas"
 	"eyeflow/security/objkey"
@@ -51,7 +51,7 @@ func TestHostileExportKeys(t *testing.T) {
 	if err := f.sink.PollOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
-	dls := testenv.StreamMessages(t, f.env.JS, ejs.StreamDLQ, schemas.DLQSubject(schemas.StageLabelsink))
+	dls := testenv.StreamMessages(t, f.env.JS, bus.StreamDLQ, schemas.DLQSubject(schemas.StageLabelsink))
 	bySubject := map[string]schemas.DeadLetter{}
 	for _, m := range dls {
 		d, err := schemas.DecodeDeadLetter(m.Data())

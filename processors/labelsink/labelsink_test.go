@@ -14,11 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/demodata"
 	"eyeflow/ingest"
 	"eyeflow/internal/stagetest"
 	"eyeflow/internal/testenv"
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/processors/labelsink"
 	"eyeflow/processors/resize"
@@ -27,7 +27,7 @@ import (
 	"eyeflow/stage"
 
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
@@ -158,7 +158,7 @@ func retrainEvent(eventID string, ps ...schemas.Prediction) schemas.Retrain {
 	return r
 }
 
-func publishRetrain(t *testing.T, js natsjs.JetStream, r schemas.Retrain) {
+func publishRetrain(t *testing.T, js jetstream.JetStream, r schemas.Retrain) {
 	t.Helper()
 	data, err := json.Marshal(r)
 	if err != nil {
@@ -172,7 +172,7 @@ func publishRetrain(t *testing.T, js natsjs.JetStream, r schemas.Retrain) {
 // settle waits until a consumer has acknowledged everything in its stream
 // (the ack floor reaches the last sequence: right after a publish the
 // pending count may still read 0).
-func settle(t *testing.T, js natsjs.JetStream, stream, consumer string) {
+func settle(t *testing.T, js jetstream.JetStream, stream, consumer string) {
 	t.Helper()
 	ctx := testenv.Context(t, time.Minute)
 	for {
@@ -211,13 +211,13 @@ func TestTasksWrittenOnceAndSynced(t *testing.T) {
 	b := pred(idB, "normal", 0.42, schemas.ObjectRef{Bucket: "raw", Key: "unlabeled/b.png"})
 	c := pred(idC, "amd", 0.2, schemas.ObjectRef{Bucket: "raw", Key: "unlabeled/c.jpg"})
 	publishRetrain(t, f.env.JS, retrainEvent("ev1", a, b))
-	settle(t, f.env.JS, ejs.StreamRetrain, ejs.ConsumerLabelsink)
+	settle(t, f.env.JS, bus.StreamRetrain, bus.ConsumerLabelsink)
 	_, first := f.get(t, "labeling", "tasks/"+idA+".json")
 	// The same request again and another one sharing an image: one task
 	// per image, the existing one untouched.
 	publishRetrain(t, f.env.JS, retrainEvent("ev1", a, b))
 	publishRetrain(t, f.env.JS, retrainEvent("ev2", b, c, a))
-	settle(t, f.env.JS, ejs.StreamRetrain, ejs.ConsumerLabelsink)
+	settle(t, f.env.JS, bus.StreamRetrain, bus.ConsumerLabelsink)
 
 	if got := f.keys(t, "labeling", "tasks/"); strings.Join(got, ",") != "tasks/"+idA+".json,tasks/"+idB+".json,tasks/"+idC+".json" {
 		t.Fatalf("tasks %v, want one per image", got)
@@ -284,7 +284,7 @@ func TestExportBecomesLabelledUpload(t *testing.T) {
 	f := newFixture(t)
 	js := f.env.JS
 	ctx := testenv.Context(t, 2*time.Minute)
-	ledger := ingest.NewLedger(stagetest.Bucket(t, js, ejs.KVUploads), stage.StreamReaderOf(js))
+	ledger := ingest.NewLedger(stagetest.Bucket(t, js, bus.KVUploads), stage.StreamReaderOf(js))
 	wctx, stopWatch := context.WithCancel(context.Background())
 	watchDone := make(chan struct{})
 	go func() {
@@ -318,7 +318,7 @@ func TestExportBecomesLabelledUpload(t *testing.T) {
 	}
 
 	publishRetrain(t, js, retrainEvent("ev-loop", pred(un.ImageID, "normal", 0.3, un.Source)))
-	settle(t, js, ejs.StreamRetrain, ejs.ConsumerLabelsink)
+	settle(t, js, bus.StreamRetrain, bus.ConsumerLabelsink)
 	task := f.task(t, un.ImageID)
 	f.put(t, "labeling", "exports/101", annotationExport(un.ImageID, "cataract", false, task))
 	if err := f.sink.PollOnce(ctx); err != nil {
@@ -345,7 +345,7 @@ func TestExportBecomesLabelledUpload(t *testing.T) {
 		t.Fatalf("manifest:\n%s", manifest)
 	}
 	var ready []schemas.Retrain
-	for _, m := range testenv.StreamMessages(t, js, ejs.StreamRetrain, schemas.SubjectRetrain) {
+	for _, m := range testenv.StreamMessages(t, js, bus.StreamRetrain, schemas.SubjectRetrain) {
 		r, err := schemas.DecodeRetrain(m.Data())
 		if err != nil {
 			t.Fatal(err)
@@ -360,12 +360,12 @@ func TestExportBecomesLabelledUpload(t *testing.T) {
 }
 
 // waitSplits waits for n split events and returns them in order.
-func waitSplits(t *testing.T, js natsjs.JetStream, n int) []schemas.Split {
+func waitSplits(t *testing.T, js jetstream.JetStream, n int) []schemas.Split {
 	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		var out []schemas.Split
-		for _, m := range testenv.StreamMessages(t, js, ejs.StreamSplits, schemas.SubjectSplitAll) {
+		for _, m := range testenv.StreamMessages(t, js, bus.StreamSplits, schemas.SubjectSplitAll) {
 			s, err := schemas.DecodeSplit(m.Data())
 			if err != nil {
 				t.Fatal(err)
@@ -429,7 +429,7 @@ func TestMalformedExportsDeadLettered(t *testing.T) {
 	if err := f.sink.PollOnce(ctx); err != nil { // processed files are not dead-lettered twice
 		t.Fatal(err)
 	}
-	dls := testenv.StreamMessages(t, f.env.JS, ejs.StreamDLQ, schemas.DLQSubject(schemas.StageLabelsink))
+	dls := testenv.StreamMessages(t, f.env.JS, bus.StreamDLQ, schemas.DLQSubject(schemas.StageLabelsink))
 	if len(dls) != len(tests) {
 		t.Fatalf("%d dead letters, want %d", len(dls), len(tests))
 	}

@@ -13,8 +13,8 @@ import (
 	"path"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/internal/machine"
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
 	"eyeflow/stage"
@@ -290,8 +290,8 @@ func (s *Sink) HandlePrediction(ctx context.Context, p schemas.Prediction) ([]st
 func Processor(s *Sink, log zerolog.Logger, m *stage.Metrics) stage.Processor[schemas.Retrain] {
 	return stage.Processor[schemas.Retrain]{
 		Stage:     schemas.StageLabelsink,
-		Stream:    ejs.StreamRetrain,
-		Consumer:  ejs.ConsumerLabelsink,
+		Stream:    bus.StreamRetrain,
+		Consumer:  bus.ConsumerLabelsink,
 		Decode:    schemas.DecodeRetrain,
 		Identity:  func(r schemas.Retrain) string { return "retrain:" + r.EventID + ":" + r.Kind },
 		Handle:    s.HandleRetrain,
@@ -306,7 +306,7 @@ func Processor(s *Sink, log zerolog.Logger, m *stage.Metrics) stage.Processor[sc
 func PredictionProcessor(s *Sink, log zerolog.Logger, m *stage.Metrics) stage.Processor[schemas.Prediction] {
 	return stage.Processor[schemas.Prediction]{
 		Stage:    schemas.StageLabelsink,
-		Stream:   ejs.StreamPredictions,
+		Stream:   bus.StreamPredictions,
 		Consumer: ConsumerPredictions,
 		Decode:   schemas.DecodePrediction,
 		ImageID:  func(p schemas.Prediction) string { return p.ImageID },

@@ -9,13 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/imaging"
 	"eyeflow/internal/testenv"
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // The two ways the classifier can get an image's pixels from the resize
@@ -42,7 +42,7 @@ func BenchmarkHandoff(b *testing.B) {
 			if err := store.EnsureBucket(ctx, objstore.BucketProcessed); err != nil {
 				b.Fatal(err)
 			}
-			cons, err := env.JS.Consumer(ctx, ejs.StreamResized, "splitter")
+			cons, err := env.JS.Consumer(ctx, bus.StreamResized, "splitter")
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -63,7 +63,7 @@ func BenchmarkHandoff(b *testing.B) {
 				if _, err := env.JS.Publish(ctx, schemas.SubjectResized, data); err != nil {
 					b.Fatal(err)
 				}
-				msg, err := cons.Next(natsjs.FetchMaxWait(5 * time.Second))
+				msg, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
 				if err != nil {
 					b.Fatal(err)
 				}

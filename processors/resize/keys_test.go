@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/internal/testenv"
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/processors/resize"
 	"eyeflow/schemas"
@@ -67,10 +67,10 @@ func TestHostileKeysThroughStage(t *testing.T) {
 		// The object need not exist: the key is refused before a read.
 		publish(schemas.NewUploadEvent(schemas.Upload{Bucket: objstore.BucketRaw, Key: k, Size: int64(len(jpg)), ETag: string(rune('a' + i))}))
 	}
-	testenv.WaitConsumerIdle(t, f.env.JS, ejs.StreamUploads, ejs.ConsumerResize)
+	testenv.WaitConsumerIdle(t, f.env.JS, bus.StreamUploads, bus.ConsumerResize)
 
 	resized := map[string]schemas.Resized{}
-	for _, msg := range testenv.StreamMessages(t, f.env.JS, ejs.StreamResized, schemas.SubjectResized) {
+	for _, msg := range testenv.StreamMessages(t, f.env.JS, bus.StreamResized, schemas.SubjectResized) {
 		r, err := schemas.DecodeResized(msg.Data())
 		if err != nil {
 			t.Fatal(err)
@@ -90,7 +90,7 @@ func TestHostileKeysThroughStage(t *testing.T) {
 	}
 
 	dead := map[string]string{}
-	for _, msg := range testenv.StreamMessages(t, f.env.JS, ejs.StreamDLQ, schemas.DLQSubject(schemas.StageResize)) {
+	for _, msg := range testenv.StreamMessages(t, f.env.JS, bus.StreamDLQ, schemas.DLQSubject(schemas.StageResize)) {
 		dl, err := schemas.DecodeDeadLetter(msg.Data())
 		if err != nil {
 			t.Fatal(err)

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/internal/dicomtest"
 	"eyeflow/internal/testenv"
-	ejs "eyeflow/jetstream"
 	"eyeflow/processors/resize"
 	"eyeflow/processors/splitter"
 	"eyeflow/schemas"
@@ -60,8 +60,8 @@ func TestPatientsThroughResizeAndSplitter(t *testing.T) {
 	publish(f.put(t, "normal/visit1/right.dcm", scRight, nil))
 	publish(f.put(t, "amd/visit2/left.jpg", fundusJPEG(t, 500, 400), map[string]string{"patient-id": dicomtest.PatientID}))
 	publish(f.put(t, "amd/visit3/left-ls.dcm", jpegLS, nil))
-	testenv.WaitConsumerIdle(t, f.env.JS, ejs.StreamUploads, ejs.ConsumerResize)
-	testenv.WaitConsumerIdle(t, f.env.JS, ejs.StreamResized, ejs.ConsumerSplitter)
+	testenv.WaitConsumerIdle(t, f.env.JS, bus.StreamUploads, bus.ConsumerResize)
+	testenv.WaitConsumerIdle(t, f.env.JS, bus.StreamResized, bus.ConsumerSplitter)
 
 	identifying := []string{dicomtest.PatientID, "Doe", "Jane", dicomtest.PatientBirthDate}
 	wantHash := splitter.PatientHash(splitter.DefaultConfig().Salt, dicomtest.PatientID)
@@ -79,7 +79,7 @@ func TestPatientsThroughResizeAndSplitter(t *testing.T) {
 		}
 	}
 	sources := map[string]string{}
-	for _, msg := range testenv.StreamMessages(t, f.env.JS, ejs.StreamResized, schemas.SubjectResized) {
+	for _, msg := range testenv.StreamMessages(t, f.env.JS, bus.StreamResized, schemas.SubjectResized) {
 		r, err := schemas.DecodeResized(msg.Data())
 		if err != nil {
 			t.Fatal(err)
@@ -101,7 +101,7 @@ func TestPatientsThroughResizeAndSplitter(t *testing.T) {
 		}
 	}
 	splits := map[string]bool{}
-	for _, msg := range testenv.StreamMessages(t, f.env.JS, ejs.StreamSplits, schemas.SubjectSplitAll) {
+	for _, msg := range testenv.StreamMessages(t, f.env.JS, bus.StreamSplits, schemas.SubjectSplitAll) {
 		s, err := schemas.DecodeSplit(msg.Data())
 		if err != nil {
 			t.Fatal(err)
@@ -116,7 +116,7 @@ func TestPatientsThroughResizeAndSplitter(t *testing.T) {
 		t.Errorf("one patient's images in the splits %v", splits)
 	}
 
-	dls := testenv.StreamMessages(t, f.env.JS, ejs.StreamDLQ, schemas.DLQSubject(schemas.StageResize))
+	dls := testenv.StreamMessages(t, f.env.JS, bus.StreamDLQ, schemas.DLQSubject(schemas.StageResize))
 	if len(dls) != 1 {
 		t.Fatalf("%d dead letters, want 1 (the JPEG-LS DICOM)", len(dls))
 	}

@@ -13,8 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/imaging"
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/processors/splitter"
 	"eyeflow/schemas"
@@ -317,8 +317,8 @@ func Identity(ev schemas.S3Event) string {
 func Processor(r *Resizer, concurrency int, log zerolog.Logger, m *stage.Metrics) stage.Processor[schemas.S3Event] {
 	return stage.Processor[schemas.S3Event]{
 		Stage:       schemas.StageResize,
-		Stream:      ejs.StreamUploads,
-		Consumer:    ejs.ConsumerResize,
+		Stream:      bus.StreamUploads,
+		Consumer:    bus.ConsumerResize,
 		Decode:      schemas.DecodeS3Event,
 		Identity:    Identity,
 		Handle:      r.Handle,

@@ -19,10 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/demodata"
 	"eyeflow/internal/dicomtest"
 	"eyeflow/internal/testenv"
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/processors/resize"
 	"eyeflow/processors/splitter"
@@ -432,10 +432,10 @@ func TestStageFromUploadsToResizedAndDLQ(t *testing.T) {
 	publish(f.put(t, "amd/bomb.png", pngHeaderClaiming(60000, 60000), nil))
 	publish(f.put(t, "normal/two two+.jpg", fundusJPEG(t, 700, 500), nil))
 	publish(good1) // MinIO replay of the first upload
-	testenv.WaitConsumerIdle(t, f.env.JS, ejs.StreamUploads, ejs.ConsumerResize)
+	testenv.WaitConsumerIdle(t, f.env.JS, bus.StreamUploads, bus.ConsumerResize)
 
 	var keys []string
-	for _, msg := range testenv.StreamMessages(t, f.env.JS, ejs.StreamResized, schemas.SubjectResized) {
+	for _, msg := range testenv.StreamMessages(t, f.env.JS, bus.StreamResized, schemas.SubjectResized) {
 		r, err := schemas.DecodeResized(msg.Data())
 		if err != nil {
 			t.Fatal(err)
@@ -446,7 +446,7 @@ func TestStageFromUploadsToResizedAndDLQ(t *testing.T) {
 		t.Fatalf("eye.resized carries %q, want the two good uploads once each", keys)
 	}
 	reasons := map[string]string{}
-	for _, msg := range testenv.StreamMessages(t, f.env.JS, ejs.StreamDLQ, schemas.DLQSubject(schemas.StageResize)) {
+	for _, msg := range testenv.StreamMessages(t, f.env.JS, bus.StreamDLQ, schemas.DLQSubject(schemas.StageResize)) {
 		dl, err := schemas.DecodeDeadLetter(msg.Data())
 		if err != nil {
 			t.Fatal(err)

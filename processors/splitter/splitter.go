@@ -8,7 +8,7 @@ import (
 	"strings"
 	"sync"
 
-	ejs "eyeflow/jetstream"
+	"eyeflow/bus"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
 	"eyeflow/security/objkey"
@@ -60,8 +60,8 @@ func Identity(r schemas.Resized) string {
 func Processor(s *Splitter, log zerolog.Logger, m *stage.Metrics) stage.Processor[schemas.Resized] {
 	return stage.Processor[schemas.Resized]{
 		Stage:    schemas.StageSplitter,
-		Stream:   ejs.StreamResized,
-		Consumer: ejs.ConsumerSplitter,
+		Stream:   bus.StreamResized,
+		Consumer: bus.ConsumerSplitter,
 		Decode:   schemas.DecodeResized,
 		Identity: Identity,
 		ImageID:  func(r schemas.Resized) string { return r.ImageID },

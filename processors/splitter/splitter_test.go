@@ -22,14 +22,14 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/internal/testenv"
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/processors/splitter"
 	"eyeflow/schemas"
 	"eyeflow/stage"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
@@ -106,7 +106,7 @@ func newUpload(t *testing.T, store objstore.Store, original []byte, key, patient
 	}}
 }
 
-func publish(t *testing.T, js natsjs.JetStream, r schemas.Resized) {
+func publish(t *testing.T, js jetstream.JetStream, r schemas.Resized) {
 	t.Helper()
 	data, err := json.Marshal(r)
 	if err != nil {
@@ -119,7 +119,7 @@ func publish(t *testing.T, js natsjs.JetStream, r schemas.Resized) {
 	}
 }
 
-func runStage(t *testing.T, js natsjs.JetStream, s *splitter.Splitter) {
+func runStage(t *testing.T, js jetstream.JetStream, s *splitter.Splitter) {
 	t.Helper()
 	p := splitter.Processor(s, zerolog.Nop(), stage.NewMetrics(prometheus.NewRegistry()))
 	p.RetryBase = 50 * time.Millisecond
@@ -186,9 +186,9 @@ func TestPipelineIntoDatasetLayout(t *testing.T) {
 	}
 	store.failNext.Store(true)
 	runStage(t, env.JS, s)
-	testenv.WaitConsumerIdle(t, env.JS, ejs.StreamResized, ejs.ConsumerSplitter)
+	testenv.WaitConsumerIdle(t, env.JS, bus.StreamResized, bus.ConsumerSplitter)
 
-	if in := testenv.StreamMessages(t, env.JS, ejs.StreamResized, schemas.SubjectResized); len(in) != len(ups)+2 {
+	if in := testenv.StreamMessages(t, env.JS, bus.StreamResized, schemas.SubjectResized); len(in) != len(ups)+2 {
 		t.Fatalf("%d eye.resized messages, want %d: the re-publish must be a second message", len(in), len(ups)+2)
 	}
 	if store.injected.Load() != 1 {
@@ -219,7 +219,7 @@ func TestPipelineIntoDatasetLayout(t *testing.T) {
 		t.Fatalf("patient p-7's eyes: %+v and %+v", p7l, p7r)
 	}
 
-	msgs := testenv.StreamMessages(t, env.JS, ejs.StreamSplits, schemas.SubjectSplitAll)
+	msgs := testenv.StreamMessages(t, env.JS, bus.StreamSplits, schemas.SubjectSplitAll)
 	if len(msgs) != len(wantEvents) {
 		t.Fatalf("%d split events, want one per upload (%d): redelivery or re-publish made duplicates", len(msgs), len(wantEvents))
 	}
@@ -286,7 +286,7 @@ func TestPipelineIntoDatasetLayout(t *testing.T) {
 	}
 
 	// The bad event is dead-lettered, not retried.
-	dl := testenv.StreamMessages(t, env.JS, ejs.StreamDLQ, schemas.DLQSubject(schemas.StageSplitter))
+	dl := testenv.StreamMessages(t, env.JS, bus.StreamDLQ, schemas.DLQSubject(schemas.StageSplitter))
 	if len(dl) != 1 {
 		t.Fatalf("%d dead letters, want 1", len(dl))
 	}
@@ -477,10 +477,10 @@ func TestPatientPseudonymsThroughStage(t *testing.T) {
 		publish(t, env.JS, r)
 	}
 	runStage(t, env.JS, s)
-	testenv.WaitConsumerIdle(t, env.JS, ejs.StreamResized, ejs.ConsumerSplitter)
+	testenv.WaitConsumerIdle(t, env.JS, bus.StreamResized, bus.ConsumerSplitter)
 
 	got := map[string]schemas.Split{}
-	for _, m := range testenv.StreamMessages(t, env.JS, ejs.StreamSplits, schemas.SubjectSplitAll) {
+	for _, m := range testenv.StreamMessages(t, env.JS, bus.StreamSplits, schemas.SubjectSplitAll) {
 		if bytes.Contains(m.Data(), []byte(raw)) || bytes.Contains(m.Data(), []byte(`"patient_id"`)) {
 			t.Errorf("eye.split carries the raw patient id: %s", m.Data())
 		}
@@ -512,7 +512,7 @@ func TestPatientPseudonymsThroughStage(t *testing.T) {
 	}
 
 	dead := map[string]schemas.DeadLetter{}
-	for _, m := range testenv.StreamMessages(t, env.JS, ejs.StreamDLQ, schemas.DLQSubject(schemas.StageSplitter)) {
+	for _, m := range testenv.StreamMessages(t, env.JS, bus.StreamDLQ, schemas.DLQSubject(schemas.StageSplitter)) {
 		d, err := schemas.DecodeDeadLetter(m.Data())
 		if err != nil {
 			t.Fatal(err)

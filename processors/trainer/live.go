@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	ejs "eyeflow/jetstream"
+	"eyeflow/bus"
 	"eyeflow/schemas"
 	"eyeflow/stage"
 )
@@ -19,7 +19,7 @@ import (
 func liveStats(ctx context.Context, streams stage.StreamReader, env, version string, since time.Time, limit int, lowConf float64) (LiveStats, time.Time, error) {
 	var st LiveStats
 	var last time.Time
-	err := streams.Scan(ctx, ejs.StreamPredictions, schemas.PredictionSubject(env), since, func(m stage.StoredMsg) bool {
+	err := streams.Scan(ctx, bus.StreamPredictions, schemas.PredictionSubject(env), since, func(m stage.StoredMsg) bool {
 		p, err := schemas.DecodePrediction(m.Data)
 		if err != nil || p.ModelVersion != version {
 			return true
@@ -44,7 +44,7 @@ func liveStats(ctx context.Context, streams stage.StreamReader, env, version str
 // since since.
 func driftFirings(ctx context.Context, streams stage.StreamReader, env, version string, since time.Time) ([]time.Time, error) {
 	var out []time.Time
-	err := streams.Scan(ctx, ejs.StreamDrift, schemas.DriftSubject(env), since, func(m stage.StoredMsg) bool {
+	err := streams.Scan(ctx, bus.StreamDrift, schemas.DriftSubject(env), since, func(m stage.StoredMsg) bool {
 		a, err := schemas.DecodeDriftAlert(m.Data)
 		if err == nil && a.ModelVersion == version && a.State == "firing" {
 			out = append(out, a.Time)
@@ -57,7 +57,7 @@ func driftFirings(ctx context.Context, streams stage.StreamReader, env, version 
 // Timeline returns every model event stored on eye.models, oldest first.
 func Timeline(ctx context.Context, streams stage.StreamReader) ([]schemas.ModelEvent, error) {
 	var out []schemas.ModelEvent
-	err := streams.Scan(ctx, ejs.StreamModels, schemas.SubjectModels, time.Time{}, func(m stage.StoredMsg) bool {
+	err := streams.Scan(ctx, bus.StreamModels, schemas.SubjectModels, time.Time{}, func(m stage.StoredMsg) bool {
 		if ev, err := schemas.DecodeModelEvent(m.Data); err == nil {
 			out = append(out, ev)
 		}

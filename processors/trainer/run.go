@@ -8,7 +8,7 @@ import (
 	"slices"
 	"time"
 
-	ejs "eyeflow/jetstream"
+	"eyeflow/bus"
 	"eyeflow/objstore"
 	"eyeflow/processors/classifier"
 	"eyeflow/processors/labelsink"
@@ -30,8 +30,8 @@ func (t *Trainer) Run(ctx context.Context, req Request) (Outcome, error) {
 func (t *Trainer) Processor(m *stage.Metrics) stage.Processor[schemas.Retrain] {
 	return stage.Processor[schemas.Retrain]{
 		Stage:    schemas.StageTrainer,
-		Stream:   ejs.StreamRetrain,
-		Consumer: ejs.ConsumerTrainer,
+		Stream:   bus.StreamRetrain,
+		Consumer: bus.ConsumerTrainer,
 		Decode:   schemas.DecodeRetrain,
 		Identity: func(r schemas.Retrain) string { return "retrain:" + r.EventID + ":" + r.Kind },
 		Handle:   t.HandleRetrain,
@@ -80,7 +80,7 @@ func (t *Trainer) HandleRetrain(ctx context.Context, r schemas.Retrain) ([]stage
 	for _, s := range out.Skipped {
 		payload, _ := json.Marshal(s.Example)
 		dl := schemas.DeadLetter{Schema: schemas.SchemaDeadLetter, Stage: schemas.StageTrainer,
-			Subject: "s3://" + s.Example.Bucket + "/" + s.Example.Key, Stream: ejs.StreamRetrain,
+			Subject: "s3://" + s.Example.Bucket + "/" + s.Example.Key, Stream: bus.StreamRetrain,
 			Reason: s.Reason, Error: fmt.Sprint(s.Err), Permanent: true, Payload: payload, Time: t.now()}
 		outs = append(outs, stage.Output{Subject: schemas.DLQSubject(schemas.StageTrainer), Event: dl, Key: s.Example.ImageID + "/" + s.Example.Key})
 	}

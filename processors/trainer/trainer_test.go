@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/internal/stagetest"
 	"eyeflow/internal/testenv"
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/processors/classifier"
 	"eyeflow/processors/labelsink"
@@ -27,7 +27,7 @@ import (
 	"eyeflow/schemas"
 	"eyeflow/stage"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
@@ -68,7 +68,7 @@ func fundusPNG(t testing.TB, class string, i int) []byte {
 
 type env struct {
 	nats     *testenv.NATSEnv
-	js       natsjs.JetStream
+	js       jetstream.JetStream
 	store    objstore.Store
 	registry *classifier.Registry
 	kv       stage.KeyValue
@@ -88,10 +88,10 @@ func newEnv(t *testing.T) *env {
 		}
 	}
 	var err error
-	if e.registry, err = classifier.OpenRegistry(e.ctx, e.store, stagetest.Bucket(t, n.JS, ejs.KVModels)); err != nil {
+	if e.registry, err = classifier.OpenRegistry(e.ctx, e.store, stagetest.Bucket(t, n.JS, bus.KVModels)); err != nil {
 		t.Fatal(err)
 	}
-	e.kv = stagetest.Bucket(t, n.JS, ejs.KVTrainer)
+	e.kv = stagetest.Bucket(t, n.JS, bus.KVTrainer)
 	return e
 }
 
@@ -154,7 +154,7 @@ func (e *env) trainerWith(t *testing.T, engine trainer.Engine, mod func(*trainer
 func (e *env) events(t *testing.T) []schemas.ModelEvent {
 	t.Helper()
 	var out []schemas.ModelEvent
-	for _, m := range testenv.StreamMessages(t, e.js, ejs.StreamModels, schemas.SubjectModels) {
+	for _, m := range testenv.StreamMessages(t, e.js, bus.StreamModels, schemas.SubjectModels) {
 		ev, err := schemas.DecodeModelEvent(m.Data())
 		if err != nil {
 			t.Fatal(err)
@@ -437,7 +437,7 @@ func TestManifestSkipsMissingImagesAndDeadLetters(t *testing.T) {
 	}
 	var dl schemas.DeadLetter
 	waitFor(t, "a dead letter for the missing image", 2*time.Minute, func() bool {
-		st, err := e.js.Stream(e.ctx, ejs.StreamDLQ)
+		st, err := e.js.Stream(e.ctx, bus.StreamDLQ)
 		if err != nil {
 			return false
 		}

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	ejs "eyeflow/jetstream"
+	"eyeflow/bus"
 	"eyeflow/pipeline"
 	"eyeflow/schemas"
 )
@@ -158,7 +158,7 @@ func Users() []User {
 	add := func(role string, p perms) {
 		if role != RoleMinIO && role != RoleAdmin {
 			// Every process checks it uses the deployment's object store.
-			p.kvRead(ejs.KVDeployment)
+			p.kvRead(bus.KVDeployment)
 		}
 		name := UserName(role)
 		inbox := InboxPrefix(name)

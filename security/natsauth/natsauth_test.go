@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/internal/testenv"
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/processors/resize"
 	"eyeflow/processors/splitter"
@@ -27,7 +27,7 @@ import (
 	"eyeflow/stage"
 
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
@@ -62,7 +62,7 @@ func TestCheckedInConfigMatches(t *testing.T) {
 // no user but admin has a wildcard over the whole JetStream API.
 func TestTableCoversTopology(t *testing.T) {
 	users := natsauth.Users()
-	for _, c := range pipeline.Topology(ejs.DefaultOptions()).Consumers {
+	for _, c := range pipeline.Topology(bus.DefaultOptions()).Consumers {
 		next := "$JS.API.CONSUMER.MSG.NEXT." + c.Stream + "." + c.Config.Durable
 		n := 0
 		for _, u := range users {
@@ -119,11 +119,11 @@ func startAuthServer(t *testing.T) *authEnv {
 	if err := os.WriteFile(conf, b.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	users, err := ejs.LoadUsers(conf)
+	users, err := bus.LoadUsers(conf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := ejs.StartServer(ejs.ServerOptions{Name: "auth", Listen: "127.0.0.1:0", StoreDir: filepath.Join(dir, "js"), Users: users, Logger: zerolog.Nop()})
+	srv, err := bus.StartServer(bus.ServerOptions{Name: "auth", Listen: "127.0.0.1:0", StoreDir: filepath.Join(dir, "js"), Users: users, Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func startAuthServer(t *testing.T) *authEnv {
 
 	_, js, _ := env.connect(t, natsauth.RoleAdmin)
 	ctx := testenv.Context(t, time.Minute)
-	if err := ejs.Apply(ctx, js, pipeline.Topology(testenv.TopologyOptions())); err != nil {
+	if err := bus.Apply(ctx, js, pipeline.Topology(testenv.TopologyOptions())); err != nil {
 		t.Fatal(err)
 	}
 	store := objstore.NewJetStream(js)
@@ -147,7 +147,7 @@ func startAuthServer(t *testing.T) *authEnv {
 // connect logs in as a role's user with its private inbox prefix, as the
 // processors do, and collects the asynchronous errors (permission
 // violations arrive that way).
-func (e *authEnv) connect(t *testing.T, role string) (*nats.Conn, natsjs.JetStream, chan error) {
+func (e *authEnv) connect(t *testing.T, role string) (*nats.Conn, jetstream.JetStream, chan error) {
 	t.Helper()
 	u, ok := natsauth.Find(natsauth.Users(), role)
 	if !ok {
@@ -167,7 +167,7 @@ func (e *authEnv) connect(t *testing.T, role string) (*nats.Conn, natsjs.JetStre
 		t.Fatalf("connect as %s: %v", name, err)
 	}
 	t.Cleanup(nc.Close)
-	js, err := natsjs.New(nc, natsjs.WithDefaultTimeout(10*time.Second))
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +224,7 @@ func TestStagesRunUnderTheirUsers(t *testing.T) {
 	_, adminJS, _ := env.connect(t, natsauth.RoleAdmin)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		st, err := adminJS.Stream(ctx, ejs.StreamSplits)
+		st, err := adminJS.Stream(ctx, bus.StreamSplits)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -232,12 +232,12 @@ func TestStagesRunUnderTheirUsers(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			dl := testenv.StreamMessages(t, adminJS, ejs.StreamDLQ, schemas.SubjectDLQAll)
+			dl := testenv.StreamMessages(t, adminJS, bus.StreamDLQ, schemas.SubjectDLQAll)
 			t.Fatalf("no split event after 30s; %d dead letters", len(dl))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if n := len(testenv.StreamMessages(t, adminJS, ejs.StreamResized, schemas.SubjectResized)); n != 1 {
+	if n := len(testenv.StreamMessages(t, adminJS, bus.StreamResized, schemas.SubjectResized)); n != 1 {
 		t.Fatalf("%d resized events, want 1", n)
 	}
 	for name, ch := range map[string]chan error{"ingest": ingestErrs, "resize": resizeErrs, "splitter": splitErrs} {
@@ -261,11 +261,11 @@ func TestProcessorsCannotPublishOthersSubjects(t *testing.T) {
 	}{
 		{schemas.StageResize, schemas.SubjectResized, []string{schemas.PredictionSubject(schemas.EnvProd), schemas.SplitSubject(schemas.SplitTrain), schemas.SubjectUploads, schemas.DLQSubject(schemas.StageClassifier)}},
 		{schemas.StageSplitter, schemas.SplitSubject(schemas.SplitTrain), []string{schemas.SubjectResized, schemas.PredictionSubject(schemas.EnvProd), schemas.SubjectRetrain}},
-		{schemas.StageClassifier, schemas.PredictionSubject(schemas.EnvCanary), []string{schemas.SplitSubject(schemas.SplitTrain), schemas.DriftSubject(schemas.EnvProd), "$KV." + ejs.KVModels + ".prod"}},
+		{schemas.StageClassifier, schemas.PredictionSubject(schemas.EnvCanary), []string{schemas.SplitSubject(schemas.SplitTrain), schemas.DriftSubject(schemas.EnvProd), "$KV." + bus.KVModels + ".prod"}},
 		{schemas.StageDriftwatch, schemas.DriftSubject(schemas.EnvProd), []string{schemas.PredictionSubject(schemas.EnvProd), schemas.SubjectUploads}},
 		{schemas.StageLabelsink, schemas.SubjectRetrain, []string{schemas.PredictionSubject(schemas.EnvProd), schemas.SubjectUploads}},
 		{natsauth.RoleIngest, schemas.SubjectUploads, []string{schemas.SubjectResized, "$O." + objstore.BucketModels + ".M.x"}},
-		{natsauth.RoleMinIO, schemas.SubjectUploads, []string{schemas.SubjectResized, "$O." + objstore.BucketRaw + ".M.x", "$JS.API.STREAM.DELETE." + ejs.StreamUploads}},
+		{natsauth.RoleMinIO, schemas.SubjectUploads, []string{schemas.SubjectResized, "$O." + objstore.BucketRaw + ".M.x", "$JS.API.STREAM.DELETE." + bus.StreamUploads}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.role, func(t *testing.T) {
@@ -309,7 +309,7 @@ func TestProcessorsCannotPublishOthersSubjects(t *testing.T) {
 	}
 	// Nothing denied reached a stream: the forged events were dropped.
 	_, adminJS, _ := env.connect(t, natsauth.RoleAdmin)
-	if n := len(testenv.StreamMessages(t, adminJS, ejs.StreamPredictions, schemas.PredictionSubject(schemas.EnvProd))); n != 0 {
+	if n := len(testenv.StreamMessages(t, adminJS, bus.StreamPredictions, schemas.PredictionSubject(schemas.EnvProd))); n != 0 {
 		t.Fatalf("%d forged predictions stored", n)
 	}
 	// Resize may not even look at the models bucket.
@@ -342,7 +342,7 @@ func TestDeployServerConfig(t *testing.T) {
 	for _, u := range users {
 		t.Setenv(u.PasswordEnv, "pw-"+u.Role)
 	}
-	got, err := ejs.LoadUsers(conf)
+	got, err := bus.LoadUsers(conf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +355,7 @@ func TestDeployServerConfig(t *testing.T) {
 		}
 	}
 	os.Unsetenv(natsauth.PasswordEnv(schemas.StageResize))
-	if _, err := ejs.LoadUsers(conf); err == nil {
+	if _, err := bus.LoadUsers(conf); err == nil {
 		t.Fatal("loaded with a password variable missing")
 	}
 }

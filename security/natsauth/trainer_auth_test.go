@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/internal/testenv"
-	ejs "eyeflow/jetstream"
 	"eyeflow/objstore"
 	"eyeflow/pipeline"
 	"eyeflow/processors/classifier"
@@ -61,7 +61,7 @@ func TestTrainerRunsUnderItsUser(t *testing.T) {
 	}
 	_, js, errs := env.connect(t, schemas.StageTrainer)
 	store := objstore.NewJetStream(js)
-	modelsKV, err := ejs.OpenKeyValue(ctx, js, pipeline.KeyValueConfig(ejs.KVModels, 1))
+	modelsKV, err := bus.OpenKeyValue(ctx, js, pipeline.KeyValueConfig(bus.KVModels, 1))
 	if err != nil {
 		t.Fatalf("models bucket as the trainer: %v", err)
 	}
@@ -69,7 +69,7 @@ func TestTrainerRunsUnderItsUser(t *testing.T) {
 	if err != nil {
 		t.Fatalf("registry as the trainer: %v", err)
 	}
-	kv, err := ejs.OpenKeyValue(ctx, js, pipeline.KeyValueConfig(ejs.KVTrainer, 1))
+	kv, err := bus.OpenKeyValue(ctx, js, pipeline.KeyValueConfig(bus.KVTrainer, 1))
 	if err != nil {
 		t.Fatalf("trainer bucket as the trainer: %v", err)
 	}

@@ -32,7 +32,7 @@ import (
 	"sync"
 	"time"
 
-	ejs "eyeflow/jetstream"
+	"eyeflow/bus"
 	"eyeflow/objstore"
 	"eyeflow/pipeline"
 	"eyeflow/processors/classifier"
@@ -40,7 +40,7 @@ import (
 	"eyeflow/stage"
 
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
@@ -482,7 +482,7 @@ func pipelineRate(files classifier.ModelFiles, opts classifier.SessionOptions, i
 		return res, err
 	}
 	defer os.RemoveAll(dir)
-	srv, err := ejs.StartServer(ejs.ServerOptions{Name: "gpubench", Listen: "127.0.0.1:0", StoreDir: dir, Logger: zerolog.Nop()})
+	srv, err := bus.StartServer(bus.ServerOptions{Name: "gpubench", Listen: "127.0.0.1:0", StoreDir: dir, Logger: zerolog.Nop()})
 	if err != nil {
 		return res, err
 	}
@@ -492,15 +492,15 @@ func pipelineRate(files classifier.ModelFiles, opts classifier.SessionOptions, i
 		return res, err
 	}
 	defer nc.Close()
-	js, err := natsjs.New(nc)
+	js, err := jetstream.New(nc)
 	if err != nil {
 		return res, err
 	}
-	if err := ejs.Apply(ctx, js, pipeline.Topology(ejs.DefaultOptions())); err != nil {
+	if err := bus.Apply(ctx, js, pipeline.Topology(bus.DefaultOptions())); err != nil {
 		return res, err
 	}
 	store := objstore.NewJetStream(js)
-	kv, err := js.KeyValue(ctx, ejs.KVModels)
+	kv, err := js.KeyValue(ctx, bus.KVModels)
 	if err != nil {
 		return res, err
 	}
@@ -526,7 +526,7 @@ func pipelineRate(files classifier.ModelFiles, opts classifier.SessionOptions, i
 		if err != nil {
 			return res, err
 		}
-		if _, err := js.Publish(ctx, schemas.SplitSubject(s.Split), data, natsjs.WithMsgID(s.ImageID)); err != nil {
+		if _, err := js.Publish(ctx, schemas.SplitSubject(s.Split), data, jetstream.WithMsgID(s.ImageID)); err != nil {
 			return res, err
 		}
 	}

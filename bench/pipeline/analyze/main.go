@@ -17,12 +17,12 @@ import (
 	"strings"
 	"time"
 
-	ejs "eyeflow/jetstream"
+	"eyeflow/bus"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
 
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func main() {
@@ -44,12 +44,12 @@ func main() {
 	}
 }
 
-func connect(natsURL string) (*nats.Conn, natsjs.JetStream, error) {
+func connect(natsURL string) (*nats.Conn, jetstream.JetStream, error) {
 	nc, err := nats.Connect(natsURL)
 	if err != nil {
 		return nil, nil, err
 	}
-	js, err := natsjs.New(nc, natsjs.WithDefaultTimeout(30*time.Second))
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(30*time.Second))
 	if err != nil {
 		nc.Close()
 		return nil, nil, err
@@ -65,7 +65,7 @@ func run(natsURL, metricsURL, env string) error {
 	defer nc.Close()
 	ctx := context.Background()
 	uploaded := map[string]time.Time{}
-	err = each(ctx, js, ejs.StreamUploads, schemas.SubjectUploads, func(data []byte, stored time.Time) {
+	err = each(ctx, js, bus.StreamUploads, schemas.SubjectUploads, func(data []byte, stored time.Time) {
 		ev, err := schemas.DecodeS3Event(data)
 		if err != nil {
 			return
@@ -82,7 +82,7 @@ func run(natsURL, metricsURL, env string) error {
 	}
 	var lat []time.Duration
 	var first, last time.Time
-	err = each(ctx, js, ejs.StreamPredictions, schemas.PredictionSubject(env), func(data []byte, stored time.Time) {
+	err = each(ctx, js, bus.StreamPredictions, schemas.PredictionSubject(env), func(data []byte, stored time.Time) {
 		p, err := schemas.DecodePrediction(data)
 		if err != nil {
 			return
@@ -117,7 +117,7 @@ func run(natsURL, metricsURL, env string) error {
 		return err
 	}
 	streams := map[string]any{}
-	for _, name := range []string{ejs.StreamUploads, ejs.StreamResized, ejs.StreamSplits, ejs.StreamPredictions, "OBJ_" + objstore.BucketProcessed, "OBJ_" + objstore.BucketRaw} {
+	for _, name := range []string{bus.StreamUploads, bus.StreamResized, bus.StreamSplits, bus.StreamPredictions, "OBJ_" + objstore.BucketProcessed, "OBJ_" + objstore.BucketRaw} {
 		st, err := js.Stream(ctx, name)
 		if err != nil {
 			continue
@@ -169,13 +169,13 @@ func printSpan(natsURL, stream string) error {
 }
 
 // each calls f for every message on subject, with its stored time.
-func each(ctx context.Context, js natsjs.JetStream, stream, subject string, f func([]byte, time.Time)) error {
-	c, err := js.OrderedConsumer(ctx, stream, natsjs.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+func each(ctx context.Context, js jetstream.JetStream, stream, subject string, f func([]byte, time.Time)) error {
+	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
 	if err != nil {
 		return err
 	}
 	for {
-		b, err := c.Fetch(500, natsjs.FetchMaxWait(2*time.Second))
+		b, err := c.Fetch(500, jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
 			return err
 		}

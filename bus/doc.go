@@ -1,4 +1,4 @@
-// Package jetstream owns eyeflow's NATS JetStream plumbing: the event streams
+// Package bus owns eyeflow's NATS JetStream plumbing: the event streams
 // (one per subject family of the contract), the options every stream,
 // consumer and KV bucket is shaped by (replicas, retention, duplicate window,
 // redelivery), applying a topology idempotently (Apply), binding to buckets
@@ -8,4 +8,4 @@
 // catalogue (package pipeline), which builds the full topology from these
 // parts. The same topology runs on one embedded server or on a JetStream
 // cluster: only the replica count changes.
-package jetstream
+package bus

@@ -1,4 +1,4 @@
-package jetstream
+package bus
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 
 	"eyeflow/schemas"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Stream names.
@@ -161,15 +161,15 @@ func (o Options) Validate() error {
 
 // Topology is the full set of streams, consumers and KV buckets.
 type Topology struct {
-	Streams   []natsjs.StreamConfig
+	Streams   []jetstream.StreamConfig
 	Consumers []ConsumerSpec
-	KV        []natsjs.KeyValueConfig
+	KV        []jetstream.KeyValueConfig
 }
 
 // ConsumerSpec is a durable consumer on a stream.
 type ConsumerSpec struct {
 	Stream string
-	Config natsjs.ConsumerConfig
+	Config jetstream.ConsumerConfig
 }
 
 // KVSpec declares a KV bucket; Config shapes it by the options. The
@@ -187,13 +187,13 @@ type KVSpec struct {
 }
 
 // Config is the bucket's configuration under the options (replicas above all).
-func (k KVSpec) Config(o Options) natsjs.KeyValueConfig {
-	cfg := natsjs.KeyValueConfig{
+func (k KVSpec) Config(o Options) jetstream.KeyValueConfig {
+	cfg := jetstream.KeyValueConfig{
 		Bucket:       k.Bucket,
 		Description:  k.Description,
 		History:      max(k.History, 1),
 		MaxValueSize: k.MaxValueSize,
-		Storage:      natsjs.FileStorage,
+		Storage:      jetstream.FileStorage,
 		Replicas:     o.Replicas,
 	}
 	if k.ExpireWithEvents {
@@ -204,18 +204,18 @@ func (k KVSpec) Config(o Options) natsjs.KeyValueConfig {
 
 // Streams returns the event streams for the options: one per subject
 // family of the contract (schemas/subjects.go), the dead letters kept longer.
-func Streams(o Options) []natsjs.StreamConfig {
-	stream := func(name, desc string, subjects ...string) natsjs.StreamConfig {
-		return natsjs.StreamConfig{
+func Streams(o Options) []jetstream.StreamConfig {
+	stream := func(name, desc string, subjects ...string) jetstream.StreamConfig {
+		return jetstream.StreamConfig{
 			Name:        name,
 			Description: desc,
 			Subjects:    subjects,
 			// Limits, not WorkQueue: a known server defect loses
 			// dead-lettered messages with WorkQueue + R3, and several
 			// consumers (one per env) must read the same events.
-			Retention:  natsjs.LimitsPolicy,
-			Discard:    natsjs.DiscardOld,
-			Storage:    natsjs.FileStorage,
+			Retention:  jetstream.LimitsPolicy,
+			Discard:    jetstream.DiscardOld,
+			Storage:    jetstream.FileStorage,
 			Replicas:   o.Replicas,
 			MaxAge:     o.MaxAge,
 			MaxBytes:   o.MaxBytes,
@@ -224,7 +224,7 @@ func Streams(o Options) []natsjs.StreamConfig {
 	}
 	dlq := stream(StreamDLQ, "dead letters: messages a stage gave up on, with the reason", schemas.SubjectDLQAll)
 	dlq.MaxAge = o.DLQMaxAge
-	return []natsjs.StreamConfig{
+	return []jetstream.StreamConfig{
 		stream(StreamUploads, "S3 object-created notifications for the raw bucket", schemas.SubjectUploads),
 		stream(StreamResized, "uploads decoded and resized to the model input", schemas.SubjectResized),
 		stream(StreamSplits, "images assigned to train, holdout or unlabeled", schemas.SubjectSplitAll),
@@ -241,12 +241,12 @@ func Streams(o Options) []natsjs.StreamConfig {
 // and replicas from the options. Optional consumers outside the topology
 // (labelsink's on predictions) are built with it too.
 func (o Options) Consumer(stream, name, filter string) ConsumerSpec {
-	return ConsumerSpec{Stream: stream, Config: natsjs.ConsumerConfig{
+	return ConsumerSpec{Stream: stream, Config: jetstream.ConsumerConfig{
 		Durable:       name,
 		Description:   "eyeflow " + name,
 		FilterSubject: filter,
-		DeliverPolicy: natsjs.DeliverAllPolicy,
-		AckPolicy:     natsjs.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       o.AckWait,
 		MaxDeliver:    o.MaxDeliver,
 		// The first step equals AckWait: the server uses BackOff for
@@ -261,16 +261,16 @@ func (o Options) Consumer(stream, name, filter string) ConsumerSpec {
 // EnsureConsumer binds to the durable consumer spec names and creates it
 // only when it does not exist; an existing one keeps its configuration
 // (its replicas above all), as OpenKeyValue does for buckets.
-func EnsureConsumer(ctx context.Context, js natsjs.JetStream, spec ConsumerSpec) (natsjs.Consumer, error) {
+func EnsureConsumer(ctx context.Context, js jetstream.JetStream, spec ConsumerSpec) (jetstream.Consumer, error) {
 	c, err := js.Consumer(ctx, spec.Stream, spec.Config.Durable)
 	if err == nil {
 		return c, nil
 	}
-	if !errors.Is(err, natsjs.ErrConsumerNotFound) {
+	if !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, fmt.Errorf("consumer %s on %s: %w", spec.Config.Durable, spec.Stream, err)
 	}
 	c, err = js.CreateConsumer(ctx, spec.Stream, spec.Config)
-	if errors.Is(err, natsjs.ErrConsumerExists) {
+	if errors.Is(err, jetstream.ErrConsumerExists) {
 		c, err = js.Consumer(ctx, spec.Stream, spec.Config.Durable)
 	}
 	if err != nil {
@@ -296,16 +296,16 @@ func backoff(ackWait time.Duration, maxDeliver int) []time.Duration {
 // when it does not exist. An existing bucket's configuration is never
 // changed: a process that updated it with its own idea of the replicas
 // would shrink an R3 bucket to one copy.
-func OpenKeyValue(ctx context.Context, js natsjs.JetStream, cfg natsjs.KeyValueConfig) (natsjs.KeyValue, error) {
+func OpenKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	kv, err := js.KeyValue(ctx, cfg.Bucket)
 	if err == nil {
 		return kv, nil
 	}
-	if !errors.Is(err, natsjs.ErrBucketNotFound) {
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, fmt.Errorf("kv %s: %w", cfg.Bucket, err)
 	}
 	kv, err = js.CreateKeyValue(ctx, cfg)
-	if errors.Is(err, natsjs.ErrBucketExists) {
+	if errors.Is(err, jetstream.ErrBucketExists) {
 		// Created in between (another instance starting): use that one.
 		kv, err = js.KeyValue(ctx, cfg.Bucket)
 	}
@@ -328,7 +328,7 @@ func (t Topology) Consumer(name string) (ConsumerSpec, bool) {
 // Apply creates or updates every stream, consumer and KV bucket so the server
 // converges on the topology: running it twice, or on an older topology,
 // updates rather than fails.
-func Apply(ctx context.Context, js natsjs.JetStream, t Topology) error {
+func Apply(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	for _, s := range t.Streams {
 		if _, err := js.CreateOrUpdateStream(ctx, s); err != nil {
 			return fmt.Errorf("apply stream %s: %w", s.Name, err)
@@ -349,4 +349,4 @@ func Apply(ctx context.Context, js natsjs.JetStream, t Topology) error {
 
 // KeyValueConfig is a KV bucket's configuration (KVSpec.Config), named here
 // so packages that must not import the NATS client can pass one along.
-type KeyValueConfig = natsjs.KeyValueConfig
+type KeyValueConfig = jetstream.KeyValueConfig

@@ -1,4 +1,4 @@
-package jetstream_test
+package bus_test
 
 import (
 	"context"
@@ -6,12 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"eyeflow/bus"
 	"eyeflow/internal/testenv"
-	ejs "eyeflow/jetstream"
 	"eyeflow/pipeline"
 	"eyeflow/schemas"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func TestApplyIsIdempotentAndConverges(t *testing.T) {
@@ -19,7 +19,7 @@ func TestApplyIsIdempotentAndConverges(t *testing.T) {
 	ctx := testenv.Context(t, time.Minute)
 
 	// A second Apply of the same topology is a no-op, not an error.
-	if err := ejs.Apply(ctx, env.JS, env.Topology); err != nil {
+	if err := bus.Apply(ctx, env.JS, env.Topology); err != nil {
 		t.Fatalf("second apply: %v", err)
 	}
 
@@ -27,14 +27,14 @@ func TestApplyIsIdempotentAndConverges(t *testing.T) {
 	older := testenv.TopologyOptions()
 	older.Duplicates = time.Minute
 	older.MaxAckPending = 7
-	if err := ejs.Apply(ctx, env.JS, pipeline.Topology(older)); err != nil {
+	if err := bus.Apply(ctx, env.JS, pipeline.Topology(older)); err != nil {
 		t.Fatalf("apply older: %v", err)
 	}
-	if err := ejs.Apply(ctx, env.JS, env.Topology); err != nil {
+	if err := bus.Apply(ctx, env.JS, env.Topology); err != nil {
 		t.Fatalf("apply newer over older: %v", err)
 	}
 	want := testenv.TopologyOptions()
-	if c, _ := env.Topology.Consumer(ejs.ConsumerResize); c.Config.MaxAckPending != want.MaxAckPending {
+	if c, _ := env.Topology.Consumer(bus.ConsumerResize); c.Config.MaxAckPending != want.MaxAckPending {
 		t.Fatalf("resize MaxAckPending %d, want the option's %d", c.Config.MaxAckPending, want.MaxAckPending)
 	}
 	for _, sc := range env.Topology.Streams {
@@ -43,7 +43,7 @@ func TestApplyIsIdempotentAndConverges(t *testing.T) {
 			t.Fatalf("stream %s: %v", sc.Name, err)
 		}
 		cfg := s.CachedInfo().Config
-		if cfg.Retention != natsjs.LimitsPolicy {
+		if cfg.Retention != jetstream.LimitsPolicy {
 			t.Errorf("stream %s retention %v, want limits", sc.Name, cfg.Retention)
 		}
 		if cfg.Duplicates != want.Duplicates {
@@ -69,18 +69,18 @@ func TestApplyAddsMissingSubjectToExistingStream(t *testing.T) {
 	env := testenv.NATS(t, testenv.TopologyOptions())
 	ctx := testenv.Context(t, time.Minute)
 	// Someone created the uploads stream by hand with an unrelated subject set.
-	if err := env.JS.DeleteStream(ctx, ejs.StreamUploads); err != nil {
+	if err := env.JS.DeleteStream(ctx, bus.StreamUploads); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := env.JS.CreateStream(ctx, natsjs.StreamConfig{Name: ejs.StreamUploads, Subjects: []string{"legacy.uploads"}}); err != nil {
+	if _, err := env.JS.CreateStream(ctx, jetstream.StreamConfig{Name: bus.StreamUploads, Subjects: []string{"legacy.uploads"}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := ejs.Apply(ctx, env.JS, env.Topology); err != nil {
+	if err := bus.Apply(ctx, env.JS, env.Topology); err != nil {
 		t.Fatalf("apply: %v", err)
 	}
 	name, err := env.JS.StreamNameBySubject(ctx, schemas.SubjectUploads)
-	if err != nil || name != ejs.StreamUploads {
-		t.Fatalf("eye.uploads is captured by %q (%v), want %s", name, err, ejs.StreamUploads)
+	if err != nil || name != bus.StreamUploads {
+		t.Fatalf("eye.uploads is captured by %q (%v), want %s", name, err, bus.StreamUploads)
 	}
 }
 
@@ -105,7 +105,7 @@ func TestTopologyCoversEverySubject(t *testing.T) {
 	}
 	// Every environment has its own classifier consumer over every split.
 	for _, e := range schemas.Envs() {
-		c, ok := env.Topology.Consumer(ejs.ClassifierConsumer(e))
+		c, ok := env.Topology.Consumer(bus.ClassifierConsumer(e))
 		if !ok || c.Config.FilterSubject != schemas.SubjectSplitAll {
 			t.Errorf("classifier consumer for %s: %+v", e, c)
 		}
@@ -116,16 +116,16 @@ func TestTopologyCoversEverySubject(t *testing.T) {
 // shrinks so that all streams at their bounds take at most half of what
 // nats-server may store there (75% of the free space).
 func TestStreamBytesFitTheDisk(t *testing.T) {
-	o := ejs.DefaultOptions()
-	if o.MaxBytes != ejs.DefaultStreamMaxBytes || o.MaxBytes <= 0 {
+	o := bus.DefaultOptions()
+	if o.MaxBytes != bus.DefaultStreamMaxBytes || o.MaxBytes <= 0 {
 		t.Fatalf("default max bytes %d", o.MaxBytes)
 	}
-	streams := int64(len(ejs.Streams(o)))
+	streams := int64(len(bus.Streams(o)))
 	for _, tc := range []struct {
 		free, want int64
 	}{
-		{0, ejs.DefaultStreamMaxBytes},       // unknown: as configured
-		{1 << 40, ejs.DefaultStreamMaxBytes}, // plenty
+		{0, bus.DefaultStreamMaxBytes},       // unknown: as configured
+		{1 << 40, bus.DefaultStreamMaxBytes}, // plenty
 		{16 << 30, (16 << 30) * 3 / 4 / 2 / streams},
 		{1 << 20, 64 << 20}, // the floor
 	} {
@@ -146,22 +146,22 @@ func TestStreamBytesFitTheDisk(t *testing.T) {
 func TestOptionsValidate(t *testing.T) {
 	tests := []struct {
 		name    string
-		mutate  func(*ejs.Options)
+		mutate  func(*bus.Options)
 		wantErr string
 	}{
-		{"defaults", func(*ejs.Options) {}, ""},
-		{"replicas zero", func(o *ejs.Options) { o.Replicas = 0 }, "replicas"},
-		{"ack wait too short", func(o *ejs.Options) { o.AckWait = time.Millisecond }, "ack wait"},
-		{"dup window beyond max age", func(o *ejs.Options) { o.Duplicates = 30 * 24 * time.Hour }, "duplicate window"},
-		{"max deliver one", func(o *ejs.Options) { o.MaxDeliver = 1 }, "max deliver"},
-		{"no ack pending", func(o *ejs.Options) { o.MaxAckPending = 0 }, "max ack pending"},
-		{"unbounded bytes", func(o *ejs.Options) { o.MaxBytes = -1 }, ""},
-		{"zero bytes", func(o *ejs.Options) { o.MaxBytes = 0 }, "stream max bytes"},
-		{"a few bytes", func(o *ejs.Options) { o.MaxBytes = 100 }, "stream max bytes"},
+		{"defaults", func(*bus.Options) {}, ""},
+		{"replicas zero", func(o *bus.Options) { o.Replicas = 0 }, "replicas"},
+		{"ack wait too short", func(o *bus.Options) { o.AckWait = time.Millisecond }, "ack wait"},
+		{"dup window beyond max age", func(o *bus.Options) { o.Duplicates = 30 * 24 * time.Hour }, "duplicate window"},
+		{"max deliver one", func(o *bus.Options) { o.MaxDeliver = 1 }, "max deliver"},
+		{"no ack pending", func(o *bus.Options) { o.MaxAckPending = 0 }, "max ack pending"},
+		{"unbounded bytes", func(o *bus.Options) { o.MaxBytes = -1 }, ""},
+		{"zero bytes", func(o *bus.Options) { o.MaxBytes = 0 }, "stream max bytes"},
+		{"a few bytes", func(o *bus.Options) { o.MaxBytes = 100 }, "stream max bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			o := ejs.DefaultOptions()
+			o := bus.DefaultOptions()
 			tt.mutate(&o)
 			err := o.Validate()
 			if tt.wantErr == "" && err != nil {
@@ -176,8 +176,8 @@ func TestOptionsValidate(t *testing.T) {
 
 func TestEmbeddedServerKeepsDataAcrossRestart(t *testing.T) {
 	dir := t.TempDir()
-	start := func() (*ejs.Server, natsjs.JetStream) {
-		srv, err := ejs.StartServer(ejs.ServerOptions{Name: "restart", Listen: "127.0.0.1:0", StoreDir: dir})
+	start := func() (*bus.Server, jetstream.JetStream) {
+		srv, err := bus.StartServer(bus.ServerOptions{Name: "restart", Listen: "127.0.0.1:0", StoreDir: dir})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,7 +186,7 @@ func TestEmbeddedServerKeepsDataAcrossRestart(t *testing.T) {
 	}
 	ctx := testenv.Context(t, time.Minute)
 	srv, js := start()
-	if err := ejs.Apply(ctx, js, pipeline.Topology(testenv.TopologyOptions())); err != nil {
+	if err := bus.Apply(ctx, js, pipeline.Topology(testenv.TopologyOptions())); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := js.Publish(ctx, schemas.SubjectUploads, []byte(`{"x":1}`)); err != nil {
@@ -195,7 +195,7 @@ func TestEmbeddedServerKeepsDataAcrossRestart(t *testing.T) {
 	srv.Stop()
 	srv, js = start()
 	defer srv.Stop()
-	s, err := js.Stream(context.Background(), ejs.StreamUploads)
+	s, err := js.Stream(context.Background(), bus.StreamUploads)
 	if err != nil {
 		t.Fatal(err)
 	}
