@@ -139,12 +139,38 @@ type DriftAlert struct {
 	ReferenceSize int `json:"reference_size,omitempty"`
 }
 
+// Retrain kinds: driftwatch asks for labels (requested); labelsink answers
+// with the training set once they are in (manifest_ready), which the trainer
+// trains on.
+const (
+	RetrainRequested     = "requested"
+	RetrainManifestReady = "manifest_ready"
+)
+
+// ManifestLine is one line of a retrain manifest (manifest.jsonl), the
+// training set labelsink writes for the trainer.
+type ManifestLine struct {
+	Bucket  string `json:"bucket"`
+	Key     string `json:"key"`
+	Class   string `json:"class"`
+	ImageID string `json:"image_id,omitempty"`
+	// Origin is ManifestOriginTrain (the training split) or
+	// ManifestOriginLabelled (newly labelled for this event).
+	Origin string `json:"origin"`
+}
+
+// Manifest line origins.
+const (
+	ManifestOriginTrain    = "train"
+	ManifestOriginLabelled = "labelled"
+)
+
 // Retrain is published on eye.retrain when retraining is requested, and again
 // when its manifest is ready.
 type Retrain struct {
 	Schema       string      `json:"schema"`
 	EventID      string      `json:"event_id"`
-	Kind         string      `json:"kind"` // "requested" or "manifest_ready"
+	Kind         string      `json:"kind"` // RetrainRequested or RetrainManifestReady
 	Reason       string      `json:"reason"`
 	Env          string      `json:"env"`
 	ModelVersion string      `json:"model_version"`

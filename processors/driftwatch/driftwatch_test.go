@@ -233,7 +233,7 @@ func TestStreakRule(t *testing.T) {
 				t.Fatalf("%d retrain requests, want one per firing", len(rs))
 			}
 			for i, rq := range rs {
-				if rq.Kind != "requested" || rq.AlertID != as[2*i].AlertID || len(rq.Samples) != 5 || len(rq.Predictions) != 5 ||
+				if rq.Kind != schemas.RetrainRequested || rq.AlertID != as[2*i].AlertID || len(rq.Samples) != 5 || len(rq.Predictions) != 5 ||
 					rq.Samples[0].Key != "unlabeled/"+tt.wantFirings[i][0]+".jpg" || rq.EventID == "" {
 					t.Fatalf("retrain %+v", rq)
 				}

@@ -330,7 +330,7 @@ func retrainFor(st *State, a schemas.DriftAlert, samples []schemas.Prediction, n
 	r := schemas.Retrain{
 		Schema:       schemas.SchemaRetrain,
 		EventID:      "retrain-" + id,
-		Kind:         "requested",
+		Kind:         schemas.RetrainRequested,
 		Reason:       fmt.Sprintf("%s: %s (env %s, model %s)", a.Signal, a.Detail, st.Env, st.ModelVersion),
 		Env:          st.Env,
 		ModelVersion: st.ModelVersion,

@@ -356,17 +356,6 @@ func (s *Sink) deadLetter(ctx context.Context, info objstore.Info, i int, rj rej
 	return nil
 }
 
-// ManifestEntry is one line of manifest.jsonl.
-type ManifestEntry struct {
-	Bucket  string `json:"bucket"`
-	Key     string `json:"key"`
-	Class   string `json:"class"`
-	ImageID string `json:"image_id,omitempty"`
-	// Origin is "train" (the training split) or "labelled" (new from Label
-	// Studio for this event).
-	Origin string `json:"origin"`
-}
-
 // ManifestKey is labeling/<retrain-prefix><event-id>/manifest.jsonl.
 func (c Config) ManifestKey(eventID string) string {
 	return c.RetrainPrefix + eventID + "/manifest.jsonl"
@@ -427,11 +416,11 @@ func (s *Sink) maybeManifest(ctx context.Context, key string, ev eventRecord) er
 			continue
 		}
 		base := path.Base(file)
-		_ = enc.Encode(ManifestEntry{Bucket: info.Bucket, Key: info.Key, Class: class, ImageID: strings.TrimSuffix(base, path.Ext(base)), Origin: "train"})
+		_ = enc.Encode(schemas.ManifestLine{Bucket: info.Bucket, Key: info.Key, Class: class, ImageID: strings.TrimSuffix(base, path.Ext(base)), Origin: schemas.ManifestOriginTrain})
 		train++
 	}
 	for _, l := range labels {
-		_ = enc.Encode(ManifestEntry{Bucket: s.cfg.RawBucket, Key: l.Raw, Class: l.Class, ImageID: l.ImageID, Origin: "labelled"})
+		_ = enc.Encode(schemas.ManifestLine{Bucket: s.cfg.RawBucket, Key: l.Raw, Class: l.Class, ImageID: l.ImageID, Origin: schemas.ManifestOriginLabelled})
 	}
 	mkey := s.cfg.ManifestKey(ev.EventID)
 	info, err := s.cfg.Store.Put(ctx, s.cfg.Bucket, mkey, bytes.NewReader(buf.Bytes()), int64(buf.Len()), objstore.PutOptions{ContentType: "application/x-ndjson"})
@@ -439,7 +428,7 @@ func (s *Sink) maybeManifest(ctx context.Context, key string, ev eventRecord) er
 		return fmt.Errorf("labelsink: write manifest %s/%s: %w", s.cfg.Bucket, mkey, err)
 	}
 	ready := schemas.Retrain{
-		Schema: schemas.SchemaRetrain, EventID: ev.EventID, Kind: KindManifestReady,
+		Schema: schemas.SchemaRetrain, EventID: ev.EventID, Kind: schemas.RetrainManifestReady,
 		Reason: fmt.Sprintf("manifest with %d training objects and %d new labels (%d of %d images still unlabelled)", train, len(labels), pending, len(ev.ImageIDs)),
 		Env:    ev.Env, ModelVersion: ev.ModelVersion, AlertID: ev.AlertID,
 		Manifest: &schemas.ObjectRef{Bucket: info.Bucket, Key: info.Key, ETag: info.ETag, VersionID: info.VersionID, Size: info.Size},

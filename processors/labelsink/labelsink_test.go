@@ -149,7 +149,7 @@ func pred(id, class string, conf float64, src schemas.ObjectRef) schemas.Predict
 }
 
 func retrainEvent(eventID string, ps ...schemas.Prediction) schemas.Retrain {
-	r := schemas.Retrain{Schema: schemas.SchemaRetrain, EventID: eventID, Kind: labelsink.KindRequested, Reason: "test",
+	r := schemas.Retrain{Schema: schemas.SchemaRetrain, EventID: eventID, Kind: schemas.RetrainRequested, Reason: "test",
 		Env: "prod", ModelVersion: "v1", AlertID: "alert-" + eventID, Time: time.Now().UTC()}
 	for _, p := range ps {
 		r.Samples = append(r.Samples, p.Source)
@@ -350,7 +350,7 @@ func TestExportBecomesLabelledUpload(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Kind == labelsink.KindManifestReady {
+		if r.Kind == schemas.RetrainManifestReady {
 			ready = append(ready, r)
 		}
 	}

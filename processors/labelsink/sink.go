@@ -22,12 +22,6 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// Retrain kinds.
-const (
-	KindRequested     = "requested"
-	KindManifestReady = "manifest_ready"
-)
-
 // Sink is the label sink: retrain requests in, labelling tasks out; Label
 // Studio exports in, labelled uploads and retrain manifests out.
 type Sink struct {
@@ -193,7 +187,7 @@ func imageIDFromKey(ref schemas.ObjectRef) string {
 // event for its manifest and syncs Label Studio. manifest_ready events (the
 // sink's own follow-ups) are ignored.
 func (s *Sink) HandleRetrain(ctx context.Context, ev schemas.Retrain) ([]stage.Output, error) {
-	if ev.Kind != KindRequested {
+	if ev.Kind != schemas.RetrainRequested {
 		return nil, nil
 	}
 	if ev.EventID == "" {

@@ -11,7 +11,6 @@ import (
 	"eyeflow/bus"
 	"eyeflow/objstore"
 	"eyeflow/processors/classifier"
-	"eyeflow/processors/labelsink"
 	"eyeflow/schemas"
 	"eyeflow/stage"
 )
@@ -49,7 +48,7 @@ func (t *Trainer) Processor(m *stage.Metrics) stage.Processor[schemas.Retrain] {
 // request is acknowledged, so a trainer killed mid-run trains again on
 // redelivery and the version's identity makes that the same version.
 func (t *Trainer) HandleRetrain(ctx context.Context, r schemas.Retrain) ([]stage.Output, error) {
-	if r.Kind != labelsink.KindManifestReady {
+	if r.Kind != schemas.RetrainManifestReady {
 		return nil, nil
 	}
 	if r.Manifest == nil || r.Manifest.Key == "" {
@@ -65,7 +64,7 @@ func (t *Trainer) HandleRetrain(ctx context.Context, r schemas.Retrain) ([]stage
 	if len(items) == 0 && len(bad) > 0 {
 		return nil, stage.Permanentf(schemas.ReasonBadManifest, "manifest %s/%s: %v", r.Manifest.Bucket, r.Manifest.Key, bad)
 	}
-	var labelled []labelsink.ManifestEntry
+	var labelled []schemas.ManifestLine
 	for _, it := range items {
 		if it.Origin != "train" {
 			labelled = append(labelled, it)

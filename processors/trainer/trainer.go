@@ -17,7 +17,6 @@ import (
 
 	"eyeflow/objstore"
 	"eyeflow/processors/classifier"
-	"eyeflow/processors/labelsink"
 	"eyeflow/schemas"
 	"eyeflow/stage"
 
@@ -126,7 +125,7 @@ type Request struct {
 	Reason  string
 	// Manifest lists images a labelling round added; the trainer waits for
 	// them to reach the dataset and skips those that do not.
-	Manifest []labelsink.ManifestEntry
+	Manifest []schemas.ManifestLine
 	// Progress, when set, receives the engine's progress.
 	Progress func(Progress)
 }
@@ -311,7 +310,7 @@ func holdoutDigest(ds *Dataset) string { return Digest(ds.Splits[GateHoldout])[:
 // awaitManifest waits (up to ManifestWait) until every labelled image of
 // the manifest is in the dataset, and returns the dataset then with the
 // images that never arrived.
-func (t *Trainer) awaitManifest(ctx context.Context, ds *Dataset, items []labelsink.ManifestEntry) (*Dataset, []Skipped, error) {
+func (t *Trainer) awaitManifest(ctx context.Context, ds *Dataset, items []schemas.ManifestLine) (*Dataset, []Skipped, error) {
 	deadline := t.now().Add(t.cfg.ManifestWait)
 	for {
 		have := map[string]bool{}
@@ -346,15 +345,15 @@ func (t *Trainer) awaitManifest(ctx context.Context, ds *Dataset, items []labels
 	}
 }
 
-// ReadManifest reads a manifest (JSON lines of labelsink.ManifestEntry).
+// ReadManifest reads a manifest (JSON lines of schemas.ManifestLine).
 // Lines that are not entries are reported, not fatal.
-func ReadManifest(ctx context.Context, store objstore.Store, ref schemas.ObjectRef) ([]labelsink.ManifestEntry, []string, error) {
+func ReadManifest(ctx context.Context, store objstore.Store, ref schemas.ObjectRef) ([]schemas.ManifestLine, []string, error) {
 	rc, _, err := store.Get(ctx, ref.Bucket, ref.Key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read manifest %s/%s: %w", ref.Bucket, ref.Key, err)
 	}
 	defer rc.Close()
-	var out []labelsink.ManifestEntry
+	var out []schemas.ManifestLine
 	var bad []string
 	sc := bufio.NewScanner(rc)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -364,7 +363,7 @@ func ReadManifest(ctx context.Context, store objstore.Store, ref schemas.ObjectR
 		if strings.TrimSpace(sc.Text()) == "" {
 			continue
 		}
-		var e labelsink.ManifestEntry
+		var e schemas.ManifestLine
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil || e.Key == "" || e.Class == "" {
 			bad = append(bad, "line "+strconv.Itoa(line)+": not a manifest entry")
 			continue

@@ -21,7 +21,6 @@ import (
 	"eyeflow/internal/testenv"
 	"eyeflow/objstore"
 	"eyeflow/processors/classifier"
-	"eyeflow/processors/labelsink"
 	"eyeflow/processors/splitter"
 	"eyeflow/processors/trainer"
 	"eyeflow/schemas"
@@ -416,7 +415,7 @@ func TestManifestSkipsMissingImagesAndDeadLetters(t *testing.T) {
 	e.dataset(t, 6)
 	tr := e.trainer(t, func(c *trainer.Config) { c.Bootstrap = false })
 	labelled := e.addImages(t, schemas.SplitTrain, 1, 700, "glaucoma")
-	entries := []labelsink.ManifestEntry{
+	entries := []schemas.ManifestLine{
 		{Bucket: objstore.BucketRaw, Key: "glaucoma/" + labelled[0] + ".png", Class: "glaucoma", ImageID: labelled[0], Origin: "labelled"},
 		{Bucket: objstore.BucketRaw, Key: "normal/never-arrived.png", Class: "normal", ImageID: strings.Repeat("ab", 32), Origin: "labelled"},
 	}
@@ -429,7 +428,7 @@ func TestManifestSkipsMissingImagesAndDeadLetters(t *testing.T) {
 		t.Fatal(err)
 	}
 	stagetest.Run(t, e.js, tr.Processor(stage.NewMetrics(prometheus.NewRegistry())))
-	ev := schemas.Retrain{Schema: schemas.SchemaRetrain, EventID: "ev1", Kind: labelsink.KindManifestReady, Reason: "test",
+	ev := schemas.Retrain{Schema: schemas.SchemaRetrain, EventID: "ev1", Kind: schemas.RetrainManifestReady, Reason: "test",
 		Manifest: &schemas.ObjectRef{Bucket: info.Bucket, Key: info.Key}, Time: time.Now()}
 	b, _ := json.Marshal(ev)
 	if _, err := e.js.Publish(e.ctx, schemas.SubjectRetrain, b); err != nil {
@@ -532,7 +531,7 @@ func TestKilledMidRunTrainsOneVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := json.Marshal(schemas.Retrain{Schema: schemas.SchemaRetrain, EventID: "ev2", Kind: labelsink.KindManifestReady,
+	b, _ := json.Marshal(schemas.Retrain{Schema: schemas.SchemaRetrain, EventID: "ev2", Kind: schemas.RetrainManifestReady,
 		Manifest: &schemas.ObjectRef{Bucket: info.Bucket, Key: info.Key}, Time: time.Now()})
 	if _, err := e.js.Publish(e.ctx, schemas.SubjectRetrain, b); err != nil {
 		t.Fatal(err)
