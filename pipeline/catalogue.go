@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"eyeflow/bus"
-	"eyeflow/internal/deployment"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
 )
@@ -102,6 +101,12 @@ func Shared() []bus.KVSpec {
 	}}
 }
 
+// ServingKeyPrefix starts the keys of the deployment bucket's serving
+// records, "serving.<env>": what each env's classifier serves or refused.
+// The catalogue grants the classifier those keys alone; internal/deployment
+// reads and writes them.
+const ServingKeyPrefix = "serving."
+
 // IsShared tells whether bucket is one of the deployment's shared buckets.
 func IsShared(bucket string) bool {
 	for _, kv := range Shared() {
@@ -165,7 +170,7 @@ func Stages() []Stage {
 			KV: []KVUse{
 				{Bucket: bus.KVModels, Access: Read},
 				// What each env serves, or refused and why (`eyeflow status`).
-				{Bucket: bus.KVDeployment, Access: Write, Keys: deployment.ServingKeyPrefix + ">"},
+				{Bucket: bus.KVDeployment, Access: Write, Keys: ServingKeyPrefix + ">"},
 			},
 			Objects: []ObjectUse{
 				{Bucket: objstore.BucketModels, Access: Read},

@@ -21,6 +21,7 @@ import (
 
 	"eyeflow/bus"
 	"eyeflow/objstore"
+	"eyeflow/pipeline"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -31,8 +32,9 @@ const KV = bus.KVDeployment
 // StoreKey is the key of the object-store record.
 const StoreKey = "objstore"
 
-// ServingKeyPrefix starts the keys of the serving records: "serving.<env>".
-const ServingKeyPrefix = "serving."
+// ServingKeyPrefix starts the keys of the serving records: "serving.<env>"
+// (declared in the catalogue, which grants them to the classifier).
+const ServingKeyPrefix = pipeline.ServingKeyPrefix
 
 // ServingKey is env's serving record's key.
 func ServingKey(env string) string { return ServingKeyPrefix + env }
