@@ -53,7 +53,7 @@ FUZZ_TARGETS ?= \
 	./schemas:FuzzDecoders:100000x \
 	./imaging:FuzzDecode:20000x \
 	./imaging:FuzzDecodeDICOM:50000x \
-	./processors/classifier/onnx:FuzzInspect:80000x \
+	./onnx:FuzzInspect:80000x \
 	./processors/classifier:FuzzParseCard:25000x \
 	./processors/classifier:FuzzParseLabels:20000x \
 	./processors/labelsink:FuzzParseExport:30000x \

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates processors/classifier/onnx/onnxpb: copies ONNX's own onnx.proto
+# Regenerates onnx/onnxpb: copies ONNX's own onnx.proto
 # from Debian's libonnx-dev (ONNX 1.12) into the package, runs protoc with
 # protoc-gen-go at the version of google.golang.org/protobuf that go.mod
 # requires, and records the SHA-256 of both files in sums.go, which the
@@ -11,11 +11,11 @@
 # repository, under $EYEFLOW_CACHE (default ~/.cache/eyeflow); protoc comes
 # from Debian's protobuf-compiler, installed with apt-get when missing.
 #
-#   scripts/gen-onnx-proto.sh      (or: go generate ./processors/classifier/onnx/onnxpb)
+#   scripts/gen-onnx-proto.sh      (or: go generate ./onnx/onnxpb)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-out="$root/processors/classifier/onnx/onnxpb"
-gopkg="eyeflow/processors/classifier/onnx/onnxpb"
+out="$root/onnx/onnxpb"
+gopkg="eyeflow/onnx/onnxpb"
 # Debian bookworm's libonnx-dev: ONNX 1.12.0's onnx.proto (IR version 8).
 onnx_deb="libonnx-dev=1.12.0-2+b4"
 # The protoc the checked-in onnx.pb.go names in its header (bookworm's).

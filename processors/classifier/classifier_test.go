@@ -21,7 +21,7 @@ import (
 	"eyeflow/internal/stagetest"
 	"eyeflow/internal/testenv"
 	"eyeflow/objstore"
-	"eyeflow/processors/classifier/onnx"
+	"eyeflow/onnx"
 	"eyeflow/schemas"
 	"eyeflow/stage"
 

@@ -7,7 +7,7 @@
 package classifier
 
 import (
-	"eyeflow/processors/classifier/onnx"
+	"eyeflow/onnx"
 	"fmt"
 	"math"
 	"testing"

@@ -4,7 +4,7 @@ import (
 	"math"
 	"testing"
 
-	"eyeflow/processors/classifier/onnx"
+	"eyeflow/onnx"
 )
 
 // refTensor is a CHW activation of one image.

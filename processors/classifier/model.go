@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"eyeflow/processors/classifier/onnx"
+	"eyeflow/onnx"
 	"eyeflow/schemas"
 
 	ort "github.com/yalue/onnxruntime_go"

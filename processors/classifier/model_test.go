@@ -10,7 +10,7 @@ import (
 
 	"eyeflow/internal/nice"
 	"eyeflow/internal/testenv"
-	"eyeflow/processors/classifier/onnx"
+	"eyeflow/onnx"
 )
 
 // initORT initialises ONNX Runtime once for the test binary.

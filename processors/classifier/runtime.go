@@ -11,7 +11,7 @@ import (
 
 	"eyeflow/internal/machine"
 	"eyeflow/internal/nice"
-	"eyeflow/processors/classifier/onnx"
+	"eyeflow/onnx"
 
 	ort "github.com/yalue/onnxruntime_go"
 )

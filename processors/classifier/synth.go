@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"eyeflow/demodata"
-	"eyeflow/processors/classifier/onnx"
+	"eyeflow/onnx"
 )
 
 // Architectures of synthetic models.

@@ -8,8 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"eyeflow/onnx"
 	"eyeflow/processors/classifier"
-	"eyeflow/processors/classifier/onnx"
 )
 
 // EmbeddedConfig configures the embedded engine.

@@ -15,8 +15,8 @@ import (
 
 	"eyeflow/imaging"
 	"eyeflow/objstore"
+	"eyeflow/onnx"
 	"eyeflow/processors/classifier"
-	"eyeflow/processors/classifier/onnx"
 	"eyeflow/schemas"
 )
 

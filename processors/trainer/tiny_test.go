@@ -1,5 +1,5 @@
 package trainer_test
 
-import "eyeflow/processors/classifier/onnx"
+import "eyeflow/onnx"
 
 func onnxTiny(classes int) []byte { return onnx.Tiny(classes, false) }

@@ -10,7 +10,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"eyeflow/processors/classifier/onnx/onnxpb"
+	"eyeflow/onnx/onnxpb"
 )
 
 // every is a graph with each kind of attribute and initializer the writer

@@ -17,7 +17,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"eyeflow/processors/classifier/onnx/onnxpb"
+	"eyeflow/onnx/onnxpb"
 )
 
 // ONNX enum values used here.

@@ -9,7 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	"eyeflow/processors/classifier/onnx/onnxpb"
+	"eyeflow/onnx/onnxpb"
 )
 
 // ErrMalformed marks bytes that are not a well-formed ONNX ModelProto.
