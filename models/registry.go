@@ -1,4 +1,4 @@
-package classifier
+package models
 
 import (
 	"bytes"
@@ -83,7 +83,7 @@ func (r *Registry) Metrics(ctx context.Context, name, version string) (m map[str
 // History returns env's assignments, oldest first (the KV bucket keeps the
 // last promotions per env): what a rollback goes back to.
 func (r *Registry) History(ctx context.Context, env string) ([]Assignment, error) {
-	if err := validEnv(env); err != nil {
+	if err := ValidEnv(env); err != nil {
 		return nil, err
 	}
 	hist, err := r.kv.History(ctx, env)
@@ -98,7 +98,7 @@ func (r *Registry) History(ctx context.Context, env string) ([]Assignment, error
 		if e.Op != stage.OpPut {
 			continue
 		}
-		if a, err := parseAssignment(e.Value); err == nil {
+		if a, err := ParseAssignment(e.Value); err == nil {
 			out = append(out, a)
 		}
 	}
@@ -212,7 +212,8 @@ func (r *Registry) Fetch(ctx context.Context, name, version string) (ModelFiles,
 	return f, nil
 }
 
-func validEnv(env string) error {
+// ValidEnv refuses a name that is not one of schemas.Envs.
+func ValidEnv(env string) error {
 	if !slices.Contains(schemas.Envs(), env) {
 		return fmt.Errorf("env %q: want one of %v", env, schemas.Envs())
 	}
@@ -222,7 +223,7 @@ func validEnv(env string) error {
 // Promote points env at a registered version; classifiers watching the KV
 // swap to it between batches.
 func (r *Registry) Promote(ctx context.Context, env, name, version string) error {
-	if err := validEnv(env); err != nil {
+	if err := ValidEnv(env); err != nil {
 		return err
 	}
 	if _, err := r.store.Stat(ctx, objstore.BucketModels, ModelKey(name, version, FileCard)); err != nil {
@@ -250,11 +251,12 @@ func (r *Registry) Assigned(ctx context.Context, env string) (a Assignment, ok b
 	if err != nil {
 		return Assignment{}, false, fmt.Errorf("model registry: get %s: %w", env, err)
 	}
-	a, err = parseAssignment(e.Value)
+	a, err = ParseAssignment(e.Value)
 	return a, err == nil, err
 }
 
-func parseAssignment(b []byte) (Assignment, error) {
+// ParseAssignment reads an env's value in KVModels.
+func ParseAssignment(b []byte) (Assignment, error) {
 	var a Assignment
 	if err := json.Unmarshal(b, &a); err != nil {
 		return Assignment{}, fmt.Errorf("model assignment %q: %w", b, err)
@@ -263,6 +265,12 @@ func parseAssignment(b []byte) (Assignment, error) {
 		return Assignment{}, fmt.Errorf("model assignment %q: name and version are required", b)
 	}
 	return a, nil
+}
+
+// WatchAssignments watches every env's assignment: the current values,
+// a nil entry once they are delivered, then each change, until ctx ends.
+func (r *Registry) WatchAssignments(ctx context.Context) (<-chan *stage.Entry, error) {
+	return r.kv.Watch(ctx, "")
 }
 
 // List returns every registered version, sorted by name and version, with

@@ -1,4 +1,4 @@
-package classifier
+package models
 
 import (
 	"encoding/json"

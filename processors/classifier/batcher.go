@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"eyeflow/models"
 )
 
 // Batch is the outcome of one Batcher.Predict call.
@@ -14,7 +16,7 @@ type Batch struct {
 	Probs [][]float64
 	// Model is the model that produced them. It stays valid while the
 	// caller reads Card, Labels and Provider; it may be closed afterwards.
-	Card     Card
+	Card     models.Card
 	Labels   []string
 	Provider string
 	// Size is the number of images in the session run (requests of several
@@ -164,11 +166,11 @@ func (b *Batcher) MaxBatch() int {
 }
 
 // Current returns the card and provider of the model serving now.
-func (b *Batcher) Current() (Card, string, bool) {
+func (b *Batcher) Current() (models.Card, string, bool) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	if b.current == nil {
-		return Card{}, "", false
+		return models.Card{}, "", false
 	}
 	return b.current.Card, b.current.Provider, true
 }

@@ -23,6 +23,7 @@ import (
 	"eyeflow/bus"
 	"eyeflow/imaging"
 	"eyeflow/internal/machine"
+	"eyeflow/models"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
 	"eyeflow/stage"
@@ -62,7 +63,7 @@ type Config struct {
 	// OnLoad, when set, is told the outcome of every model an env was
 	// assigned: err is nil when it serves a, else why a was refused
 	// (serving is what the env keeps serving, if anything).
-	OnLoad func(env string, a Assignment, err error, serving *Assignment)
+	OnLoad func(env string, a models.Assignment, err error, serving *models.Assignment)
 }
 
 // DefaultCanaryShare is the canary's share when none is configured.
@@ -73,7 +74,7 @@ func (c *Config) defaults() error {
 		c.Envs = schemas.Envs()
 	}
 	for _, e := range c.Envs {
-		if err := validEnv(e); err != nil {
+		if err := models.ValidEnv(e); err != nil {
 			return err
 		}
 	}
@@ -155,14 +156,14 @@ type Classifier struct {
 	cfg   Config
 	run   stage.Runner[schemas.Split]
 	store objstore.Store
-	reg   *Registry
+	reg   *models.Registry
 	log   zerolog.Logger
 
 	batchers map[string]*Batcher // one per env, fixed at New
 
 	mu      sync.Mutex
-	serving map[string]Assignment // what each env's batcher holds
-	started map[string]bool       // env stage running
+	serving map[string]models.Assignment // what each env's batcher holds
+	started map[string]bool              // env stage running
 	ready   map[string]chan struct{}
 
 	drillDelay atomic.Int64 // time.Duration; see SetDrillDelay
@@ -176,7 +177,7 @@ type Classifier struct {
 // New returns the classifier of reg's models, reading images from store;
 // run runs each env's stage (stage.RunnerOf) once the env's first model is
 // loaded.
-func New(reg *Registry, store objstore.Store, run stage.Runner[schemas.Split], cfg Config) (*Classifier, error) {
+func New(reg *models.Registry, store objstore.Store, run stage.Runner[schemas.Split], cfg Config) (*Classifier, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
@@ -187,7 +188,7 @@ func New(reg *Registry, store objstore.Store, run stage.Runner[schemas.Split], c
 		cfg: cfg, run: run, store: store, reg: reg,
 		log:      cfg.Logger.With().Str("stage", schemas.StageClassifier).Logger(),
 		batchers: map[string]*Batcher{},
-		serving:  map[string]Assignment{},
+		serving:  map[string]models.Assignment{},
 		started:  map[string]bool{},
 		ready:    map[string]chan struct{}{},
 	}
@@ -211,7 +212,7 @@ func New(reg *Registry, store objstore.Store, run stage.Runner[schemas.Split], c
 func (c *Classifier) Batcher(env string) *Batcher { return c.batchers[env] }
 
 // Serving reports the version env serves now.
-func (c *Classifier) Serving(env string) (Assignment, bool) {
+func (c *Classifier) Serving(env string) (models.Assignment, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	a, ok := c.serving[env]
@@ -232,9 +233,9 @@ func (c *Classifier) Run(ctx context.Context) error {
 		}
 	}()
 	// The watch ends with ctx.
-	updates, err := c.reg.kv.Watch(ctx, "")
+	updates, err := c.reg.WatchAssignments(ctx)
 	if err != nil {
-		return fmt.Errorf("classifier: watch %s: %w", KVModels, err)
+		return fmt.Errorf("classifier: watch %s: %w", models.KVModels, err)
 	}
 	var stages sync.WaitGroup
 	defer stages.Wait()
@@ -262,7 +263,7 @@ func (c *Classifier) Run(ctx context.Context) error {
 				c.log.Warn().Str("env", env).Msg("model assignment deleted: keeping the model in use")
 				continue
 			}
-			a, err := parseAssignment(e.Value)
+			a, err := models.ParseAssignment(e.Value)
 			if err != nil {
 				c.log.Error().Err(err).Str("env", env).Msg("bad model assignment: keeping the model in use")
 				continue
@@ -283,7 +284,7 @@ func (c *Classifier) Run(ctx context.Context) error {
 
 // fetch reads a model from the registry, retrying transient failures (a
 // busy store, a timeout): only a model that is missing or invalid is refused.
-func (c *Classifier) fetch(ctx context.Context, log zerolog.Logger, a Assignment) (ModelFiles, error) {
+func (c *Classifier) fetch(ctx context.Context, log zerolog.Logger, a models.Assignment) (models.ModelFiles, error) {
 	delay := time.Second
 	for attempt := 1; ; attempt++ {
 		files, err := c.reg.Fetch(ctx, a.Name, a.Version)
@@ -302,7 +303,7 @@ func (c *Classifier) fetch(ctx context.Context, log zerolog.Logger, a Assignment
 
 // load fetches, validates and swaps in env's model. A model that fails to
 // load is refused: the previous one keeps serving.
-func (c *Classifier) load(ctx context.Context, env string, a Assignment) bool {
+func (c *Classifier) load(ctx context.Context, env string, a models.Assignment) bool {
 	log := c.log.With().Str("env", env).Str("model", a.Name).Str("version", a.Version).Logger()
 	if cur, ok := c.Serving(env); ok && cur.Name == a.Name && cur.Version == a.Version {
 		return true
@@ -328,7 +329,7 @@ func (c *Classifier) load(ctx context.Context, env string, a Assignment) bool {
 			log.Error().Err(err).Msg("model refused: this env serves nothing until a valid model is promoted")
 		}
 		if c.cfg.OnLoad != nil {
-			var serving *Assignment
+			var serving *models.Assignment
 			if ok {
 				serving = &cur
 			}

@@ -20,6 +20,7 @@ import (
 	"eyeflow/demodata"
 	"eyeflow/internal/stagetest"
 	"eyeflow/internal/testenv"
+	"eyeflow/models"
 	"eyeflow/objstore"
 	"eyeflow/onnx"
 	"eyeflow/schemas"
@@ -35,7 +36,7 @@ import (
 type rig struct {
 	nats    *testenv.NATSEnv
 	store   objstore.Store
-	reg     *Registry
+	reg     *models.Registry
 	metrics *Metrics
 	c       *Classifier
 	cancel  context.CancelFunc
@@ -49,14 +50,14 @@ func newRig(t *testing.T) *rig {
 	n := testenv.NATS(t, testenv.TopologyOptions())
 	store := objstore.NewJetStream(n.JS)
 	ctx := testenv.Context(t, time.Minute)
-	reg, err := OpenRegistry(ctx, store, stagetest.Bucket(t, n.JS, KVModels))
+	reg, err := models.OpenRegistry(ctx, store, stagetest.Bucket(t, n.JS, models.KVModels))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return &rig{nats: n, store: store, reg: reg}
 }
 
-func (r *rig) push(t *testing.T, f ModelFiles, name, version string) {
+func (r *rig) push(t *testing.T, f models.ModelFiles, name, version string) {
 	t.Helper()
 	if _, err := r.reg.Push(context.Background(), f, name, version); err != nil {
 		t.Fatalf("push %s %s: %v", name, version, err)
@@ -153,9 +154,9 @@ func waitIdle(t *testing.T, js jetstream.JetStream, envs ...string) {
 // from the processed PNG in the object store.
 func TestTinyEndToEnd(t *testing.T) {
 	r := newRig(t)
-	r.push(t, tinyModel(t, "v1"), TinyName, "v1")
+	r.push(t, tinyModel(t, "v1"), models.TinyName, "v1")
 	for _, env := range schemas.Envs() {
-		r.promote(t, env, TinyName, "v1")
+		r.promote(t, env, models.TinyName, "v1")
 	}
 	const share = 0.5
 	r.start(t, Config{MaxBatch: 4, CanaryShare: share})
@@ -221,7 +222,7 @@ func TestTinyEndToEnd(t *testing.T) {
 			} else {
 				high++
 			}
-			if p.Env != env || p.ModelName != TinyName || p.ModelVersion != "v1" || p.Provider != ProviderCPU || p.Schema != schemas.SchemaPrediction {
+			if p.Env != env || p.ModelName != models.TinyName || p.ModelVersion != "v1" || p.Provider != ProviderCPU || p.Schema != schemas.SchemaPrediction {
 				t.Errorf("%s: provenance %+v", env, p)
 			}
 			if p.BatchSize < 1 || p.BatchSize > 4 || p.InferenceSeconds <= 0 || len(p.TopK) != 5 || p.TopK[0].Class != p.PredictedClass {
@@ -244,7 +245,7 @@ func TestTinyEndToEnd(t *testing.T) {
 	if low == 0 || high == 0 {
 		t.Errorf("want confidences on both sides of 0.5 (low %d, high %d)", low, high)
 	}
-	if v := testutil.ToFloat64(r.metrics.info.WithLabelValues(schemas.EnvProd, TinyName, "v1", ProviderCPU, "", "", "", "")); v != 1 {
+	if v := testutil.ToFloat64(r.metrics.info.WithLabelValues(schemas.EnvProd, models.TinyName, "v1", ProviderCPU, "", "", "", "")); v != 1 {
 		t.Errorf("eyeflow_classifier_info = %v", v)
 	}
 }
@@ -264,9 +265,9 @@ func solidImage(w, h int, c [3]byte) image.Image {
 // Then a refused model (output width 15, labels 14) leaves v2 serving.
 func TestHotSwapUnderLoad(t *testing.T) {
 	r := newRig(t)
-	r.push(t, tinyModel(t, "v1"), TinyName, "v1")
-	r.push(t, tinyModel(t, "v2"), TinyName, "v2")
-	r.promote(t, schemas.EnvProd, TinyName, "v1")
+	r.push(t, tinyModel(t, "v1"), models.TinyName, "v1")
+	r.push(t, tinyModel(t, "v2"), models.TinyName, "v2")
+	r.promote(t, schemas.EnvProd, models.TinyName, "v1")
 	r.start(t, Config{Envs: []string{schemas.EnvProd}, MaxBatch: 8, MaxWait: 2 * time.Millisecond})
 
 	const total = 600
@@ -276,7 +277,7 @@ func TestHotSwapUnderLoad(t *testing.T) {
 		for i := range total {
 			publishSplit(t, r.nats.JS, colourSplit(i, colours[i%len(colours)], schemas.SplitHoldout2))
 			if i == total/3 {
-				r.promote(t, schemas.EnvProd, TinyName, "v2")
+				r.promote(t, schemas.EnvProd, models.TinyName, "v2")
 			}
 			if i%50 == 0 {
 				time.Sleep(5 * time.Millisecond) // let batches interleave with the swap
@@ -315,12 +316,12 @@ func TestHotSwapUnderLoad(t *testing.T) {
 	var labels []string
 	_ = json.Unmarshal(bad.Labels, &labels)
 	bad.Labels, _ = json.Marshal(labels[:14])
-	var card Card
+	var card models.Card
 	_ = json.Unmarshal(bad.Card, &card)
 	card.Labels = 14
 	bad.Card, _ = json.Marshal(card)
-	r.push(t, bad, TinyName, "v3")
-	r.promote(t, schemas.EnvProd, TinyName, "v3")
+	r.push(t, bad, models.TinyName, "v3")
+	r.promote(t, schemas.EnvProd, models.TinyName, "v3")
 	deadline := time.Now().Add(20 * time.Second)
 	for testutil.ToFloat64(r.metrics.loads.WithLabelValues(schemas.EnvProd, "refused")) < 1 {
 		if time.Now().After(deadline) {
@@ -345,20 +346,20 @@ func TestHotSwapUnderLoad(t *testing.T) {
 // probability or a confidence above 1.
 func TestLyingCardLeavesOldModelServing(t *testing.T) {
 	r := newRig(t)
-	r.push(t, tinyModel(t, "v1"), TinyName, "v1")
-	r.promote(t, schemas.EnvProd, TinyName, "v1")
+	r.push(t, tinyModel(t, "v1"), models.TinyName, "v1")
+	r.promote(t, schemas.EnvProd, models.TinyName, "v1")
 	r.start(t, Config{Envs: []string{schemas.EnvProd}, MaxBatch: 4})
 
 	lying := tinyModel(t, "v2")
 	lying.ONNX = onnx.Tiny(15, false) // logits
-	var card Card
+	var card models.Card
 	if err := json.Unmarshal(lying.Card, &card); err != nil {
 		t.Fatal(err)
 	}
-	card.Output.Kind = OutputProbabilities
+	card.Output.Kind = models.OutputProbabilities
 	lying.Card, _ = json.Marshal(card)
-	r.push(t, lying, TinyName, "v2")
-	r.promote(t, schemas.EnvProd, TinyName, "v2")
+	r.push(t, lying, models.TinyName, "v2")
+	r.promote(t, schemas.EnvProd, models.TinyName, "v2")
 	deadline := time.Now().Add(20 * time.Second)
 	for testutil.ToFloat64(r.metrics.loads.WithLabelValues(schemas.EnvProd, "refused")) < 1 {
 		if a, _ := r.c.Serving(schemas.EnvProd); a.Version == "v2" {
@@ -396,8 +397,8 @@ func TestLyingCardLeavesOldModelServing(t *testing.T) {
 
 func TestPredictHTTP(t *testing.T) {
 	r := newRig(t)
-	r.push(t, tinyModel(t, "v1"), TinyName, "v1")
-	r.promote(t, schemas.EnvProd, TinyName, "v1")
+	r.push(t, tinyModel(t, "v1"), models.TinyName, "v1")
+	r.promote(t, schemas.EnvProd, models.TinyName, "v1")
 	r.start(t, Config{Envs: []string{schemas.EnvProd}, MaxBatch: 8})
 	srv := httptest.NewServer(r.c.PredictHandler(schemas.EnvProd, 1<<20))
 	defer srv.Close()
@@ -510,8 +511,8 @@ func TestBatchesFillUnderLoad(t *testing.T) {
 		t.Run(fmt.Sprintf("inline=%v", inline), func(t *testing.T) {
 			const n, maxBatch = 500, 64
 			r := newRig(t)
-			r.push(t, tinyModel(t, "v1"), TinyName, "v1")
-			r.promote(t, schemas.EnvProd, TinyName, "v1")
+			r.push(t, tinyModel(t, "v1"), models.TinyName, "v1")
+			r.promote(t, schemas.EnvProd, models.TinyName, "v1")
 			ctx := context.Background()
 			if err := r.store.EnsureBucket(ctx, objstore.BucketProcessed); err != nil {
 				t.Fatal(err)

@@ -7,6 +7,7 @@
 package classifier
 
 import (
+	"eyeflow/models"
 	"eyeflow/onnx"
 	"fmt"
 	"math"
@@ -38,10 +39,10 @@ func TestDenseNet121MatchesAReference(t *testing.T) {
 	in := newRef(3, imageSize, imageSize)
 	for c := range 3 {
 		for i := range imageSize * imageSize {
-			in.plane(c)[i] = float32((float64(img[3*i+c])/255 - ImageNetMean[c]) / ImageNetStd[c])
+			in.plane(c)[i] = float32((float64(img[3*i+c])/255 - models.ImageNetMean[c]) / models.ImageNetStd[c])
 		}
 	}
-	logits := refEval(t, onnx.DenseNet121Graph(len(m.Labels), SyntheticSeed), in)
+	logits := refEval(t, onnx.DenseNet121Graph(len(m.Labels), models.SyntheticSeed), in)
 	want := Softmax(logits)
 
 	spread := 0.0

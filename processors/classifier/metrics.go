@@ -2,6 +2,8 @@ package classifier
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"eyeflow/models"
 )
 
 // Metrics are the classifier's Prometheus metrics. The first four names are
@@ -72,7 +74,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 
 // infoLabels are eyeflow_classifier_info's label values for env serving a
 // (loaded as m).
-func infoLabels(env string, a Assignment, m *Model) []string {
+func infoLabels(env string, a models.Assignment, m *Model) []string {
 	ad := m.Adapter
 	return []string{env, a.Name, a.Version, m.Provider, ad.Name, ad.Vendor, ad.Backend, ad.Driver}
 }

@@ -10,6 +10,7 @@ import (
 
 	"eyeflow/internal/nice"
 	"eyeflow/internal/testenv"
+	"eyeflow/models"
 	"eyeflow/onnx"
 )
 
@@ -23,14 +24,14 @@ func initORT(t testing.TB) {
 
 var (
 	denseOnce  sync.Once
-	denseFiles ModelFiles
+	denseFiles models.ModelFiles
 )
 
 // denseNet synthesises DenseNet121 once per test binary (about 30 MB).
-func denseNet(t testing.TB) ModelFiles {
+func denseNet(t testing.TB) models.ModelFiles {
 	denseOnce.Do(func() {
 		var err error
-		denseFiles, err = Synthesize(SynthOptions{Arch: ArchDenseNet121})
+		denseFiles, err = models.Synthesize(models.SynthOptions{Arch: models.ArchDenseNet121})
 		if err != nil {
 			t.Fatalf("synthesize: %v", err)
 		}
@@ -38,9 +39,9 @@ func denseNet(t testing.TB) ModelFiles {
 	return denseFiles
 }
 
-func tinyModel(t testing.TB, version string) ModelFiles {
+func tinyModel(t testing.TB, version string) models.ModelFiles {
 	t.Helper()
-	f, err := Synthesize(SynthOptions{Arch: ArchTiny, Version: version})
+	f, err := models.Synthesize(models.SynthOptions{Arch: models.ArchTiny, Version: version})
 	if err != nil {
 		t.Fatalf("synthesize tiny: %v", err)
 	}
@@ -64,7 +65,7 @@ func expectTiny(rgb [3]byte) []float64 {
 		v := bias[k]
 		for c := range 3 {
 			// Same float32 rounding of the normalised value as the LUT.
-			x := float64(float32((float64(rgb[c])/255 - ImageNetMean[c]) / ImageNetStd[c]))
+			x := float64(float32((float64(rgb[c])/255 - models.ImageNetMean[c]) / models.ImageNetStd[c]))
 			v += x * w[c][k]
 		}
 		logits[k] = float32(v)
@@ -144,7 +145,7 @@ func maxAbsDiff(a, b []float64) float64 {
 func TestTinyModelExact(t *testing.T) {
 	initORT(t)
 	for _, probs := range []bool{false, true} {
-		f, err := Synthesize(SynthOptions{Arch: ArchTiny, Probabilities: probs})
+		f, err := models.Synthesize(models.SynthOptions{Arch: models.ArchTiny, Probabilities: probs})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -197,8 +198,8 @@ func TestLoadRefusesMismatches(t *testing.T) {
 	if err := json.Unmarshal(good.Labels, &labels); err != nil {
 		t.Fatal(err)
 	}
-	mutateCard := func(fn func(*Card)) []byte {
-		var c Card
+	mutateCard := func(fn func(*models.Card)) []byte {
+		var c models.Card
 		if err := json.Unmarshal(good.Card, &c); err != nil {
 			t.Fatal(err)
 		}
@@ -212,24 +213,24 @@ func TestLoadRefusesMismatches(t *testing.T) {
 
 	cases := []struct {
 		name string
-		f    ModelFiles
+		f    models.ModelFiles
 		want string
 	}{
-		{"fewer labels", ModelFiles{good.ONNX, labelsJSON(labels[:14]), mutateCard(func(c *Card) { c.Labels = 14 })}, "has 15 classes, labels.json has 14"},
-		{"card label count", ModelFiles{good.ONNX, good.Labels, mutateCard(func(c *Card) { c.Labels = 16 })}, "model.json says 16 labels"},
-		{"unsorted labels", ModelFiles{good.ONNX, labelsJSON(swapped), good.Card}, "ImageFolder order"},
-		{"wrong input name", ModelFiles{good.ONNX, good.Labels, mutateCard(func(c *Card) { c.Input.Name = "pixels" })}, `graph input is "input", model.json says "pixels"`},
-		{"card input shape", ModelFiles{good.ONNX, good.Labels, mutateCard(func(c *Card) { c.Input.Shape = []int64{-1, 3, 299, 299} })}, "input.shape"},
-		{"output kind", ModelFiles{good.ONNX, good.Labels, mutateCard(func(c *Card) { c.Output.Kind = "scores" })}, "output.kind"},
+		{"fewer labels", models.ModelFiles{ONNX: good.ONNX, Labels: labelsJSON(labels[:14]), Card: mutateCard(func(c *models.Card) { c.Labels = 14 })}, "has 15 classes, labels.json has 14"},
+		{"card label count", models.ModelFiles{ONNX: good.ONNX, Labels: good.Labels, Card: mutateCard(func(c *models.Card) { c.Labels = 16 })}, "model.json says 16 labels"},
+		{"unsorted labels", models.ModelFiles{ONNX: good.ONNX, Labels: labelsJSON(swapped), Card: good.Card}, "ImageFolder order"},
+		{"wrong input name", models.ModelFiles{ONNX: good.ONNX, Labels: good.Labels, Card: mutateCard(func(c *models.Card) { c.Input.Name = "pixels" })}, `graph input is "input", model.json says "pixels"`},
+		{"card input shape", models.ModelFiles{ONNX: good.ONNX, Labels: good.Labels, Card: mutateCard(func(c *models.Card) { c.Input.Shape = []int64{-1, 3, 299, 299} })}, "input.shape"},
+		{"output kind", models.ModelFiles{ONNX: good.ONNX, Labels: good.Labels, Card: mutateCard(func(c *models.Card) { c.Output.Kind = "scores" })}, "output.kind"},
 		// Refused by the pure-Go protobuf walk, before ONNX Runtime parses it.
-		{"not onnx", ModelFiles{[]byte("not a model"), good.Labels, good.Card}, "onnx: malformed model"},
-		{"graph input 299", ModelFiles{wrongInputGraph(), good.Labels, good.Card}, "want [N, 3, 224, 224]"},
+		{"not onnx", models.ModelFiles{ONNX: []byte("not a model"), Labels: good.Labels, Card: good.Card}, "onnx: malformed model"},
+		{"graph input 299", models.ModelFiles{ONNX: wrongInputGraph(), Labels: good.Labels, Card: good.Card}, "want [N, 3, 224, 224]"},
 		// The card's output kind, checked on the probe images.
-		{"logits declared probabilities", ModelFiles{onnx.Tiny(15, false), good.Labels, mutateCard(func(c *Card) { c.Output.Kind = OutputProbabilities })},
+		{"logits declared probabilities", models.ModelFiles{ONNX: onnx.Tiny(15, false), Labels: good.Labels, Card: mutateCard(func(c *models.Card) { c.Output.Kind = models.OutputProbabilities })},
 			`declares output "output" as probabilities, but on probe image 0 it has a negative value`},
-		{"sigmoid declared probabilities", ModelFiles{sigmoidGraph(15), good.Labels, mutateCard(func(c *Card) { c.Output.Kind = OutputProbabilities })},
+		{"sigmoid declared probabilities", models.ModelFiles{ONNX: sigmoidGraph(15), Labels: good.Labels, Card: mutateCard(func(c *models.Card) { c.Output.Kind = models.OutputProbabilities })},
 			"not 1 within 0.001"},
-		{"softmax declared logits", ModelFiles{onnx.Tiny(15, true), good.Labels, mutateCard(func(c *Card) { c.Output.Kind = OutputLogits })},
+		{"softmax declared logits", models.ModelFiles{ONNX: onnx.Tiny(15, true), Labels: good.Labels, Card: mutateCard(func(c *models.Card) { c.Output.Kind = models.OutputLogits })},
 			`declares output "output" as logits, but on every probe image it is non-negative and sums to 1`},
 	}
 	for _, tc := range cases {

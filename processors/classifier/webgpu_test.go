@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"eyeflow/models"
 )
 
 func TestParseDeviceWebGPU(t *testing.T) {
@@ -262,7 +264,7 @@ func TestWebGPUMatchesCPU(t *testing.T) {
 	t.Logf("largest probability difference from the CPU: %.3g", worst)
 
 	// The fp16 variant on the GPU against the float32 model on the CPU.
-	half, err := Synthesize(SynthOptions{Arch: ArchDenseNet121, FP16: true})
+	half, err := models.Synthesize(models.SynthOptions{Arch: models.ArchDenseNet121, FP16: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +324,7 @@ func testImages(seed uint64, n int) [][]byte {
 // GPU's, measured by bench/gpu/run.sh.
 func TestFP16VariantOnCPU(t *testing.T) {
 	initORT(t)
-	half, err := Synthesize(SynthOptions{Arch: ArchDenseNet121, FP16: true})
+	half, err := models.Synthesize(models.SynthOptions{Arch: models.ArchDenseNet121, FP16: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +333,7 @@ func TestFP16VariantOnCPU(t *testing.T) {
 		t.Fatalf("fp16 variant: %v", err)
 	}
 	defer fp16.Close()
-	if fp16.Card.Name != SyntheticName+"-fp16" || !IsPlaceholder(fp16.Card.Name) {
+	if fp16.Card.Name != models.SyntheticName+"-fp16" || !models.IsPlaceholder(fp16.Card.Name) {
 		t.Errorf("fp16 variant named %q", fp16.Card.Name)
 	}
 	fp32, err := LoadModel(denseNet(t), SessionOptions{Device: Device{Kind: "cpu"}})
