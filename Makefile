@@ -54,8 +54,8 @@ FUZZ_TARGETS ?= \
 	./imaging:FuzzDecode:20000x \
 	./imaging:FuzzDecodeDICOM:50000x \
 	./onnx:FuzzInspect:80000x \
-	./processors/classifier:FuzzParseCard:25000x \
-	./processors/classifier:FuzzParseLabels:20000x \
+	./models:FuzzParseCard:25000x \
+	./models:FuzzParseLabels:20000x \
 	./processors/labelsink:FuzzParseExport:30000x \
 	./security/objkey:FuzzCheck:100000x
 

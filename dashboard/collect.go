@@ -144,7 +144,7 @@ type DriftState struct {
 func (d DriftState) AnyFiring() bool { return d.StreakFiring || d.KSFiring || d.Chi2Firing }
 
 // modelAssignment is the value of an env's key in KV eyeflow_models, as
-// classifier.Assignment writes it (read here without importing the
+// models.Assignment writes it (read here without importing the
 // classifier, which would pull ONNX Runtime into every dashboard build).
 type modelAssignment struct {
 	Name       string    `json:"name"`

@@ -19,6 +19,7 @@ import (
 	"eyeflow/ingest"
 	"eyeflow/internal/stagetest"
 	"eyeflow/internal/testenv"
+	"eyeflow/models"
 	"eyeflow/objstore"
 	catalogue "eyeflow/pipeline"
 	"eyeflow/processors/classifier"
@@ -136,15 +137,15 @@ func setupWith(t testing.TB, js jetstream.JetStream, store objstore.Store, repli
 	if err := classifier.InitRuntime(testenv.ORTLibrary(t)); err != nil {
 		t.Fatal(err)
 	}
-	files, err := classifier.Synthesize(classifier.SynthOptions{Arch: classifier.ArchTiny})
+	files, err := models.Synthesize(models.SynthOptions{Arch: models.ArchTiny})
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := classifier.OpenRegistry(ctx, store, stagetest.Bucket(t, js, bus.KVModels))
+	reg, err := models.OpenRegistry(ctx, store, stagetest.Bucket(t, js, bus.KVModels))
 	if err != nil {
 		t.Fatal(err)
 	}
-	card, err := reg.Push(ctx, files, classifier.TinyName, classifier.TinyVersion)
+	card, err := reg.Push(ctx, files, models.TinyName, models.TinyVersion)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,15 +196,18 @@ func startPipelineOn(t testing.TB, url string, newStore func(jetstream.JetStream
 	ledger := ingest.NewLedger(stagetest.Bucket(t, js, bus.KVUploads), stage.StreamReaderOf(js))
 	rcfg := resize.DefaultConfig()
 	rcfg.Store = store
+	scfg := splitter.DefaultConfig()
+	scfg.Patients = stagetest.Patients(t, scfg.Salt)
+	rcfg.Patients = scfg.Patients
 	rz, err := resize.New(rcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp, err := splitter.New(splitter.DefaultConfig(), store)
+	sp, err := splitter.New(scfg, store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	models, err := classifier.OpenRegistry(ctx, store, stagetest.Bucket(t, js, bus.KVModels))
+	models, err := models.OpenRegistry(ctx, store, stagetest.Bucket(t, js, bus.KVModels))
 	if err != nil {
 		t.Fatal(err)
 	}

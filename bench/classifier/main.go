@@ -38,6 +38,7 @@ import (
 	"eyeflow/bus"
 	"eyeflow/imaging"
 	"eyeflow/internal/machine"
+	"eyeflow/models"
 	"eyeflow/objstore"
 	"eyeflow/pipeline"
 	"eyeflow/processors/classifier"
@@ -87,17 +88,17 @@ func run(ortLib, configList, batchList string, n, rounds int, modelDir, pixels s
 	if err := classifier.InitRuntime(ortLib); err != nil {
 		return err
 	}
-	var files classifier.ModelFiles
+	var files models.ModelFiles
 	var err error
 	if modelDir != "" {
-		files, err = classifier.ReadModelDir(modelDir)
+		files, err = models.ReadModelDir(modelDir)
 	} else {
-		files, err = classifier.Synthesize(classifier.SynthOptions{Arch: classifier.ArchDenseNet121})
+		files, err = models.Synthesize(models.SynthOptions{Arch: models.ArchDenseNet121})
 	}
 	if err != nil {
 		return err
 	}
-	var card classifier.Card
+	var card models.Card
 	_ = json.Unmarshal(files.Card, &card)
 	var configs []classifier.SessionOptions
 	for _, c := range strings.Split(configList, ",") {
@@ -253,7 +254,7 @@ func rawRate(m *classifier.Model, images [][]byte, b, n int) (float64, error) {
 // pipelineRate puts n split events in an embedded JetStream, then runs the
 // classifier for prod and times from its model being ready to the last
 // prediction being acknowledged.
-func pipelineRate(files classifier.ModelFiles, card classifier.Card, opts classifier.SessionOptions, images [][]byte, b, n int, pixels string) (steady, whole float64, runs []float64, err error) {
+func pipelineRate(files models.ModelFiles, card models.Card, opts classifier.SessionOptions, images [][]byte, b, n int, pixels string) (steady, whole float64, runs []float64, err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dir, err := os.MkdirTemp("", "bench-classifier-")
@@ -283,7 +284,7 @@ func pipelineRate(files classifier.ModelFiles, card classifier.Card, opts classi
 	if err != nil {
 		return 0, 0, nil, err
 	}
-	reg, err := classifier.OpenRegistry(ctx, store, stage.KeyValueOf(kv))
+	reg, err := models.OpenRegistry(ctx, store, stage.KeyValueOf(kv))
 	if err != nil {
 		return 0, 0, nil, err
 	}

@@ -6,9 +6,9 @@ import (
 
 	"eyeflow/bus"
 	"eyeflow/ingest"
+	"eyeflow/models"
 	"eyeflow/objstore"
 	"eyeflow/pipeline"
-	"eyeflow/processors/classifier"
 	"eyeflow/stage"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -29,12 +29,12 @@ func openKeyValue(ctx context.Context, js jetstream.JetStream, bucket string, re
 
 // openRegistry opens the model registry: the models object bucket, and the
 // env -> version KV bucket (created with replicas only when missing).
-func openRegistry(ctx context.Context, js jetstream.JetStream, store objstore.Store, replicas int) (*classifier.Registry, error) {
+func openRegistry(ctx context.Context, js jetstream.JetStream, store objstore.Store, replicas int) (*models.Registry, error) {
 	kv, err := openKeyValue(ctx, js, bus.KVModels, replicas)
 	if err != nil {
 		return nil, fmt.Errorf("model registry: %w", err)
 	}
-	return classifier.OpenRegistry(ctx, store, kv)
+	return models.OpenRegistry(ctx, store, kv)
 }
 
 // openLedger binds the upload ledger's bucket, which only the topology

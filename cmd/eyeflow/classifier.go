@@ -14,6 +14,7 @@ import (
 	"eyeflow/bus"
 	"eyeflow/internal/deployment"
 	"eyeflow/internal/nice"
+	"eyeflow/models"
 	"eyeflow/objstore"
 	"eyeflow/processors/classifier"
 	"eyeflow/schemas"
@@ -194,7 +195,7 @@ func (f *classifierFlags) validate() error {
 		}
 	}
 	if f.model != "" {
-		if _, err := classifier.ReadModelDir(f.model); err != nil {
+		if _, err := models.ReadModelDir(f.model); err != nil {
 			return fmt.Errorf("--model: %w", err)
 		}
 	}
@@ -247,7 +248,7 @@ func (f *classifierFlags) setup(ctx context.Context, p *proc, js jetstream.JetSt
 	switch {
 	case !up:
 	case f.model != "":
-		if _, err := classifier.ServeModelDir(ctx, reg, f.model, schemas.EnvProd, log); err != nil {
+		if _, err := models.ServeModelDir(ctx, reg, f.model, schemas.EnvProd, log); err != nil {
 			return task{}, err
 		}
 	default:
@@ -272,7 +273,7 @@ func (f *classifierFlags) setup(ctx context.Context, p *proc, js jetstream.JetSt
 // classifier did with the model promoted to it (`eyeflow status` shows a
 // refused one with its reason). Without the bucket (a topology applied by
 // an older eyeflow) nothing is recorded.
-func servingReporter(ctx context.Context, js jetstream.JetStream, log zerolog.Logger) func(string, classifier.Assignment, error, *classifier.Assignment) {
+func servingReporter(ctx context.Context, js jetstream.JetStream, log zerolog.Logger) func(string, models.Assignment, error, *models.Assignment) {
 	kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	kv, err := js.KeyValue(kctx, bus.KVDeployment)
 	cancel()
@@ -280,7 +281,7 @@ func servingReporter(ctx context.Context, js jetstream.JetStream, log zerolog.Lo
 		log.Warn().Err(err).Msg("what each env serves is not recorded for eyeflow status (run eyeflow topology apply)")
 		return nil
 	}
-	return func(env string, a classifier.Assignment, loadErr error, serving *classifier.Assignment) {
+	return func(env string, a models.Assignment, loadErr error, serving *models.Assignment) {
 		rec := deployment.Serving{Env: env, Name: a.Name, Version: a.Version, State: deployment.StateServing, Time: time.Now().UTC()}
 		if loadErr != nil {
 			rec.State, rec.Reason = deployment.StateRefused, loadErr.Error()
@@ -300,7 +301,7 @@ func servingReporter(ctx context.Context, js jetstream.JetStream, log zerolog.Lo
 // built in Go: nothing is downloaded) and promotes it to prod when prod
 // serves nothing and the policy allows: auto on an empty registry, on
 // whatever the registry holds. It logs what it did and why.
-func seedPlaceholder(ctx context.Context, reg *classifier.Registry, policy string, log zerolog.Logger) error {
+func seedPlaceholder(ctx context.Context, reg *models.Registry, policy string, log zerolog.Logger) error {
 	log = log.With().Str("placeholder", or(policy, placeholderAuto)).Logger()
 	if policy == placeholderOff {
 		log.Info().Msg("placeholder model: not registered (--placeholder off); prod serves what the registry assigns")
@@ -318,7 +319,7 @@ func seedPlaceholder(ctx context.Context, reg *classifier.Registry, policy strin
 	}
 	registered := false
 	for _, e := range entries {
-		registered = registered || (e.Name == classifier.SyntheticName && e.Version == classifier.SyntheticVersion)
+		registered = registered || (e.Name == models.SyntheticName && e.Version == models.SyntheticVersion)
 	}
 	if len(entries) > 0 && policy != placeholderOn {
 		log.Warn().Int("models", len(entries)).Msg("placeholder model: not registered: prod serves no model but the registry holds some; " +
@@ -326,22 +327,22 @@ func seedPlaceholder(ctx context.Context, reg *classifier.Registry, policy strin
 		return nil
 	}
 	if !registered {
-		files, err := classifier.Synthesize(classifier.SynthOptions{Arch: classifier.ArchDenseNet121})
+		files, err := models.Synthesize(models.SynthOptions{Arch: models.ArchDenseNet121})
 		if err != nil {
 			return err
 		}
-		if _, err := reg.Push(ctx, files, classifier.SyntheticName, classifier.SyntheticVersion); err != nil {
+		if _, err := reg.Push(ctx, files, models.SyntheticName, models.SyntheticVersion); err != nil {
 			return fmt.Errorf("register the placeholder model: %w", err)
 		}
 	}
-	if err := reg.Promote(ctx, schemas.EnvProd, classifier.SyntheticName, classifier.SyntheticVersion); err != nil {
+	if err := reg.Promote(ctx, schemas.EnvProd, models.SyntheticName, models.SyntheticVersion); err != nil {
 		return fmt.Errorf("register the placeholder model: %w", err)
 	}
 	why := "the model registry was empty"
 	if len(entries) > 0 {
 		why = "--placeholder on and prod served nothing"
 	}
-	log.Warn().Str("model", classifier.SyntheticName).Str("version", classifier.SyntheticVersion).
+	log.Warn().Str("model", models.SyntheticName).Str("version", models.SyntheticVersion).
 		Msg("placeholder model: registered the synthetic DenseNet121 (random weights: its predictions are meaningless) as prod because " + why +
 			"; push and promote a trained model to replace it, or let the trainer bootstrap one")
 	return nil

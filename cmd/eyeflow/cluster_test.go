@@ -12,8 +12,8 @@ import (
 
 	"eyeflow/bus"
 	"eyeflow/internal/testenv"
+	"eyeflow/models"
 	"eyeflow/pipeline"
-	"eyeflow/processors/classifier"
 	"eyeflow/schemas"
 )
 
@@ -149,8 +149,8 @@ func TestComposeOnACluster(t *testing.T) {
 	model := filepath.Join(t.TempDir(), "tiny")
 	for _, args := range [][]string{
 		{"model", "synth", "--arch", "tiny", "--out", model},
-		{"model", "push", model, "--name", classifier.TinyName, "--version", classifier.TinyVersion},
-		{"model", "promote", "--env", schemas.EnvProd, "--reason", "the test's model", classifier.TinyName, classifier.TinyVersion},
+		{"model", "push", model, "--name", models.TinyName, "--version", models.TinyVersion},
+		{"model", "promote", "--env", schemas.EnvProd, "--reason", "the test's model", models.TinyName, models.TinyVersion},
 	} {
 		if err := run(ctx, args, &out, &cmdLogs); err != nil {
 			t.Fatalf("eyeflow %s: %v\n%s", strings.Join(args, " "), err, cmdLogs.String())

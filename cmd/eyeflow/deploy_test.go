@@ -14,8 +14,8 @@ import (
 
 	"eyeflow/bus"
 	"eyeflow/internal/testenv"
+	"eyeflow/models"
 	"eyeflow/objstore"
-	"eyeflow/processors/classifier"
 	"eyeflow/schemas"
 	"eyeflow/security/natsauth"
 
@@ -240,7 +240,7 @@ func TestPerProcessDeployment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s3.Client().RemoveObject(d.ctx, objstore.BucketModels, classifier.ModelKey("fundus-tiny", "v3", classifier.FileModel), minio.RemoveObjectOptions{}); err != nil {
+	if err := s3.Client().RemoveObject(d.ctx, objstore.BucketModels, models.ModelKey("fundus-tiny", "v3", models.FileModel), minio.RemoveObjectOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	d.run("model", "promote", "--env", schemas.EnvCanary, "fundus-tiny", "v3")

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 
+	"eyeflow/models"
 	"eyeflow/processors/classifier"
 )
 
@@ -149,7 +150,7 @@ func doctor(wopts classifier.WebGPUOptions) doctorReport {
 
 // tinyOn loads the tiny synthetic model on opts.
 func tinyOn(opts classifier.SessionOptions) (*classifier.Model, error) {
-	files, err := classifier.Synthesize(classifier.SynthOptions{Arch: classifier.ArchTiny})
+	files, err := models.Synthesize(models.SynthOptions{Arch: models.ArchTiny})
 	if err != nil {
 		return nil, err
 	}

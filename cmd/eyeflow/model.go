@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"eyeflow/bus"
-	"eyeflow/processors/classifier"
+	"eyeflow/models"
 	"eyeflow/processors/trainer"
 	"eyeflow/schemas"
 	"eyeflow/stage"
@@ -40,12 +40,12 @@ func runModel(ctx context.Context, args []string, out, errOut io.Writer) error {
 }
 
 func runModelSynth(args []string, out, errOut io.Writer) error {
-	var o classifier.SynthOptions
+	var o models.SynthOptions
 	var dir string
 	fs := newFlagSet("model synth", "", "Writes a synthetic model folder (model.onnx, labels.json in ImageFolder order, model.json) built in Go:\n"+
 		"densenet121 is torchvision's architecture with deterministic random weights (benchmarks, first runs); tiny\n"+
 		"outputs a fixed function of the mean colour (exact tests). Nothing is downloaded.", out, errOut)
-	fs.stringVar(&o.Arch, "arch", classifier.ArchDenseNet121, "densenet121 or tiny")
+	fs.stringVar(&o.Arch, "arch", models.ArchDenseNet121, "densenet121 or tiny")
 	fs.stringVar(&dir, "out", "", "output folder")
 	fs.require("out")
 	fs.stringVar(&o.Name, "name", "", "model name in model.json (default per arch)")
@@ -55,11 +55,11 @@ func runModelSynth(args []string, out, errOut io.Writer) error {
 	if err := fs.parse(args); err != nil {
 		return err
 	}
-	files, err := classifier.Synthesize(o)
+	files, err := models.Synthesize(o)
 	if err != nil {
 		return err
 	}
-	if err := classifier.WriteModelDir(dir, files); err != nil {
+	if err := models.WriteModelDir(dir, files); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "wrote %s model to %s (%d bytes model.onnx)\n", strings.ToLower(o.Arch), dir, len(files.ONNX))
@@ -87,14 +87,14 @@ func (r *registryFlags) validate() error {
 	return r.store.validate()
 }
 
-func (r *registryFlags) open(ctx context.Context, name string) (*classifier.Registry, func(), error) {
+func (r *registryFlags) open(ctx context.Context, name string) (*models.Registry, func(), error) {
 	reg, _, closeFn, err := r.openWith(ctx, name)
 	return reg, closeFn, err
 }
 
 // openWith also returns the JetStream context, for commands that record
 // rollouts and publish model events.
-func (r *registryFlags) openWith(ctx context.Context, name string) (*classifier.Registry, jetstream.JetStream, func(), error) {
+func (r *registryFlags) openWith(ctx context.Context, name string) (*models.Registry, jetstream.JetStream, func(), error) {
 	nc, js, err := r.nats.dial(r.nats.url, "eyeflow-model-"+name, nopLogger())
 	if err != nil {
 		return nil, nil, nil, err
@@ -146,7 +146,7 @@ func runModelPush(ctx context.Context, args []string, out, errOut io.Writer) err
 	if err := fs.parse(args, rf.validate); err != nil {
 		return err
 	}
-	files, err := classifier.ReadModelDir(fs.Arg(0))
+	files, err := models.ReadModelDir(fs.Arg(0))
 	if err != nil {
 		return err
 	}
@@ -365,7 +365,7 @@ func runModelList(ctx context.Context, args []string, out, errOut io.Writer) err
 		if le.Envs == nil {
 			le.Envs = []string{}
 		}
-		if classifier.IsPlaceholder(e.Name) {
+		if models.IsPlaceholder(e.Name) {
 			le.Engine = "synthetic"
 		}
 		if tr := e.Card.Training; tr != nil {

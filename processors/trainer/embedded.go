@@ -8,8 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"eyeflow/models"
 	"eyeflow/onnx"
-	"eyeflow/processors/classifier"
 )
 
 // EmbeddedConfig configures the embedded engine.
@@ -133,10 +133,10 @@ func (e *Embedded) Train(ctx context.Context, job Job) (Result, error) {
 	bb.FeaturesOnly = false
 	bb.Head = &onnx.Head{W: w, B: b}
 	graph := onnx.DenseNet(bb)
-	card := classifier.NewCard(job.Name, job.Version, classifier.ArchDenseNet121, classifier.OutputLogits, len(job.Classes))
+	card := models.NewCard(job.Name, job.Version, models.ArchDenseNet121, models.OutputLogits, len(job.Classes))
 	card.Description = "synthetic DenseNet121 backbone (torchvision initialisation, frozen) with a logistic-regression head trained by eyeflow's embedded engine"
 	secs := time.Since(start).Seconds()
-	card.Training = &classifier.Training{
+	card.Training = &models.Training{
 		Engine: EngineEmbedded, DatasetDigest: Digest(job.Train), TrainImages: len(xt), SelectImages: len(xs),
 		Settings: e.Settings(), Device: e.features.Provider(), Seconds: secs, ImagesPerSec: st.PerSec(),
 		Epochs: tried,
@@ -151,5 +151,5 @@ func (e *Embedded) Train(ctx context.Context, job Job) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{Files: classifier.ModelFiles{ONNX: graph, Labels: labels, Card: cardJSON}, Skipped: skipped, Seconds: time.Since(start)}, nil
+	return Result{Files: models.ModelFiles{ONNX: graph, Labels: labels, Card: cardJSON}, Skipped: skipped, Seconds: time.Since(start)}, nil
 }

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"time"
 
-	"eyeflow/processors/classifier"
+	"eyeflow/models"
 
 	"github.com/rs/zerolog"
 )
@@ -70,7 +70,7 @@ type Progress struct {
 // Result is a trained model: the three files of a registry version (the
 // card's Training section filled in) ready to push.
 type Result struct {
-	Files classifier.ModelFiles
+	Files models.ModelFiles
 	// Skipped are examples the engine could not read; it trained without them.
 	Skipped []Skipped
 	// Seconds is the wall time of the run.

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"eyeflow/imaging"
+	"eyeflow/models"
 	"eyeflow/processors/classifier"
 	"eyeflow/schemas"
 )
@@ -40,7 +41,7 @@ type Evaluator struct {
 }
 
 // Evaluate loads the candidate and scores it on every holdout of ds.
-func (e *Evaluator) Evaluate(ctx context.Context, files classifier.ModelFiles, ds *Dataset) (map[string]schemas.HoldoutMetrics, error) {
+func (e *Evaluator) Evaluate(ctx context.Context, files models.ModelFiles, ds *Dataset) (map[string]schemas.HoldoutMetrics, error) {
 	m, err := classifier.LoadModel(files, e.Session)
 	if err != nil {
 		return nil, fmt.Errorf("%w: does not load: %v", ErrCandidate, err)

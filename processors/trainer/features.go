@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"eyeflow/imaging"
+	"eyeflow/models"
 	"eyeflow/objstore"
 	"eyeflow/onnx"
 	"eyeflow/processors/classifier"
@@ -56,7 +57,7 @@ func (s ExtractStats) PerSec() float64 {
 
 // NewFeatures loads the backbone. store may be nil (no cache).
 func NewFeatures(store objstore.Store, opts classifier.SessionOptions) (*Features, error) {
-	bb := onnx.DenseNetOptions{Seed: classifier.SyntheticSeed, FeaturesOnly: true}
+	bb := onnx.DenseNetOptions{Seed: models.SyntheticSeed, FeaturesOnly: true}
 	graph := onnx.DenseNet(bb)
 	m, err := classifier.LoadFeatureExtractor(graph, onnx.FeaturesName, onnx.DenseNetFeatures, opts)
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 	"slices"
 	"time"
 
-	"eyeflow/processors/classifier"
+	"eyeflow/models"
 	"eyeflow/schemas"
 	"eyeflow/stage"
 
@@ -140,7 +140,7 @@ func (t *Trainer) emit(ctx context.Context, ev schemas.ModelEvent) error {
 
 // ForRegistry returns a Trainer that only promotes and rolls back (the
 // model commands): no engine, no evaluator, no stream reader.
-func ForRegistry(registry *classifier.Registry, kv stage.KeyValue, pub stage.Publisher, log zerolog.Logger) *Trainer {
+func ForRegistry(registry *models.Registry, kv stage.KeyValue, pub stage.Publisher, log zerolog.Logger) *Trainer {
 	return &Trainer{cfg: DefaultConfig(), registry: registry, kv: kv, pub: pub, log: log,
 		metrics: NewMetrics(prometheus.NewRegistry()), now: func() time.Time { return time.Now().UTC() }}
 }
@@ -257,21 +257,21 @@ func (t *Trainer) Rollback(ctx context.Context, env, reason string) error {
 
 // previous is what env served before cur: the record's own note, else the
 // registry's promotion history.
-func (t *Trainer) previous(ctx context.Context, env string, cur classifier.Assignment) (classifier.Assignment, error) {
+func (t *Trainer) previous(ctx context.Context, env string, cur models.Assignment) (models.Assignment, error) {
 	if rec, ok, err := t.getRecord(ctx, cur.Name, cur.Version); err == nil && ok && rec.Previous[env] != "" {
-		var a classifier.Assignment
+		var a models.Assignment
 		if _, err := fmt.Sscan(rec.Previous[env], &a.Name, &a.Version); err == nil {
 			return a, nil
 		}
 	}
 	hist, err := t.registry.History(ctx, env)
 	if err != nil {
-		return classifier.Assignment{}, err
+		return models.Assignment{}, err
 	}
 	for i := len(hist) - 1; i >= 0; i-- {
 		if hist[i].Name != cur.Name || hist[i].Version != cur.Version {
 			return hist[i], nil
 		}
 	}
-	return classifier.Assignment{}, fmt.Errorf("rollback: %s has served nothing before %s", env, cur)
+	return models.Assignment{}, fmt.Errorf("rollback: %s has served nothing before %s", env, cur)
 }

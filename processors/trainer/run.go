@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"eyeflow/bus"
+	"eyeflow/models"
 	"eyeflow/objstore"
-	"eyeflow/processors/classifier"
 	"eyeflow/schemas"
 	"eyeflow/stage"
 )
@@ -148,7 +148,7 @@ func (t *Trainer) bootstrapDue(ctx context.Context) (bool, string, string, error
 		return false, "", "", nil
 	}
 	a, ok, err := t.registry.Assigned(ctx, schemas.EnvProd)
-	if err != nil || (ok && !classifier.IsPlaceholder(a.Name)) {
+	if err != nil || (ok && !models.IsPlaceholder(a.Name)) {
 		return false, "", "", err
 	}
 	recs, err := t.Records(ctx)
@@ -205,7 +205,7 @@ func (t *Trainer) Step(ctx context.Context) error {
 		return err
 	}
 	for _, e := range entries {
-		if classifier.IsPlaceholder(e.Name) {
+		if models.IsPlaceholder(e.Name) {
 			continue
 		}
 		if _, ok, err := t.getRecord(ctx, e.Name, e.Version); err != nil || ok {
@@ -222,7 +222,7 @@ func (t *Trainer) Step(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	assigned := map[string]classifier.Assignment{}
+	assigned := map[string]models.Assignment{}
 	for _, env := range schemas.Envs() {
 		if a, ok, err := t.registry.Assigned(ctx, env); err != nil {
 			return err
@@ -272,7 +272,7 @@ func (t *Trainer) Step(ctx context.Context) error {
 }
 
 // evaluateNew scores a registered version that has no record yet.
-func (t *Trainer) evaluateNew(ctx context.Context, e classifier.Entry, ds *Dataset) error {
+func (t *Trainer) evaluateNew(ctx context.Context, e models.Entry, ds *Dataset) error {
 	engine := EnginePushed
 	if e.Card.Training != nil && e.Card.Training.Engine != "" {
 		engine = e.Card.Training.Engine
@@ -353,7 +353,7 @@ func (t *Trainer) refuse(ctx context.Context, r Record, stageName, reason string
 }
 
 // gate applies the canary gate to the staged candidate.
-func (t *Trainer) gate(ctx context.Context, r Record, assigned map[string]classifier.Assignment, ds *Dataset) error {
+func (t *Trainer) gate(ctx context.Context, r Record, assigned map[string]models.Assignment, ds *Dataset) error {
 	r, err := t.refresh(ctx, r, ds)
 	if errors.Is(err, ErrCandidate) {
 		return t.refuse(ctx, r, StageRefused, err.Error())
@@ -362,7 +362,7 @@ func (t *Trainer) gate(ctx context.Context, r Record, assigned map[string]classi
 		return err
 	}
 	var prodMetrics *schemas.HoldoutMetrics
-	if p, ok := assigned[schemas.EnvProd]; ok && !classifier.IsPlaceholder(p.Name) {
+	if p, ok := assigned[schemas.EnvProd]; ok && !models.IsPlaceholder(p.Name) {
 		pr, ok, err := t.getRecord(ctx, p.Name, p.Version)
 		if err != nil {
 			return err
@@ -417,7 +417,7 @@ func (t *Trainer) toProd(ctx context.Context, r Record, reason string) error {
 
 // canaryCheck compares the canary's live predictions with prod's over the
 // same period.
-func (t *Trainer) canaryCheck(ctx context.Context, r Record, assigned map[string]classifier.Assignment) error {
+func (t *Trainer) canaryCheck(ctx context.Context, r Record, assigned map[string]models.Assignment) error {
 	if r.SignoffAsked {
 		return nil
 	}
@@ -456,8 +456,8 @@ func (t *Trainer) canaryCheck(ctx context.Context, r Record, assigned map[string
 // rollbackCheck applies the rollback rule to a version promoted to prod.
 func (t *Trainer) rollbackCheck(ctx context.Context, r Record) error {
 	prevRef := r.Previous[schemas.EnvProd]
-	var prev classifier.Assignment
-	if _, err := fmt.Sscan(prevRef, &prev.Name, &prev.Version); err != nil || classifier.IsPlaceholder(prev.Name) {
+	var prev models.Assignment
+	if _, err := fmt.Sscan(prevRef, &prev.Name, &prev.Version); err != nil || models.IsPlaceholder(prev.Name) {
 		// Nothing to go back to but random weights: never better.
 		r.Judged = true
 		return t.putRecord(ctx, r)

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"eyeflow/imaging"
+	"eyeflow/models"
 	"eyeflow/objstore"
 	"eyeflow/processors/classifier"
 	"eyeflow/schemas"
@@ -365,18 +366,18 @@ func (e *TorchEngine) Train(ctx context.Context, job Job) (Result, error) {
 		return Result{}, err
 	}
 
-	files, err := classifier.ReadModelDir(outDir)
+	files, err := models.ReadModelDir(outDir)
 	if err != nil {
 		return Result{}, fmt.Errorf("%w: the training process exited cleanly but left no model: %w", ErrRefused, err)
 	}
-	card, err := classifier.ParseCard(files.Card)
+	card, err := models.ParseCard(files.Card)
 	if err != nil {
 		return Result{}, fmt.Errorf("%w: the training process wrote a bad model card: %w", ErrRefused, err)
 	}
 	card.Name, card.Version = job.Name, job.Version
 	t := card.Training
 	if t == nil {
-		t = &classifier.Training{}
+		t = &models.Training{}
 		card.Training = t
 	}
 	t.Engine = EngineTorch

@@ -19,6 +19,7 @@ import (
 
 	"eyeflow/imaging"
 	"eyeflow/internal/testenv"
+	"eyeflow/models"
 	"eyeflow/objstore"
 	"eyeflow/processors/classifier"
 
@@ -334,7 +335,7 @@ func checkTorchLogits(t *testing.T, workDir string, onnx []byte) {
 		for px := range plane {
 			for c := range 3 {
 				v := float64(img.RGB[3*px+c])
-				input[(i*3+c)*plane+px] = float32((v/255 - classifier.ImageNetMean[c]) / classifier.ImageNetStd[c])
+				input[(i*3+c)*plane+px] = float32((v/255 - models.ImageNetMean[c]) / models.ImageNetStd[c])
 			}
 		}
 	}
@@ -398,7 +399,7 @@ torch.save({"module." + re.sub(r"(denselayer\d+\.(?:norm|relu|conv))([12])\.", r
 	if err != nil {
 		t.Fatalf("train: %v", err)
 	}
-	card, err := classifier.ParseCard(res.Files.Card)
+	card, err := models.ParseCard(res.Files.Card)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,8 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"eyeflow/models"
 	"eyeflow/objstore"
-	"eyeflow/processors/classifier"
 	"eyeflow/schemas"
 	"eyeflow/stage"
 
@@ -87,7 +87,7 @@ func (c Config) Validate() error {
 type Trainer struct {
 	cfg      Config
 	store    objstore.Store
-	registry *classifier.Registry
+	registry *models.Registry
 	kv       stage.KeyValue
 	pub      stage.Publisher
 	streams  stage.StreamReader
@@ -103,7 +103,7 @@ type Trainer struct {
 // New returns a Trainer. kv is the KVTrainer bucket (the rollout
 // records); pub publishes model events; streams are read for the rollout's
 // judgements (live predictions, drift alerts).
-func New(cfg Config, store objstore.Store, registry *classifier.Registry, kv stage.KeyValue, pub stage.Publisher, streams stage.StreamReader,
+func New(cfg Config, store objstore.Store, registry *models.Registry, kv stage.KeyValue, pub stage.Publisher, streams stage.StreamReader,
 	engine Engine, eval *Evaluator, m *Metrics, log zerolog.Logger) (*Trainer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -242,13 +242,13 @@ func (t *Trainer) Train(ctx context.Context, req Request) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, err
 	}
-	card, err := classifier.ParseCard(res.Files.Card)
+	card, err := models.ParseCard(res.Files.Card)
 	if err != nil {
 		return refuse(fmt.Sprintf("engine wrote an invalid model card: %v", err)), nil
 	}
 	card.Metrics = metrics
 	if card.Training == nil {
-		card.Training = &classifier.Training{Engine: t.engine.Name()}
+		card.Training = &models.Training{Engine: t.engine.Name()}
 	}
 	card.Training.DatasetDigest = Digest(train)
 	if len(skipped) > 0 {

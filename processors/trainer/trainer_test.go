@@ -19,6 +19,7 @@ import (
 	"eyeflow/bus"
 	"eyeflow/internal/stagetest"
 	"eyeflow/internal/testenv"
+	"eyeflow/models"
 	"eyeflow/objstore"
 	"eyeflow/processors/classifier"
 	"eyeflow/processors/splitter"
@@ -69,7 +70,7 @@ type env struct {
 	nats     *testenv.NATSEnv
 	js       jetstream.JetStream
 	store    objstore.Store
-	registry *classifier.Registry
+	registry *models.Registry
 	kv       stage.KeyValue
 	ctx      context.Context
 }
@@ -87,7 +88,7 @@ func newEnv(t *testing.T) *env {
 		}
 	}
 	var err error
-	if e.registry, err = classifier.OpenRegistry(e.ctx, e.store, stagetest.Bucket(t, n.JS, bus.KVModels)); err != nil {
+	if e.registry, err = models.OpenRegistry(e.ctx, e.store, stagetest.Bucket(t, n.JS, bus.KVModels)); err != nil {
 		t.Fatal(err)
 	}
 	e.kv = stagetest.Bucket(t, n.JS, bus.KVTrainer)
@@ -163,7 +164,7 @@ func (e *env) events(t *testing.T) []schemas.ModelEvent {
 	return out
 }
 
-func (e *env) assigned(t *testing.T, env string) classifier.Assignment {
+func (e *env) assigned(t *testing.T, env string) models.Assignment {
 	t.Helper()
 	a, _, err := e.registry.Assigned(e.ctx, env)
 	if err != nil {
@@ -175,7 +176,7 @@ func (e *env) assigned(t *testing.T, env string) classifier.Assignment {
 // pushSynthetic registers the random-weight DenseNet121 under name, version.
 func (e *env) pushSynthetic(t *testing.T, name, version string) {
 	t.Helper()
-	files, err := classifier.Synthesize(classifier.SynthOptions{Arch: classifier.ArchDenseNet121, Name: name, Version: version})
+	files, err := models.Synthesize(models.SynthOptions{Arch: models.ArchDenseNet121, Name: name, Version: version})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +211,7 @@ func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
 func TestBootstrapTrainsEvaluatesAndPromotes(t *testing.T) {
 	e := newEnv(t)
 	log := zerolog.Nop()
-	if _, err := classifier.EnsureDefault(e.ctx, e.registry, log); err != nil {
+	if _, err := models.EnsureDefault(e.ctx, e.registry, log); err != nil {
 		t.Fatal(err)
 	}
 	e.dataset(t, 8)
@@ -483,7 +484,7 @@ func TestTooFewImagesIsRefused(t *testing.T) {
 func TestBrokenCandidatesAreRefused(t *testing.T) {
 	e := newEnv(t)
 	e.dataset(t, 4)
-	files, err := classifier.Synthesize(classifier.SynthOptions{Arch: classifier.ArchTiny})
+	files, err := models.Synthesize(models.SynthOptions{Arch: models.ArchTiny})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -619,7 +620,7 @@ func TestTorchEngineThroughTheStage(t *testing.T) {
 // goes to prod only when a person promotes it with a reason.
 func TestSignoffStopsBeforeProd(t *testing.T) {
 	e := newEnv(t)
-	if _, err := classifier.EnsureDefault(e.ctx, e.registry, zerolog.Nop()); err != nil {
+	if _, err := models.EnsureDefault(e.ctx, e.registry, zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
 	e.dataset(t, 6)
@@ -637,7 +638,7 @@ func TestSignoffStopsBeforeProd(t *testing.T) {
 	if a := e.assigned(t, schemas.EnvCanary); a.Version != v1 {
 		t.Fatalf("canary serves %s, want %s", a, v1)
 	}
-	if a := e.assigned(t, schemas.EnvProd); a.Name != classifier.SyntheticName {
+	if a := e.assigned(t, schemas.EnvProd); a.Name != models.SyntheticName {
 		t.Fatalf("prod serves %s without a sign-off", a)
 	}
 	asked := 0

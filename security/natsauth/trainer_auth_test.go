@@ -11,6 +11,7 @@ import (
 
 	"eyeflow/bus"
 	"eyeflow/internal/testenv"
+	"eyeflow/models"
 	"eyeflow/objstore"
 	"eyeflow/pipeline"
 	"eyeflow/processors/classifier"
@@ -65,7 +66,7 @@ func TestTrainerRunsUnderItsUser(t *testing.T) {
 	if err != nil {
 		t.Fatalf("models bucket as the trainer: %v", err)
 	}
-	reg, err := classifier.OpenRegistry(ctx, store, stage.KeyValueOf(modelsKV))
+	reg, err := models.OpenRegistry(ctx, store, stage.KeyValueOf(modelsKV))
 	if err != nil {
 		t.Fatalf("registry as the trainer: %v", err)
 	}

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"eyeflow/bus"
+	"eyeflow/models"
 	"eyeflow/objstore"
 	"eyeflow/pipeline"
 	"eyeflow/processors/classifier"
@@ -179,7 +180,7 @@ func run(ortLib string, cfg config) (summary, error) {
 	for _, note := range s.Notes {
 		fmt.Printf("   note: %s\n", note)
 	}
-	fp32, err := classifier.Synthesize(classifier.SynthOptions{Arch: classifier.ArchDenseNet121})
+	fp32, err := models.Synthesize(models.SynthOptions{Arch: models.ArchDenseNet121})
 	if err != nil {
 		return s, err
 	}
@@ -208,7 +209,7 @@ func run(ortLib string, cfg config) (summary, error) {
 	for _, p := range precisions {
 		files := fp32
 		if p.fp16 {
-			if files, err = classifier.Synthesize(classifier.SynthOptions{Arch: classifier.ArchDenseNet121, FP16: true}); err != nil {
+			if files, err = models.Synthesize(models.SynthOptions{Arch: models.ArchDenseNet121, FP16: true}); err != nil {
 				return s, err
 			}
 		}
@@ -346,7 +347,7 @@ func oneVariant(ortLib, device, variant string, batch, n int, maxTime time.Durat
 	if err != nil {
 		return err
 	}
-	files, err := classifier.Synthesize(classifier.SynthOptions{Arch: classifier.ArchDenseNet121})
+	files, err := models.Synthesize(models.SynthOptions{Arch: models.ArchDenseNet121})
 	if err != nil {
 		return err
 	}
@@ -430,7 +431,7 @@ func measure(what string, m *classifier.Model, images [][]byte, b, par int, cfg 
 // fp16VsCPU compares the fp16 model's probabilities with the float32
 // model's on the CPU: the same class for every image, and the largest
 // difference, which must be at most 1e-2.
-func fp16VsCPU(fp16 *classifier.Model, fp32 classifier.ModelFiles, images [][]byte) (float64, error) {
+func fp16VsCPU(fp16 *classifier.Model, fp32 models.ModelFiles, images [][]byte) (float64, error) {
 	cpu, err := classifier.LoadModel(fp32, classifier.SessionOptions{Device: classifier.Device{Kind: "cpu"}})
 	if err != nil {
 		return 0, err
@@ -473,7 +474,7 @@ func argmax(p []float64) int {
 // pipelineRate puts n split events in an embedded JetStream, runs the
 // classifier for prod with max batch b, and times from the end of its
 // warm-up (the first batch) to the last prediction.
-func pipelineRate(files classifier.ModelFiles, opts classifier.SessionOptions, images [][]byte, b, n int) (pipelineResult, error) {
+func pipelineRate(files models.ModelFiles, opts classifier.SessionOptions, images [][]byte, b, n int) (pipelineResult, error) {
 	res := pipelineResult{Batch: b, Images: n}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -504,11 +505,11 @@ func pipelineRate(files classifier.ModelFiles, opts classifier.SessionOptions, i
 	if err != nil {
 		return res, err
 	}
-	reg, err := classifier.OpenRegistry(ctx, store, stage.KeyValueOf(kv))
+	reg, err := models.OpenRegistry(ctx, store, stage.KeyValueOf(kv))
 	if err != nil {
 		return res, err
 	}
-	var card classifier.Card
+	var card models.Card
 	if err := json.Unmarshal(files.Card, &card); err != nil {
 		return res, err
 	}

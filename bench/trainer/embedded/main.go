@@ -36,6 +36,7 @@ import (
 
 	"eyeflow/demodata"
 	"eyeflow/imaging"
+	"eyeflow/models"
 	"eyeflow/objstore"
 	"eyeflow/processors/classifier"
 	"eyeflow/processors/splitter"
@@ -168,7 +169,7 @@ func run(ctx context.Context, total int, cache, out, ortLib string) error {
 	}
 	res.TrainSeconds = time.Since(t2).Seconds()
 	res.Skipped = len(tr.Skipped)
-	var card classifier.Card
+	var card models.Card
 	if err := json.Unmarshal(tr.Files.Card, &card); err != nil {
 		return fmt.Errorf("model card: %w", err)
 	}
@@ -201,7 +202,7 @@ func run(ctx context.Context, total int, cache, out, ortLib string) error {
 	logf("evaluated in %.1f s; majority class %s scores %.4f on holdout_3", res.EvalSeconds, res.Majority, res.Baseline)
 
 	if out != "" {
-		if err := classifier.WriteModelDir(filepath.Join(out, "model"), tr.Files); err != nil {
+		if err := models.WriteModelDir(filepath.Join(out, "model"), tr.Files); err != nil {
 			return err
 		}
 		b, err := json.MarshalIndent(res, "", "  ")

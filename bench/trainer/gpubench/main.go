@@ -30,6 +30,7 @@ import (
 
 	"eyeflow/demodata"
 	"eyeflow/imaging"
+	"eyeflow/models"
 	"eyeflow/objstore"
 	"eyeflow/processors/classifier"
 	"eyeflow/processors/trainer"
@@ -118,7 +119,7 @@ func run(ctx context.Context, log zerolog.Logger, o options) error {
 	}
 	engineWall := time.Since(t1)
 	if o.out != "" {
-		if err := classifier.WriteModelDir(o.out, res.Files); err != nil {
+		if err := models.WriteModelDir(o.out, res.Files); err != nil {
 			return err
 		}
 	}
