@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/eyeflow
 PKGS    := ./...
 
-.PHONY: setup build demo test vet fmt-check tidy-check fuzz bench-resize clean
+.PHONY: setup build demo test vet fmt-check tidy-check helm-check fuzz bench-resize clean
 
 setup:
 	./scripts/setup.sh
@@ -27,6 +27,17 @@ tidy-check:
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+# The Helm chart (deploy/helm/eyeflow): `helm lint --strict` for its default
+# values and ci/'s, then deploy/helm/check renders it and decodes every object
+# strictly into the Kubernetes API types. That check is a module of its own,
+# so the Kubernetes modules stay out of go.mod: it gets its own tidy and vet.
+# No cluster runs; helm is the pinned one scripts/install-helm.sh builds.
+helm-check:
+	@helm=$$(./scripts/install-helm.sh) && \
+	$$helm lint --strict deploy/helm/eyeflow && \
+	$$helm lint --strict deploy/helm/eyeflow -f deploy/helm/eyeflow/ci/full-values.yaml
+	cd deploy/helm/check && $(GO) mod tidy -diff && $(GO) vet ./... && $(GO) test -count=1 ./...
+
 # Unit and integration tests under the race detector; the tests built only
 # without it (files tagged !race: those that start ONNX Runtime's WebGPU
 # provider, since a race binary that started Dawn's threads hangs in the race
@@ -34,7 +45,7 @@ fmt-check:
 # in a pass of their own; the whole-pipeline
 # fault tests (e2e/, thousands of images through a three-node cluster) without
 # it, where it would only multiply their run time.
-test: setup tidy-check fmt-check vet
+test: setup tidy-check fmt-check vet helm-check
 	$(GO) test -race -count=1 -timeout 30m $$($(GO) list ./... | grep -v /e2e$$)
 	$(GO) test -count=1 -timeout 30m ./e2e
 	$(GO) test -count=1 -timeout 10m -run 'WithoutAdapter$$|WithoutGPUAdapter$$|AutoFallsBackToCPU$$|DenseNet121MatchesAReference$$' ./processors/classifier ./cmd/eyeflow

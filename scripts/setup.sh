@@ -35,3 +35,5 @@ fi
 "$here/install-ort.sh" >/dev/null
 # MinIO server for the S3 integration tests.
 if [ "$demo" = 0 ]; then "$here/install-minio.sh" >/dev/null; fi
+# helm for the chart's lint and rendering checks (make helm-check).
+if [ "$demo" = 0 ]; then "$here/install-helm.sh" >/dev/null; fi
