@@ -48,6 +48,7 @@ func TestMinIOEventFlowsThroughOnce(t *testing.T) {
 	m := stage.NewMetrics(prometheus.NewRegistry())
 	cfg := resize.DefaultConfig()
 	cfg.Store = store
+	cfg.Patients = stagetest.Patients(t, splitter.DefaultConfig().Salt)
 	r, err := resize.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +101,7 @@ func TestMinIOEventFlowsThroughOnce(t *testing.T) {
 	}
 	// The patient-id metadata MinIO delivered arrives as its salted hash only.
 	if rz.Source.Key != key || rz.Label != "cataract" || rz.Width != 640 || rz.PatientID != "" ||
-		rz.PatientHash != splitter.PatientHash(cfg.SplitSalt, "P 42") || rz.PatientSource != schemas.PatientFromMetadata {
+		rz.PatientHash != cfg.Patients.Of("P 42") || rz.PatientSource != schemas.PatientFromMetadata {
 		t.Fatalf("resized %+v", rz)
 	}
 	if _, err := store.Stat(ctx, rz.Processed.Bucket, rz.Processed.Key); err != nil {

@@ -32,7 +32,7 @@ var descriptions = map[string]string{
 	"Resized.format":               "Format of the original image: jpeg, png, tiff, webp or dicom.",
 	"Resized.label":                "Class taken from the key (<prefix>/<class>/<file>); absent when unknown.",
 	"Resized.patient_id":           "Patient identifier from the upload's metadata, when given. Never set by eyeflow's resize stage, which publishes patient_hash instead; the splitter hashes an id another producer sets and drops it from eye.split.",
-	"Resized.patient_hash":         "Salted SHA-256 (hex) of the patient id (upload metadata patient-id, or a DICOM file's PatientID; on eye.split also one found by the key pattern): the same for every image of a patient, and the patient's split key. Absent when no patient id was found.",
+	"Resized.patient_hash":         "Pseudonym of the patient id, 64 lowercase hex digits: HMAC-SHA256 under the deployment's secret key (a deployment made before keys keeps the salted SHA-256) (upload metadata patient-id, or a DICOM file's PatientID; on eye.split also one found by the key pattern): the same for every image of a patient, and the patient's split key. Absent when no patient id was found.",
 	"Resized.patient_salt_version": "Split salt version patient_hash was made with.",
 	"Resized.patient_source":       "Where the patient id came from: metadata, dicom or key.",
 	"Resized.processed":            "The resized PNG in the processed bucket.",

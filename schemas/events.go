@@ -38,13 +38,14 @@ type Resized struct {
 	Label string `json:"label,omitempty"`
 	// PatientID is a raw patient identifier. eyeflow's resize stage never
 	// sets it (raw ids do not leave the resize stage: it publishes
-	// PatientHash); another producer may, and the splitter then hashes it
-	// the same way and drops it from its output.
+	// PatientHash); another producer may, and the splitter then
+	// pseudonymises it the same way and drops it from its output.
 	PatientID string `json:"patient_id,omitempty"`
-	// PatientHash is the salted SHA-256 (hex) of the patient id found for
-	// the image (upload metadata patient-id, or a DICOM file's PatientID):
-	// every image of a patient carries the same value, and it is the
-	// patient's split key. Empty when no patient id was found.
+	// PatientHash is the pseudonym (package security/pseudonym: 64
+	// lowercase hex digits, keyed by the deployment's secret) of the
+	// patient id found for the image (upload metadata patient-id, or a
+	// DICOM file's PatientID): every image of a patient carries the same
+	// value, and it is the patient's split key. Empty when no patient id was found.
 	PatientHash string `json:"patient_hash,omitempty"`
 	// PatientSaltVersion is the split salt version PatientHash was made with.
 	PatientSaltVersion string `json:"patient_salt_version,omitempty"`

@@ -136,6 +136,12 @@ func runBucketsInit(ctx context.Context, args []string, out, errOut io.Writer) e
 	}); err != nil {
 		return err
 	}
+	// The pseudonym key before the store record: a store recorded already
+	// is how EnsurePseudonym tells a deployment made before keys.
+	_, pdid, err := deployment.EnsurePseudonym(ctx, js, kv, "eyeflow buckets init")
+	if err != nil {
+		return fmt.Errorf("buckets init: %w", err)
+	}
 	did, err := deployment.Record(ctx, kv, deployment.Target{Store: store, Endpoint: s.endpoint}, "eyeflow buckets init", replace)
 	if err != nil {
 		return fmt.Errorf("buckets init: %w", err)
@@ -146,6 +152,7 @@ func runBucketsInit(ctx context.Context, args []string, out, errOut io.Writer) e
 		}
 		fmt.Fprintf(out, "bucket %s ready\n", b)
 	}
+	fmt.Fprintln(out, pdid)
 	fmt.Fprintln(out, did)
 	if s3, ok := store.(*objstore.S3Store); ok && arn != "" {
 		if err := s3.EnableNATSNotifications(ctx, objstore.BucketRaw, arn); err != nil {

@@ -88,13 +88,13 @@ func stageCmds() map[string]stageCmd {
 	return map[string]stageCmd{
 		schemas.StageIngest: {run: runIngest},
 		schemas.StageResize: {run: runResize, up: func(ctx context.Context, f *upFlags, e upEnv) ([]task, error) {
-			// Patient ids are hashed with the splitter's salt.
+			// Patient pseudonyms are made with the splitter's salt.
 			f.resize.salt, f.resize.saltVersion = f.split.salt, f.split.saltVersion
-			rp, err := f.resize.processor(e.p, e.store)
+			rp, err := f.resize.processor(ctx, e.p, e.js, e.store)
 			return []task{stageTask(e.js, rp)}, err
 		}},
 		schemas.StageSplitter: {run: runSplitter, up: func(ctx context.Context, f *upFlags, e upEnv) ([]task, error) {
-			sp, err := f.split.processor(e.p, e.store)
+			sp, err := f.split.processor(ctx, e.p, e.js, e.store)
 			return []task{stageTask(e.js, sp)}, err
 		}},
 		schemas.StageClassifier: {run: runClassifier, up: func(ctx context.Context, f *upFlags, e upEnv) ([]task, error) {

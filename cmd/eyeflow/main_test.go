@@ -19,9 +19,11 @@ import (
 	"time"
 
 	"eyeflow/bus"
+	"eyeflow/internal/stagetest"
 	"eyeflow/internal/testenv"
 	"eyeflow/objstore"
 	"eyeflow/processors/resize"
+	"eyeflow/processors/splitter"
 	"eyeflow/schemas"
 )
 
@@ -204,6 +206,7 @@ func stageOutput(t *testing.T, data []byte) schemas.Resized {
 	}
 	cfg := resize.DefaultConfig()
 	cfg.Store = store
+	cfg.Patients = stagetest.Patients(t, splitter.DefaultConfig().Salt)
 	cfg.InlineRGB = true // the pixels, to compare with preprocess's PNG
 	r, err := resize.New(cfg)
 	if err != nil {

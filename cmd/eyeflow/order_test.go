@@ -91,6 +91,11 @@ func TestStartInAnyOrder(t *testing.T) {
 		}
 		defer srv.Stop()
 		waitReadyz(t, httpAddr, http.StatusServiceUnavailable, "waiting for consumer resize on stream EYE_UPLOADS", done, logs)
+		// The deployment's first start (compose's init) gives it its
+		// pseudonym key, which resize reads once its consumer is there.
+		if err := run(context.Background(), []string{"buckets", "init", "--nats", "nats://" + natsAddr}, io.Discard, io.Discard); err != nil {
+			t.Fatal(err)
+		}
 		if err := run(context.Background(), []string{"topology", "apply", "--nats", "nats://" + natsAddr}, io.Discard, io.Discard); err != nil {
 			t.Fatal(err)
 		}

@@ -8,8 +8,11 @@ import (
 	"eyeflow/internal/machine"
 	"eyeflow/objstore"
 	"eyeflow/processors/resize"
+	"eyeflow/processors/splitter"
 	"eyeflow/schemas"
 	"eyeflow/stage"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 type resizeFlags struct {
@@ -18,10 +21,11 @@ type resizeFlags struct {
 	maxBytes    int64
 	labelPrefix string
 	inlineRGB   bool
-	// salt and saltVersion hash patient ids: the splitter's, so `eyeflow
-	// up` passes its --split-salt; `eyeflow resize` registers the same
-	// flags (registerSalt), read from the same EYEFLOW_SPLIT_SALT and
-	// EYEFLOW_SPLIT_SALT_VERSION as `eyeflow splitter`.
+	// salt and saltVersion go into patient pseudonyms: the splitter's, so
+	// `eyeflow up` passes its --split-salt; `eyeflow resize` registers the
+	// same flags (registerSalt), read from the same EYEFLOW_SPLIT_SALT and
+	// EYEFLOW_SPLIT_SALT_VERSION as `eyeflow splitter`. The pseudonym key
+	// is the deployment's, from its record (patientRule).
 	salt, saltVersion string
 }
 
@@ -38,7 +42,7 @@ func (f *resizeFlags) register(fs *flagSet) {
 // runs resize without the splitter's flags.
 func (f *resizeFlags) registerSalt(fs *flagSet) {
 	def := resize.DefaultConfig()
-	fs.stringVar(&f.salt, "split-salt", def.SplitSalt, "the splitter's salt: patient ids (upload metadata patient-id, DICOM PatientID) are published only as a hash salted with it; keep it private and the same for resize and the splitter")
+	fs.stringVar(&f.salt, "split-salt", splitter.DefaultConfig().Salt, "the splitter's salt: patient ids (upload metadata patient-id, DICOM PatientID) are published only as a hash salted with it; keep it private and the same for resize and the splitter")
 	fs.stringVar(&f.saltVersion, "split-salt-version", def.SplitSaltVersion, "the splitter's salt version, recorded with every patient hash")
 }
 
@@ -54,14 +58,19 @@ func (f *resizeFlags) validate() error {
 	return nil
 }
 
-func (f *resizeFlags) processor(p *proc, store objstore.Store) (stage.Processor[schemas.S3Event], error) {
+func (f *resizeFlags) processor(ctx context.Context, p *proc, js jetstream.JetStream, store objstore.Store) (stage.Processor[schemas.S3Event], error) {
+	patients, err := patientRule(ctx, p, js, f.salt)
+	if err != nil {
+		return stage.Processor[schemas.S3Event]{}, fmt.Errorf("resize: %w", err)
+	}
 	cfg := resize.DefaultConfig()
+	cfg.Patients = patients
 	cfg.Store = store
 	cfg.Image.MaxPixels = f.maxPixels
 	cfg.MaxBytes = f.maxBytes
 	cfg.LabelPrefix = f.labelPrefix
 	cfg.InlineRGB = f.inlineRGB
-	cfg.SplitSalt, cfg.SplitSaltVersion = f.salt, f.saltVersion
+	cfg.SplitSaltVersion = f.saltVersion
 	r, err := resize.New(cfg)
 	if err != nil {
 		return stage.Processor[schemas.S3Event]{}, err
@@ -88,7 +97,7 @@ func runResize(ctx context.Context, args []string, out, errOut io.Writer) error 
 		return err
 	}
 	return s.run(ctx, "resize", errOut, stageNeeds(schemas.StageResize, nil), func(e standaloneEnv) ([]task, error) {
-		rp, err := rf.processor(e.p, e.store)
+		rp, err := rf.processor(ctx, e.p, e.js, e.store)
 		if err != nil {
 			return nil, err
 		}

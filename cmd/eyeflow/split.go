@@ -8,12 +8,19 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
+	"eyeflow/internal/deployment"
 	"eyeflow/objstore"
 	"eyeflow/processors/splitter"
 	"eyeflow/schemas"
 	"eyeflow/security/objkey"
+	"eyeflow/security/pseudonym"
 	"eyeflow/stage"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 )
 
 // splitFlags configure the split function. Every command that takes them
@@ -83,16 +90,41 @@ func (f *splitFlags) validate() error {
 	return err
 }
 
-func (f *splitFlags) processor(p *proc, store objstore.Store) (stage.Processor[schemas.Resized], error) {
+func (f *splitFlags) processor(ctx context.Context, p *proc, js jetstream.JetStream, store objstore.Store) (stage.Processor[schemas.Resized], error) {
 	cfg, err := f.config()
 	if err != nil {
 		return stage.Processor[schemas.Resized]{}, err
+	}
+	if cfg.Patients, err = patientRule(ctx, p, js, cfg.Salt); err != nil {
+		return stage.Processor[schemas.Resized]{}, fmt.Errorf("splitter: %w", err)
 	}
 	s, err := splitter.New(cfg, store)
 	if err != nil {
 		return stage.Processor[schemas.Resized]{}, err
 	}
 	return splitter.Processor(s, p.log, p.metrics), nil
+}
+
+// patientRule is the deployment's patient pseudonym rule for a stage with
+// the given split salt, from the deployment record: there is no default,
+// so a deployment without one fails the stage's start, saying how to make
+// it. A legacy deployment's rule is logged as a warning: its pseudonyms are
+// only as secret as its split salt.
+func patientRule(ctx context.Context, p *proc, js jetstream.JetStream, salt string) (pseudonym.Rule, error) {
+	rule, rec, err := deployment.PseudonymRule(ctx, js, salt)
+	if err != nil {
+		return rule, err
+	}
+	if rule.Scheme() != pseudonym.SchemeLegacy {
+		p.log.Info().Str("pseudonyms", rec.String()).Msg("patient ids are pseudonymised under the deployment's key")
+		return rule, nil
+	}
+	ev := p.log.Warn().Str("pseudonyms", rec.String())
+	if salt == splitter.DefaultConfig().Salt {
+		ev = ev.Str("hint", "--split-salt is the public default: anyone reading eye.resized or eye.split can recover guessable patient ids by hashing candidates")
+	}
+	ev.Msg("patient pseudonyms keep the legacy salted hash of a deployment made before pseudonym keys (so its splits do not move): keep --split-salt secret")
+	return rule, nil
 }
 
 // runSplitter is `eyeflow splitter`: the stage alone against --nats and --s3.
@@ -107,7 +139,7 @@ func runSplitter(ctx context.Context, args []string, out, errOut io.Writer) erro
 		return err
 	}
 	return s.run(ctx, "splitter", errOut, stageNeeds(schemas.StageSplitter, nil), func(e standaloneEnv) ([]task, error) {
-		sp, err := sf.processor(e.p, e.store)
+		sp, err := sf.processor(ctx, e.p, e.js, e.store)
 		if err != nil {
 			return nil, err
 		}
@@ -118,9 +150,7 @@ func runSplitter(ctx context.Context, args []string, out, errOut io.Writer) erro
 // splitSubcommands are the verbs of `eyeflow split`.
 func splitSubcommands() []subcommand {
 	return []subcommand{
-		{"explain", "which split each local file would get, and the hash it came from (no pipeline needed)", func(ctx context.Context, args []string, out, errOut io.Writer) error {
-			return runSplitExplain(args, out, errOut)
-		}},
+		{"explain", "which split each local file would get, and the hash it came from (no pipeline needed)", runSplitExplain},
 		{"report", "per-class counts per split, listed from the processed bucket", runSplitReport},
 		{"export", "copy the dataset layout to a local folder (for training)", runSplitExport},
 	}
@@ -132,13 +162,17 @@ func runSplit(ctx context.Context, args []string, out, errOut io.Writer) error {
 		splitSubcommands(), args, out, errOut)
 }
 
-func runSplitExplain(args []string, out, errOut io.Writer) error {
+func runSplitExplain(ctx context.Context, args []string, out, errOut io.Writer) error {
 	var sf splitFlags
+	var n natsFlags
 	var class, patient string
 	var asJSON bool
 	fs := newFlagSet("split explain", "FILE...", "Prints the split and holdout each local file would get and the hash it came from, without running\n"+
 		"the pipeline. The image id is the SHA-256 of the file's bytes, as in the pipeline. Without --class a\n"+
-		"file is unlabeled (never in a training split); the split it would get with a class is shown too.", out, errOut)
+		"file is unlabeled (never in a training split); the split it would get with a class is shown too.\n"+
+		"A patient (--patient-id, --split-key-pattern) is keyed by its pseudonym under the deployment's\n"+
+		"secret key, read from the deployment's NATS cluster (--nats); files without one need no cluster.", out, errOut)
+	n.register(fs, defaultNATS(), natsClientUsage+"; read only for a patient's pseudonym key")
 	fs.stringVar(&class, "class", "", "class (label) of the files")
 	fs.stringVar(&patient, "patient-id", "", "patient id of the files, as the upload's patient-id metadata would give")
 	fs.boolVar(&asJSON, "json", false, "print JSON")
@@ -161,6 +195,11 @@ func runSplitExplain(args []string, out, errOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if strings.TrimSpace(patient) != "" || cfg.KeyPattern != "" {
+		if cfg.Patients, err = explainRule(ctx, &n, cfg.Salt); err != nil {
+			return fmt.Errorf("split explain: %w", err)
+		}
+	}
 	a, err := splitter.NewAssigner(cfg)
 	if err != nil {
 		return err
@@ -173,6 +212,23 @@ func runSplitExplain(args []string, out, errOut io.Writer) error {
 		return splitter.WriteExplanationsJSON(out, es)
 	}
 	return splitter.WriteExplanations(out, es)
+}
+
+// explainRule reads the deployment's pseudonym rule for explain: once,
+// without the waits and retries of a long-running process.
+func explainRule(ctx context.Context, n *natsFlags, salt string) (pseudonym.Rule, error) {
+	if err := n.validate(); err != nil {
+		return pseudonym.Rule{}, err
+	}
+	nc, js, err := n.dial(n.url, "eyeflow-split-explain", zerolog.Nop(), nats.MaxReconnects(0))
+	if err != nil {
+		return pseudonym.Rule{}, fmt.Errorf("a patient's pseudonym needs the deployment's key: %w", err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	rule, _, err := deployment.PseudonymRule(ctx, js, salt)
+	return rule, err
 }
 
 func runSplitReport(ctx context.Context, args []string, out, errOut io.Writer) error {

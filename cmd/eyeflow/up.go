@@ -179,6 +179,13 @@ func runUp(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The pseudonym key before the store record: a store recorded already
+	// is how EnsurePseudonym tells a deployment made before keys.
+	_, pdid, err := deployment.EnsurePseudonym(ctx, js, depKV, "eyeflow up")
+	if err != nil {
+		return fmt.Errorf("up: %w", err)
+	}
+	log.Info().Msg(pdid)
 	did, err := deployment.Record(ctx, depKV, deployment.Target{Store: store, Endpoint: f.store.endpoint}, "eyeflow up", f.replaceStore)
 	if err != nil {
 		return fmt.Errorf("up: %w", err)

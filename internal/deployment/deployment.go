@@ -2,9 +2,11 @@
 // deployment must agree on, and checks a process against it: the object
 // store the stages use (written by `eyeflow buckets init` and `eyeflow up`,
 // checked by every command that manages models, splits or uploads and by
-// every stage), and what each env's classifier serves or refused, and why
-// (written by the classifier, shown by `eyeflow status`). Both live in the
-// KV bucket jetstream.KVDeployment.
+// every stage), what each env's classifier serves or refused, and why
+// (written by the classifier, shown by `eyeflow status`), and the patient
+// pseudonym rule with its secret key (created at the deployment's first
+// start by `eyeflow up` or `eyeflow buckets init`, read by resize and the
+// splitter). All live in the KV bucket bus.KVDeployment.
 package deployment
 
 import (

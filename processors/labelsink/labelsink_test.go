@@ -295,12 +295,15 @@ func TestExportBecomesLabelledUpload(t *testing.T) {
 	m := f.m
 	rcfg := resize.DefaultConfig()
 	rcfg.Store = f.store
+	scfg := splitter.DefaultConfig()
+	scfg.Patients = stagetest.Patients(t, scfg.Salt)
+	rcfg.Patients = scfg.Patients
 	rz, err := resize.New(rcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	stagetest.Run(t, js, resize.Processor(rz, 1, zerolog.Nop(), m))
-	sp, err := splitter.New(splitter.DefaultConfig(), f.store)
+	sp, err := splitter.New(scfg, f.store)
 	if err != nil {
 		t.Fatal(err)
 	}

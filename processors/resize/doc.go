@@ -6,8 +6,9 @@
 // and the pixels themselves. Uploads may be JPEG, PNG, TIFF, WebP or DICOM.
 //
 // The patient of an upload (its user metadata patient-id, else a DICOM file's
-// PatientID) is published only as splitter.PatientHash under the splitter's
-// salt: raw ids, names, birth dates and other identifying DICOM attributes
+// PatientID) is published only as its pseudonym under the deployment's rule
+// (package security/pseudonym, the same rule the splitter keys patients
+// with): raw ids, names, birth dates and other identifying DICOM attributes
 // never leave this stage.
 //
 // Bad input (empty, corrupt, not an image, an unsupported encoding such as a

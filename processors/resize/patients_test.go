@@ -32,7 +32,9 @@ func TestPatientsThroughResizeAndSplitter(t *testing.T) {
 	f := newFixture(t)
 	reg := prometheus.NewRegistry()
 	m := stage.NewMetrics(reg)
-	sp, err := splitter.New(splitter.DefaultConfig(), f.store)
+	scfg := splitter.DefaultConfig()
+	scfg.Patients = f.patients // the deployment's one rule, as both stages get it
+	sp, err := splitter.New(scfg, f.store)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +66,7 @@ func TestPatientsThroughResizeAndSplitter(t *testing.T) {
 	testenv.WaitConsumerIdle(t, f.env.JS, bus.StreamResized, bus.ConsumerSplitter)
 
 	identifying := []string{dicomtest.PatientID, "Doe", "Jane", dicomtest.PatientBirthDate}
-	wantHash := splitter.PatientHash(splitter.DefaultConfig().Salt, dicomtest.PatientID)
+	wantHash := f.patients.Of(dicomtest.PatientID)
 	check := func(subject string, ev schemas.Resized) {
 		t.Helper()
 		ev.RGB = nil // base64 pixels may spell anything

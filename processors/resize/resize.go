@@ -16,9 +16,9 @@ import (
 	"eyeflow/bus"
 	"eyeflow/imaging"
 	"eyeflow/objstore"
-	"eyeflow/processors/splitter"
 	"eyeflow/schemas"
 	"eyeflow/security/objkey"
+	"eyeflow/security/pseudonym"
 	"eyeflow/stage"
 
 	"github.com/rs/zerolog"
@@ -42,23 +42,28 @@ type Config struct {
 	// which the classifier reads and decodes once per process for all its
 	// envs (BENCHMARKS.md, "Pixels carried once").
 	InlineRGB bool
-	// SplitSalt and SplitSaltVersion are the splitter's salt and its
-	// version (--split-salt, --split-salt-version; EYEFLOW_SPLIT_SALT and
-	// EYEFLOW_SPLIT_SALT_VERSION): patient ids are hashed with them
-	// (splitter.PatientHash) and only the hash is published.
-	SplitSalt, SplitSaltVersion string
+	// Patients is the deployment's patient pseudonym rule (package
+	// pseudonym), made with the splitter's salt: patient ids are published
+	// only as their pseudonym. There is no default: New refuses a config
+	// without one.
+	Patients pseudonym.Rule
+	// SplitSaltVersion is the splitter's salt version
+	// (--split-salt-version, EYEFLOW_SPLIT_SALT_VERSION), recorded with
+	// every pseudonym so the splitter can refuse one made under another salt.
+	SplitSaltVersion string
 }
 
 // DefaultConfig is the stage's configuration without a store.
+// It has no pseudonym rule: that is the deployment's (Config.Patients).
 func DefaultConfig() Config {
-	split := splitter.DefaultConfig()
 	return Config{
-		Image:            imaging.DefaultOptions(),
-		OutputBucket:     objstore.BucketProcessed,
-		MaxBytes:         256 << 20,
-		InlineRGB:        false,
-		SplitSalt:        split.Salt,
-		SplitSaltVersion: split.SaltVersion,
+		Image:        imaging.DefaultOptions(),
+		OutputBucket: objstore.BucketProcessed,
+		MaxBytes:     256 << 20,
+		InlineRGB:    false,
+		// The splitter's default salt version (splitter.DefaultConfig),
+		// not imported: resize depends on no other stage.
+		SplitSaltVersion: "1",
 	}
 }
 
@@ -80,8 +85,11 @@ func (c Config) Validate() error {
 	if c.OutputBucket == "" {
 		errs = append(errs, errors.New("resize: output bucket is required"))
 	}
-	if c.SplitSalt == "" || c.SplitSaltVersion == "" {
-		errs = append(errs, errors.New("resize: the split salt and its version are required (patient ids are hashed with them)"))
+	if !c.Patients.Valid() {
+		errs = append(errs, errors.New("resize: the deployment's patient pseudonym rule is required (patient ids are published only as pseudonyms; there is no default key)"))
+	}
+	if c.SplitSaltVersion == "" {
+		errs = append(errs, errors.New("resize: the split salt version is required (it is recorded with every patient pseudonym)"))
 	}
 	return errors.Join(errs...)
 }
@@ -185,9 +193,9 @@ func (r *Resizer) resize(ctx context.Context, u schemas.Upload) (schemas.Resized
 		Time:          r.now().UTC(),
 	}
 	// The patient: upload metadata first (the uploader's explicit word),
-	// then the DICOM file's own PatientID. Only the salted hash leaves.
+	// then the DICOM file's own PatientID. Only the pseudonym leaves.
 	if id, source := patientID(u, info, img); id != "" {
-		res.PatientHash = splitter.PatientHash(r.cfg.SplitSalt, id)
+		res.PatientHash = r.cfg.Patients.Of(id)
 		res.PatientSaltVersion = r.cfg.SplitSaltVersion
 		res.PatientSource = source
 	}
@@ -253,7 +261,7 @@ func decodeError(err error) error {
 // patientID is the raw patient id of an upload and where it came from: the
 // object's user metadata patient-id (x-amz-meta-patient-id) as the store
 // reports it, else as the event carried it, else a DICOM file's PatientID.
-// It never leaves this stage: callers publish splitter.PatientHash of it.
+// It never leaves this stage: callers publish its pseudonym (Config.Patients).
 func patientID(u schemas.Upload, info objstore.Info, img imaging.Result) (id, source string) {
 	for _, p := range []string{info.Metadata["patient-id"], u.Metadata["patient-id"]} {
 		if p = strings.TrimSpace(p); p != "" {

@@ -16,17 +16,20 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"eyeflow/bus"
 	"eyeflow/demodata"
 	"eyeflow/internal/dicomtest"
+	"eyeflow/internal/stagetest"
 	"eyeflow/internal/testenv"
 	"eyeflow/objstore"
 	"eyeflow/processors/resize"
 	"eyeflow/processors/splitter"
 	"eyeflow/schemas"
+	"eyeflow/security/pseudonym"
 	"eyeflow/stage"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +40,8 @@ type fixture struct {
 	env   *testenv.NATSEnv
 	store objstore.Store
 	r     *resize.Resizer
+	// patients is r's pseudonym rule: keyed, under the splitter's default salt.
+	patients pseudonym.Rule
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -51,6 +56,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	cfg := resize.DefaultConfig()
 	cfg.Store = store
+	cfg.Patients = stagetest.Patients(t, splitter.DefaultConfig().Salt)
 	// These tests compare the pixels with the stored PNG and with PIL's:
 	// carry them (TestDefaultEventNamesThePNG is the default).
 	cfg.InlineRGB = true
@@ -58,7 +64,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{env: env, store: store, r: r}
+	return &fixture{env: env, store: store, r: r, patients: cfg.Patients}
 }
 
 // By default eye.resized carries no pixels, only the processed PNG (with
@@ -71,6 +77,7 @@ func TestDefaultEventNamesThePNG(t *testing.T) {
 		t.Fatal("DefaultConfig carries inline pixels")
 	}
 	cfg.Store = f.store
+	cfg.Patients = f.patients
 	r, err := resize.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +164,6 @@ func TestHandleGoodImages(t *testing.T) {
 		t.Fatal(err)
 	}
 	dcm := dicomtest.Img2DCM(t, jpg, "JPEG", dicomtest.OphthalmicArgs()...)
-	salt := resize.DefaultConfig().SplitSalt
 	tests := []struct {
 		name, key  string
 		data       []byte
@@ -190,7 +196,7 @@ func TestHandleGoodImages(t *testing.T) {
 			if res.Label != tt.wantLabel || res.Format != tt.wantFormat || res.Width != tt.wantW {
 				t.Fatalf("resized label %q format %q width %d: want label %q format %q width %d", res.Label, res.Format, res.Width, tt.wantLabel, tt.wantFormat, tt.wantW)
 			}
-			wantHash, wantVersion := splitter.PatientHash(salt, tt.wantPatient), ""
+			wantHash, wantVersion := f.patients.Of(tt.wantPatient), ""
 			if wantHash != "" {
 				wantVersion = resize.DefaultConfig().SplitSaltVersion
 			}
@@ -491,4 +497,18 @@ func failedCount(t *testing.T, reg *prometheus.Registry, reason string) float64 
 		}
 	}
 	return 0
+}
+
+// TestNoPseudonymRule: the stage refuses to start without the deployment's
+// pseudonym rule, saying so (there is no default key to fall back on).
+func TestNoPseudonymRule(t *testing.T) {
+	cfg := resize.DefaultConfig()
+	cfg.Store = objstore.NewJetStream(nil)
+	if _, err := resize.New(cfg); err == nil || !strings.Contains(err.Error(), "pseudonym rule is required") {
+		t.Fatalf("New without a pseudonym rule: %v", err)
+	}
+	cfg.Patients = stagetest.Patients(t, "s")
+	if _, err := resize.New(cfg); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"eyeflow/objstore"
 	"eyeflow/schemas"
 	"eyeflow/security/objkey"
+	"eyeflow/security/pseudonym"
 )
 
 // SplitFunc names the split function recorded in every event. It changes
@@ -51,6 +52,10 @@ type Config struct {
 	// kept private).
 	Salt        string
 	SaltVersion string
+	// Patients turns patient ids into pseudonyms, the patients' split keys
+	// (package pseudonym): the deployment's rule, never a default. The
+	// stage (New) requires it; an Assigner without it keys only content.
+	Patients pseudonym.Rule
 	// TrainFraction is the share of each class assigned to train; the rest
 	// is the test part.
 	TrainFraction float64
@@ -88,6 +93,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.Salt == "" || c.SaltVersion == "" {
 		errs = append(errs, errors.New("splitter: salt and salt version are required"))
+	}
+	if c.Patients.Valid() && c.Patients.Salt() != c.Salt {
+		errs = append(errs, errors.New("splitter: the patient pseudonym rule was made with another salt than the split's"))
 	}
 	if !(c.TrainFraction > 0 && c.TrainFraction < 1) {
 		errs = append(errs, fmt.Errorf("splitter: train fraction %v must be strictly between 0 and 1", c.TrainFraction))
@@ -131,6 +139,7 @@ func compilePattern(p string) (*regexp.Regexp, int, error) {
 type Assigner struct {
 	salt        string
 	saltVersion string
+	patients    pseudonym.Rule
 	// trainCut and holdoutCut are thresholds on the 64-bit hash: integers,
 	// so every machine compares exactly the same numbers (no floating point
 	// happens per image).
@@ -145,7 +154,7 @@ func NewAssigner(cfg Config) (*Assigner, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	a := &Assigner{salt: cfg.Salt, saltVersion: cfg.SaltVersion}
+	a := &Assigner{salt: cfg.Salt, saltVersion: cfg.SaltVersion, patients: cfg.Patients}
 	if cfg.KeyPattern != "" {
 		a.pattern, a.patientIdx, _ = compilePattern(cfg.KeyPattern)
 	}
@@ -178,45 +187,36 @@ func cut(f float64) uint64 {
 // SaltVersion is the salt version recorded in events.
 func (a *Assigner) SaltVersion() string { return a.saltVersion }
 
+// KeysPatients reports whether the assigner has a pseudonym rule, without
+// which it cannot key a patient id (PatientKey panics).
+func (a *Assigner) KeysPatients() bool { return a.patients.Valid() }
+
 // Key is what the split is keyed on. A patient key's Value is the
-// patient's salted hash (PatientHash), never the id itself; a content key's
-// is the image id.
+// patient's pseudonym (package pseudonym), never the id itself; a content
+// key's is the image id.
 type Key struct {
 	Kind  string // KeyPatient or KeyContent
 	Value string
 }
 
-// PatientHash is the one rule that turns a patient id into what eyeflow
-// publishes and splits on: the hex SHA-256 over length-prefixed SplitFunc,
-// salt, "patient" and the id with surrounding space trimmed (case is kept:
-// it may be meaningful in a hospital's ids). It is exactly the split hash a
-// patient key had before ids were hashed at the resize stage, so existing
-// patient splits are unchanged. The salt is the splitter's
-// (--split-salt / EYEFLOW_SPLIT_SALT); without knowing it, the hash cannot be
-// reversed by trying candidate ids, so keep a private salt in production.
-// Empty ids give "".
-func PatientHash(salt, patientID string) string {
-	p := strings.TrimSpace(patientID)
-	if p == "" {
-		return ""
-	}
-	sum := hashFields(salt, KeyPatient, p)
-	return hex.EncodeToString(sum[:])
-}
-
-// PatientKey is the split key of a patient id ("" gives a zero Key).
+// PatientKey is the split key of a patient id ("" gives a zero Key): its
+// pseudonym under the configured rule, which is also the patient's split
+// hash.
 func (a *Assigner) PatientKey(patientID string) Key {
-	h := PatientHash(a.salt, patientID)
-	if h == "" {
+	if strings.TrimSpace(patientID) == "" {
 		return Key{}
 	}
-	return Key{KeyPatient, h}
+	if !a.patients.Valid() {
+		// New and Explain refuse patient ids without a rule: a wiring bug.
+		panic("splitter: a patient id to key without a pseudonym rule")
+	}
+	return Key{KeyPatient, a.patients.Of(patientID)}
 }
 
 // KeyFor picks the split key of an image: the patient id from the upload's
 // metadata (or the DICOM file), else the patient matched by the key pattern
-// in sourceKey, else the content hash (image id). Patient ids are hashed
-// with PatientHash.
+// in sourceKey, else the content hash (image id). Patient ids are keyed by
+// their pseudonym.
 func (a *Assigner) KeyFor(imageID, patientID, sourceKey string) Key {
 	if k := a.PatientKey(patientID); k.Kind != "" {
 		return k
@@ -282,13 +282,16 @@ func (as Assignment) Dirs() []string {
 // Assign places an image with the given key and class ("" for unlabeled).
 // The class only decides labelled versus unlabeled: it never enters the
 // hash, so a patient's eyes of different classes still share a split. A
-// patient key's Value is its PatientHash, which is the split hash itself;
-// a patient Value that is not a hash (built by hand) is hashed as an id.
+// patient key's Value is its pseudonym, which is the split hash itself; a
+// patient Value that is not one (built by hand) is pseudonymised as an id.
 func (a *Assigner) Assign(key Key, class string) Assignment {
 	var sum [sha256.Size]byte
-	if key.Kind == KeyPatient && validHash(key.Value) {
+	switch {
+	case key.Kind == KeyPatient && validHash(key.Value):
 		_, _ = hex.Decode(sum[:], []byte(key.Value)) // valid by the check
-	} else {
+	case key.Kind == KeyPatient:
+		_, _ = hex.Decode(sum[:], []byte(a.PatientKey(key.Value).Value)) // a pseudonym is hex sha256
+	default:
 		sum = a.hash(key)
 	}
 	h := binary.BigEndian.Uint64(sum[:8])
@@ -319,14 +322,15 @@ func (a *Assigner) AssignResized(r schemas.Resized) Assignment {
 	return a.Assign(a.KeyForResized(r), r.Label)
 }
 
-// hash is the split hash of a key.
+// hash is the split hash of a content key.
 func (a *Assigner) hash(key Key) [sha256.Size]byte {
 	return hashFields(a.salt, key.Kind, key.Value)
 }
 
 // hashFields is SHA-256 over length-prefixed SplitFunc, salt, kind and
 // value, so that no two different (salt, kind, key) triples feed the hash
-// the same bytes: the split hash, and PatientHash.
+// the same bytes: the split hash of a content key. (Patients' split hashes
+// are their pseudonyms: package pseudonym.)
 func hashFields(salt, kind, value string) [sha256.Size]byte {
 	h := sha256.New()
 	var n [binary.MaxVarintLen64]byte
@@ -344,5 +348,5 @@ func hashFields(salt, kind, value string) [sha256.Size]byte {
 // guards the bucket layout against any other producer of eye.resized.
 func validClass(c string) bool { return objkey.Class(c) == nil }
 
-// validHash reports whether h is a lowercase hex SHA-256 (a patient hash).
+// validHash reports whether h is a lowercase hex SHA-256 (a pseudonym).
 func validHash(h string) bool { return schemas.ValidImageID(h) }

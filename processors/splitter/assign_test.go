@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"eyeflow/processors/splitter"
 	"eyeflow/schemas"
+	"eyeflow/security/pseudonym"
 )
 
 func mustAssigner(t testing.TB, cfg splitter.Config) *splitter.Assigner {
@@ -63,10 +66,12 @@ func TestConfigValidate(t *testing.T) {
 		{"no bucket", func(c *splitter.Config) { c.Bucket = "" }, "bucket"},
 		{"no prefix", func(c *splitter.Config) { c.Prefix = "/" }, "prefix"},
 		{"no concurrency", func(c *splitter.Config) { c.Concurrency = 0 }, "concurrency"},
+		{"rule of another salt", func(c *splitter.Config) { c.Salt = "another salt" }, "another salt than the split's"},
+		{"no rule (content only)", func(c *splitter.Config) { c.Patients = pseudonym.Rule{} }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := splitter.DefaultConfig()
+			cfg := defaultConfig()
 			tt.edit(&cfg)
 			err := cfg.Validate()
 			if tt.wantErr == "" {
@@ -84,13 +89,13 @@ func TestConfigValidate(t *testing.T) {
 
 func TestKeyFor(t *testing.T) {
 	id := strings.Repeat("ab", 32)
-	cfg := splitter.DefaultConfig()
+	cfg := defaultConfig()
 	cfg.KeyPattern = `(^|/)(?P<patient>P\d+)_(left|right)`
 	a := mustAssigner(t, cfg)
-	plain := mustAssigner(t, splitter.DefaultConfig())
-	salt := splitter.DefaultConfig().Salt
-	p7 := splitter.Key{Kind: splitter.KeyPatient, Value: splitter.PatientHash(salt, "p-7")}
-	p12 := splitter.Key{Kind: splitter.KeyPatient, Value: splitter.PatientHash(salt, "P12")}
+	plain := mustAssigner(t, defaultConfig())
+	salt := defaultConfig().Salt
+	p7 := splitter.Key{Kind: splitter.KeyPatient, Value: patientHash(salt, "p-7")}
+	p12 := splitter.Key{Kind: splitter.KeyPatient, Value: patientHash(salt, "P12")}
 	tests := []struct {
 		name      string
 		a         *splitter.Assigner
@@ -108,11 +113,11 @@ func TestKeyFor(t *testing.T) {
 		{"pattern no match", a, "", "amd/scan.png", splitter.Key{Kind: splitter.KeyContent, Value: id}},
 	}
 	// The two key layouts the README documents, with its patterns.
-	underscore := splitter.DefaultConfig()
+	underscore := defaultConfig()
 	underscore.KeyPattern = `(^|/)(?P<patient>[^/_]+)_[^/]*$`
-	folder := splitter.DefaultConfig()
+	folder := defaultConfig()
 	folder.KeyPattern = `^(?P<patient>[^/]+)/[^/]+/[^/]+$`
-	p42 := splitter.Key{Kind: splitter.KeyPatient, Value: splitter.PatientHash(salt, "P-0042")}
+	p42 := splitter.Key{Kind: splitter.KeyPatient, Value: patientHash(salt, "P-0042")}
 	tests = append(tests, []struct {
 		name      string
 		a         *splitter.Assigner
@@ -134,25 +139,106 @@ func TestKeyFor(t *testing.T) {
 	// The hash is a fixed function of (salt, id): a patient's split never
 	// moves, and it is the split hash a raw patient key had before ids were
 	// hashed at resize (TestAssignmentIsStable: P12 -> 5d6e819117a36584...).
-	if h := splitter.PatientHash(salt, "P12"); h != "5d6e819117a36584e0bb50f6a8fbd24dd1729f15b2c378e7ca81f58eda81be3c" {
+	if h := patientHash(salt, "P12"); h != "5d6e819117a36584e0bb50f6a8fbd24dd1729f15b2c378e7ca81f58eda81be3c" {
 		t.Errorf("PatientHash(P12) = %s", h)
 	}
-	if splitter.PatientHash("another salt", "P12") == p12.Value || splitter.PatientHash(salt, "p12") == p12.Value {
+	if patientHash("another salt", "P12") == p12.Value || patientHash(salt, "p12") == p12.Value {
 		t.Error("the salt and the id's case must change the hash")
 	}
-	if splitter.PatientHash(salt, " \t") != "" {
+	if patientHash(salt, " \t") != "" {
 		t.Error("a blank id must give no hash")
+	}
+}
+
+// TestKeyedPatients: under a keyed rule a patient's split key is its keyed
+// pseudonym, from metadata, the key pattern or a hand-built key alike; it
+// is not the legacy hash, and another key gives another one (so another
+// split, for some patients).
+func TestKeyedPatients(t *testing.T) {
+	id := strings.Repeat("ab", 32)
+	keyed := func(t *testing.T) pseudonym.Rule {
+		k, err := pseudonym.NewKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := pseudonym.Keyed(k, splitter.DefaultConfig().Salt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	rule, other := keyed(t), keyed(t)
+	cfg := splitter.DefaultConfig()
+	cfg.Patients = rule
+	cfg.KeyPattern = `(^|/)(?P<patient>P\d+)_`
+	a := mustAssigner(t, cfg)
+	cfg.Patients = other
+	b := mustAssigner(t, cfg)
+	want := splitter.Key{Kind: splitter.KeyPatient, Value: rule.Of("P12")}
+	for _, tt := range []struct {
+		name            string
+		patient, srcKey string
+	}{
+		{"metadata", "P12", "amd/x.png"},
+		{"pattern", "", "amd/P12_left.png"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := a.KeyFor(id, tt.patient, tt.srcKey); got != want {
+				t.Fatalf("KeyFor = %+v, want the keyed pseudonym %+v", got, want)
+			}
+			if got := b.KeyFor(id, tt.patient, tt.srcKey); got == want {
+				t.Fatal("another key gives the same pseudonym")
+			}
+		})
+	}
+	if want.Value == patientHash(cfg.Salt, "P12") {
+		t.Fatal("the keyed pseudonym is the legacy hash")
+	}
+	byHand := a.Assign(splitter.Key{Kind: splitter.KeyPatient, Value: "P12"}, "amd")
+	if byHand.Hash != want.Value || byHand.Split != a.Assign(want, "amd").Split {
+		t.Fatalf("a hand-built patient key hashes to %s, want its pseudonym %s", byHand.Hash, want.Value)
+	}
+	moved := 0
+	for i := range 200 {
+		p := fmt.Sprint("PAT-", i)
+		if a.Assign(a.PatientKey(p), "amd").Split != b.Assign(b.PatientKey(p), "amd").Split {
+			moved++
+		}
+	}
+	if moved == 0 {
+		t.Fatal("no patient's split depends on the key")
+	}
+}
+
+// TestNoRuleNoPatients: the stage refuses to start without the deployment's
+// rule (there is no default key), and explaining a patient's split without
+// it is refused rather than keyed some other way.
+func TestNoRuleNoPatients(t *testing.T) {
+	cfg := splitter.DefaultConfig()
+	if _, err := splitter.New(cfg, panicStore{}); err == nil || !strings.Contains(err.Error(), "pseudonym rule is required") {
+		t.Fatalf("New without a rule: %v", err)
+	}
+	a := mustAssigner(t, cfg)
+	file := filepath.Join(t.TempDir(), "x.png")
+	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := splitter.Explain(a, cfg.Prefix, []string{file}, "amd", ""); err != nil {
+		t.Fatalf("content-keyed explain needs no rule: %v", err)
+	}
+	if _, err := splitter.Explain(a, cfg.Prefix, []string{file}, "amd", "PAT-4711"); err == nil || !strings.Contains(err.Error(), "pseudonym rule") {
+		t.Fatalf("explain of a patient without a rule: %v", err)
 	}
 }
 
 // TestKeyForResized: the patient hash resize published wins over a raw id
 // and the key pattern, and keys exactly as the raw id it was made from.
 func TestKeyForResized(t *testing.T) {
-	cfg := splitter.DefaultConfig()
+	cfg := defaultConfig()
 	cfg.KeyPattern = `^(?P<patient>P\d+)/`
 	a := mustAssigner(t, cfg)
 	id := strings.Repeat("cd", 32)
-	h7 := splitter.PatientHash(cfg.Salt, "p-7")
+	h7 := patientHash(cfg.Salt, "p-7")
 	for _, tc := range []struct {
 		name string
 		r    schemas.Resized
@@ -161,7 +247,7 @@ func TestKeyForResized(t *testing.T) {
 		{"hash", schemas.Resized{ImageID: id, PatientHash: h7, Source: schemas.ObjectRef{Key: "P12/x.jpg"}}, splitter.Key{Kind: splitter.KeyPatient, Value: h7}},
 		{"hash beats raw id", schemas.Resized{ImageID: id, PatientHash: h7, PatientID: "other"}, splitter.Key{Kind: splitter.KeyPatient, Value: h7}},
 		{"raw id hashed", schemas.Resized{ImageID: id, PatientID: "p-7"}, splitter.Key{Kind: splitter.KeyPatient, Value: h7}},
-		{"pattern", schemas.Resized{ImageID: id, Source: schemas.ObjectRef{Key: "P12/x.jpg"}}, splitter.Key{Kind: splitter.KeyPatient, Value: splitter.PatientHash(cfg.Salt, "P12")}},
+		{"pattern", schemas.Resized{ImageID: id, Source: schemas.ObjectRef{Key: "P12/x.jpg"}}, splitter.Key{Kind: splitter.KeyPatient, Value: patientHash(cfg.Salt, "P12")}},
 		{"not a hash", schemas.Resized{ImageID: id, PatientHash: "P-0042"}, splitter.Key{Kind: splitter.KeyContent, Value: id}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -182,10 +268,11 @@ func TestKeyForResized(t *testing.T) {
 // reshuffles.
 func TestDeterminism(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 1))
-	a1 := mustAssigner(t, splitter.DefaultConfig())
-	a2 := mustAssigner(t, splitter.DefaultConfig())
-	other := splitter.DefaultConfig()
-	other.Salt, other.SaltVersion = "another salt", "2"
+	a1 := mustAssigner(t, defaultConfig())
+	a2 := mustAssigner(t, defaultConfig())
+	other := defaultConfig()
+	other = withSalt(other, "another salt")
+	other.SaltVersion = "2"
 	b := mustAssigner(t, other)
 	const n = 20000
 	moved := 0
@@ -212,7 +299,7 @@ func TestDeterminism(t *testing.T) {
 // means every dataset built so far would be reshuffled, which needs a new
 // SplitFunc name or salt version, not a silent edit.
 func TestAssignmentIsStable(t *testing.T) {
-	a := mustAssigner(t, splitter.DefaultConfig())
+	a := mustAssigner(t, defaultConfig())
 	tests := []struct {
 		key        splitter.Key
 		split      string
@@ -236,13 +323,13 @@ func TestAssignmentIsStable(t *testing.T) {
 func TestHoldoutsPartitionTest(t *testing.T) {
 	r := rand.New(rand.NewPCG(2, 2))
 	for c := range 20 {
-		cfg := splitter.DefaultConfig()
+		cfg := defaultConfig()
 		cfg.TrainFraction = 0.05 + 0.9*r.Float64()
 		for i := range cfg.HoldoutWeights {
 			cfg.HoldoutWeights[i] = 0.1 + r.Float64()
 		}
 		if c == 0 {
-			cfg = splitter.DefaultConfig()
+			cfg = defaultConfig()
 		}
 		a := mustAssigner(t, cfg)
 		sumW := cfg.HoldoutWeights[0] + cfg.HoldoutWeights[1] + cfg.HoldoutWeights[2]
@@ -292,7 +379,7 @@ func TestHoldoutsPartitionTest(t *testing.T) {
 // split whatever its content or class.
 func TestDuplicatesAndPatientsShareASplit(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 3))
-	cfg := splitter.DefaultConfig()
+	cfg := defaultConfig()
 	cfg.KeyPattern = `^(?P<patient>P\d+)/`
 	a := mustAssigner(t, cfg)
 	classes := []string{"amd", "cataract", "glaucoma", "normal"}
@@ -389,7 +476,7 @@ func TestStratification(t *testing.T) {
 	if len(classSizes) != 15 || total != 20000 {
 		t.Fatalf("set has %d classes, %d images", len(classSizes), total)
 	}
-	a := mustAssigner(t, splitter.DefaultConfig())
+	a := mustAssigner(t, defaultConfig())
 	stats := measure(a, rand.New(rand.NewPCG(20000, 15)), classSizes)
 
 	var b strings.Builder
@@ -419,8 +506,8 @@ func TestStratification(t *testing.T) {
 	sumSq := make([]float64, len(classSizes))
 	beyond3, saltsBeyond3 := 0, 0
 	for s := range salts {
-		cfg := splitter.DefaultConfig()
-		cfg.Salt = fmt.Sprint("sweep-", s)
+		cfg := defaultConfig()
+		cfg = withSalt(cfg, fmt.Sprint("sweep-", s))
 		before := beyond3
 		for c, fs := range measure(mustAssigner(t, cfg), rand.New(rand.NewPCG(uint64(s), 7)), classSizes) {
 			for _, f := range fs {

@@ -6,7 +6,8 @@
 // in the processed bucket (a test image under test/ and under its holdout).
 //
 // The split is a pure function of (salt, split key): the first 64 bits of
-// SHA-256 over the salt and the key are compared with fixed thresholds
+// SHA-256 over the salt and the key (for a patient, its pseudonym, itself
+// made with the salt) are compared with fixed thresholds
 // (train below 0.8 of the range, the rest cut into three equal holdouts). The
 // split key is the patient when the upload names one (object metadata
 // patient-id, a DICOM file's PatientID, or an operator-configured key
@@ -20,12 +21,14 @@
 // pure per-image function can do on unseen keys (see BENCHMARKS.md, "##
 // Splitter", for the measurement and the rejected order-dependent scheme).
 //
-// A patient is keyed by PatientHash, the one home of the hashing rule: the
-// salted SHA-256 of the id, which is also the patient's split hash. The
-// resize stage hashes metadata and DICOM ids with the splitter's salt and
-// publishes only the hash (Resized.PatientHash); the splitter hashes ids it
-// finds itself (the key pattern, or a raw patient_id from another producer)
-// the same way, and eye.split carries the hash and never a raw id.
+// A patient is keyed by its pseudonym (package security/pseudonym, the one
+// home of that rule: a keyed MAC of the id under the deployment's secret
+// key, or the legacy salted hash for a deployment that recorded it), which
+// is also the patient's split hash. The resize stage pseudonymises metadata
+// and DICOM ids under the same rule and publishes only the pseudonym
+// (Resized.PatientHash); the splitter pseudonymises ids it finds itself
+// (the key pattern, or a raw patient_id from another producer) the same
+// way, and eye.split carries the pseudonym and never a raw id.
 //
 // Unlabeled images go to the unlabeled split: they are published for the
 // classifier but never copied into the dataset. The package also answers

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -40,6 +41,9 @@ type Explanation struct {
 func Explain(a *Assigner, prefix string, files []string, class, patientID string) ([]Explanation, error) {
 	if class != "" && !validClass(class) {
 		return nil, fmt.Errorf("split explain: class %q cannot be a dataset folder name", class)
+	}
+	if (strings.TrimSpace(patientID) != "" || a.pattern != nil) && !a.KeysPatients() {
+		return nil, errors.New("split explain: a patient id (or key pattern) needs the deployment's patient pseudonym rule")
 	}
 	out := make([]Explanation, 0, len(files))
 	for _, f := range files {

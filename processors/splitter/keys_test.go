@@ -20,7 +20,7 @@ func TestExplainKeysStayUnderPrefix(t *testing.T) {
 	if err := os.WriteFile(file, []byte("image bytes"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a, err := splitter.NewAssigner(splitter.DefaultConfig())
+	a, err := splitter.NewAssigner(defaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

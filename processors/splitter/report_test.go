@@ -130,7 +130,7 @@ func TestExplain(t *testing.T) {
 		}
 		files = append(files, f)
 	}
-	a := mustAssigner(t, splitter.DefaultConfig())
+	a := mustAssigner(t, defaultConfig())
 	idOf := func(s string) string { sum := sha256.Sum256([]byte(s)); return hex.EncodeToString(sum[:]) }
 	tests := []struct {
 		name, class, patient string

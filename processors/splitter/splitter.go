@@ -33,6 +33,11 @@ func New(cfg Config, store objstore.Store) (*Splitter, error) {
 	if store == nil {
 		return nil, errors.New("splitter: an object store is required")
 	}
+	if !cfg.Patients.Valid() {
+		// Without it, the patient ids the splitter keys itself (the key
+		// pattern, raw ids of other producers) would have no pseudonym.
+		return nil, errors.New("splitter: the deployment's patient pseudonym rule is required (there is no default key)")
+	}
 	a, err := NewAssigner(cfg)
 	if err != nil {
 		return nil, err
@@ -132,8 +137,8 @@ func (s *Splitter) Handle(ctx context.Context, in schemas.Resized) ([]stage.Outp
 	return []stage.Output{{Subject: schemas.SplitSubject(as.Split), Event: ev}}, nil
 }
 
-// pseudonymise is the resized event as eye.split carries it: the patient
-// hash the split was keyed on (also when the splitter found the patient by
+// pseudonymise is the resized event as eye.split carries it: the patient's
+// pseudonym the split was keyed on (also when the splitter found the patient by
 // the key pattern, or hashed a raw id another producer published), and no
 // raw patient id.
 func pseudonymise(in schemas.Resized, key Key, saltVersion string) schemas.Resized {

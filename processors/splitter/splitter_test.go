@@ -180,7 +180,7 @@ func TestPipelineIntoDatasetLayout(t *testing.T) {
 	bad.UploadID, bad.Label = "raw/../x@1", "../etc"
 	publish(t, env.JS, bad)
 
-	s, err := splitter.New(splitter.DefaultConfig(), store)
+	s, err := splitter.New(defaultConfig(), store)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -410,7 +410,7 @@ func TestHandleRefusesBadInput(t *testing.T) {
 		{"long source key", func(r *schemas.Resized) { r.Source.Key = strings.Repeat("k", 1025) }, "source", key},
 		{"labelled without processed image", func(r *schemas.Resized) { r.Processed = schemas.ObjectRef{} }, "processed", bad},
 	}
-	s, err := splitter.New(splitter.DefaultConfig(), panicStore{})
+	s, err := splitter.New(defaultConfig(), panicStore{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,7 +438,7 @@ func TestHandleRefusesBadInput(t *testing.T) {
 }
 
 func TestNewNeedsAStore(t *testing.T) {
-	if _, err := splitter.New(splitter.DefaultConfig(), nil); err == nil {
+	if _, err := splitter.New(defaultConfig(), nil); err == nil {
 		t.Fatal("New accepted a nil store")
 	}
 }
@@ -456,14 +456,14 @@ func TestPatientPseudonymsThroughStage(t *testing.T) {
 	if err := js.EnsureBucket(ctx, objstore.BucketProcessed); err != nil {
 		t.Fatal(err)
 	}
-	cfg := splitter.DefaultConfig()
+	cfg := defaultConfig()
 	cfg.KeyPattern = `(^|/)(?P<patient>P\d+)_`
 	s, err := splitter.New(cfg, js)
 	if err != nil {
 		t.Fatal(err)
 	}
 	const raw = "P-0042"
-	h := splitter.PatientHash(cfg.Salt, raw)
+	h := patientHash(cfg.Salt, raw)
 
 	fromResize := newUpload(t, js, []byte("dicom of P-0042"), "amd/scan.dcm", "").resized
 	fromResize.PatientHash, fromResize.PatientSaltVersion, fromResize.PatientSource = h, cfg.SaltVersion, schemas.PatientFromDICOM
@@ -503,7 +503,7 @@ func TestPatientPseudonymsThroughStage(t *testing.T) {
 	}{
 		{a, h, schemas.PatientFromDICOM},
 		{b, h, schemas.PatientFromMetadata},
-		{k, splitter.PatientHash(cfg.Salt, "P77"), schemas.PatientFromKey},
+		{k, patientHash(cfg.Salt, "P77"), schemas.PatientFromKey},
 	} {
 		if c.ev.PatientHash != c.hash || c.ev.PatientSource != c.source || c.ev.PatientSaltVersion != cfg.SaltVersion || c.ev.PatientID != "" {
 			t.Errorf("%s: patient hash %q source %q salt %q id %q, want %q %q %q and no id",
@@ -546,7 +546,7 @@ func TestDatasetLinksNotCopies(t *testing.T) {
 	if err := store.EnsureBucket(ctx, objstore.BucketProcessed); err != nil {
 		t.Fatal(err)
 	}
-	s, err := splitter.New(splitter.DefaultConfig(), store)
+	s, err := splitter.New(defaultConfig(), store)
 	if err != nil {
 		t.Fatal(err)
 	}

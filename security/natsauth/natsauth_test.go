@@ -208,6 +208,9 @@ func TestStagesRunUnderTheirUsers(t *testing.T) {
 	_, resizeJS, resizeErrs := env.connect(t, schemas.StageResize)
 	cfg := resize.DefaultConfig()
 	cfg.Store = objstore.NewJetStream(resizeJS)
+	scfg := splitter.DefaultConfig()
+	scfg.Patients = stagetest.Patients(t, scfg.Salt)
+	cfg.Patients = scfg.Patients
 	r, err := resize.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -215,7 +218,7 @@ func TestStagesRunUnderTheirUsers(t *testing.T) {
 	stagetest.Run(t, resizeJS, resize.Processor(r, 1, zerolog.Nop(), stage.NewMetrics(prometheus.NewRegistry())))
 
 	_, splitJS, splitErrs := env.connect(t, schemas.StageSplitter)
-	sp, err := splitter.New(splitter.DefaultConfig(), objstore.NewJetStream(splitJS))
+	sp, err := splitter.New(scfg, objstore.NewJetStream(splitJS))
 	if err != nil {
 		t.Fatal(err)
 	}
