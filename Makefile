@@ -48,7 +48,7 @@ helm-check:
 test: setup tidy-check fmt-check vet helm-check
 	$(GO) test -race -count=1 -timeout 30m $$($(GO) list ./... | grep -v /e2e$$)
 	$(GO) test -count=1 -timeout 30m ./e2e
-	$(GO) test -count=1 -timeout 10m -run 'WithoutAdapter$$|WithoutGPUAdapter$$|AutoFallsBackToCPU$$|DenseNet121MatchesAReference$$' ./processors/classifier ./cmd/eyeflow
+	$(GO) test -count=1 -timeout 10m -run 'WithoutAdapter$$|WithoutGPUAdapter$$|AutoFallsBackToCPU$$|DenseNet121MatchesAReference$$' ./inference ./cmd/eyeflow
 	$(MAKE) fuzz
 
 # Each fuzz target runs a number of executions on top of its checked-in seed

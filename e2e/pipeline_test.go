@@ -16,6 +16,7 @@ import (
 
 	"eyeflow/bus"
 	"eyeflow/demodata"
+	"eyeflow/inference"
 	"eyeflow/ingest"
 	"eyeflow/internal/stagetest"
 	"eyeflow/internal/testenv"
@@ -134,7 +135,7 @@ func setupWith(t testing.TB, js jetstream.JetStream, store objstore.Store, repli
 			t.Fatal(err)
 		}
 	}
-	if err := classifier.InitRuntime(testenv.ORTLibrary(t)); err != nil {
+	if err := inference.InitRuntime(testenv.ORTLibrary(t)); err != nil {
 		t.Fatal(err)
 	}
 	files, err := models.Synthesize(models.SynthOptions{Arch: models.ArchTiny})
@@ -214,7 +215,7 @@ func startPipelineOn(t testing.TB, url string, newStore func(jetstream.JetStream
 	cls, err := classifier.New(models, store, stage.RunnerOf[schemas.Split](js), classifier.Config{
 		Envs: schemas.Envs(), CanaryShare: canaryShare, Logger: log,
 		Metrics: classifier.NewMetrics(reg), StageMetrics: m,
-		Session:   classifier.SessionOptions{IntraOpThreads: 1},
+		Session:   inference.SessionOptions{IntraOpThreads: 1},
 		RetryBase: 100 * time.Millisecond,
 	})
 	if err != nil {

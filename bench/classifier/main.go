@@ -37,6 +37,7 @@ import (
 
 	"eyeflow/bus"
 	"eyeflow/imaging"
+	"eyeflow/inference"
 	"eyeflow/internal/machine"
 	"eyeflow/models"
 	"eyeflow/objstore"
@@ -52,7 +53,7 @@ import (
 )
 
 func main() {
-	ortLib := flag.String("ort-lib", os.Getenv(classifier.EnvORTLibrary), "libonnxruntime.so path")
+	ortLib := flag.String("ort-lib", os.Getenv(inference.EnvORTLibrary), "libonnxruntime.so path")
 	configs := flag.String("configs", "2x1,1x2", "THREADSxRUNS configurations: intra-op threads per run x session runs at once")
 	batches := flag.String("batches", "1,8", "batch sizes")
 	n := flag.Int("n", 200, "images per measurement")
@@ -85,7 +86,7 @@ func main() {
 }
 
 func run(ortLib, configList, batchList string, n, rounds int, modelDir, pixels string) error {
-	if err := classifier.InitRuntime(ortLib); err != nil {
+	if err := inference.InitRuntime(ortLib); err != nil {
 		return err
 	}
 	var files models.ModelFiles
@@ -100,10 +101,10 @@ func run(ortLib, configList, batchList string, n, rounds int, modelDir, pixels s
 	}
 	var card models.Card
 	_ = json.Unmarshal(files.Card, &card)
-	var configs []classifier.SessionOptions
+	var configs []inference.SessionOptions
 	for _, c := range strings.Split(configList, ",") {
 		if strings.TrimSpace(c) == "auto" {
-			configs = append(configs, classifier.SessionOptions{}) // the machine's default plan
+			configs = append(configs, inference.SessionOptions{}) // the machine's default plan
 			continue
 		}
 		t, r, ok := strings.Cut(strings.TrimSpace(c), "x")
@@ -112,26 +113,26 @@ func run(ortLib, configList, batchList string, n, rounds int, modelDir, pixels s
 		if !ok || err1 != nil || err2 != nil || threads < 1 || runs < 1 {
 			return fmt.Errorf("config %q: want THREADSxRUNS, e.g. 1x2", c)
 		}
-		configs = append(configs, classifier.SessionOptions{IntraOpThreads: threads, ParallelRuns: runs})
+		configs = append(configs, inference.SessionOptions{IntraOpThreads: threads, ParallelRuns: runs})
 	}
 
 	rng := rand.New(rand.NewPCG(1, 2))
 	images := make([][]byte, 16)
 	for i := range images {
-		images[i] = make([]byte, classifier.ImageBytes)
+		images[i] = make([]byte, inference.ImageBytes)
 		for j := range images[i] {
 			images[i][j] = byte(rng.IntN(256))
 		}
 	}
 	fmt.Printf("model %s %s, onnxruntime %s, %d images per measurement, pixels %s, GOMAXPROCS=%s, %d CPUs\n",
-		card.Name, card.Version, classifier.RuntimeVersion(), n, pixels, os.Getenv("GOMAXPROCS"), runtime.NumCPU())
+		card.Name, card.Version, inference.RuntimeVersion(), n, pixels, os.Getenv("GOMAXPROCS"), runtime.NumCPU())
 	fmt.Printf("load before: %s\n", uptime())
 	fmt.Printf("%-8s %-6s %12s %12s %8s %12s %14s %14s\n", "config", "batch", "raw img/s", "pipe img/s", "ratio", "pipe cold", "run p50 ms", "run p99 ms")
 	var summary []string
 	for _, opts := range configs {
 		cfg := fmt.Sprintf("%dx%d", opts.IntraOpThreads, opts.ParallelRuns)
 		if opts.IntraOpThreads == 0 && opts.ParallelRuns == 0 {
-			t, r := opts.Plan(classifier.ProviderCPU)
+			t, r := opts.Plan(inference.ProviderCPU)
 			cfg = fmt.Sprintf("auto=%dx%d", t, r)
 		}
 		for _, f := range strings.Split(batchList, ",") {
@@ -140,7 +141,7 @@ func run(ortLib, configList, batchList string, n, rounds int, modelDir, pixels s
 				return fmt.Errorf("batch %q", f)
 			}
 			var ratios, raws, pipes []float64
-			m, err := classifier.LoadModel(files, opts)
+			m, err := inference.LoadModel(files, opts)
 			if err != nil {
 				return err
 			}
@@ -180,7 +181,7 @@ func run(ortLib, configList, batchList string, n, rounds int, modelDir, pixels s
 // The pipeline drives the same session plan through the same Model.Run and
 // cannot keep its runners busier than that, so pipeline/raw stays at or
 // below 1 up to noise; a ratio above it means the raw side was starved.
-func rawRate(m *classifier.Model, images [][]byte, b, n int) (float64, error) {
+func rawRate(m *inference.Model, images [][]byte, b, n int) (float64, error) {
 	const warmRuns = 3
 	par := m.ParallelRuns
 	batch := make([][]byte, b)
@@ -254,7 +255,7 @@ func rawRate(m *classifier.Model, images [][]byte, b, n int) (float64, error) {
 // pipelineRate puts n split events in an embedded JetStream, then runs the
 // classifier for prod and times from its model being ready to the last
 // prediction being acknowledged.
-func pipelineRate(files models.ModelFiles, card models.Card, opts classifier.SessionOptions, images [][]byte, b, n int, pixels string) (steady, whole float64, runs []float64, err error) {
+func pipelineRate(files models.ModelFiles, card models.Card, opts inference.SessionOptions, images [][]byte, b, n int, pixels string) (steady, whole float64, runs []float64, err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dir, err := os.MkdirTemp("", "bench-classifier-")

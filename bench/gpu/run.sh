@@ -70,7 +70,7 @@ if [ "${1:-}" = build ]; then
     go build -trimpath -ldflags "-s -w" -o "$stage/gpubench" ./bench/gpu/gpubench &&
     go build -trimpath -ldflags "-s -w" -o "$stage/loadgen" ./bench/loadgen &&
     go build -trimpath -ldflags "-s -w" -o "$stage/analyze" ./bench/pipeline/analyze &&
-    go test -c -trimpath -ldflags "-s -w" -o "$stage/classifier.test" ./processors/classifier)
+    go test -c -trimpath -ldflags "-s -w" -o "$stage/inference.test" ./inference)
   ort="$("$root/scripts/install-ort.sh" | tail -n 1)"
   cp -L "$ort" "$stage/lib/libonnxruntime.so.1"
   jpeg="$(ldd "$stage/eyeflow" | awk '/libjpeg\.so/ {print $3}')"
@@ -142,7 +142,7 @@ if ! "$bin/eyeflow" doctor --require "$device" >/dev/null 2>"$work/require.err";
 fi
 
 echo "== 2. GPU tests (classifier test binary)"
-(cd "$root/processors/classifier" && timeout 90 "$bin/classifier.test" -test.run 'TestWebGPUMatchesCPU|TestWebGPUWithoutAdapter|TestFP16VariantOnCPU' -test.v 2>&1) |
+(cd "$root/inference" && timeout 90 "$bin/inference.test" -test.run 'TestWebGPUMatchesCPU|TestWebGPUWithoutAdapter|TestFP16VariantOnCPU' -test.v 2>&1) |
   grep -E '^\s*(=== RUN|--- |PASS|FAIL|ok)|_test.go' >"$work/tests.txt" || true
 cat "$work/tests.txt"
 if grep '^--- FAIL' "$work/tests.txt" >/dev/null; then echo "== a GPU test failed (see above)"; fi

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"eyeflow/bus"
+	"eyeflow/inference"
 	"eyeflow/internal/deployment"
 	"eyeflow/internal/nice"
 	"eyeflow/models"
@@ -39,18 +40,18 @@ type runtimeFlags struct {
 	maxBatch      int
 	maxWait       time.Duration
 	topK          int
-	parsedDevice  classifier.Device
-	parsedWebGPU  classifier.WebGPUOptions
+	parsedDevice  inference.Device
+	parsedWebGPU  inference.WebGPUOptions
 
 	// resolved is where --device landed, set by init (once per process:
 	// `eyeflow up` shares these flags between the classifier and the trainer).
 	initOnce sync.Once
 	initErr  error
-	resolved classifier.Resolution
+	resolved inference.Resolution
 }
 
 func (f *runtimeFlags) register(fs *flagSet) {
-	fs.stringVar(&f.ortLib, "ort-lib", "", "path of libonnxruntime.so "+classifier.ORTVersion+" (scripts/install-ort.sh installs it and prints the path)")
+	fs.stringVar(&f.ortLib, "ort-lib", "", "path of libonnxruntime.so "+inference.ORTVersion+" (scripts/install-ort.sh installs it and prints the path)")
 	fs.stringVar(&f.device, "device", "cpu", "where models run: cpu, cuda[:N], tensorrt[:N], webgpu (the GPU through ONNX Runtime's WebGPU provider on Vulkan: `eyeflow doctor` says whether this host can), or auto (CUDA, else WebGPU, else the CPU, chosen and logged at start); a GPU device that cannot be used fails at start with the provider's reason")
 	fs.stringVar(&f.webgpuOptions, "webgpu-options", "", "WebGPU provider options as key=value,... by ONNX Runtime's names, e.g. preferredLayout=NCHW,validationMode=disabled,enableGraphCapture=1 (default: ONNX Runtime's, on Vulkan with the high-performance adapter)")
 	fs.intVar(&f.threads, "threads", 0, "ONNX Runtime intra-op threads per session run (0: on the CPU, the cores divided among --parallel-runs; on a GPU, ONNX Runtime's default)")
@@ -64,12 +65,12 @@ func (f *runtimeFlags) register(fs *flagSet) {
 }
 
 func (f *runtimeFlags) validate() error {
-	d, err := classifier.ParseDevice(f.device)
+	d, err := inference.ParseDevice(f.device)
 	if err != nil {
 		return fmt.Errorf("--device: %w", err)
 	}
 	f.parsedDevice = d
-	if f.parsedWebGPU, err = classifier.ParseWebGPUOptions(f.webgpuOptions); err != nil {
+	if f.parsedWebGPU, err = inference.ParseWebGPUOptions(f.webgpuOptions); err != nil {
 		return fmt.Errorf("--webgpu-options: %w", err)
 	}
 	switch {
@@ -88,15 +89,15 @@ func (f *runtimeFlags) validate() error {
 }
 
 // init loads ONNX Runtime once for the process and checks the device with a
-// test session (classifier.ResolveDevice): an explicit device that cannot
+// test session (inference.ResolveDevice): an explicit device that cannot
 // be used fails here, at start, with the provider's reason; auto becomes the
 // device it found. A --max-batch of 0 then becomes the device's default.
 func (f *runtimeFlags) init() error {
 	f.initOnce.Do(func() {
-		if f.initErr = classifier.InitRuntime(f.ortLib); f.initErr != nil {
+		if f.initErr = inference.InitRuntime(f.ortLib); f.initErr != nil {
 			return
 		}
-		f.resolved, f.initErr = classifier.ResolveDevice(f.session())
+		f.resolved, f.initErr = inference.ResolveDevice(f.session())
 		if f.initErr != nil {
 			return
 		}
@@ -112,12 +113,12 @@ func (f *runtimeFlags) maxBatchOn() int {
 	if f.maxBatch > 0 {
 		return f.maxBatch
 	}
-	return classifier.DefaultMaxBatch(f.resolved.Provider)
+	return inference.DefaultMaxBatch(f.resolved.Provider)
 }
 
 // logDevice logs where models run, after init.
 func (f *runtimeFlags) logDevice(log zerolog.Logger) {
-	ev := log.Info().Str("onnxruntime", classifier.RuntimeVersion()).Str("device", f.parsedDevice.String()).
+	ev := log.Info().Str("onnxruntime", inference.RuntimeVersion()).Str("device", f.parsedDevice.String()).
 		Str("provider", f.resolved.Provider).Int("max_batch", f.maxBatchOn())
 	if f.device != f.parsedDevice.String() {
 		ev = ev.Str("requested", f.device)
@@ -135,8 +136,8 @@ func (f *runtimeFlags) logDevice(log zerolog.Logger) {
 	ev.Msg("ONNX Runtime loaded")
 }
 
-func (f *runtimeFlags) session() classifier.SessionOptions {
-	return classifier.SessionOptions{Device: f.parsedDevice, IntraOpThreads: f.threads, ParallelRuns: f.parallel, InterOpThreads: f.interOp, Spin: f.spin,
+func (f *runtimeFlags) session() inference.SessionOptions {
+	return inference.SessionOptions{Device: f.parsedDevice, IntraOpThreads: f.threads, ParallelRuns: f.parallel, InterOpThreads: f.interOp, Spin: f.spin,
 		WebGPU: f.parsedWebGPU, Nice: f.nice}
 }
 
@@ -404,11 +405,11 @@ func runPredict(ctx context.Context, args []string, out, errOut io.Writer) error
 	if err := rt.init(); err != nil {
 		return err
 	}
-	m, err := classifier.LoadModelDir(modelDir, rt.session())
+	m, err := inference.LoadModelDir(modelDir, rt.session())
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(errOut, "model %s on %s (onnxruntime %s)\n", m.Ref(), m.Provider, classifier.RuntimeVersion())
+	fmt.Fprintf(errOut, "model %s on %s (onnxruntime %s)\n", m.Ref(), m.Provider, inference.RuntimeVersion())
 	if m.Adapter.Name != "" {
 		fmt.Fprintf(errOut, "adapter %s\n", m.Adapter)
 	}

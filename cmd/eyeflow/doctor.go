@@ -12,16 +12,16 @@ import (
 	"runtime"
 	"strings"
 
+	"eyeflow/inference"
 	"eyeflow/models"
-	"eyeflow/processors/classifier"
 )
 
 // deviceCheck is one device as `eyeflow doctor` found it.
 type deviceCheck struct {
-	Device   string              `json:"device"`
-	Usable   bool                `json:"usable"`
-	Provider string              `json:"provider,omitempty"`
-	Adapter  *classifier.Adapter `json:"adapter,omitempty"`
+	Device   string             `json:"device"`
+	Usable   bool               `json:"usable"`
+	Provider string             `json:"provider,omitempty"`
+	Adapter  *inference.Adapter `json:"adapter,omitempty"`
 	// MaxDiff is the largest difference from the CPU's probabilities on
 	// the tiny model's test images (GPU devices that work).
 	MaxDiff *float64 `json:"max_diff_vs_cpu,omitempty"`
@@ -36,11 +36,11 @@ type doctorReport struct {
 	CPUs       int           `json:"cpus"`
 	Devices    []deviceCheck `json:"devices"`
 	// Auto is the device --device auto picks here.
-	Auto   string                  `json:"auto"`
-	Vulkan classifier.VulkanReport `json:"vulkan"`
-	ICDs   []classifier.ICD        `json:"vulkan_icds"`
-	Env    map[string]string       `json:"env"`
-	Hints  []string                `json:"hints,omitempty"`
+	Auto   string                 `json:"auto"`
+	Vulkan inference.VulkanReport `json:"vulkan"`
+	ICDs   []inference.ICD        `json:"vulkan_icds"`
+	Env    map[string]string      `json:"env"`
+	Hints  []string               `json:"hints,omitempty"`
 }
 
 // runDoctor is `eyeflow doctor`: which devices this host can run the
@@ -52,14 +52,14 @@ func runDoctor(ctx context.Context, args []string, out, errOut io.Writer) error 
 		"(comparing a GPU's output with the CPU's), and for WebGPU lists what the Vulkan loader sees (devices, driver\n"+
 		"manifests and whether their libraries load) and the variables Dawn needs, with what to install or set.\n"+
 		"Dawn prints its own findings on standard error.", out, errOut)
-	fs.stringVar(&ortLib, "ort-lib", "", "path of libonnxruntime.so "+classifier.ORTVersion)
+	fs.stringVar(&ortLib, "ort-lib", "", "path of libonnxruntime.so "+inference.ORTVersion)
 	fs.stringVar(&webgpuOpts, "webgpu-options", "", "WebGPU provider options to check with (as for the classifier)")
 	fs.stringVar(&require, "require", "", "exit with an error unless this device (cpu, cuda, webgpu or auto: any GPU) is usable")
 	fs.boolVar(&asJSON, "json", false, "print one JSON object")
 	if err := fs.parse(args); err != nil {
 		return err
 	}
-	wopts, err := classifier.ParseWebGPUOptions(webgpuOpts)
+	wopts, err := inference.ParseWebGPUOptions(webgpuOpts)
 	if err != nil {
 		return fmt.Errorf("--webgpu-options: %w", err)
 	}
@@ -68,7 +68,7 @@ func runDoctor(ctx context.Context, args []string, out, errOut io.Writer) error 
 	default:
 		return fmt.Errorf("--require %q: want cpu, cuda, webgpu or auto", require)
 	}
-	if err := classifier.InitRuntime(ortLib); err != nil {
+	if err := inference.InitRuntime(ortLib); err != nil {
 		return err
 	}
 	rep := doctor(wopts)
@@ -97,13 +97,13 @@ func runDoctor(ctx context.Context, args []string, out, errOut io.Writer) error 
 // doctor checks every device. The WebGPU session comes before the Vulkan
 // probes, and the ICD checks (which load every driver library into this
 // process) come last, so the session sees the host as the classifier would.
-func doctor(wopts classifier.WebGPUOptions) doctorReport {
-	rep := doctorReport{ORTVersion: classifier.RuntimeVersion(), CPUs: runtime.NumCPU(), Env: map[string]string{}}
-	rep.ORTLibrary = classifier.RuntimeLibrary()
-	cpuModel, cpuErr := tinyOn(classifier.SessionOptions{Device: classifier.Device{Kind: "cpu"}})
+func doctor(wopts inference.WebGPUOptions) doctorReport {
+	rep := doctorReport{ORTVersion: inference.RuntimeVersion(), CPUs: runtime.NumCPU(), Env: map[string]string{}}
+	rep.ORTLibrary = inference.RuntimeLibrary()
+	cpuModel, cpuErr := tinyOn(inference.SessionOptions{Device: inference.Device{Kind: "cpu"}})
 	for _, kind := range []string{"cpu", "cuda", "webgpu"} {
 		c := deviceCheck{Device: kind}
-		res, err := classifier.ResolveDevice(classifier.SessionOptions{Device: classifier.Device{Kind: kind}, WebGPU: wopts})
+		res, err := inference.ResolveDevice(inference.SessionOptions{Device: inference.Device{Kind: kind}, WebGPU: wopts})
 		if err != nil {
 			c.Problem = err.Error()
 			rep.Devices = append(rep.Devices, c)
@@ -115,7 +115,7 @@ func doctor(wopts classifier.WebGPUOptions) doctorReport {
 			c.Adapter = &a
 		}
 		if kind != "cpu" && cpuErr == nil {
-			if d, err := compareWithCPU(cpuModel, classifier.SessionOptions{Device: res.Device, WebGPU: wopts}); err != nil {
+			if d, err := compareWithCPU(cpuModel, inference.SessionOptions{Device: res.Device, WebGPU: wopts}); err != nil {
 				c.Usable, c.Problem = false, err.Error()
 			} else {
 				c.MaxDiff = &d
@@ -137,35 +137,35 @@ func doctor(wopts classifier.WebGPUOptions) doctorReport {
 			}
 		}
 	}
-	rep.Vulkan = classifier.ProbeVulkan()
+	rep.Vulkan = inference.ProbeVulkan()
 	for _, k := range []string{"VK_DRIVER_FILES", "VK_ICD_FILENAMES", "XDG_RUNTIME_DIR", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES"} {
 		if v, ok := os.LookupEnv(k); ok {
 			rep.Env[k] = v
 		}
 	}
-	rep.ICDs = classifier.VulkanICDs()
+	rep.ICDs = inference.VulkanICDs()
 	rep.Hints = doctorHints(rep)
 	return rep
 }
 
 // tinyOn loads the tiny synthetic model on opts.
-func tinyOn(opts classifier.SessionOptions) (*classifier.Model, error) {
+func tinyOn(opts inference.SessionOptions) (*inference.Model, error) {
 	files, err := models.Synthesize(models.SynthOptions{Arch: models.ArchTiny})
 	if err != nil {
 		return nil, err
 	}
-	return classifier.LoadModel(files, opts)
+	return inference.LoadModel(files, opts)
 }
 
 // compareWithCPU runs the tiny model's probe images on opts and on the
 // CPU and returns the largest difference between their probabilities.
-func compareWithCPU(cpu *classifier.Model, opts classifier.SessionOptions) (float64, error) {
+func compareWithCPU(cpu *inference.Model, opts inference.SessionOptions) (float64, error) {
 	m, err := tinyOn(opts)
 	if err != nil {
 		return 0, err
 	}
 	defer m.Close()
-	images := classifier.ProbeImages()
+	images := inference.ProbeImages()
 	want, err := cpu.Run(images)
 	if err != nil {
 		return 0, err
@@ -197,7 +197,7 @@ func doctorHints(rep doctorReport) []string {
 	if usable("webgpu") {
 		return nil
 	}
-	pkgs := strings.Join(classifier.VulkanPackages(), " ")
+	pkgs := strings.Join(inference.VulkanPackages(), " ")
 	if rep.Vulkan.Loader == "" {
 		hints = append(hints, "install the Vulkan loader and the GL vendor-neutral libraries: apt-get install "+pkgs)
 	}

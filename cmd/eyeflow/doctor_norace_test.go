@@ -11,8 +11,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"eyeflow/inference"
 	"eyeflow/internal/testenv"
-	"eyeflow/processors/classifier"
 	"io"
 	"os"
 	"os/exec"
@@ -84,7 +84,7 @@ func TestWithoutGPUAdapter(t *testing.T) {
 	t.Run("predict --device webgpu fails at start", func(t *testing.T) {
 		var out bytes.Buffer
 		err := run(ctx, append([]string{"predict", "--model", model, "--device", "webgpu"}, jpgs...), &out, io.Discard)
-		if !errors.Is(err, classifier.ErrProviderUnavailable) || !strings.Contains(err.Error(), "Failed to get a WebGPU adapter") {
+		if !errors.Is(err, inference.ErrProviderUnavailable) || !strings.Contains(err.Error(), "Failed to get a WebGPU adapter") {
 			t.Fatalf("predict --device webgpu: %v, want ErrProviderUnavailable with the provider's reason", err)
 		}
 		if out.Len() != 0 {
@@ -99,7 +99,7 @@ func TestWithoutGPUAdapter(t *testing.T) {
 		defer cancel()
 		err := run(upCtx, []string{"up", "--data", t.TempDir(), "--http", freeAddr(t), "--nats-listen", freeAddr(t),
 			"--processors", "classifier", "--envs", "prod", "--device", "webgpu"}, io.Discard, io.Discard)
-		if upCtx.Err() != nil || !errors.Is(err, classifier.ErrProviderUnavailable) || !strings.Contains(err.Error(), "Failed to get a WebGPU adapter") {
+		if upCtx.Err() != nil || !errors.Is(err, inference.ErrProviderUnavailable) || !strings.Contains(err.Error(), "Failed to get a WebGPU adapter") {
 			t.Fatalf("up --device webgpu: %v (context: %v), want it to stop at start with the provider's reason", err, upCtx.Err())
 		}
 	})
@@ -108,11 +108,11 @@ func TestWithoutGPUAdapter(t *testing.T) {
 		if err := run(ctx, append([]string{"predict", "--model", model, "--device", "auto"}, jpgs...), &out, &errOut); err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(errOut.String(), "on "+classifier.ProviderCPU) || !strings.Contains(errOut.String(), "auto skipped "+classifier.ProviderWebGPU) {
+		if !strings.Contains(errOut.String(), "on "+inference.ProviderCPU) || !strings.Contains(errOut.String(), "auto skipped "+inference.ProviderWebGPU) {
 			t.Errorf("stderr %q: want the model on the CPU and the skipped WebGPU named", errOut.String())
 		}
-		if !strings.Contains(out.String(), `"provider":"`+classifier.ProviderCPU+`"`) {
-			t.Errorf("prediction %s: want provider %s", out.String(), classifier.ProviderCPU)
+		if !strings.Contains(out.String(), `"provider":"`+inference.ProviderCPU+`"`) {
+			t.Errorf("prediction %s: want provider %s", out.String(), inference.ProviderCPU)
 		}
 	})
 }

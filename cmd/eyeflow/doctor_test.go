@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"eyeflow/processors/classifier"
+	"eyeflow/inference"
 )
 
 func TestDeviceFlagValidation(t *testing.T) {
@@ -39,10 +39,10 @@ func TestDeviceFlagValidation(t *testing.T) {
 const envDoctorChild = "EYEFLOW_TEST_DOCTOR_NO_ADAPTER"
 
 // TestGPUHostPackagesAgree: Dockerfile.gpu's WebGPU image, bench/gpu/run.sh
-// and the README install exactly classifier.VulkanPackages, the list the
+// and the README install exactly inference.VulkanPackages, the list the
 // H200 host was measured with, and the image sets the variables Dawn needs.
 func TestGPUHostPackagesAgree(t *testing.T) {
-	want := classifier.VulkanPackages()
+	want := inference.VulkanPackages()
 	read := func(name string) string {
 		b, err := os.ReadFile(filepath.Join("../..", name))
 		if err != nil {

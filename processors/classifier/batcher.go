@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"eyeflow/inference"
 	"eyeflow/models"
 )
 
@@ -45,50 +46,6 @@ type jobResult struct {
 	err error
 }
 
-// Default session-run sizes, when neither the configuration nor the model
-// card sets one (MaxBatchFor).
-const (
-	// DefaultMaxBatchCPU: on the CPU larger batches do not run faster per
-	// image (BENCHMARKS.md, "Classifier"), they only add latency.
-	DefaultMaxBatchCPU = 8
-	// DefaultMaxBatchGPU: a GPU needs large batches (DenseNet121 on an
-	// H200, fp32: 90 images/s at batch 1, 3,806 at batch 64).
-	DefaultMaxBatchGPU = 64
-)
-
-// DefaultMaxBatchOn is the run size on d before a model card is known: 64
-// on a GPU device, else 8 ("auto" is decided by the provider it loads on:
-// DefaultMaxBatch).
-func DefaultMaxBatchOn(d Device) int {
-	if d.Kind == "cuda" || d.Kind == "tensorrt" || d.Kind == "webgpu" {
-		return DefaultMaxBatchGPU
-	}
-	return DefaultMaxBatchCPU
-}
-
-// MaxBatchFor is the largest session run of m: configured when above 0
-// (but never above the card's max_batch), else the card's max_batch, else
-// the provider's default (DefaultMaxBatchCPU, or DefaultMaxBatchGPU on
-// CUDA and TensorRT).
-func MaxBatchFor(configured int, m *Model) int {
-	card, provider := 0, ProviderCPU
-	if m != nil {
-		card, provider = m.Card.MaxBatch, m.Provider
-	}
-	switch {
-	case configured > 0 && card > 0:
-		return min(configured, card)
-	case configured > 0:
-		return configured
-	case card > 0:
-		return card
-	case provider == ProviderCPU || provider == "":
-		return DefaultMaxBatchCPU
-	default:
-		return DefaultMaxBatchGPU
-	}
-}
-
 // Batcher runs one model for one env: it merges concurrent Predict calls into
 // session runs of at most MaxBatch images, waiting at most MaxWait after the
 // first request for more, and keeps up to the model's ParallelRuns runs going
@@ -121,17 +78,17 @@ type Batcher struct {
 	inflight sync.WaitGroup
 
 	mu      sync.RWMutex
-	current *Model // read by Current; written only by the loop
+	current *inference.Model // read by Current; written only by the loop
 }
 
 type swapReq struct {
-	m   *Model
-	old chan *Model
+	m   *inference.Model
+	old chan *inference.Model
 }
 
 // NewBatcher starts a batcher serving m (which may be nil until Swap), in
 // runs of at most maxBatch images (0: MaxBatchFor each model).
-func NewBatcher(m *Model, maxBatch int, maxWait time.Duration) *Batcher {
+func NewBatcher(m *inference.Model, maxBatch int, maxWait time.Duration) *Batcher {
 	if maxBatch < 0 {
 		maxBatch = 0
 	}
@@ -139,7 +96,7 @@ func NewBatcher(m *Model, maxBatch int, maxWait time.Duration) *Batcher {
 		maxWait = 5 * time.Millisecond
 	}
 	b := &Batcher{
-		configured: maxBatch, size: MaxBatchFor(maxBatch, m), maxWait: maxWait,
+		configured: maxBatch, size: inference.MaxBatchFor(maxBatch, m), maxWait: maxWait,
 		jobs:    make(chan *job),
 		swaps:   make(chan swapReq),
 		done:    make(chan struct{}),
@@ -151,7 +108,7 @@ func NewBatcher(m *Model, maxBatch int, maxWait time.Duration) *Batcher {
 	return b
 }
 
-func runsOf(m *Model) int {
+func runsOf(m *inference.Model) int {
 	if m == nil {
 		return 1
 	}
@@ -178,11 +135,11 @@ func (b *Batcher) Current() (models.Card, string, bool) {
 // Swap makes m the model of the next run and returns the previous one once
 // no run uses it any more; the caller closes it. A nil m is refused: a
 // refused model never gets this far, the old one keeps serving.
-func (b *Batcher) Swap(m *Model) (*Model, error) {
+func (b *Batcher) Swap(m *inference.Model) (*inference.Model, error) {
 	if m == nil {
 		return nil, errors.New("classifier: swap to a nil model")
 	}
-	req := swapReq{m: m, old: make(chan *Model, 1)}
+	req := swapReq{m: m, old: make(chan *inference.Model, 1)}
 	select {
 	case b.swaps <- req:
 		return <-req.old, nil
@@ -200,8 +157,8 @@ func (b *Batcher) Predict(ctx context.Context, images [][]byte, flush bool) (Bat
 		return Batch{}, nil
 	}
 	for i, img := range images {
-		if len(img) != ImageBytes {
-			return Batch{}, fmt.Errorf("image %d has %d bytes, want %d (224x224 RGB)", i, len(img), ImageBytes)
+		if len(img) != inference.ImageBytes {
+			return Batch{}, fmt.Errorf("image %d has %d bytes, want %d (224x224 RGB)", i, len(img), inference.ImageBytes)
 		}
 	}
 	j := &job{ctx: ctx, images: images, flush: flush, reply: make(chan jobResult, 1)}
@@ -326,7 +283,7 @@ func (b *Batcher) swap(s swapReq) {
 	b.mu.Lock()
 	old := b.current
 	b.current = s.m
-	b.size = MaxBatchFor(b.configured, s.m)
+	b.size = inference.MaxBatchFor(b.configured, s.m)
 	b.mu.Unlock()
 	b.runners = make(chan struct{}, runsOf(s.m))
 	s.old <- old
@@ -334,7 +291,7 @@ func (b *Batcher) swap(s swapReq) {
 
 // run executes the jobs in session runs of at most size images (one job
 // larger than that is split) and replies to each.
-func (b *Batcher) run(m *Model, jobs []*job, size int) {
+func (b *Batcher) run(m *inference.Model, jobs []*job, size int) {
 	// Requests whose caller has gone are not worth the compute.
 	live := jobs[:0]
 	for _, j := range jobs {

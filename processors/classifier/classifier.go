@@ -22,9 +22,11 @@ import (
 
 	"eyeflow/bus"
 	"eyeflow/imaging"
+	"eyeflow/inference"
 	"eyeflow/internal/machine"
 	"eyeflow/models"
 	"eyeflow/objstore"
+	"eyeflow/onnx"
 	"eyeflow/schemas"
 	"eyeflow/stage"
 
@@ -49,7 +51,7 @@ type Config struct {
 	CanaryShare float64
 	// TopK probabilities in each prediction (default 5).
 	TopK    int
-	Session SessionOptions
+	Session inference.SessionOptions
 	Logger  zerolog.Logger
 	// Metrics (NewMetrics) and StageMetrics (stage.NewMetrics) are created
 	// once per process by the caller.
@@ -89,7 +91,7 @@ func (c *Config) defaults() error {
 	if c.Session.MaxBatch < 1 {
 		c.Session.MaxBatch = c.MaxBatch
 		if c.MaxBatch < 1 {
-			c.Session.MaxBatch = DefaultMaxBatchOn(c.Session.Device)
+			c.Session.MaxBatch = inference.DefaultMaxBatchOn(c.Session.Device)
 		}
 	}
 	if c.Session.Memory <= 0 {
@@ -98,7 +100,7 @@ func (c *Config) defaults() error {
 	if c.Concurrency < 1 {
 		provider := c.Session.Device.Provider()
 		if provider == "" { // auto, unresolved (eyeflow's commands resolve it at start)
-			provider = ProviderCPU
+			provider = inference.ProviderCPU
 		}
 		_, runs := c.Session.Plan(provider)
 		c.Concurrency = runs + 1
@@ -135,18 +137,18 @@ func (c Config) Plan() (Plan, error) {
 	if err := c.defaults(); err != nil {
 		return Plan{}, err
 	}
-	provider := ProviderCPU
+	provider := inference.ProviderCPU
 	switch c.Session.Device.Kind {
 	case "cuda":
-		provider = ProviderCUDA
+		provider = inference.ProviderCUDA
 	case "tensorrt":
-		provider = ProviderTensorRT
+		provider = inference.ProviderTensorRT
 	case "auto":
 		provider = "auto"
 	}
 	threads, runs := c.Session.Plan(provider)
 	if provider == "auto" {
-		threads, runs = c.Session.Plan(ProviderCPU) // what a CPU fallback runs
+		threads, runs = c.Session.Plan(inference.ProviderCPU) // what a CPU fallback runs
 	}
 	return Plan{Provider: provider, Threads: threads, Runs: runs, MaxBatch: c.Session.MaxBatch, Concurrency: c.Concurrency, Envs: c.Envs}, nil
 }
@@ -312,9 +314,9 @@ func (c *Classifier) load(ctx context.Context, env string, a models.Assignment) 
 	if ctx.Err() != nil {
 		return false // shutting down: nothing was refused
 	}
-	var m *Model
+	var m *inference.Model
 	if err == nil {
-		m, err = LoadModel(files, c.cfg.Session)
+		m, err = inference.LoadModel(files, c.cfg.Session)
 	}
 	if err == nil && (m.Card.Name != a.Name || m.Card.Version != a.Version) {
 		err = fmt.Errorf("model.json names %s, registry key is %s", m.Ref(), a)
@@ -353,7 +355,7 @@ func (c *Classifier) load(ctx context.Context, env string, a models.Assignment) 
 	c.cfg.Metrics.info.WithLabelValues(infoLabels(env, a, m)...).Set(1)
 	c.cfg.Metrics.loads.WithLabelValues(env, "ok").Inc()
 	ev := log.Info().Str("provider", m.Provider).Int("threads", m.Threads).Int("parallel_runs", m.ParallelRuns).Int("max_batch", c.batchers[env].MaxBatch()).
-		Str("load_time", m.LoadTime.Round(time.Millisecond).String()).Str("onnxruntime", RuntimeVersion())
+		Str("load_time", m.LoadTime.Round(time.Millisecond).String()).Str("onnxruntime", inference.RuntimeVersion())
 	if m.Adapter.Name != "" {
 		ev = ev.Str("adapter", m.Adapter.Name).Str("adapter_vendor", m.Adapter.Vendor).Str("adapter_type", m.Adapter.Type).
 			Str("adapter_backend", m.Adapter.Backend).Str("adapter_driver", m.Adapter.Driver)
@@ -487,8 +489,8 @@ func (c *Classifier) version(env string) string {
 // decoded by imaging.Decode (the same code that produced it).
 func (c *Classifier) pixels(ctx context.Context, in schemas.Split) ([]byte, error) {
 	if len(in.RGB) > 0 {
-		if len(in.RGB) != ImageBytes || (in.ResizedWidth != 0 && in.ResizedWidth != imageSize) || (in.ResizedHeight != 0 && in.ResizedHeight != imageSize) {
-			return nil, stage.Permanentf(schemas.ReasonBadPixels, "inline rgb is %d bytes (%dx%d), want %d (224x224)", len(in.RGB), in.ResizedWidth, in.ResizedHeight, ImageBytes)
+		if len(in.RGB) != inference.ImageBytes || (in.ResizedWidth != 0 && in.ResizedWidth != onnx.ImageSize) || (in.ResizedHeight != 0 && in.ResizedHeight != onnx.ImageSize) {
+			return nil, stage.Permanentf(schemas.ReasonBadPixels, "inline rgb is %d bytes (%dx%d), want %d (224x224)", len(in.RGB), in.ResizedWidth, in.ResizedHeight, inference.ImageBytes)
 		}
 		return in.RGB, nil
 	}

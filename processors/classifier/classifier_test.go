@@ -18,8 +18,10 @@ import (
 
 	"eyeflow/bus"
 	"eyeflow/demodata"
+	"eyeflow/inference"
 	"eyeflow/internal/stagetest"
 	"eyeflow/internal/testenv"
+	"eyeflow/internal/tinytest"
 	"eyeflow/models"
 	"eyeflow/objstore"
 	"eyeflow/onnx"
@@ -112,7 +114,7 @@ func colourSplit(i int, col [3]byte, split string) schemas.Split {
 	s.Resized = schemas.Resized{
 		Schema: schemas.SchemaResized, ImageID: fmt.Sprintf("img-%04d", i), UploadID: fmt.Sprintf("raw/%s/%d.jpg@1", label, i),
 		Source: schemas.ObjectRef{Bucket: "raw", Key: fmt.Sprintf("%s/%d.jpg", label, i)}, Label: label,
-		RGB: solid(col[0], col[1], col[2]), ResizedWidth: 224, ResizedHeight: 224, Time: time.Now().UTC(),
+		RGB: tinytest.Solid(col[0], col[1], col[2]), ResizedWidth: 224, ResizedHeight: 224, Time: time.Now().UTC(),
 	}
 	return s
 }
@@ -154,7 +156,7 @@ func waitIdle(t *testing.T, js jetstream.JetStream, envs ...string) {
 // from the processed PNG in the object store.
 func TestTinyEndToEnd(t *testing.T) {
 	r := newRig(t)
-	r.push(t, tinyModel(t, "v1"), models.TinyName, "v1")
+	r.push(t, tinytest.Model(t, "v1"), models.TinyName, "v1")
 	for _, env := range schemas.Envs() {
 		r.promote(t, env, models.TinyName, "v1")
 	}
@@ -165,7 +167,7 @@ func TestTinyEndToEnd(t *testing.T) {
 	if err := r.store.EnsureBucket(ctx, objstore.BucketProcessed); err != nil {
 		t.Fatal(err)
 	}
-	colours := tinyColours()
+	colours := tinytest.Colours()
 	var sent []schemas.Split
 	for i := range 40 {
 		split := schemas.SplitHoldout1
@@ -212,8 +214,8 @@ func TestTinyEndToEnd(t *testing.T) {
 				continue
 			}
 			want++
-			exp := expectTiny(colours[i%len(colours)])
-			k := argmax(exp)
+			exp := tinytest.Expect(colours[i%len(colours)])
+			k := tinytest.Argmax(exp)
 			if p.PredictedClass != demodata.Classes()[k] || math.Abs(p.Confidence-exp[k]) > 2e-4 {
 				t.Errorf("%s %s: %s %.5f, want %s %.5f", env, s.ImageID, p.PredictedClass, p.Confidence, demodata.Classes()[k], exp[k])
 			}
@@ -222,7 +224,7 @@ func TestTinyEndToEnd(t *testing.T) {
 			} else {
 				high++
 			}
-			if p.Env != env || p.ModelName != models.TinyName || p.ModelVersion != "v1" || p.Provider != ProviderCPU || p.Schema != schemas.SchemaPrediction {
+			if p.Env != env || p.ModelName != models.TinyName || p.ModelVersion != "v1" || p.Provider != inference.ProviderCPU || p.Schema != schemas.SchemaPrediction {
 				t.Errorf("%s: provenance %+v", env, p)
 			}
 			if p.BatchSize < 1 || p.BatchSize > 4 || p.InferenceSeconds <= 0 || len(p.TopK) != 5 || p.TopK[0].Class != p.PredictedClass {
@@ -245,7 +247,7 @@ func TestTinyEndToEnd(t *testing.T) {
 	if low == 0 || high == 0 {
 		t.Errorf("want confidences on both sides of 0.5 (low %d, high %d)", low, high)
 	}
-	if v := testutil.ToFloat64(r.metrics.info.WithLabelValues(schemas.EnvProd, models.TinyName, "v1", ProviderCPU, "", "", "", "")); v != 1 {
+	if v := testutil.ToFloat64(r.metrics.info.WithLabelValues(schemas.EnvProd, models.TinyName, "v1", inference.ProviderCPU, "", "", "", "")); v != 1 {
 		t.Errorf("eyeflow_classifier_info = %v", v)
 	}
 }
@@ -265,13 +267,13 @@ func solidImage(w, h int, c [3]byte) image.Image {
 // Then a refused model (output width 15, labels 14) leaves v2 serving.
 func TestHotSwapUnderLoad(t *testing.T) {
 	r := newRig(t)
-	r.push(t, tinyModel(t, "v1"), models.TinyName, "v1")
-	r.push(t, tinyModel(t, "v2"), models.TinyName, "v2")
+	r.push(t, tinytest.Model(t, "v1"), models.TinyName, "v1")
+	r.push(t, tinytest.Model(t, "v2"), models.TinyName, "v2")
 	r.promote(t, schemas.EnvProd, models.TinyName, "v1")
 	r.start(t, Config{Envs: []string{schemas.EnvProd}, MaxBatch: 8, MaxWait: 2 * time.Millisecond})
 
 	const total = 600
-	colours := tinyColours()
+	colours := tinytest.Colours()
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for i := range total {
@@ -312,7 +314,7 @@ func TestHotSwapUnderLoad(t *testing.T) {
 	t.Logf("served: %v", byVersion)
 
 	// A refused model: the graph outputs 15 classes, labels.json lists 14.
-	bad := tinyModel(t, "v3")
+	bad := tinytest.Model(t, "v3")
 	var labels []string
 	_ = json.Unmarshal(bad.Labels, &labels)
 	bad.Labels, _ = json.Marshal(labels[:14])
@@ -346,11 +348,11 @@ func TestHotSwapUnderLoad(t *testing.T) {
 // probability or a confidence above 1.
 func TestLyingCardLeavesOldModelServing(t *testing.T) {
 	r := newRig(t)
-	r.push(t, tinyModel(t, "v1"), models.TinyName, "v1")
+	r.push(t, tinytest.Model(t, "v1"), models.TinyName, "v1")
 	r.promote(t, schemas.EnvProd, models.TinyName, "v1")
 	r.start(t, Config{Envs: []string{schemas.EnvProd}, MaxBatch: 4})
 
-	lying := tinyModel(t, "v2")
+	lying := tinytest.Model(t, "v2")
 	lying.ONNX = onnx.Tiny(15, false) // logits
 	var card models.Card
 	if err := json.Unmarshal(lying.Card, &card); err != nil {
@@ -374,7 +376,7 @@ func TestLyingCardLeavesOldModelServing(t *testing.T) {
 	if a, _ := r.c.Serving(schemas.EnvProd); a.Version != "v1" {
 		t.Errorf("serving %v after a lying card, want v1", a)
 	}
-	colours := tinyColours()
+	colours := tinytest.Colours()
 	for i, c := range colours {
 		publishSplit(t, r.nats.JS, colourSplit(i, c, schemas.SplitHoldout1))
 	}
@@ -397,7 +399,7 @@ func TestLyingCardLeavesOldModelServing(t *testing.T) {
 
 func TestPredictHTTP(t *testing.T) {
 	r := newRig(t)
-	r.push(t, tinyModel(t, "v1"), models.TinyName, "v1")
+	r.push(t, tinytest.Model(t, "v1"), models.TinyName, "v1")
 	r.promote(t, schemas.EnvProd, models.TinyName, "v1")
 	r.start(t, Config{Envs: []string{schemas.EnvProd}, MaxBatch: 8})
 	srv := httptest.NewServer(r.c.PredictHandler(schemas.EnvProd, 1<<20))
@@ -428,7 +430,7 @@ func TestPredictHTTP(t *testing.T) {
 	}
 
 	// Good input, both ways, concurrently (merged into shared batches).
-	colours := tinyColours()
+	colours := tinytest.Colours()
 	var wg sync.WaitGroup
 	for i, c := range colours {
 		wg.Go(func() {
@@ -437,9 +439,9 @@ func TestPredictHTTP(t *testing.T) {
 				ct, body = multi("file", body)
 			}
 			code, out := post(ct, body)
-			exp := expectTiny(c)
-			k := argmax(exp)
-			if code != 200 || out["predicted_class"] != demodata.Classes()[k] || math.Abs(out["confidence"].(float64)-exp[k]) > 2e-4 || out["model_version"] != "v1" || out["provider"] != ProviderCPU {
+			exp := tinytest.Expect(c)
+			k := tinytest.Argmax(exp)
+			if code != 200 || out["predicted_class"] != demodata.Classes()[k] || math.Abs(out["confidence"].(float64)-exp[k]) > 2e-4 || out["model_version"] != "v1" || out["provider"] != inference.ProviderCPU {
 				t.Errorf("colour %v: %d %v, want %s %.4f", c, code, out, demodata.Classes()[k], exp[k])
 			}
 		})
@@ -511,13 +513,13 @@ func TestBatchesFillUnderLoad(t *testing.T) {
 		t.Run(fmt.Sprintf("inline=%v", inline), func(t *testing.T) {
 			const n, maxBatch = 500, 64
 			r := newRig(t)
-			r.push(t, tinyModel(t, "v1"), models.TinyName, "v1")
+			r.push(t, tinytest.Model(t, "v1"), models.TinyName, "v1")
 			r.promote(t, schemas.EnvProd, models.TinyName, "v1")
 			ctx := context.Background()
 			if err := r.store.EnsureBucket(ctx, objstore.BucketProcessed); err != nil {
 				t.Fatal(err)
 			}
-			colours := tinyColours()
+			colours := tinytest.Colours()
 			var pngs [][]byte
 			for _, c := range colours {
 				var buf bytes.Buffer

@@ -3,6 +3,7 @@ package classifier
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"eyeflow/inference"
 	"eyeflow/models"
 )
 
@@ -74,7 +75,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 
 // infoLabels are eyeflow_classifier_info's label values for env serving a
 // (loaded as m).
-func infoLabels(env string, a models.Assignment, m *Model) []string {
+func infoLabels(env string, a models.Assignment, m *inference.Model) []string {
 	ad := m.Adapter
 	return []string{env, a.Name, a.Version, m.Provider, ad.Name, ad.Vendor, ad.Backend, ad.Driver}
 }

@@ -8,8 +8,8 @@ import (
 	"sync"
 
 	"eyeflow/imaging"
+	"eyeflow/inference"
 	"eyeflow/models"
-	"eyeflow/processors/classifier"
 	"eyeflow/schemas"
 )
 
@@ -33,16 +33,16 @@ const (
 var ErrCandidate = errors.New("candidate refused")
 
 // Evaluator scores any candidate, whatever trained it, by running it
-// through the classifier's own inference path (classifier.LoadModel, the
+// through the classifier's own inference path (inference.LoadModel, the
 // same decode and normalisation) on the holdout images.
 type Evaluator struct {
 	Images  ImageSource
-	Session classifier.SessionOptions
+	Session inference.SessionOptions
 }
 
 // Evaluate loads the candidate and scores it on every holdout of ds.
 func (e *Evaluator) Evaluate(ctx context.Context, files models.ModelFiles, ds *Dataset) (map[string]schemas.HoldoutMetrics, error) {
-	m, err := classifier.LoadModel(files, e.Session)
+	m, err := inference.LoadModel(files, e.Session)
 	if err != nil {
 		return nil, fmt.Errorf("%w: does not load: %v", ErrCandidate, err)
 	}
@@ -70,7 +70,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, files models.ModelFiles, ds *D
 	return out, nil
 }
 
-func (e *Evaluator) score(ctx context.Context, m *classifier.Model, exs []Example) (schemas.HoldoutMetrics, error) {
+func (e *Evaluator) score(ctx context.Context, m *inference.Model, exs []Example) (schemas.HoldoutMetrics, error) {
 	idx := map[string]int{}
 	for i, c := range m.Labels {
 		idx[c] = i

@@ -14,10 +14,10 @@ import (
 	"time"
 
 	"eyeflow/imaging"
+	"eyeflow/inference"
 	"eyeflow/models"
 	"eyeflow/objstore"
 	"eyeflow/onnx"
-	"eyeflow/processors/classifier"
 	"eyeflow/schemas"
 )
 
@@ -27,7 +27,7 @@ import (
 // the features bucket per (backbone digest, image id), so a retrain only
 // computes the images it has not seen.
 type Features struct {
-	model  *classifier.Model
+	model  *inference.Model
 	store  objstore.Store
 	digest string
 	// Backbone is the features-only graph; the embedded engine attaches its
@@ -56,10 +56,10 @@ func (s ExtractStats) PerSec() float64 {
 }
 
 // NewFeatures loads the backbone. store may be nil (no cache).
-func NewFeatures(store objstore.Store, opts classifier.SessionOptions) (*Features, error) {
+func NewFeatures(store objstore.Store, opts inference.SessionOptions) (*Features, error) {
 	bb := onnx.DenseNetOptions{Seed: models.SyntheticSeed, FeaturesOnly: true}
 	graph := onnx.DenseNet(bb)
-	m, err := classifier.LoadFeatureExtractor(graph, onnx.FeaturesName, onnx.DenseNetFeatures, opts)
+	m, err := inference.LoadFeatureExtractor(graph, onnx.FeaturesName, onnx.DenseNetFeatures, opts)
 	if err != nil {
 		return nil, fmt.Errorf("trainer backbone: %w", err)
 	}

@@ -23,9 +23,9 @@ import (
 	"time"
 
 	"eyeflow/imaging"
+	"eyeflow/inference"
 	"eyeflow/models"
 	"eyeflow/objstore"
-	"eyeflow/processors/classifier"
 	"eyeflow/schemas"
 
 	"github.com/rs/zerolog"
@@ -398,10 +398,10 @@ func (e *TorchEngine) Train(ctx context.Context, job Job) (Result, error) {
 		t.Extra["init_weights_path"] = e.cfg.InitWeights
 	}
 
-	if err := classifier.InitRuntime(""); err != nil {
+	if err := inference.InitRuntime(""); err != nil {
 		return Result{}, fmt.Errorf("torch engine: check the model: %w", err)
 	}
-	model, err := classifier.LoadModel(files, classifier.SessionOptions{ParallelRuns: 1})
+	model, err := inference.LoadModel(files, inference.SessionOptions{ParallelRuns: 1})
 	if err != nil {
 		return Result{}, fmt.Errorf("%w: the exported model.onnx does not load in ONNX Runtime: %w", ErrRefused, err)
 	}
@@ -801,7 +801,7 @@ type torchParity struct {
 // checkTorchParity runs the images of parity.json through the loaded model
 // (eyeflow's own decode, normalisation and ONNX Runtime) and compares the
 // probabilities with the softmax of the logits PyTorch computed for them.
-func checkTorchParity(model *classifier.Model, outDir, dataDir string) (torchParity, error) {
+func checkTorchParity(model *inference.Model, outDir, dataDir string) (torchParity, error) {
 	raw, err := os.ReadFile(filepath.Join(outDir, "parity.json"))
 	if err != nil {
 		return torchParity{}, fmt.Errorf("%w: the training process wrote no parity.json: %w", ErrRefused, err)
@@ -834,7 +834,7 @@ func checkTorchParity(model *classifier.Model, outDir, dataDir string) (torchPar
 	}
 	var worst float64
 	for i, row := range probs {
-		want := classifier.Softmax(p.Logits[i])
+		want := inference.Softmax(p.Logits[i])
 		if len(want) != len(row) {
 			return torchParity{}, fmt.Errorf("%w: parity.json has %d logits for %s, the model %d", ErrRefused, len(want), p.Files[i], len(row))
 		}

@@ -18,10 +18,10 @@ import (
 	"time"
 
 	"eyeflow/imaging"
+	"eyeflow/inference"
 	"eyeflow/internal/testenv"
 	"eyeflow/models"
 	"eyeflow/objstore"
-	"eyeflow/processors/classifier"
 
 	"github.com/rs/zerolog"
 	ort "github.com/yalue/onnxruntime_go"
@@ -38,7 +38,7 @@ var torchClasses = []string{"blue_discs", "green_discs", "red_discs"}
 // torchTestImage draws image i of class c: 224x224 packed RGB.
 func torchTestImage(c, i int, seed uint64) []byte {
 	rng := rand.New(rand.NewPCG(seed, uint64(c*100000+i)))
-	rgb := make([]byte, classifier.ImageBytes)
+	rgb := make([]byte, inference.ImageBytes)
 	var bg [3]int
 	for k := range bg {
 		bg[k] = 60 + rng.IntN(60)
@@ -195,7 +195,7 @@ var smallCNN = TorchConfig{Arch: "smallcnn", Epochs: 4, BatchSize: 16, LR: 3e-3}
 
 func initTorchORT(t *testing.T) {
 	t.Helper()
-	if err := classifier.InitRuntime(testenv.ORTLibrary(t)); err != nil {
+	if err := inference.InitRuntime(testenv.ORTLibrary(t)); err != nil {
 		t.Fatalf("init onnxruntime: %v", err)
 	}
 }
@@ -230,7 +230,7 @@ func TestTorchTrainsAModel(t *testing.T) {
 		}
 	}
 
-	model, err := classifier.LoadModel(res.Files, classifier.SessionOptions{ParallelRuns: 1})
+	model, err := inference.LoadModel(res.Files, inference.SessionOptions{ParallelRuns: 1})
 	if err != nil {
 		t.Fatalf("eyeflow's ONNX Runtime does not load the trained model: %v", err)
 	}
@@ -433,7 +433,7 @@ func TestTorchDDPGloo(t *testing.T) {
 	if epochs != 2 {
 		t.Errorf("progress reports = %d, want 2 (rank 0 only)", epochs)
 	}
-	model, err := classifier.LoadModel(res.Files, classifier.SessionOptions{ParallelRuns: 1})
+	model, err := inference.LoadModel(res.Files, inference.SessionOptions{ParallelRuns: 1})
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}

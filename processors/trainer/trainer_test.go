@@ -17,11 +17,11 @@ import (
 	"time"
 
 	"eyeflow/bus"
+	"eyeflow/inference"
 	"eyeflow/internal/stagetest"
 	"eyeflow/internal/testenv"
 	"eyeflow/models"
 	"eyeflow/objstore"
-	"eyeflow/processors/classifier"
 	"eyeflow/processors/splitter"
 	"eyeflow/processors/trainer"
 	"eyeflow/schemas"
@@ -77,7 +77,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	if err := classifier.InitRuntime(testenv.ORTLibrary(t)); err != nil {
+	if err := inference.InitRuntime(testenv.ORTLibrary(t)); err != nil {
 		t.Fatal(err)
 	}
 	n := testenv.NATS(t, testenv.TopologyOptions())
@@ -126,7 +126,7 @@ func (e *env) dataset(t *testing.T, train int) {
 
 func (e *env) trainer(t *testing.T, mod func(*trainer.Config)) *trainer.Trainer {
 	t.Helper()
-	feats, err := trainer.NewFeatures(e.store, classifier.SessionOptions{})
+	feats, err := trainer.NewFeatures(e.store, inference.SessionOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +259,7 @@ func TestBootstrapTrainsEvaluatesAndPromotes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	model, err := classifier.LoadModel(files, classifier.SessionOptions{})
+	model, err := inference.LoadModel(files, inference.SessionOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,11 +10,11 @@ import (
 	"time"
 
 	"eyeflow/bus"
+	"eyeflow/inference"
 	"eyeflow/internal/testenv"
 	"eyeflow/models"
 	"eyeflow/objstore"
 	"eyeflow/pipeline"
-	"eyeflow/processors/classifier"
 	"eyeflow/processors/splitter"
 	"eyeflow/processors/trainer"
 	"eyeflow/schemas"
@@ -29,7 +29,7 @@ import (
 // rolls out a version, reading the streams for its live checks, as
 // eyeflow-trainer, with no asynchronous permission error.
 func TestTrainerRunsUnderItsUser(t *testing.T) {
-	if err := classifier.InitRuntime(testenv.ORTLibrary(t)); err != nil {
+	if err := inference.InitRuntime(testenv.ORTLibrary(t)); err != nil {
 		t.Fatal(err)
 	}
 	env := startAuthServer(t)
@@ -74,7 +74,7 @@ func TestTrainerRunsUnderItsUser(t *testing.T) {
 	if err != nil {
 		t.Fatalf("trainer bucket as the trainer: %v", err)
 	}
-	feats, err := trainer.NewFeatures(store, classifier.SessionOptions{})
+	feats, err := trainer.NewFeatures(store, inference.SessionOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"eyeflow/bus"
+	"eyeflow/inference"
 	"eyeflow/models"
 	"eyeflow/objstore"
 	"eyeflow/pipeline"
@@ -73,17 +74,17 @@ type rate struct {
 }
 
 type summary struct {
-	ORT       string                  `json:"onnxruntime"`
-	CPUs      int                     `json:"cpus"`
-	Device    string                  `json:"device"`
-	Provider  string                  `json:"provider"`
-	Adapter   classifier.Adapter      `json:"adapter"`
-	Notes     []string                `json:"notes,omitempty"`
-	Rates     []rate                  `json:"rates"`
-	FP16Match *float64                `json:"fp16_max_prob_diff_vs_fp32_cpu,omitempty"`
-	FP16Error string                  `json:"fp16_error,omitempty"`
-	Pipeline  *pipelineResult         `json:"pipeline,omitempty"`
-	Vulkan    classifier.VulkanReport `json:"vulkan"`
+	ORT       string                 `json:"onnxruntime"`
+	CPUs      int                    `json:"cpus"`
+	Device    string                 `json:"device"`
+	Provider  string                 `json:"provider"`
+	Adapter   inference.Adapter      `json:"adapter"`
+	Notes     []string               `json:"notes,omitempty"`
+	Rates     []rate                 `json:"rates"`
+	FP16Match *float64               `json:"fp16_max_prob_diff_vs_fp32_cpu,omitempty"`
+	FP16Error string                 `json:"fp16_error,omitempty"`
+	Pipeline  *pipelineResult        `json:"pipeline,omitempty"`
+	Vulkan    inference.VulkanReport `json:"vulkan"`
 }
 
 type pipelineResult struct {
@@ -96,7 +97,7 @@ type pipelineResult struct {
 }
 
 func main() {
-	ortLib := flag.String("ort-lib", os.Getenv(classifier.EnvORTLibrary), "libonnxruntime.so path")
+	ortLib := flag.String("ort-lib", os.Getenv(inference.EnvORTLibrary), "libonnxruntime.so path")
 	device := flag.String("device", "webgpu", "device to measure (webgpu, or cuda with a GPU build)")
 	batches := flag.String("batches", "1,8,16,32,64,128", "batch sizes for the raw rates")
 	n := flag.Int("n", 1024, "images per measurement (at most)")
@@ -162,16 +163,16 @@ func ints(s string) ([]int, error) {
 
 func run(ortLib string, cfg config) (summary, error) {
 	s := summary{CPUs: runtime.NumCPU(), Device: cfg.device}
-	if err := classifier.InitRuntime(ortLib); err != nil {
+	if err := inference.InitRuntime(ortLib); err != nil {
 		return s, err
 	}
-	s.ORT = classifier.RuntimeVersion()
-	s.Vulkan = classifier.ProbeVulkan()
-	dev, err := classifier.ParseDevice(cfg.device)
+	s.ORT = inference.RuntimeVersion()
+	s.Vulkan = inference.ProbeVulkan()
+	dev, err := inference.ParseDevice(cfg.device)
 	if err != nil {
 		return s, err
 	}
-	res, err := classifier.ResolveDevice(classifier.SessionOptions{Device: dev})
+	res, err := inference.ResolveDevice(inference.SessionOptions{Device: dev})
 	if err != nil {
 		return s, err
 	}
@@ -213,7 +214,7 @@ func run(ortLib string, cfg config) (summary, error) {
 				return s, err
 			}
 		}
-		m, err := classifier.LoadModel(files, classifier.SessionOptions{Device: dev, ParallelRuns: 1})
+		m, err := inference.LoadModel(files, inference.SessionOptions{Device: dev, ParallelRuns: 1})
 		if err != nil {
 			add(rate{What: "raw " + p.name, Error: err.Error()})
 			if p.fp16 {
@@ -243,7 +244,7 @@ func run(ortLib string, cfg config) (summary, error) {
 
 	// The CPU, as the classifier would plan it on this host.
 	if cfg.cpuBatch > 0 {
-		m, err := classifier.LoadModel(fp32, classifier.SessionOptions{Device: classifier.Device{Kind: "cpu"}})
+		m, err := inference.LoadModel(fp32, inference.SessionOptions{Device: inference.Device{Kind: "cpu"}})
 		if err != nil {
 			return s, err
 		}
@@ -260,14 +261,14 @@ func run(ortLib string, cfg config) (summary, error) {
 			}
 		}
 		if raw == 0 {
-			m, err := classifier.LoadModel(fp32, classifier.SessionOptions{Device: dev, ParallelRuns: 1})
+			m, err := inference.LoadModel(fp32, inference.SessionOptions{Device: dev, ParallelRuns: 1})
 			if err != nil {
 				return s, err
 			}
 			raw = measure("raw fp32", m, images, cfg.pipelineBatch, 1, cfg).PerSecond
 			m.Close()
 		}
-		p, err := pipelineRate(fp32, classifier.SessionOptions{Device: dev}, images, cfg.pipelineBatch, cfg.pipelineN)
+		p, err := pipelineRate(fp32, inference.SessionOptions{Device: dev}, images, cfg.pipelineBatch, cfg.pipelineN)
 		if err != nil {
 			return s, fmt.Errorf("classifier stage: %w", err)
 		}
@@ -279,7 +280,7 @@ func run(ortLib string, cfg config) (summary, error) {
 	}
 	// Parallel runs at the variant batch size.
 	for _, par := range cfg.runs {
-		m, err := classifier.LoadModel(fp32, classifier.SessionOptions{Device: dev, ParallelRuns: par})
+		m, err := inference.LoadModel(fp32, inference.SessionOptions{Device: dev, ParallelRuns: par})
 		if err != nil {
 			add(rate{What: "raw fp32 parallel runs", Batch: cfg.variantBatch, Runs: par, Error: err.Error()})
 			continue
@@ -292,7 +293,7 @@ func run(ortLib string, cfg config) (summary, error) {
 
 	// Provider option variants at one batch size, each in its own process.
 	for _, v := range cfg.variants {
-		opts, err := classifier.ParseWebGPUOptions(v)
+		opts, err := inference.ParseWebGPUOptions(v)
 		if err != nil {
 			return s, err
 		}
@@ -312,12 +313,12 @@ func or(a, b string) string {
 // variantInChild measures one set of WebGPU options in a child gpubench:
 // an option ONNX Runtime or Dawn cannot take (graph capture with varying
 // inputs, say) may abort the process rather than return an error.
-func variantInChild(cfg config, opts classifier.WebGPUOptions) rate {
+func variantInChild(cfg config, opts inference.WebGPUOptions) rate {
 	label := "raw fp32 options " + or(opts.String(), "(defaults)")
 	r := rate{What: label, Batch: cfg.variantBatch, Runs: 1, Options: opts.String()}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.maxTime+60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-ort-lib", classifier.RuntimeLibrary(), "-device", cfg.device, "-variant-batch", strconv.Itoa(cfg.variantBatch),
+	cmd := exec.CommandContext(ctx, os.Args[0], "-ort-lib", inference.RuntimeLibrary(), "-device", cfg.device, "-variant-batch", strconv.Itoa(cfg.variantBatch),
 		"-n", strconv.Itoa(cfg.n), "-max-time", cfg.maxTime.String(), "-one-variant", or(opts.String(), ","))
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -336,14 +337,14 @@ func variantInChild(cfg config, opts classifier.WebGPUOptions) rate {
 
 // oneVariant is the child of variantInChild.
 func oneVariant(ortLib, device, variant string, batch, n int, maxTime time.Duration) error {
-	if err := classifier.InitRuntime(ortLib); err != nil {
+	if err := inference.InitRuntime(ortLib); err != nil {
 		return err
 	}
-	opts, err := classifier.ParseWebGPUOptions(variant)
+	opts, err := inference.ParseWebGPUOptions(variant)
 	if err != nil {
 		return err
 	}
-	dev, err := classifier.ParseDevice(device)
+	dev, err := inference.ParseDevice(device)
 	if err != nil {
 		return err
 	}
@@ -351,7 +352,7 @@ func oneVariant(ortLib, device, variant string, batch, n int, maxTime time.Durat
 	if err != nil {
 		return err
 	}
-	m, err := classifier.LoadModel(files, classifier.SessionOptions{Device: dev, ParallelRuns: 1, WebGPU: opts})
+	m, err := inference.LoadModel(files, inference.SessionOptions{Device: dev, ParallelRuns: 1, WebGPU: opts})
 	if err != nil {
 		return err
 	}
@@ -367,7 +368,7 @@ func randomImages(n int) [][]byte {
 	rng := rand.New(rand.NewPCG(1, 2))
 	images := make([][]byte, n)
 	for i := range images {
-		images[i] = make([]byte, classifier.ImageBytes)
+		images[i] = make([]byte, inference.ImageBytes)
 		for j := range images[i] {
 			images[i][j] = byte(rng.IntN(256))
 		}
@@ -377,7 +378,7 @@ func randomImages(n int) [][]byte {
 
 // measure times m.Run on batches of b from par goroutines sharing the
 // session, after two warm-up runs of that batch size.
-func measure(what string, m *classifier.Model, images [][]byte, b, par int, cfg config) rate {
+func measure(what string, m *inference.Model, images [][]byte, b, par int, cfg config) rate {
 	r := rate{What: what, Batch: b, Runs: par}
 	batch := images[:b]
 	for range 2 {
@@ -431,13 +432,13 @@ func measure(what string, m *classifier.Model, images [][]byte, b, par int, cfg 
 // fp16VsCPU compares the fp16 model's probabilities with the float32
 // model's on the CPU: the same class for every image, and the largest
 // difference, which must be at most 1e-2.
-func fp16VsCPU(fp16 *classifier.Model, fp32 models.ModelFiles, images [][]byte) (float64, error) {
-	cpu, err := classifier.LoadModel(fp32, classifier.SessionOptions{Device: classifier.Device{Kind: "cpu"}})
+func fp16VsCPU(fp16 *inference.Model, fp32 models.ModelFiles, images [][]byte) (float64, error) {
+	cpu, err := inference.LoadModel(fp32, inference.SessionOptions{Device: inference.Device{Kind: "cpu"}})
 	if err != nil {
 		return 0, err
 	}
 	defer cpu.Close()
-	images = append(slices.Clone(images), classifier.ProbeImages()...)
+	images = append(slices.Clone(images), inference.ProbeImages()...)
 	want, err := cpu.Run(images)
 	if err != nil {
 		return 0, err
@@ -474,7 +475,7 @@ func argmax(p []float64) int {
 // pipelineRate puts n split events in an embedded JetStream, runs the
 // classifier for prod with max batch b, and times from the end of its
 // warm-up (the first batch) to the last prediction.
-func pipelineRate(files models.ModelFiles, opts classifier.SessionOptions, images [][]byte, b, n int) (pipelineResult, error) {
+func pipelineRate(files models.ModelFiles, opts inference.SessionOptions, images [][]byte, b, n int) (pipelineResult, error) {
 	res := pipelineResult{Batch: b, Images: n}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -36,9 +36,9 @@ import (
 
 	"eyeflow/demodata"
 	"eyeflow/imaging"
+	"eyeflow/inference"
 	"eyeflow/models"
 	"eyeflow/objstore"
-	"eyeflow/processors/classifier"
 	"eyeflow/processors/splitter"
 	"eyeflow/processors/trainer"
 	"eyeflow/schemas"
@@ -78,7 +78,7 @@ func main() {
 	total := flag.Int("total", 600, "demo images")
 	out := flag.String("out", "", "write result.json (and the trained model under model/) to this folder")
 	cache := flag.String("cache", "", "demo data folder, generated when incomplete (default <user cache>/eyeflow/bench-trainer/demo-seed1-<total>)")
-	ortLib := flag.String("ort-lib", os.Getenv(classifier.EnvORTLibrary), "libonnxruntime.so path")
+	ortLib := flag.String("ort-lib", os.Getenv(inference.EnvORTLibrary), "libonnxruntime.so path")
 	table := flag.Bool("table", false, "print the table of the result.json files given as arguments and exit")
 	flag.Parse()
 
@@ -117,7 +117,7 @@ func run(ctx context.Context, total int, cache, out, ortLib string) error {
 	if err := ensureDemo(ctx, cache, total); err != nil {
 		return err
 	}
-	if err := classifier.InitRuntime(ortLib); err != nil {
+	if err := inference.InitRuntime(ortLib); err != nil {
 		return err
 	}
 
@@ -138,7 +138,7 @@ func run(ctx context.Context, total int, cache, out, ortLib string) error {
 		res.SplitImages[splits[3]], len(classes))
 
 	t1 := time.Now()
-	feats, err := trainer.NewFeatures(nil, classifier.SessionOptions{})
+	feats, err := trainer.NewFeatures(nil, inference.SessionOptions{})
 	if err != nil {
 		return err
 	}

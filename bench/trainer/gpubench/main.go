@@ -30,9 +30,9 @@ import (
 
 	"eyeflow/demodata"
 	"eyeflow/imaging"
+	"eyeflow/inference"
 	"eyeflow/models"
 	"eyeflow/objstore"
-	"eyeflow/processors/classifier"
 	"eyeflow/processors/trainer"
 
 	"github.com/rs/zerolog"
@@ -50,7 +50,7 @@ func main() {
 	workers := flag.Int("workers", 0, "data-loader workers per process (0: auto, -1: none)")
 	initWeights := flag.String("init-weights", "", "torchvision state dict to start from")
 	python := flag.String("python", "", "Python interpreter with torch (default: $EYEFLOW_PYTHON, /usr/bin/python3, python3)")
-	ortLib := flag.String("ort-lib", os.Getenv(classifier.EnvORTLibrary), "libonnxruntime.so path")
+	ortLib := flag.String("ort-lib", os.Getenv(inference.EnvORTLibrary), "libonnxruntime.so path")
 	timeout := flag.Duration("timeout", 4*time.Minute, "training timeout")
 	work := flag.String("work", "", "scratch folder (default: a temporary one, removed)")
 	out := flag.String("out", "", "write the trained model folder here")
@@ -78,7 +78,7 @@ type options struct {
 
 func run(ctx context.Context, log zerolog.Logger, o options) error {
 	start := time.Now()
-	if err := classifier.InitRuntime(o.ortLib); err != nil {
+	if err := inference.InitRuntime(o.ortLib); err != nil {
 		return err
 	}
 	eng, err := trainer.NewTorchEngine(o.cfg)
@@ -87,7 +87,7 @@ func run(ctx context.Context, log zerolog.Logger, o options) error {
 	}
 	env := eng.Env()
 	log.Info().Str("python", eng.Python()).Str("torch", env.Torch).Any("cuda", env.CUDA).Int("gpus", env.GPUs).
-		Strs("gpu_names", env.GPUNames).Str("onnxruntime", classifier.RuntimeVersion()).Dur("startup", time.Since(start)).Msg("engine ready")
+		Strs("gpu_names", env.GPUNames).Str("onnxruntime", inference.RuntimeVersion()).Dur("startup", time.Since(start)).Msg("engine ready")
 
 	t0 := time.Now()
 	set, err := render(ctx, o.n, o.seed)
@@ -124,7 +124,7 @@ func run(ctx context.Context, log zerolog.Logger, o options) error {
 		}
 	}
 
-	model, err := classifier.LoadModel(res.Files, classifier.SessionOptions{})
+	model, err := inference.LoadModel(res.Files, inference.SessionOptions{})
 	if err != nil {
 		return fmt.Errorf("load the trained model: %w", err)
 	}

@@ -5,7 +5,7 @@
 // (runtime.racefini). These tests are therefore built without -race only;
 // make test runs them in its pass without the race detector.
 
-package classifier
+package inference
 
 import (
 	"errors"
@@ -13,6 +13,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"eyeflow/internal/tinytest"
 )
 
 // TestWebGPUWithoutAdapter checks, on every machine, what happens where
@@ -36,7 +38,7 @@ func TestWebGPUWithoutAdapter(t *testing.T) {
 		return
 	}
 	initORT(t)
-	tiny := tinyModel(t, "v1")
+	tiny := tinytest.Model(t, "v1")
 
 	_, err := ResolveDevice(SessionOptions{Device: Device{Kind: "webgpu"}})
 	wantClearError(t, "ResolveDevice(webgpu)", err)
@@ -80,7 +82,7 @@ func TestWebGPUWithoutAdapter(t *testing.T) {
 // loads the model anyway, never on CUDA (the CPU, or WebGPU on a GPU host).
 func TestAutoFallsBackToCPU(t *testing.T) {
 	initORT(t)
-	m, err := LoadModel(tinyModel(t, "v1"), SessionOptions{Device: Device{Kind: "auto"}})
+	m, err := LoadModel(tinytest.Model(t, "v1"), SessionOptions{Device: Device{Kind: "auto"}})
 	if err != nil {
 		t.Fatalf("auto: %v", err)
 	}

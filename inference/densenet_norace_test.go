@@ -4,9 +4,10 @@
 // and computes nothing concurrent: make test runs it in its pass without
 // -race.
 
-package classifier
+package inference
 
 import (
+	"eyeflow/internal/tinytest"
 	"eyeflow/models"
 	"eyeflow/onnx"
 	"fmt"
@@ -61,8 +62,8 @@ func TestDenseNet121MatchesAReference(t *testing.T) {
 			t.Errorf("class %d: logit difference %+.5f, the reference gives %+.5f", k, gotD, wantD)
 		}
 	}
-	if argmax(got) != argmax(want) {
-		t.Errorf("class %d, the reference says %d", argmax(got), argmax(want))
+	if tinytest.Argmax(got) != tinytest.Argmax(want) {
+		t.Errorf("class %d, the reference says %d", tinytest.Argmax(got), tinytest.Argmax(want))
 	}
 	t.Log(report)
 }

@@ -1,4 +1,4 @@
-package classifier
+package inference
 
 import (
 	"encoding/json"
@@ -10,6 +10,7 @@ import (
 
 	"eyeflow/internal/nice"
 	"eyeflow/internal/testenv"
+	"eyeflow/internal/tinytest"
 	"eyeflow/models"
 	"eyeflow/onnx"
 )
@@ -39,50 +40,6 @@ func denseNet(t testing.TB) models.ModelFiles {
 	return denseFiles
 }
 
-func tinyModel(t testing.TB, version string) models.ModelFiles {
-	t.Helper()
-	f, err := models.Synthesize(models.SynthOptions{Arch: models.ArchTiny, Version: version})
-	if err != nil {
-		t.Fatalf("synthesize tiny: %v", err)
-	}
-	return f
-}
-
-func solid(r, g, b byte) []byte {
-	img := make([]byte, ImageBytes)
-	for i := 0; i < len(img); i += 3 {
-		img[i], img[i+1], img[i+2] = r, g, b
-	}
-	return img
-}
-
-// expectTiny computes in Go what the tiny model must answer for a solid
-// colour: the normalised channel means times onnx.TinyWeights, softmaxed.
-func expectTiny(rgb [3]byte) []float64 {
-	w, bias := onnx.TinyWeights(15)
-	logits := make([]float32, 15)
-	for k := range 15 {
-		v := bias[k]
-		for c := range 3 {
-			// Same float32 rounding of the normalised value as the LUT.
-			x := float64(float32((float64(rgb[c])/255 - models.ImageNetMean[c]) / models.ImageNetStd[c]))
-			v += x * w[c][k]
-		}
-		logits[k] = float32(v)
-	}
-	return Softmax(logits)
-}
-
-func argmax(p []float64) int {
-	best := 0
-	for i, v := range p {
-		if v > p[best] {
-			best = i
-		}
-	}
-	return best
-}
-
 func TestDenseNet121LoadsWithExpectedShapes(t *testing.T) {
 	initORT(t)
 	f := denseNet(t)
@@ -107,7 +64,7 @@ func TestDenseNet121LoadsWithExpectedShapes(t *testing.T) {
 	// Softmax makes any row sum to 1; what the batch must get right is
 	// which row belongs to which image. Each image alone and the three in
 	// one batch give the same answers, and different images differ.
-	imgs := [][]byte{solid(0, 100, 200), asymmetricImage(), solid(80, 100, 200)}
+	imgs := [][]byte{tinytest.Solid(0, 100, 200), asymmetricImage(), tinytest.Solid(80, 100, 200)}
 	batch, err := m.Run(imgs)
 	if err != nil {
 		t.Fatalf("run a batch of %d: %v", len(imgs), err)
@@ -153,10 +110,10 @@ func TestTinyModelExact(t *testing.T) {
 		if err != nil {
 			t.Fatalf("load (probabilities=%v): %v", probs, err)
 		}
-		colours := tinyColours()
+		colours := tinytest.Colours()
 		imgs := make([][]byte, len(colours))
 		for i, c := range colours {
-			imgs[i] = solid(c[0], c[1], c[2])
+			imgs[i] = tinytest.Solid(c[0], c[1], c[2])
 		}
 		got, err := m.Run(imgs)
 		m.Close()
@@ -165,9 +122,9 @@ func TestTinyModelExact(t *testing.T) {
 		}
 		var low, high bool
 		for i, c := range colours {
-			want := expectTiny(c)
-			if argmax(got[i]) != argmax(want) {
-				t.Errorf("colour %v: class %d, want %d", c, argmax(got[i]), argmax(want))
+			want := tinytest.Expect(c)
+			if tinytest.Argmax(got[i]) != tinytest.Argmax(want) {
+				t.Errorf("colour %v: class %d, want %d", c, tinytest.Argmax(got[i]), tinytest.Argmax(want))
 			}
 			for k := range want {
 				if math.Abs(got[i][k]-want[k]) > 2e-4 { // float32 accumulation in ORT
@@ -175,7 +132,7 @@ func TestTinyModelExact(t *testing.T) {
 					break
 				}
 			}
-			conf := want[argmax(want)]
+			conf := want[tinytest.Argmax(want)]
 			low = low || conf < 0.5
 			high = high || conf > 0.8
 		}
@@ -185,15 +142,9 @@ func TestTinyModelExact(t *testing.T) {
 	}
 }
 
-// tinyColours are solid colours whose tiny-model answers cover several
-// classes, confident and unsure.
-func tinyColours() [][3]byte {
-	return [][3]byte{{255, 0, 0}, {0, 255, 0}, {0, 0, 255}, {255, 255, 0}, {0, 255, 255}, {255, 0, 255}, {124, 116, 104}, {128, 128, 128}, {10, 10, 10}, {200, 150, 100}}
-}
-
 func TestLoadRefusesMismatches(t *testing.T) {
 	initORT(t)
-	good := tinyModel(t, "v1")
+	good := tinytest.Model(t, "v1")
 	var labels []string
 	if err := json.Unmarshal(good.Labels, &labels); err != nil {
 		t.Fatal(err)
@@ -328,7 +279,7 @@ func TestCPURunsOnLoweredThreads(t *testing.T) {
 		t.Fatalf("no free nice level above %d: %v", base, before)
 	}
 	level := base + increment
-	m, err := LoadModel(tinyModel(t, "1"), SessionOptions{Device: Device{Kind: "cpu"}, IntraOpThreads: 2, ParallelRuns: 2, Nice: increment})
+	m, err := LoadModel(tinytest.Model(t, "1"), SessionOptions{Device: Device{Kind: "cpu"}, IntraOpThreads: 2, ParallelRuns: 2, Nice: increment})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,12 +291,12 @@ func TestCPURunsOnLoweredThreads(t *testing.T) {
 	if after[level] < 3 {
 		t.Errorf("%d threads at nice %d with the model loaded (%v), want at least 3: two runs and ONNX Runtime's intra-op thread", after[level], level, after)
 	}
-	for _, c := range tinyColours()[:4] {
-		got, err := m.Run([][]byte{solid(c[0], c[1], c[2])})
+	for _, c := range tinytest.Colours()[:4] {
+		got, err := m.Run([][]byte{tinytest.Solid(c[0], c[1], c[2])})
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := expectTiny(c)
+		want := tinytest.Expect(c)
 		for k := range want {
 			if math.Abs(got[0][k]-want[k]) > 2e-4 { // float32 accumulation in ORT
 				t.Fatalf("colour %v class %d: %g, want %g", c, k, got[0][k], want[k])
@@ -355,12 +306,12 @@ func TestCPURunsOnLoweredThreads(t *testing.T) {
 	m.Close()
 	// The run threads are kept for the next model (a promotion swaps
 	// sessions); ONNX Runtime's intra-op thread goes with its session.
-	again, err := LoadModel(tinyModel(t, "2"), SessionOptions{Device: Device{Kind: "cpu"}, IntraOpThreads: 2, ParallelRuns: 2, Nice: increment})
+	again, err := LoadModel(tinytest.Model(t, "2"), SessionOptions{Device: Device{Kind: "cpu"}, IntraOpThreads: 2, ParallelRuns: 2, Nice: increment})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer again.Close()
-	if _, err := again.Run([][]byte{solid(1, 2, 3)}); err != nil {
+	if _, err := again.Run([][]byte{tinytest.Solid(1, 2, 3)}); err != nil {
 		t.Fatal(err)
 	}
 	if counts, err := nice.Threads(); err != nil || counts[level] != after[level] {
@@ -372,7 +323,7 @@ func TestCPURunsOnLoweredThreads(t *testing.T) {
 // the process's own.
 func TestCPURunsWithoutLoweredThreads(t *testing.T) {
 	initORT(t)
-	m, err := LoadModel(tinyModel(t, "1"), SessionOptions{Device: Device{Kind: "cpu"}, IntraOpThreads: 1, ParallelRuns: 1, Nice: nice.Max + 1})
+	m, err := LoadModel(tinytest.Model(t, "1"), SessionOptions{Device: Device{Kind: "cpu"}, IntraOpThreads: 1, ParallelRuns: 1, Nice: nice.Max + 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +331,7 @@ func TestCPURunsWithoutLoweredThreads(t *testing.T) {
 	if !slices.ContainsFunc(m.Notes, func(n string) bool { return strings.Contains(n, "keep the process's priority") }) {
 		t.Errorf("notes %q, want one saying the runs keep the process's priority", m.Notes)
 	}
-	if _, err := m.Run([][]byte{solid(1, 2, 3)}); err != nil {
+	if _, err := m.Run([][]byte{tinytest.Solid(1, 2, 3)}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,4 +1,4 @@
-package classifier
+package inference
 
 import (
 	"errors"
@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"eyeflow/internal/tinytest"
 	"eyeflow/models"
 )
 
@@ -291,7 +292,7 @@ func fp16Matches(t *testing.T, fp16, fp32 *Model, images [][]byte) float64 {
 	}
 	worst := 0.0
 	for i := range images {
-		if a, b := argmax(got[i]), argmax(want[i]); a != b {
+		if a, b := tinytest.Argmax(got[i]), tinytest.Argmax(want[i]); a != b {
 			t.Errorf("image %d: fp16 says class %d (%.4f), float32 class %d (%.4f)", i, a, got[i][a], b, want[i][b])
 		}
 		for k := range want[i] {

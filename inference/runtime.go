@@ -1,4 +1,4 @@
-package classifier
+package inference
 
 import (
 	"errors"
@@ -580,4 +580,48 @@ func cachedLibrary() string {
 		return ""
 	}
 	return lib
+}
+
+// Default session-run sizes, when neither the configuration nor the model
+// card sets one (MaxBatchFor).
+const (
+	// DefaultMaxBatchCPU: on the CPU larger batches do not run faster per
+	// image (BENCHMARKS.md, "Classifier"), they only add latency.
+	DefaultMaxBatchCPU = 8
+	// DefaultMaxBatchGPU: a GPU needs large batches (DenseNet121 on an
+	// H200, fp32: 90 images/s at batch 1, 3,806 at batch 64).
+	DefaultMaxBatchGPU = 64
+)
+
+// DefaultMaxBatchOn is the run size on d before a model card is known: 64
+// on a GPU device, else 8 ("auto" is decided by the provider it loads on:
+// DefaultMaxBatch).
+func DefaultMaxBatchOn(d Device) int {
+	if d.Kind == "cuda" || d.Kind == "tensorrt" || d.Kind == "webgpu" {
+		return DefaultMaxBatchGPU
+	}
+	return DefaultMaxBatchCPU
+}
+
+// MaxBatchFor is the largest session run of m: configured when above 0
+// (but never above the card's max_batch), else the card's max_batch, else
+// the provider's default (DefaultMaxBatchCPU, or DefaultMaxBatchGPU on
+// CUDA and TensorRT).
+func MaxBatchFor(configured int, m *Model) int {
+	card, provider := 0, ProviderCPU
+	if m != nil {
+		card, provider = m.Card.MaxBatch, m.Provider
+	}
+	switch {
+	case configured > 0 && card > 0:
+		return min(configured, card)
+	case configured > 0:
+		return configured
+	case card > 0:
+		return card
+	case provider == ProviderCPU || provider == "":
+		return DefaultMaxBatchCPU
+	default:
+		return DefaultMaxBatchGPU
+	}
 }
