@@ -4,6 +4,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"io/fs"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -253,27 +254,51 @@ func TestTopologyFromTheCatalogue(t *testing.T) {
 	}
 }
 
-// TestProcessorsDoNotImportNATS: a stage's package is plain Go; the runtime
-// (package stage) hands it KV buckets, publishers and stream readers, and
-// only stage and jetstream speak NATS.
-func TestProcessorsDoNotImportNATS(t *testing.T) {
-	for _, st := range pipeline.Stages() {
-		dir := stageDir(st.Name)
-		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
-		if err != nil || len(files) == 0 {
-			t.Fatalf("no Go files in %s: %v", dir, err)
+// stageImports lists the imports of every non-test Go file in a stage's
+// folder and all its subfolders, by file.
+func stageImports(t *testing.T, dir string) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	err := filepath.WalkDir(dir, func(name string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") {
+			return err
 		}
-		for _, name := range files {
-			if strings.HasSuffix(name, "_test.go") {
-				continue
-			}
-			f, err := parser.ParseFile(token.NewFileSet(), name, nil, parser.ImportsOnly)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, imp := range f.Imports {
-				if path, _ := strconv.Unquote(imp.Path.Value); strings.HasPrefix(path, "github.com/nats-io/") {
-					t.Errorf("%s imports %s", name, path)
+		f, err := parser.ParseFile(token.NewFileSet(), name, nil, parser.ImportsOnly)
+		if err != nil {
+			return err
+		}
+		for _, imp := range f.Imports {
+			path, _ := strconv.Unquote(imp.Path.Value)
+			out[name] = append(out[name], path)
+		}
+		return nil
+	})
+	if err != nil || len(out) == 0 {
+		t.Fatalf("no Go files in %s: %v", dir, err)
+	}
+	return out
+}
+
+// TestStagesStandAlone: a stage's package and its subpackages are plain Go:
+// the runtime (package stage) hands them KV buckets, publishers and stream
+// readers, and only stage and bus speak NATS. What two stages share lives
+// on a floor below both (schemas, models, inference, security/...), so no
+// stage imports another.
+func TestStagesStandAlone(t *testing.T) {
+	stagePkg := map[string]string{}
+	for _, st := range pipeline.Stages() {
+		stagePkg[st.Name] = "eyeflow/" + strings.TrimPrefix(stageDir(st.Name), "../")
+	}
+	for _, st := range pipeline.Stages() {
+		for file, imports := range stageImports(t, stageDir(st.Name)) {
+			for _, path := range imports {
+				if strings.HasPrefix(path, "github.com/nats-io/") {
+					t.Errorf("%s imports %s: only the runtime speaks NATS", file, path)
+				}
+				for other, pkg := range stagePkg {
+					if other != st.Name && (path == pkg || strings.HasPrefix(path, pkg+"/")) {
+						t.Errorf("%s (stage %s) imports stage %s's %s: move what they share below both", file, st.Name, other, path)
+					}
 				}
 			}
 		}
