@@ -16,5 +16,8 @@
 // cmd/eyeflow). schemas/registry.go does the same for events.
 //
 // The package is plain data and a few derivations: it imports no processor
-// and no NATS client, so anything may import it.
+// and no stage runtime, so anything below cmd/ may import it. (It reaches
+// the NATS client only through the names and specs it takes from bus and
+// objstore; TestStagesStandAlone holds the processors themselves to no
+// NATS import.)
 package pipeline

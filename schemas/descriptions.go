@@ -89,7 +89,7 @@ var descriptions = map[string]string{
 
 	"DeadLetter":            "Published on eye.dlq.<stage> when a stage gives up on a message.",
 	"DeadLetter.schema":     "Payload type and version.",
-	"DeadLetter.stage":      "Stage that gave up: resize, splitter, classifier, driftwatch or labelsink.",
+	"DeadLetter.stage":      "Stage that gave up: ingest, resize, splitter, classifier, driftwatch, labelsink or trainer (the stage catalogue, package pipeline).",
 	"DeadLetter.subject":    "Subject of the original message.",
 	"DeadLetter.stream":     "JetStream stream of the original message.",
 	"DeadLetter.sequence":   "Stream sequence of the original message.",

@@ -483,3 +483,58 @@ func TestEnvExampleSetsWhatComposeRequires(t *testing.T) {
 		}
 	}
 }
+
+// TestPrometheusScrapesEveryService: prometheus.yml's scrape targets are
+// exactly compose's long-running eyeflow services (every stage's, one per
+// classifier env, and the dashboard), so a stage added to the catalogue
+// and to compose is not left unscraped, and no target names a service
+// that is gone.
+func TestPrometheusScrapesEveryService(t *testing.T) {
+	data, err := os.ReadFile("../../deploy/prometheus/prometheus.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prom struct {
+		ScrapeConfigs []struct {
+			JobName      string `yaml:"job_name"`
+			DNSSDConfigs []struct {
+				Names []string `yaml:"names"`
+			} `yaml:"dns_sd_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	if err := yaml.Unmarshal(data, &prom); err != nil {
+		t.Fatalf("prometheus.yml: %v", err)
+	}
+	scraped := map[string]bool{}
+	for _, sc := range prom.ScrapeConfigs {
+		for _, sd := range sc.DNSSDConfigs {
+			for _, n := range sd.Names {
+				scraped[n] = true
+			}
+		}
+	}
+	want := map[string]bool{}
+	for name, s := range readCompose(t) {
+		if s.Image != "eyeflow:latest" {
+			continue
+		}
+		for _, args := range eyeflowCommands(t, name, s) {
+			if _, ok := pipeline.Find(args[0]); ok || args[0] == "dashboard" {
+				want[name] = true
+			}
+		}
+	}
+	for name := range want {
+		if !scraped[name] {
+			t.Errorf("compose service %s serves /metrics, but prometheus.yml does not scrape it", name)
+		}
+	}
+	for name := range scraped {
+		if !want[name] {
+			t.Errorf("prometheus.yml scrapes %s, which is no eyeflow stage or dashboard service in compose.yaml", name)
+		}
+	}
+	if len(want) == 0 {
+		t.Fatal("no eyeflow services found in compose.yaml")
+	}
+}
