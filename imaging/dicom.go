@@ -223,7 +223,7 @@ func (r *dicomReader) skipUndefined(p int, end uint32, depth int) (int, error) {
 // parseDICOM reads the file meta group and the data set up to the pixel data.
 func parseDICOM(data []byte) (*dicomFile, error) {
 	if !isDICOM(data) {
-		return nil, dicomErr(ErrUnsupported, "no DICM marker after the 128-byte preamble")
+		return nil, dicomErr(ErrNotAnImage, "no DICM marker after the 128-byte preamble")
 	}
 	f := &dicomFile{frames: 1}
 	// File meta information: always Explicit VR Little Endian, group 0002.
@@ -252,7 +252,7 @@ func parseDICOM(data []byte) (*dicomFile, error) {
 		if name == "" {
 			name = "unknown"
 		}
-		return nil, dicomErr(ErrUnsupportedEncoding, "transfer syntax %s (%s) is not supported: eyeflow reads Implicit VR Little Endian, Explicit VR Little Endian and JPEG Baseline (Process 1)", f.transferSyntax, name)
+		return nil, dicomErr(ErrUnsupportedImage, "transfer syntax %s (%s) is not supported: eyeflow reads Implicit VR Little Endian, Explicit VR Little Endian and JPEG Baseline (Process 1)", f.transferSyntax, name)
 	}
 	r := &dicomReader{data: data, explicit: f.transferSyntax != tsImplicitLE}
 	for p < len(data) {
@@ -402,7 +402,7 @@ func dicomSize(data []byte) (w, h int, f *dicomFile, err error) {
 		return 0, 0, nil, err
 	}
 	if !f.hasPixels {
-		return 0, 0, nil, dicomErr(ErrUnsupported, "the object has no pixel data (SOP class %s): not an image", orNone(f.sopClass))
+		return 0, 0, nil, dicomErr(ErrNotAnImage, "the object has no pixel data (SOP class %s)", orNone(f.sopClass))
 	}
 	if f.rows <= 0 || f.cols <= 0 {
 		return 0, 0, nil, dicomErr(ErrCorrupt, "rows %d, columns %d", f.rows, f.cols)
@@ -423,10 +423,10 @@ func (f *dicomFile) checkPixelModule() error {
 		return dicomErr(ErrCorrupt, "no bits allocated (0028,0100)")
 	}
 	if f.bitsAllocated != 8 || (f.bitsStored != 0 && f.bitsStored != 8) {
-		return dicomErr(ErrUnsupportedEncoding, "%d bits allocated, %d stored: only 8-bit images are supported", f.bitsAllocated, f.bitsStored)
+		return dicomErr(ErrUnsupportedImage, "%d bits allocated, %d stored: only 8-bit images are supported", f.bitsAllocated, f.bitsStored)
 	}
 	if f.pixelRep != 0 {
-		return dicomErr(ErrUnsupportedEncoding, "signed pixel data is not supported")
+		return dicomErr(ErrUnsupportedImage, "signed pixel data is not supported")
 	}
 	switch f.photometric {
 	case "MONOCHROME1", "MONOCHROME2":
@@ -440,7 +440,7 @@ func (f *dicomFile) checkPixelModule() error {
 	case "":
 		return dicomErr(ErrCorrupt, "no photometric interpretation (0028,0004)")
 	default:
-		return dicomErr(ErrUnsupportedEncoding, "photometric interpretation %s is not supported: eyeflow reads MONOCHROME1, MONOCHROME2, RGB, YBR_FULL and YBR_FULL_422", f.photometric)
+		return dicomErr(ErrUnsupportedImage, "photometric interpretation %s is not supported: eyeflow reads MONOCHROME1, MONOCHROME2, RGB, YBR_FULL and YBR_FULL_422", f.photometric)
 	}
 	return nil
 }

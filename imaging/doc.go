@@ -12,7 +12,8 @@
 // 8-bit native or JPEG Baseline pixel data, see dicom.go) are read by a small
 // fuzzed reader of this package; their PatientID is returned for the caller
 // to pseudonymise, nothing else identifying is read. All failures are typed
-// (ErrTooLarge, ErrUnsupported, ErrCorrupt; ErrUnsupportedEncoding refines
-// ErrUnsupported for a recognised image in an encoding not read) so callers
-// can treat them as bad input that must not be retried.
+// (ErrTooLarge, ErrUnsupported, ErrCorrupt; ErrUnsupported is refined by
+// ErrNotAnImage, bytes of no image format, and ErrUnsupportedImage, an image
+// eyeflow does not decode) so callers can treat them as bad input that must
+// not be retried, and Reason names each one's dead-letter reason.
 package imaging

@@ -61,7 +61,8 @@ type Result struct {
 // as Pillow's convert("RGB") does; EXIF orientation applied for JPEG) and
 // resizes it to exactly
 // opts.Width x opts.Height with Pillow BILINEAR semantics. Errors wrap
-// ErrTooLarge, ErrUnsupported or ErrCorrupt.
+// ErrTooLarge, ErrUnsupported (ErrNotAnImage or ErrUnsupportedImage) or
+// ErrCorrupt.
 func Decode(data []byte, opts Options) (res Result, err error) {
 	if opts.Width <= 0 || opts.Height <= 0 {
 		return Result{}, fmt.Errorf("imaging: invalid output size %dx%d", opts.Width, opts.Height)
@@ -147,7 +148,10 @@ func sniff(data []byte) (format string, w, h int, dcm *dicomFile, err error) {
 	case len(data) >= 12 && string(data[:4]) == "RIFF" && string(data[8:12]) == "WEBP":
 		format = FormatWebP
 	default:
-		return "", 0, 0, nil, fmt.Errorf("decode: unknown image format: %w", ErrUnsupported)
+		if name := otherFormat(data); name != "" {
+			return "", 0, 0, nil, fmt.Errorf("decode: %s is an image format eyeflow does not read (it reads JPEG, PNG, TIFF, WebP and DICOM): %w", name, ErrUnsupportedImage)
+		}
+		return "", 0, 0, nil, fmt.Errorf("decode: unknown image format: %w", ErrNotAnImage)
 	}
 	var cfg image.Config
 	switch format {
@@ -162,6 +166,46 @@ func sniff(data []byte) (format string, w, h int, dcm *dicomFile, err error) {
 		return format, 0, 0, nil, classify(format, err)
 	}
 	return format, cfg.Width, cfg.Height, nil, nil
+}
+
+// otherFormat names an image format eyeflow recognises by its magic bytes
+// but does not decode, "" for bytes of none: the line between
+// unsupported_image and not_an_image.
+func otherFormat(data []byte) string {
+	has := func(off int, magic string) bool {
+		return len(data) >= off+len(magic) && string(data[off:off+len(magic)]) == magic
+	}
+	switch {
+	case has(0, "GIF87a"), has(0, "GIF89a"):
+		return "GIF"
+	case has(0, "BM") && len(data) >= 26 && bmpHeader(data):
+		return "BMP"
+	case has(0, "\x00\x00\x00\x0cjP  \r\n\x87\n"), has(0, "\xff\x4f\xff\x51"):
+		return "JPEG 2000"
+	case has(0, "\xff\x0a"), has(0, "\x00\x00\x00\x0cJXL \r\n\x87\n"):
+		return "JPEG XL"
+	case has(4, "ftypheic"), has(4, "ftypheix"), has(4, "ftyphevc"), has(4, "ftypmif1"), has(4, "ftypmsf1"):
+		return "HEIF"
+	case has(4, "ftypavif"), has(4, "ftypavis"):
+		return "AVIF"
+	case has(0, "8BPS"):
+		return "Photoshop"
+	case has(0, "\x00\x00\x01\x00") && len(data) >= 6 && data[4]|data[5] != 0:
+		return "ICO"
+	case has(0, "qoif"):
+		return "QOI"
+	}
+	return ""
+}
+
+// bmpHeader reports a plausible BITMAPFILEHEADER and DIB header after
+// "BM", so text starting with "BM" stays not an image.
+func bmpHeader(data []byte) bool {
+	switch binary.LittleEndian.Uint32(data[14:]) { // DIB header size
+	case 12, 40, 52, 56, 64, 108, 124:
+		return binary.LittleEndian.Uint32(data[2:]) >= 26 || binary.LittleEndian.Uint32(data[2:]) == 0
+	}
+	return false
 }
 
 // jpegSize walks the marker segments up to the first SOFn frame header.
@@ -214,7 +258,7 @@ func classify(format string, err error) error {
 	var tiffU tiff.UnsupportedError
 	switch {
 	case errors.As(err, &pngU), errors.As(err, &tiffU):
-		return fmt.Errorf("decode %s: %v: %w", format, err, ErrUnsupportedEncoding)
+		return fmt.Errorf("decode %s: %v: %w", format, err, ErrUnsupportedImage)
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF),
 		strings.Contains(err.Error(), "short Huffman data"): // image/jpeg's word for truncation
 		return fmt.Errorf("decode %s: premature end of data: %w", format, ErrCorrupt)
@@ -253,7 +297,7 @@ func decodeFull(format string, data []byte) (out *RGB8, err error) {
 	case FormatWebP:
 		img, err = webp.Decode(rd)
 	default:
-		return nil, fmt.Errorf("decode: unknown image format: %w", ErrUnsupported)
+		return nil, fmt.Errorf("decode: unknown image format: %w", ErrNotAnImage)
 	}
 	if err != nil {
 		return nil, classify(format, err)

@@ -175,7 +175,7 @@ func (d *jpegDecoder) err() error {
 		kind = ErrTooLarge
 	case C.JERR_BAD_PRECISION, C.JERR_CONVERSION_NOTIMPL, C.JERR_NOT_COMPILED,
 		C.JERR_ARITH_NOTIMPL, C.JERR_NOTIMPL:
-		kind = ErrUnsupported
+		kind = ErrUnsupportedImage // a JPEG, in a coding libjpeg was built without
 	case C.JERR_OUT_OF_MEMORY:
 		// libjpeg's allocator refused: the image needs more memory than
 		// allowed, which is this package's "too large".
@@ -218,7 +218,7 @@ func openJPEG(data []byte) (*jpegDecoder, error) {
 		d.adobe = C.ef_adobe(d.h) != 0
 	default:
 		d.close()
-		return nil, fmt.Errorf("decode jpeg: unknown colour space: %w", ErrUnsupported)
+		return nil, fmt.Errorf("decode jpeg: unknown colour space: %w", ErrUnsupportedImage)
 	}
 	return d, nil
 }

@@ -34,13 +34,24 @@ const (
 	// ReasonTooLarge: the object, or the image its header declares, is
 	// over the limit.
 	ReasonTooLarge = "too_large"
-	// ReasonNotAnImage: the bytes are not an image format eyeflow reads.
+	// Decoding an upload: one rule per reason, applied by one function
+	// (imaging.Reason, from the imaging package's typed errors):
+	//   - not_an_image: the bytes are no image at all: no image format is
+	//     recognised (text, random bytes), or a DICOM object holds no pixels;
+	//   - unsupported_image: a recognised image eyeflow does not decode: a
+	//     format it does not read (GIF, BMP, JPEG 2000, HEIF, ...) or an
+	//     encoding or feature of one it reads (a DICOM transfer syntax such
+	//     as JPEG-LS, 16-bit DICOM pixels, arithmetic-coded JPEG, a TIFF
+	//     compression the decoder lacks); the error names it;
+	//   - corrupt_image: a recognised, supported format whose data fails to
+	//     decode (truncated, malformed);
+	//   - too_large (above): the header declares more pixels than the limit.
+
+	// ReasonNotAnImage: the bytes are no image at all.
 	ReasonNotAnImage = "not_an_image"
-	// ReasonCorruptImage: an image that fails to decode (truncated, corrupt).
+	// ReasonCorruptImage: a supported image format that fails to decode.
 	ReasonCorruptImage = "corrupt_image"
-	// ReasonUnsupportedImage: an image in an encoding eyeflow does not read,
-	// e.g. a DICOM transfer syntax such as JPEG 2000, or 16-bit DICOM
-	// pixels; the error names it.
+	// ReasonUnsupportedImage: a recognised image eyeflow does not decode.
 	ReasonUnsupportedImage = "unsupported_image"
 
 	// Events between stages.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"eyeflow/bus"
+	"eyeflow/internal/deployment"
 	"eyeflow/internal/testenv"
 	"eyeflow/models"
 	"eyeflow/objstore"
@@ -275,6 +276,12 @@ func TestPerProcessDeployment(t *testing.T) {
 	cover("split", "report")
 	d.run("split", "export", "--out", t.TempDir())
 	cover("split", "export")
+	// explain keys a patient by its pseudonym under the deployment's key,
+	// which it reads from the cluster.
+	if out := d.run("split", "explain", "--patient-id", "PAT-4711", "--class", "amd", filepath.Join(testenv.GoldenDir(t), "amd_0000.jpg")); !strings.Contains(out, "split key: patient ") {
+		t.Errorf("split explain of a patient:\n%s", out)
+	}
+	cover("split", "explain")
 	d.run("demo-annotate")
 	cover("demo-annotate")
 	status = d.run("status")
@@ -330,8 +337,14 @@ func TestPerProcessDeployment(t *testing.T) {
 			}
 		}
 	}
-	// Every secret stayed out of every log and output.
-	for _, v := range []string{d.minio.SecretKey, d.nats.pw[natsauth.RoleAdmin], d.nats.pw[schemas.StageResize]} {
+	// Every secret stayed out of every log and output, the deployment's
+	// pseudonym key (which buckets init made, resize and the splitter read)
+	// too.
+	pseudonyms, ok, err := deployment.ReadPseudonym(d.ctx, js)
+	if err != nil || !ok || pseudonyms.Key == "" {
+		t.Fatalf("no pseudonym key recorded by buckets init (%v)", err)
+	}
+	for _, v := range []string{d.minio.SecretKey, d.nats.pw[natsauth.RoleAdmin], d.nats.pw[schemas.StageResize], pseudonyms.Key} {
 		for name, l := range logs {
 			if strings.Contains(l.String(), v) {
 				t.Errorf("eyeflow %s logged a secret", name)

@@ -236,7 +236,7 @@ func TestPreprocessMatchesTheStage(t *testing.T) {
 	}{
 		{"golden jpeg", nil, ""},
 		{"empty file", []byte{}, "empty"},
-		{"not an image", []byte("hello, not a fundus"), "unsupported image"},
+		{"not an image", []byte("hello, not a fundus"), "not an image"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -243,19 +243,11 @@ func (r *Resizer) read(ctx context.Context, u schemas.Upload, buf *bytes.Buffer)
 	return info, nil
 }
 
+// decodeError dead-letters a decode failure with the reason imaging.Reason
+// gives it: decoding is deterministic, so the same bytes fail the same way
+// and no decode error is worth a retry.
 func decodeError(err error) error {
-	switch {
-	case errors.Is(err, imaging.ErrTooLarge):
-		return stage.Permanent(schemas.ReasonTooLarge, err)
-	case errors.Is(err, imaging.ErrUnsupportedEncoding):
-		return stage.Permanent(schemas.ReasonUnsupportedImage, err)
-	case errors.Is(err, imaging.ErrUnsupported):
-		return stage.Permanent(schemas.ReasonNotAnImage, err)
-	default:
-		// Decoding is deterministic: the same bytes fail the same way, so
-		// no decode error is worth a retry.
-		return stage.Permanent(schemas.ReasonCorruptImage, err)
-	}
+	return stage.Permanent(imaging.Reason(err), err)
 }
 
 // patientID is the raw patient id of an upload and where it came from: the

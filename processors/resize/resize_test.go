@@ -11,6 +11,7 @@ import (
 	"hash/crc32"
 	"image"
 	"image/color"
+	"image/gif"
 	"image/jpeg"
 	"image/png"
 	"math/rand/v2"
@@ -34,6 +35,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"golang.org/x/image/bmp"
 )
 
 type fixture struct {
@@ -349,6 +351,15 @@ func TestHandleBadInput(t *testing.T) {
 	jpg := fundusJPEG(t, 640, 480)
 	dcm := dicomtest.Image(dicomtest.ExplicitLE, "RGB", 40, 40, 3, make([]byte, 40*40*3)).Bytes()
 	dcmTrunc := dcm[:len(dcm)/2]
+	small := image.NewNRGBA(image.Rect(0, 0, 8, 8))
+	var gifBuf, bmpBuf bytes.Buffer
+	if err := gif.Encode(&gifBuf, small, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := bmp.Encode(&bmpBuf, small); err != nil {
+		t.Fatal(err)
+	}
+	gifData, bmpData := gifBuf.Bytes(), bmpBuf.Bytes()
 	rnd := make([]byte, 4096)
 	for i := range rnd {
 		rnd[i] = byte(rand.New(rand.NewPCG(1, 2)).Uint32())
@@ -370,6 +381,9 @@ func TestHandleBadInput(t *testing.T) {
 		{"dicom 16 bit", "amd/16.dcm", dicomtest.Image(dicomtest.ExplicitLE, "MONOCHROME2", 2, 2, 1, make([]byte, 8)).Set(dicomtest.US(0x00280100, 16)).Bytes(), false, schemas.ReasonUnsupportedImage},
 		{"dicom truncated", "amd/trunc.dcm", dcmTrunc, false, schemas.ReasonCorruptImage},
 		{"dicom without pixels", "amd/sr.dcm", dicomtest.File{TransferSyntax: dicomtest.ExplicitLE, Elements: []dicomtest.Element{dicomtest.Str(0x00100020, "LO", "P-1")}}.Bytes(), false, schemas.ReasonNotAnImage},
+		// Real images in formats eyeflow does not read: unsupported, not "not an image".
+		{"gif", "normal/eye.gif", gifData, false, schemas.ReasonUnsupportedImage},
+		{"bmp", "normal/eye.bmp", bmpData, false, schemas.ReasonUnsupportedImage},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
