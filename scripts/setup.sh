@@ -21,7 +21,7 @@ if [ "$demo" = 0 ]; then
   apt_pkgs+=(chromium prometheus dcmtk python3-torch python3-torchvision)
 fi
 missing=()
-command -v npm >/dev/null || apt_pkgs+=(npm) # fetches the ONNX Runtime library
+command -v npm >/dev/null || apt_pkgs+=(npm) # fetches the ONNX Runtime library and Label Studio's editor
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
@@ -33,6 +33,8 @@ fi
 
 # ONNX Runtime 1.24.1 (CPU) for the classifier, from the npm registry.
 "$here/install-ort.sh" >/dev/null
+# Label Studio's editor bundle (main.js, main.css) for the dashboard's Label page.
+"$here/install-label-studio.sh" >/dev/null
 # MinIO server for the S3 integration tests.
 if [ "$demo" = 0 ]; then "$here/install-minio.sh" >/dev/null; fi
 # helm for the chart's lint and rendering checks (make helm-check).
