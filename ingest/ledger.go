@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"time"
 
-	"eyeflow/bus"
 	"eyeflow/internal/machine"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
@@ -111,10 +110,8 @@ func (p *Publisher) Publish(ctx context.Context, info objstore.Info) (bool, erro
 // those objects alone.
 func LedgerProcessor(ledger *Ledger, log zerolog.Logger, m *stage.Metrics) stage.Processor[schemas.S3Event] {
 	return stage.Processor[schemas.S3Event]{
-		Stage:    StageIngest,
-		Stream:   bus.StreamUploads,
-		Consumer: bus.ConsumerIngestLedger,
-		Decode:   schemas.DecodeS3Event,
+		Stage:  StageIngest,
+		Decode: schemas.DecodeS3Event,
 		Handle: func(ctx context.Context, ev schemas.S3Event) ([]stage.Output, error) {
 			ups, err := ev.Uploads()
 			if err != nil {

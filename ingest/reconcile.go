@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"time"
 
-	"eyeflow/bus"
 	"eyeflow/objstore"
+	"eyeflow/pipeline"
+	"eyeflow/schemas"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -82,7 +83,11 @@ func (l *Ledger) Backlog(ctx context.Context) (uint64, error) {
 	if l.streams == nil {
 		return 0, errors.New("ledger backlog: the ledger was given no stream reader")
 	}
-	n, err := l.streams.Backlog(ctx, bus.StreamUploads, bus.ConsumerIngestLedger)
+	in, err := pipeline.Bind(schemas.StageIngest, "", "")
+	if err != nil {
+		return 0, fmt.Errorf("ledger backlog: %w", err)
+	}
+	n, err := l.streams.Backlog(ctx, in.Stream, in.Consumer)
 	if err != nil {
 		return 0, fmt.Errorf("ledger backlog: %w", err)
 	}

@@ -1,10 +1,17 @@
 package pipeline
 
 import (
+	"fmt"
+	"slices"
+
 	"eyeflow/bus"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
 )
+
+// InputPredictions names labelsink's optional input of low-confidence
+// predictions (its main input is the retrain requests).
+const InputPredictions = "predictions"
 
 // Access is what a stage does with a bucket.
 type Access uint8
@@ -17,6 +24,9 @@ const (
 
 // Input is a durable pull consumer a stage reads.
 type Input struct {
+	// Name tells a stage's inputs apart: a processor names the input it
+	// reads ("" is the stage's main input), never its stream or consumer.
+	Name   string
 	Stream string
 	// Consumer is the durable name; with PerEnv, Consumer(env) names one
 	// consumer per environment.
@@ -43,6 +53,18 @@ func (in Input) Consumers() []string {
 		out = append(out, bus.ClassifierConsumer(env))
 	}
 	return out
+}
+
+// ConsumerOf is the durable name the input has for env: its Consumer, or
+// with PerEnv the env's own ("" for an env the input does not know).
+func (in Input) ConsumerOf(env string) string {
+	if !in.PerEnv {
+		return in.Consumer
+	}
+	if !slices.Contains(schemas.Envs(), env) {
+		return ""
+	}
+	return bus.ClassifierConsumer(env)
 }
 
 // KVUse is a KV bucket a stage reads or writes. Keys, when set, is the only
@@ -203,7 +225,7 @@ func Stages() []Stage {
 			Summary: "run the label sink alone (Label Studio tasks, exports, retrain manifests)",
 			Inputs: []Input{
 				{Stream: bus.StreamRetrain, Consumer: bus.ConsumerLabelsink, Filter: schemas.SubjectRetrain},
-				{Stream: bus.StreamPredictions, Consumer: bus.ConsumerLabelsinkPredictions, Filter: schemas.SubjectPredictionsAll, Optional: true},
+				{Name: InputPredictions, Stream: bus.StreamPredictions, Consumer: bus.ConsumerLabelsinkPredictions, Filter: schemas.SubjectPredictionsAll, Optional: true},
 			},
 			Publishes: []string{schemas.SubjectRetrain},
 			Owns: []bus.KVSpec{{
@@ -255,6 +277,39 @@ func Find(name string) (Stage, bool) {
 		}
 	}
 	return Stage{}, false
+}
+
+// Binding is where a processor of a stage reads: the stream and durable
+// consumer the catalogue declares for it.
+type Binding struct {
+	Stream, Consumer string
+	// Optional: the consumer is not in the applied topology (Input.Optional).
+	Optional bool
+}
+
+// Bind finds the input a processor of stage reads: the one named input
+// ("" for the main one), for env when it is declared per env. The runtime
+// binds every processor with it, so a processor never names a stream or a
+// consumer, and cannot read one its stage does not declare.
+func Bind(stage, input, env string) (Binding, error) {
+	st, ok := Find(stage)
+	if !ok {
+		return Binding{}, fmt.Errorf("no stage %q in the catalogue", stage)
+	}
+	for _, in := range st.Inputs {
+		if in.Name != input {
+			continue
+		}
+		if in.PerEnv != (env != "") {
+			return Binding{}, fmt.Errorf("stage %s input %q: env %q given, but the input is per env: %v", stage, input, env, in.PerEnv)
+		}
+		c := in.ConsumerOf(env)
+		if c == "" {
+			return Binding{}, fmt.Errorf("stage %s input %q: no consumer for env %q (want one of %v)", stage, input, env, schemas.Envs())
+		}
+		return Binding{Stream: in.Stream, Consumer: c, Optional: in.Optional}, nil
+	}
+	return Binding{}, fmt.Errorf("stage %s declares no input %q", stage, input)
 }
 
 // Names lists the stages' names in pipeline order.

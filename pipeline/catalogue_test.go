@@ -67,18 +67,51 @@ func reasonsUsed(t *testing.T, dir string, values map[string]string) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ast.Inspect(f, func(n ast.Node) bool {
-			if sel, ok := n.(*ast.SelectorExpr); ok {
-				if x, ok := sel.X.(*ast.Ident); ok && x.Name == "schemas" && strings.HasPrefix(sel.Sel.Name, "Reason") {
-					if v, ok := values[sel.Sel.Name]; ok && !slices.Contains(out, v) {
-						out = append(out, v)
-					}
-				}
+		for _, v := range reasonsIn(f, values) {
+			if !slices.Contains(out, v) {
+				out = append(out, v)
 			}
-			return true
-		})
+		}
 	}
 	return out
+}
+
+// reasonsIn are the reasons a file names: schemas.Reason* constants, and
+// those of imaging.Reason (the one rule from decode errors to reasons)
+// where the file calls it.
+func reasonsIn(f ast.Node, values map[string]string) []string {
+	var out []string
+	ast.Inspect(f, func(n ast.Node) bool {
+		sel, ok := n.(*ast.SelectorExpr)
+		if !ok {
+			return true
+		}
+		x, ok := sel.X.(*ast.Ident)
+		switch {
+		case ok && x.Name == "schemas" && strings.HasPrefix(sel.Sel.Name, "Reason"):
+			if v, ok := values[sel.Sel.Name]; ok {
+				out = append(out, v)
+			}
+		case ok && x.Name == "imaging" && sel.Sel.Name == "Reason":
+			out = append(out, imagingReasons(values)...)
+		}
+		return true
+	})
+	return out
+}
+
+// imagingReasons are the reasons imaging.Reason returns.
+func imagingReasons(values map[string]string) []string {
+	f, err := parser.ParseFile(token.NewFileSet(), "../imaging/errors.go", nil, 0)
+	if err != nil {
+		panic(err)
+	}
+	for _, d := range f.Decls {
+		if fn, ok := d.(*ast.FuncDecl); ok && fn.Name.Name == "Reason" && fn.Recv == nil {
+			return reasonsIn(fn.Body, values)
+		}
+	}
+	panic("imaging/errors.go has no func Reason")
 }
 
 // TestReasonsAreTheStagesOwn: the dead-letter reasons the catalogue
@@ -303,4 +336,102 @@ func TestStagesStandAlone(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestBind: a processor names its stage, input and env; the catalogue
+// answers with the stream and consumer, and refuses what it does not declare.
+func TestBind(t *testing.T) {
+	tests := []struct {
+		stage, input, env string
+		want              pipeline.Binding
+		err               string
+	}{
+		{stage: schemas.StageResize, want: pipeline.Binding{Stream: bus.StreamUploads, Consumer: bus.ConsumerResize}},
+		{stage: schemas.StageIngest, want: pipeline.Binding{Stream: bus.StreamUploads, Consumer: bus.ConsumerIngestLedger}},
+		{stage: schemas.StageClassifier, env: schemas.EnvCanary, want: pipeline.Binding{Stream: bus.StreamSplits, Consumer: bus.ClassifierConsumer(schemas.EnvCanary)}},
+		{stage: schemas.StageLabelsink, want: pipeline.Binding{Stream: bus.StreamRetrain, Consumer: bus.ConsumerLabelsink}},
+		{stage: schemas.StageLabelsink, input: pipeline.InputPredictions,
+			want: pipeline.Binding{Stream: bus.StreamPredictions, Consumer: bus.ConsumerLabelsinkPredictions, Optional: true}},
+		{stage: "resizer", err: `no stage "resizer"`},
+		{stage: schemas.StageResize, input: "resized", err: `declares no input "resized"`},
+		{stage: schemas.StageClassifier, err: "the input is per env"},
+		{stage: schemas.StageClassifier, env: "qa", err: `no consumer for env "qa"`},
+		{stage: schemas.StageSplitter, env: schemas.EnvProd, err: "the input is per env: false"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.stage+"/"+tt.input+"/"+tt.env, func(t *testing.T) {
+			got, err := pipeline.Bind(tt.stage, tt.input, tt.env)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("Bind = %+v, %v; want an error with %q", got, err, tt.err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("Bind = %+v, %v; want %+v", got, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestInputNamesAreUnique: a stage's inputs are told apart by name.
+func TestInputNamesAreUnique(t *testing.T) {
+	for _, st := range pipeline.Stages() {
+		seen := map[string]bool{}
+		for _, in := range st.Inputs {
+			if seen[in.Name] {
+				t.Errorf("stage %s has two inputs named %q", st.Name, in.Name)
+			}
+			seen[in.Name] = true
+		}
+	}
+}
+
+// TestProcessorsNameNoConsumer: a stage's code names its stage and input,
+// and the runtime binds the stream and consumer from the catalogue; a
+// stage.Processor literal that sets Stream or Consumer, or any use of a
+// durable consumer's name, restates the catalogue and fails here.
+func TestProcessorsNameNoConsumer(t *testing.T) {
+	for _, st := range pipeline.Stages() {
+		for file := range stageImports(t, stageDir(st.Name)) {
+			f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ast.Inspect(f, func(n ast.Node) bool {
+				switch n := n.(type) {
+				case *ast.CompositeLit:
+					if !isStageProcessor(n.Type) {
+						return true
+					}
+					for _, el := range n.Elts {
+						if kv, ok := el.(*ast.KeyValueExpr); ok {
+							if k, ok := kv.Key.(*ast.Ident); ok && (k.Name == "Stream" || k.Name == "Consumer") {
+								t.Errorf("%s: a stage.Processor sets %s: name the input (Input, Env) and let the catalogue bind it", file, k.Name)
+							}
+						}
+					}
+				case *ast.SelectorExpr:
+					if x, ok := n.X.(*ast.Ident); ok && x.Name == "bus" &&
+						(strings.HasPrefix(n.Sel.Name, "Consumer") || n.Sel.Name == "ClassifierConsumer") {
+						t.Errorf("%s: names the consumer bus.%s: take it from the catalogue (pipeline.Bind)", file, n.Sel.Name)
+					}
+				}
+				return true
+			})
+		}
+	}
+}
+
+// isStageProcessor tells whether a literal's type is stage.Processor[...].
+func isStageProcessor(e ast.Expr) bool {
+	if ix, ok := e.(*ast.IndexExpr); ok {
+		e = ix.X
+	}
+	sel, ok := e.(*ast.SelectorExpr)
+	if !ok {
+		return false
+	}
+	x, ok := sel.X.(*ast.Ident)
+	return ok && x.Name == "stage" && sel.Sel.Name == "Processor"
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"eyeflow/pipeline"
 	"eyeflow/schemas"
 
 	"github.com/nats-io/nats.go"
@@ -70,7 +71,15 @@ func WithMeta(ctx context.Context, m Meta) context.Context {
 
 // Processor configures one stage. Exactly one of Handle and HandleBatch is set.
 type Processor[In any] struct {
-	Stage    string
+	// Stage is the catalogue's name of the stage (package pipeline).
+	Stage string
+	// Input names which of the stage's catalogue inputs the processor
+	// reads ("" for the main one); Env, for an input declared per env,
+	// which env's consumer. The runtime binds the stream and consumer from
+	// the catalogue (pipeline.Bind).
+	Input, Env string
+	// Stream and Consumer are set only by the runtime's own tests, which
+	// run on consumers of their own; a processor leaves them empty.
 	Stream   string
 	Consumer string
 	// Decode turns a payload into the input type; an error dead-letters the
@@ -108,10 +117,29 @@ type Processor[In any] struct {
 	crashAfterPublish func(Meta) bool
 }
 
+// bind takes the stream and consumer from the catalogue, unless a test
+// named its own.
+func (p *Processor[In]) bind() error {
+	if p.Stream != "" || p.Consumer != "" {
+		if p.Input != "" || p.Env != "" {
+			return errors.New("a processor names its input or its stream and consumer, not both")
+		}
+		return nil
+	}
+	b, err := pipeline.Bind(p.Stage, p.Input, p.Env)
+	if err != nil {
+		return err
+	}
+	p.Stream, p.Consumer = b.Stream, b.Consumer
+	return nil
+}
+
 func (p *Processor[In]) validate() error {
 	var errs []error
-	if p.Stage == "" || p.Stream == "" || p.Consumer == "" {
-		errs = append(errs, errors.New("stage, stream and consumer are required"))
+	if p.Stage == "" {
+		errs = append(errs, errors.New("stage is required"))
+	} else if err := p.bind(); err != nil {
+		errs = append(errs, err)
 	}
 	if p.Decode == nil {
 		errs = append(errs, errors.New("decode is required"))

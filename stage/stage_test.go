@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -48,8 +49,6 @@ func uploadIdentity(ev schemas.S3Event) string {
 func resizeProcessor(h Handler[schemas.S3Event], m *Metrics) Processor[schemas.S3Event] {
 	return Processor[schemas.S3Event]{
 		Stage:     schemas.StageResize,
-		Stream:    bus.StreamUploads,
-		Consumer:  bus.ConsumerResize,
 		Decode:    schemas.DecodeS3Event,
 		Identity:  uploadIdentity,
 		Handle:    h,
@@ -459,5 +458,33 @@ func TestMsgIDIsDeterministic(t *testing.T) {
 		if (tt.id == a) != tt.same {
 			t.Errorf("%s: %s vs %s", tt.name, tt.id, a)
 		}
+	}
+}
+
+// TestProcessorIsBoundFromTheCatalogue: a processor names its stage and
+// input, never a stream or consumer; Run refuses an input the catalogue
+// does not declare for the stage, before reading anything.
+func TestProcessorIsBoundFromTheCatalogue(t *testing.T) {
+	env := testenv.NATS(t, testenv.TopologyOptions())
+	m := NewMetrics(prometheus.NewRegistry())
+	tests := []struct {
+		name   string
+		modify func(*Processor[schemas.S3Event])
+		err    string
+	}{
+		{"unknown input", func(p *Processor[schemas.S3Event]) { p.Input = "resized" }, `declares no input "resized"`},
+		{"env on a shared input", func(p *Processor[schemas.S3Event]) { p.Env = schemas.EnvProd }, "per env"},
+		{"another stage's name", func(p *Processor[schemas.S3Event]) { p.Stage = "resizer" }, `no stage "resizer"`},
+		{"input and consumer", func(p *Processor[schemas.S3Event]) { p.Input, p.Consumer = "x", bus.ConsumerResize }, "not both"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := resizeProcessor(func(context.Context, schemas.S3Event) ([]Output, error) { return nil, nil }, m)
+			tt.modify(&p)
+			err := Run(testenv.Context(t, 10*time.Second), env.JS, p)
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Fatalf("Run = %v, want an error with %q", err, tt.err)
+			}
+		})
 	}
 }

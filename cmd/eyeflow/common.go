@@ -12,10 +12,8 @@ import (
 	"sync"
 	"time"
 
-	"eyeflow/bus"
 	"eyeflow/internal/deployment"
 	"eyeflow/objstore"
-	"eyeflow/pipeline"
 	"eyeflow/security/natsauth"
 	"eyeflow/stage"
 	"eyeflow/telemetry"
@@ -396,18 +394,10 @@ func runTasks(ctx context.Context, log zerolog.Logger, tasks ...task) error {
 	return nil
 }
 
-// stageTask runs a processor on its consumer. The consumer must be one the
-// catalogue declares for the processor's stage, on the stream it names: a
-// processor reading anything else would read outside its NATS permissions
-// and beside the topology.
+// stageTask runs a processor on the consumer the catalogue declares for
+// its stage (the runtime binds it: stage.Run, pipeline.Bind).
 func stageTask[In any](js jetstream.JetStream, p stage.Processor[In]) task {
-	return task{name: p.Stage, run: func(ctx context.Context) error {
-		spec, ok := pipeline.ConsumerSpec(bus.DefaultOptions(), p.Consumer)
-		if !ok || pipeline.OfConsumer(p.Consumer) != p.Stage || spec.Stream != p.Stream {
-			return fmt.Errorf("%s reads consumer %s on %s, which the catalogue (package pipeline) does not declare for it", p.Stage, p.Consumer, p.Stream)
-		}
-		return stage.Run(ctx, js, p)
-	}}
+	return task{name: p.Stage, run: func(ctx context.Context) error { return stage.Run(ctx, js, p) }}
 }
 
 func nopLogger() zerolog.Logger { return zerolog.Nop() }

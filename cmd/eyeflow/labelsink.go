@@ -37,7 +37,7 @@ func (f *labelsinkFlags) register(fs *flagSet) {
 	fs.stringVar(&f.lsTokenFile, "labelstudio-token-file", "", "file holding the Label Studio API token")
 	fs.stringVar(&f.lsStorageType, "labelstudio-storage-type", "s3", "type of the Label Studio source storage: s3 (also MinIO), gcs, azure, localfiles")
 	fs.intVar(&f.lsStorageID, "labelstudio-storage-id", 0, "id of the Label Studio source storage reading labeling/tasks/")
-	fs.float64Var(&f.lowConfidence, "label-low-confidence", 0, "also write a task for every prediction below this confidence (0: only retrain requests; needs the "+labelsink.ConsumerPredictions+" consumer)")
+	fs.float64Var(&f.lowConfidence, "label-low-confidence", 0, "also write a task for every prediction below this confidence (0: only retrain requests; needs the "+bus.ConsumerLabelsinkPredictions+" consumer)")
 	fs.durationVar(&f.poll, "label-poll-interval", def.PollInterval, "how often labeling/exports/ is listed for Label Studio annotations")
 	fs.durationVar(&f.manifestTimeout, "label-manifest-timeout", def.ManifestTimeout, "write a retrain manifest after this long even if some images are unlabelled")
 }

@@ -20,7 +20,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"eyeflow/bus"
 	"eyeflow/imaging"
 	"eyeflow/inference"
 	"eyeflow/internal/machine"
@@ -376,8 +375,7 @@ func (c *Classifier) load(ctx context.Context, env string, a models.Assignment) 
 func (c *Classifier) runStage(ctx context.Context, env string) {
 	p := stage.Processor[schemas.Split]{
 		Stage:       schemas.StageClassifier,
-		Stream:      bus.StreamSplits,
-		Consumer:    bus.ClassifierConsumer(env),
+		Env:         env,
 		Decode:      schemas.DecodeSplit,
 		ImageID:     func(s schemas.Split) string { return s.ImageID },
 		HandleBatch: c.handleBatch(env),

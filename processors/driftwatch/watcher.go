@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"eyeflow/bus"
 	"eyeflow/schemas"
 	"eyeflow/stage"
 
@@ -301,8 +300,6 @@ func validPrediction(p schemas.Prediction) error {
 func Processor(w *Watcher, log zerolog.Logger, m *stage.Metrics) stage.Processor[schemas.Prediction] {
 	return stage.Processor[schemas.Prediction]{
 		Stage:       schemas.StageDriftwatch,
-		Stream:      bus.StreamPredictions,
-		Consumer:    bus.ConsumerDriftwatch,
 		Decode:      schemas.DecodePrediction,
 		ImageID:     func(p schemas.Prediction) string { return p.ImageID },
 		Handle:      w.Handle,

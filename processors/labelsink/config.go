@@ -20,11 +20,6 @@ import (
 // outlive any labelling backlog, or the image would get a second task.
 const KVBucket = bus.KVLabelsink
 
-// ConsumerPredictions is the optional consumer on eye.predictions.* through
-// which every low-confidence prediction becomes a labelling task (declared
-// in the catalogue, package pipeline).
-const ConsumerPredictions = bus.ConsumerLabelsinkPredictions
-
 // Config configures the sink. Start from DefaultConfig.
 type Config struct {
 	Store objstore.Store

@@ -13,9 +13,9 @@ import (
 	"path"
 	"time"
 
-	"eyeflow/bus"
 	"eyeflow/internal/machine"
 	"eyeflow/objstore"
+	"eyeflow/pipeline"
 	"eyeflow/schemas"
 	"eyeflow/stage"
 
@@ -284,8 +284,6 @@ func (s *Sink) HandlePrediction(ctx context.Context, p schemas.Prediction) ([]st
 func Processor(s *Sink, log zerolog.Logger, m *stage.Metrics) stage.Processor[schemas.Retrain] {
 	return stage.Processor[schemas.Retrain]{
 		Stage:     schemas.StageLabelsink,
-		Stream:    bus.StreamRetrain,
-		Consumer:  bus.ConsumerLabelsink,
 		Decode:    schemas.DecodeRetrain,
 		Identity:  func(r schemas.Retrain) string { return "retrain:" + r.EventID + ":" + r.Kind },
 		Handle:    s.HandleRetrain,
@@ -295,16 +293,15 @@ func Processor(s *Sink, log zerolog.Logger, m *stage.Metrics) stage.Processor[sc
 	}
 }
 
-// PredictionProcessor is the optional stage on eye.predictions.* (consumer
-// ConsumerPredictions) for low-confidence predictions.
+// PredictionProcessor is the optional stage on eye.predictions.* (its stage's
+// input pipeline.InputPredictions) for low-confidence predictions.
 func PredictionProcessor(s *Sink, log zerolog.Logger, m *stage.Metrics) stage.Processor[schemas.Prediction] {
 	return stage.Processor[schemas.Prediction]{
-		Stage:    schemas.StageLabelsink,
-		Stream:   bus.StreamPredictions,
-		Consumer: ConsumerPredictions,
-		Decode:   schemas.DecodePrediction,
-		ImageID:  func(p schemas.Prediction) string { return p.ImageID },
-		Handle:   s.HandlePrediction,
+		Stage:   schemas.StageLabelsink,
+		Input:   pipeline.InputPredictions,
+		Decode:  schemas.DecodePrediction,
+		ImageID: func(p schemas.Prediction) string { return p.ImageID },
+		Handle:  s.HandlePrediction,
 		// Every env's every prediction passes through: keep up with a
 		// classifier on many cores (most are only looked at).
 		Concurrency: machine.Detect().IOConcurrency(),

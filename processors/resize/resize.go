@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"eyeflow/bus"
 	"eyeflow/imaging"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
@@ -317,8 +316,6 @@ func Identity(ev schemas.S3Event) string {
 func Processor(r *Resizer, concurrency int, log zerolog.Logger, m *stage.Metrics) stage.Processor[schemas.S3Event] {
 	return stage.Processor[schemas.S3Event]{
 		Stage:       schemas.StageResize,
-		Stream:      bus.StreamUploads,
-		Consumer:    bus.ConsumerResize,
 		Decode:      schemas.DecodeS3Event,
 		Identity:    Identity,
 		Handle:      r.Handle,

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 
-	"eyeflow/bus"
 	"eyeflow/objstore"
 	"eyeflow/schemas"
 	"eyeflow/security/objkey"
@@ -65,8 +64,6 @@ func Identity(r schemas.Resized) string {
 func Processor(s *Splitter, log zerolog.Logger, m *stage.Metrics) stage.Processor[schemas.Resized] {
 	return stage.Processor[schemas.Resized]{
 		Stage:    schemas.StageSplitter,
-		Stream:   bus.StreamResized,
-		Consumer: bus.ConsumerSplitter,
 		Decode:   schemas.DecodeResized,
 		Identity: Identity,
 		ImageID:  func(r schemas.Resized) string { return r.ImageID },

@@ -29,8 +29,6 @@ func (t *Trainer) Run(ctx context.Context, req Request) (Outcome, error) {
 func (t *Trainer) Processor(m *stage.Metrics) stage.Processor[schemas.Retrain] {
 	return stage.Processor[schemas.Retrain]{
 		Stage:    schemas.StageTrainer,
-		Stream:   bus.StreamRetrain,
-		Consumer: bus.ConsumerTrainer,
 		Decode:   schemas.DecodeRetrain,
 		Identity: func(r schemas.Retrain) string { return "retrain:" + r.EventID + ":" + r.Kind },
 		Handle:   t.HandleRetrain,
