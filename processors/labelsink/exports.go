@@ -40,6 +40,9 @@ type lsAnnotation struct {
 	Result       []ChoiceResult  `json:"result"`
 	WasCancelled bool            `json:"was_cancelled"`
 	Task         json.RawMessage `json:"task"`
+	// CompletedBy is the annotator: a user id, or (the dashboard's Label
+	// page, expanded exports) an object with a username or email.
+	CompletedBy json.RawMessage `json:"completed_by"`
 }
 
 // labelled is an export item that names an image and its class.
@@ -47,7 +50,10 @@ type labelled struct {
 	ImageID string
 	Source  schemas.ObjectRef
 	Class   string
-	raw     []byte // the export item, for a dead letter
+	// Annotator is who chose Class, as the export names them ("" when it
+	// does not).
+	Annotator string
+	raw       []byte // the export item, for a dead letter
 }
 
 // rejection is an export item that cannot become a label.
@@ -169,6 +175,9 @@ func (s *Sink) parseItem(raw json.RawMessage) (labelled, error) {
 	}
 	var chosen []string
 	for _, a := range live {
+		if l.Annotator == "" {
+			l.Annotator = annotatorName(a.CompletedBy)
+		}
 		for _, r := range a.Result {
 			if r.Type != "choices" {
 				continue
@@ -319,6 +328,20 @@ func safeExt(ext string) bool {
 // applyLabel copies the image into raw/<class>/ (once: an existing copy is
 // kept, since a second one would be a second upload) and records the label.
 func (s *Sink) applyLabel(ctx context.Context, exportKey string, l labelled) error {
+	// An image is answered once, in Label Studio or on the dashboard's
+	// Label page: a second answer from another export file agreeing with
+	// the first changes nothing, one that disagrees is refused (and leaves
+	// the first label in place). The same file rewritten (an annotation
+	// updated in Label Studio) is applied as before.
+	var prev labelRecord
+	if _, ok, err := s.getJSON(ctx, kvKey("label", l.ImageID), &prev); err != nil {
+		return err
+	} else if ok && prev.Class != "" && prev.Export != exportKey {
+		if prev.Class == l.Class {
+			return nil
+		}
+		return rejection{reason: schemas.ReasonConflictingAnnotations, err: fmt.Errorf("image %s: already labelled %q by %s, this export chooses %q", l.ImageID, prev.Class, prev.Export, l.Class)}
+	}
 	dst := RawKey(l.Class, l.ImageID, l.Source.Key)
 	if _, err := s.cfg.Store.Stat(ctx, s.cfg.RawBucket, dst); errors.Is(err, objstore.ErrNotFound) {
 		if _, err := s.cfg.Store.Copy(ctx, l.Source.Bucket, l.Source.Key, s.cfg.RawBucket, dst); err != nil {
