@@ -64,7 +64,10 @@ type Config struct {
 	FeedBuffer, MaxFeedClients int
 	// CacheFor is how long collected data is reused across requests.
 	CacheFor time.Duration
-	Log      zerolog.Logger
+	// Label configures the Label page (Label Studio's editor on
+	// labelsink's open tasks) and who may submit there.
+	Label LabelOptions
+	Log   zerolog.Logger
 }
 
 // DefaultWindow is the default number of predictions quality is computed over.
@@ -78,6 +81,7 @@ type Dashboard struct {
 	broker  *broker
 	rates   *Rates
 	session string // hex HMAC of the token: the cookie value
+	label   *labelState
 
 	mu       sync.Mutex
 	snap     cached[Snapshot]
@@ -125,6 +129,9 @@ func New(cfg Config) (*Dashboard, error) {
 		d.session = sessionValue(cfg.Token)
 	}
 	var err error
+	if d.label, err = newLabelState(cfg.Label); err != nil {
+		return nil, err
+	}
 	if d.pages, err = parsePages(); err != nil {
 		return nil, err
 	}
@@ -160,6 +167,10 @@ func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
 	if d.cfg.Token != "" && r.URL.Path != Path+"login" && !strings.HasPrefix(r.URL.Path, Path+"static/") && !d.authorized(r) {
+		if r.Method == http.MethodPost && r.URL.Path == Path+"label/submit" {
+			refuse(w, http.StatusUnauthorized, "not_signed_in", "sign in as an annotator to submit")
+			return
+		}
 		h.Set("WWW-Authenticate", `Bearer realm="eyeflow dashboard"`)
 		d.render(w, r, http.StatusUnauthorized, "login", loginPage{Next: r.URL.RequestURI()})
 		return
@@ -174,7 +185,9 @@ func (d *Dashboard) authorized(r *http.Request) bool {
 	if c, err := r.Cookie(CookieName); err == nil && equal(c.Value, d.session) {
 		return true
 	}
-	return false
+	// An annotator sees what a viewer sees.
+	_, ok := d.annotator(r)
+	return ok
 }
 
 func (d *Dashboard) routes() {
@@ -188,6 +201,10 @@ func (d *Dashboard) routes() {
 	m.HandleFunc("GET /dashboard/thumb", d.handleThumb)
 	m.HandleFunc("GET /dashboard/events", d.handleEvents)
 	m.HandleFunc("GET /dashboard/api/status", d.handleStatusJSON)
+	m.HandleFunc("GET /dashboard/label", d.handleLabel)
+	m.HandleFunc("GET /dashboard/label/image", d.handleLabelImage)
+	m.HandleFunc("GET /dashboard/label/bundle/{file}", d.handleBundle)
+	m.HandleFunc("POST /dashboard/label/submit", d.handleSubmit)
 	m.HandleFunc("GET /dashboard/login", d.handleLogin)
 	m.HandleFunc("POST /dashboard/login", d.handleLogin)
 	static, _ := fs.Sub(staticFS, "static")
@@ -279,7 +296,7 @@ type loginPage struct {
 
 func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, status int, name string, data any) {
 	var errs []string
-	title := map[string]string{"dataset": "Dataset", "pipeline": "Pipeline", "models": "Models", "login": "Sign in"}[name]
+	title := map[string]string{"dataset": "Dataset", "pipeline": "Pipeline", "models": "Models", "label": "Label", "login": "Sign in"}[name]
 	p := page{Title: title, Nav: name, Generated: time.Now().UTC(), Data: data}
 	if e, ok := data.(interface{ problems() []string }); ok {
 		errs = e.problems()
@@ -303,7 +320,7 @@ func (d *Dashboard) handleLogin(w http.ResponseWriter, r *http.Request) {
 	if !strings.HasPrefix(next, Path) || strings.HasPrefix(next, "//") || strings.Contains(next, "\\") {
 		next = Path
 	}
-	if d.cfg.Token == "" {
+	if d.cfg.Token == "" && len(d.label.opts.Annotators) == 0 {
 		http.Redirect(w, r, next, http.StatusSeeOther)
 		return
 	}
@@ -312,7 +329,15 @@ func (d *Dashboard) handleLogin(w http.ResponseWriter, r *http.Request) {
 		d.render(w, r, http.StatusOK, "login", loginPage{Next: next})
 		return
 	}
-	if !equal(tok, d.cfg.Token) {
+	// An annotator's token signs them in as that annotator (who may
+	// submit labels); the dashboard's token as a read-only viewer.
+	if name, ok := d.annotatorByToken(tok); ok && r.Method == http.MethodPost {
+		http.SetCookie(w, &http.Cookie{Name: AnnotatorCookie, Value: annotatorSession(name, d.label.opts.Annotators[name]), Path: Path, HttpOnly: true,
+			SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: int((12 * time.Hour).Seconds())})
+		http.Redirect(w, r, next, http.StatusSeeOther)
+		return
+	}
+	if d.cfg.Token == "" || !equal(tok, d.cfg.Token) {
 		d.render(w, r, http.StatusUnauthorized, "login", loginPage{Next: next, Error: "That token is not valid."})
 		return
 	}

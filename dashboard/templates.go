@@ -11,7 +11,7 @@ import (
 )
 
 // pageNames are the templates under templates/, each combined with layout.html.
-var pageNames = []string{"dataset", "pipeline", "models", "login"}
+var pageNames = []string{"dataset", "pipeline", "models", "label", "login"}
 
 func parsePages() (map[string]*template.Template, error) {
 	out := map[string]*template.Template{}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -24,6 +25,11 @@ type dashboardFlags struct {
 	token     string
 	tokenFile string
 	window    int
+	// The Label page: Label Studio's editor bundle and the annotators.
+	labelDir        string
+	annotators      string
+	annotatorsFile  string
+	annotatorTokens map[string]string
 }
 
 func (f *dashboardFlags) register(fs *flagSet) {
@@ -31,13 +37,78 @@ func (f *dashboardFlags) register(fs *flagSet) {
 	fs.secretVar(&f.token, "dashboard-token", "bearer token the dashboard requires (empty: open)")
 	fs.stringVar(&f.tokenFile, "dashboard-token-file", "", "file holding the dashboard token")
 	fs.intVar(&f.window, "dashboard-window", dashboard.DefaultWindow, "latest predictions the dashboard computes accuracy and confusion matrices over")
+	fs.stringVar(&f.labelDir, "label-studio-dir", "", "directory of Label Studio's editor bundle (main.js, main.css) for the Label page, as scripts/install-label-studio.sh prints it (empty: its cache, when installed)")
+	fs.secretVar(&f.annotators, "label-annotators", "annotators who may submit labels on the Label page: name:token[,name:token...]")
+	fs.stringVar(&f.annotatorsFile, "label-annotators-file", "", "file of annotators who may submit labels, one name:token a line (# comments)")
+}
+
+// labelStudioDir is --label-studio-dir, else the install script's cache
+// when the bundle is there ("" when it is not: the page says so).
+func (f *dashboardFlags) labelStudioDir() string {
+	if f.labelDir != "" {
+		return f.labelDir
+	}
+	cache := os.Getenv("EYEFLOW_CACHE")
+	if cache == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			return ""
+		}
+		cache = filepath.Join(base, "eyeflow")
+	}
+	dir := filepath.Join(cache, "label-studio-1.4.0")
+	if _, err := os.Stat(filepath.Join(dir, "main.js")); err != nil {
+		return ""
+	}
+	return dir
+}
+
+// parseAnnotators reads name:token entries (lines of a file, or commas).
+func parseAnnotators(src, text string, sep string, into map[string]string) error {
+	for i, line := range strings.Split(text, sep) {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, tok, ok := strings.Cut(line, ":")
+		name, tok = strings.TrimSpace(name), strings.TrimSpace(tok)
+		if !ok || !dashboard.ValidAnnotator(name) || len(tok) < 16 {
+			return fmt.Errorf("%s entry %d: want name:token, a name of letters, digits, . _ @ - and a token of at least 16 characters", src, i+1)
+		}
+		if _, dup := into[name]; dup {
+			return fmt.Errorf("%s: annotator %s given twice", src, name)
+		}
+		into[name] = tok
+	}
+	return nil
+}
+
+func (f *dashboardFlags) annotatorsValue() (map[string]string, error) {
+	out := map[string]string{}
+	if err := parseAnnotators("--label-annotators", f.annotators, ",", out); err != nil {
+		return nil, err
+	}
+	if f.annotatorsFile != "" {
+		b, err := os.ReadFile(f.annotatorsFile)
+		if err != nil {
+			return nil, fmt.Errorf("--label-annotators-file: %w", err)
+		}
+		if err := parseAnnotators("--label-annotators-file "+f.annotatorsFile, string(b), "\n", out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 func (f *dashboardFlags) validate() error {
 	if f.window < 1 || f.window > 1_000_000 {
 		return fmt.Errorf("--dashboard-window %d: want 1..1000000", f.window)
 	}
-	_, err := f.tokenValue()
+	if _, err := f.tokenValue(); err != nil {
+		return err
+	}
+	var err error
+	f.annotatorTokens, err = f.annotatorsValue()
 	return err
 }
 
@@ -74,7 +145,7 @@ func (f *dashboardFlags) mount(p *proc, nc *nats.Conn, js jetstream.JetStream, s
 		counters = dashboard.GathererSource(p.reg)
 	}
 	d, err := dashboard.New(dashboard.Config{NC: nc, JS: js, Store: store, Prefix: prefix, Token: tok, Window: f.window,
-		Counters: counters, Log: p.log.With().Str("component", "dashboard").Logger()})
+		Counters: counters, Label: dashboard.LabelOptions{BundleDir: f.labelStudioDir(), Annotators: f.annotatorTokens}, Log: p.log.With().Str("component", "dashboard").Logger()})
 	if err != nil {
 		return task{}, err
 	}
