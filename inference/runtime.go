@@ -41,22 +41,16 @@ var (
 // process-wide environment. ONNX Runtime allows one environment per process,
 // so every model and every env shares it: the first call initialises, later
 // calls with the same (or an empty) path are no-ops, and a different path is
-// an error rather than a silent mismatch. An empty path falls back to
-// $EYEFLOW_ORT_LIB.
+// an error rather than a silent mismatch. The caller finds the path
+// (FindLibrary); library code reads no environment.
 func InitRuntime(library string) error {
 	ortMu.Lock()
 	defer ortMu.Unlock()
-	if library == "" {
-		library = os.Getenv(EnvORTLibrary)
-	}
 	if ort.IsInitialized() {
 		if library != "" && library != ortLibrary {
 			return fmt.Errorf("onnxruntime: already initialised with %s, cannot switch to %s", ortLibrary, library)
 		}
 		return nil
-	}
-	if library == "" {
-		library = cachedLibrary()
 	}
 	if library == "" {
 		return fmt.Errorf("onnxruntime: no library path: set --ort-lib or $%s (scripts/install-ort.sh installs ONNX Runtime %s and prints its path)", EnvORTLibrary, ORTVersion)
@@ -560,15 +554,22 @@ func ioInfo(model []byte) ([]ort.InputOutputInfo, []ort.InputOutputInfo, error) 
 	return ins, outs, nil
 }
 
-// cachedLibrary is where scripts/install-ort.sh puts the library, when it is
-// there: so `eyeflow up` works after `make setup` without any flag.
-func cachedLibrary() string {
-	cache := os.Getenv("EYEFLOW_CACHE")
+// FindLibrary is the library a process uses when it is given no path:
+// $EYEFLOW_ORT_LIB, else where scripts/install-ort.sh caches it
+// ($EYEFLOW_CACHE, else $XDG_CACHE_HOME/eyeflow, else ~/.cache/eyeflow),
+// so `eyeflow up` works after `make setup` without any flag; "" when
+// neither is there. getenv is the caller's view of the environment (a
+// command's os.Getenv): the package itself reads none.
+func FindLibrary(getenv func(string) string) string {
+	if lib := getenv(EnvORTLibrary); lib != "" {
+		return lib
+	}
+	cache := getenv("EYEFLOW_CACHE")
 	if cache == "" {
-		base := os.Getenv("XDG_CACHE_HOME")
+		base := getenv("XDG_CACHE_HOME")
 		if base == "" {
-			home, err := os.UserHomeDir()
-			if err != nil {
+			home := getenv("HOME")
+			if home == "" {
 				return ""
 			}
 			base = filepath.Join(home, ".cache")

@@ -327,12 +327,13 @@ type ICD struct {
 // or $VK_ICD_FILENAMES when set, else the standard folders) and checks each
 // driver library as the loader would: it loads, and it hands out
 // vkCreateInstance. It opens those libraries in this process, so it is for
-// diagnostics (`eyeflow doctor`), not for a serving process.
-func VulkanICDs() []ICD {
+// diagnostics (`eyeflow doctor`), not for a serving process. getenv is
+// the caller's view of the environment (the loader's variables).
+func VulkanICDs(getenv func(string) string) []ICD {
 	var files []string
-	list := os.Getenv("VK_DRIVER_FILES")
+	list := getenv("VK_DRIVER_FILES")
 	if list == "" {
-		list = os.Getenv("VK_ICD_FILENAMES")
+		list = getenv("VK_ICD_FILENAMES")
 	}
 	if list != "" {
 		for _, p := range filepath.SplitList(list) {
@@ -343,7 +344,7 @@ func VulkanICDs() []ICD {
 			}
 		}
 	} else {
-		for _, dir := range icdDirs() {
+		for _, dir := range icdDirs(getenv) {
 			files = append(files, jsonFiles(dir)...)
 		}
 	}
@@ -354,25 +355,23 @@ func VulkanICDs() []ICD {
 	return out
 }
 
-func icdDirs() []string {
+// icdDirs are the loader's standard manifest folders, in its order.
+func icdDirs(getenv func(string) string) []string {
 	var dirs []string
-	cfg := os.Getenv("XDG_CONFIG_HOME")
-	if cfg == "" {
-		if home, err := os.UserHomeDir(); err == nil {
-			cfg = filepath.Join(home, ".config")
-		}
+	home := getenv("HOME")
+	cfg := getenv("XDG_CONFIG_HOME")
+	if cfg == "" && home != "" {
+		cfg = filepath.Join(home, ".config")
 	}
-	cfgDirs := os.Getenv("XDG_CONFIG_DIRS")
+	cfgDirs := getenv("XDG_CONFIG_DIRS")
 	if cfgDirs == "" {
 		cfgDirs = "/etc/xdg"
 	}
-	data := os.Getenv("XDG_DATA_HOME")
-	if data == "" {
-		if home, err := os.UserHomeDir(); err == nil {
-			data = filepath.Join(home, ".local", "share")
-		}
+	data := getenv("XDG_DATA_HOME")
+	if data == "" && home != "" {
+		data = filepath.Join(home, ".local", "share")
 	}
-	dataDirs := os.Getenv("XDG_DATA_DIRS")
+	dataDirs := getenv("XDG_DATA_DIRS")
 	if dataDirs == "" {
 		dataDirs = "/usr/local/share:/usr/share"
 	}

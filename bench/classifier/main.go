@@ -19,6 +19,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -86,7 +87,7 @@ func main() {
 }
 
 func run(ortLib, configList, batchList string, n, rounds int, modelDir, pixels string) error {
-	if err := inference.InitRuntime(ortLib); err != nil {
+	if err := inference.InitRuntime(cmp.Or(ortLib, inference.FindLibrary(os.Getenv))); err != nil {
 		return err
 	}
 	var files models.ModelFiles

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -94,7 +95,7 @@ func (f *runtimeFlags) validate() error {
 // device it found. A --max-batch of 0 then becomes the device's default.
 func (f *runtimeFlags) init() error {
 	f.initOnce.Do(func() {
-		if f.initErr = inference.InitRuntime(f.ortLib); f.initErr != nil {
+		if f.initErr = inference.InitRuntime(cmp.Or(f.ortLib, inference.FindLibrary(os.Getenv))); f.initErr != nil {
 			return
 		}
 		f.resolved, f.initErr = inference.ResolveDevice(f.session())

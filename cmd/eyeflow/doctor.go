@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -68,7 +69,7 @@ func runDoctor(ctx context.Context, args []string, out, errOut io.Writer) error 
 	default:
 		return fmt.Errorf("--require %q: want cpu, cuda, webgpu or auto", require)
 	}
-	if err := inference.InitRuntime(ortLib); err != nil {
+	if err := inference.InitRuntime(cmp.Or(ortLib, inference.FindLibrary(os.Getenv))); err != nil {
 		return err
 	}
 	rep := doctor(wopts)
@@ -143,7 +144,7 @@ func doctor(wopts inference.WebGPUOptions) doctorReport {
 			rep.Env[k] = v
 		}
 	}
-	rep.ICDs = inference.VulkanICDs()
+	rep.ICDs = inference.VulkanICDs(os.Getenv)
 	rep.Hints = doctorHints(rep)
 	return rep
 }

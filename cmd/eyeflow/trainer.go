@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -112,6 +114,8 @@ func (f *trainerFlags) build(ctx context.Context, p *proc, rt *runtimeFlags, js 
 	if f.engine == trainer.EngineTorch {
 		tc := f.torch
 		tc.Timeout = f.timeout
+		// $EYEFLOW_PYTHON: the interpreter's name before --torch-python.
+		tc.Python = cmp.Or(tc.Python, os.Getenv("EYEFLOW_PYTHON"))
 		te, err := trainer.NewTorchEngine(tc)
 		if err != nil {
 			feats.Close()

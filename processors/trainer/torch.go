@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,10 +36,6 @@ import (
 //go:embed torch/train.py
 var torchScript []byte
 
-// EnvPython names the environment variable with the Python interpreter the
-// PyTorch engine runs when TorchConfig.Python is empty.
-const EnvPython = "EYEFLOW_PYTHON"
-
 // Defaults of TorchConfig.
 const (
 	DefaultTorchArch      = "densenet121"
@@ -58,7 +53,7 @@ const TorchParityTolerance = 1e-3
 
 // TorchConfig configures the PyTorch engine. Zero values take the defaults.
 type TorchConfig struct {
-	// Python is the interpreter. Empty: $EYEFLOW_PYTHON, then
+	// Python is the interpreter. Empty:
 	// /usr/bin/python3 (Debian's python3-torch lives there, while python3
 	// on PATH may be a pyenv or venv without it), then python3 on PATH; the
 	// first that imports torch and torchvision is used.
@@ -202,8 +197,8 @@ func NewTorchEngine(cfg TorchConfig) (*TorchEngine, error) {
 		}
 		tried = append(tried, fmt.Sprintf("%s: %v", py, err))
 	}
-	return nil, fmt.Errorf("torch engine: no usable Python with PyTorch and torchvision (install Debian's python3-torch and python3-torchvision, scripts/setup.sh, or set $%s or --python):\n  %s",
-		EnvPython, strings.Join(tried, "\n  "))
+	return nil, fmt.Errorf("torch engine: no usable Python with PyTorch and torchvision (install Debian's python3-torch and python3-torchvision, scripts/setup.sh, or name one with --torch-python):\n  %s",
+		strings.Join(tried, "\n  "))
 }
 
 // torchPythons are the interpreters to try, in order.
@@ -211,13 +206,7 @@ func torchPythons(configured string) []string {
 	if configured != "" {
 		return []string{configured}
 	}
-	var out []string
-	for _, p := range []string{os.Getenv(EnvPython), "/usr/bin/python3", "python3"} {
-		if p != "" && !slices.Contains(out, p) {
-			out = append(out, p)
-		}
-	}
-	return out
+	return []string{"/usr/bin/python3", "python3"}
 }
 
 // torchProbeTimeout bounds the check of an interpreter: importing torch and

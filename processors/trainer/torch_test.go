@@ -27,8 +27,7 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 )
 
-// These tests run the real train.py under Debian's PyTorch (or
-// $EYEFLOW_PYTHON) and load its models in eyeflow's ONNX Runtime. A machine
+// These tests run the real train.py under Debian's PyTorch and load its models in eyeflow's ONNX Runtime. A machine
 // without PyTorch fails them: scripts/setup.sh installs it.
 
 // torchClasses are the test set's classes: coloured discs on a noisy grey

@@ -16,6 +16,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -163,7 +164,7 @@ func ints(s string) ([]int, error) {
 
 func run(ortLib string, cfg config) (summary, error) {
 	s := summary{CPUs: runtime.NumCPU(), Device: cfg.device}
-	if err := inference.InitRuntime(ortLib); err != nil {
+	if err := inference.InitRuntime(cmp.Or(ortLib, inference.FindLibrary(os.Getenv))); err != nil {
 		return s, err
 	}
 	s.ORT = inference.RuntimeVersion()
@@ -337,7 +338,7 @@ func variantInChild(cfg config, opts inference.WebGPUOptions) rate {
 
 // oneVariant is the child of variantInChild.
 func oneVariant(ortLib, device, variant string, batch, n int, maxTime time.Duration) error {
-	if err := inference.InitRuntime(ortLib); err != nil {
+	if err := inference.InitRuntime(cmp.Or(ortLib, inference.FindLibrary(os.Getenv))); err != nil {
 		return err
 	}
 	opts, err := inference.ParseWebGPUOptions(variant)

@@ -18,6 +18,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -117,7 +118,7 @@ func run(ctx context.Context, total int, cache, out, ortLib string) error {
 	if err := ensureDemo(ctx, cache, total); err != nil {
 		return err
 	}
-	if err := inference.InitRuntime(ortLib); err != nil {
+	if err := inference.InitRuntime(cmp.Or(ortLib, inference.FindLibrary(os.Getenv))); err != nil {
 		return err
 	}
 

@@ -14,6 +14,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -78,7 +79,7 @@ type options struct {
 
 func run(ctx context.Context, log zerolog.Logger, o options) error {
 	start := time.Now()
-	if err := inference.InitRuntime(o.ortLib); err != nil {
+	if err := inference.InitRuntime(cmp.Or(o.ortLib, inference.FindLibrary(os.Getenv))); err != nil {
 		return err
 	}
 	eng, err := trainer.NewTorchEngine(o.cfg)
