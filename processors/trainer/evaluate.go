@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 
@@ -40,11 +41,34 @@ type Evaluator struct {
 	Session inference.SessionOptions
 }
 
+// ImagePrediction is one model's answer on one holdout image: what two
+// versions are compared on, image by image (paired evidence).
+type ImagePrediction struct {
+	ImageID string `json:"image_id"`
+	// Class is the image's true class, Predicted the model's answer.
+	Class      string  `json:"class"`
+	Predicted  string  `json:"predicted"`
+	Confidence float64 `json:"confidence"`
+}
+
+// Evaluation is a version's figures per holdout and the answers they were
+// computed from.
+type Evaluation struct {
+	Metrics     map[string]schemas.HoldoutMetrics
+	Predictions map[string][]ImagePrediction
+}
+
 // Evaluate loads the candidate and scores it on every holdout of ds.
 func (e *Evaluator) Evaluate(ctx context.Context, files models.ModelFiles, ds *Dataset) (map[string]schemas.HoldoutMetrics, error) {
+	ev, err := e.EvaluateAll(ctx, files, ds)
+	return ev.Metrics, err
+}
+
+// EvaluateAll is Evaluate with the per-image answers.
+func (e *Evaluator) EvaluateAll(ctx context.Context, files models.ModelFiles, ds *Dataset) (Evaluation, error) {
 	m, err := inference.LoadModel(files, e.Session)
 	if err != nil {
-		return nil, fmt.Errorf("%w: does not load: %v", ErrCandidate, err)
+		return Evaluation{}, fmt.Errorf("%w: does not load: %v", ErrCandidate, err)
 	}
 	defer m.Close()
 	var missing []string
@@ -57,20 +81,20 @@ func (e *Evaluator) Evaluate(ctx context.Context, files models.ModelFiles, ds *D
 	}
 	if len(missing) > 0 {
 		slices.Sort(missing)
-		return nil, fmt.Errorf("%w: labels.json lacks the data set's classes %v (it has %v)", ErrCandidate, missing, m.Labels)
+		return Evaluation{}, fmt.Errorf("%w: labels.json lacks the data set's classes %v (it has %v)", ErrCandidate, missing, m.Labels)
 	}
-	out := map[string]schemas.HoldoutMetrics{}
+	out := Evaluation{Metrics: map[string]schemas.HoldoutMetrics{}, Predictions: map[string][]ImagePrediction{}}
 	for _, split := range Holdouts() {
-		hm, err := e.score(ctx, m, ds.Splits[split])
+		hm, preds, err := e.score(ctx, m, ds.Splits[split])
 		if err != nil {
-			return nil, fmt.Errorf("evaluate %s on %s: %w", m.Ref(), split, err)
+			return Evaluation{}, fmt.Errorf("evaluate %s on %s: %w", m.Ref(), split, err)
 		}
-		out[split] = hm
+		out.Metrics[split], out.Predictions[split] = hm, preds
 	}
 	return out, nil
 }
 
-func (e *Evaluator) score(ctx context.Context, m *inference.Model, exs []Example) (schemas.HoldoutMetrics, error) {
+func (e *Evaluator) score(ctx context.Context, m *inference.Model, exs []Example) (schemas.HoldoutMetrics, []ImagePrediction, error) {
 	idx := map[string]int{}
 	for i, c := range m.Labels {
 		idx[c] = i
@@ -135,10 +159,14 @@ func (e *Evaluator) score(ctx context.Context, m *inference.Model, exs []Example
 	close(next)
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return schemas.HoldoutMetrics{}, err
+		return schemas.HoldoutMetrics{}, nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return schemas.HoldoutMetrics{}, err
+		return schemas.HoldoutMetrics{}, nil, err
 	}
-	return Score(m.Labels, y, pred, conf), nil
+	preds := make([]ImagePrediction, n)
+	for i, ex := range exs {
+		preds[i] = ImagePrediction{ImageID: ex.ImageID, Class: ex.Class, Predicted: m.Labels[pred[i]], Confidence: math.Round(conf[i]*1e6) / 1e6}
+	}
+	return Score(m.Labels, y, pred, conf), preds, nil
 }
