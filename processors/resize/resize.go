@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path"
 	"strings"
 	"sync"
 	"time"
@@ -265,10 +264,11 @@ func patientID(u schemas.Upload, info objstore.Info, img imaging.Result) (id, so
 	return "", ""
 }
 
-// Label is the class an object key carries: the folder holding the file,
-// for keys under prefix (<prefix>/<class>/<file>, any folders between).
-// Keys without a folder, outside the prefix, or whose folder name is not a
-// safe class name are unlabeled ("").
+// Label is the class an object key carries, by torchvision ImageFolder's
+// rule: the first folder under the root (prefix), whatever folders follow
+// (<prefix>/<class>/<any folders>/<file>: amd/2026/11/deep.jpg is amd).
+// Keys without a folder, outside the prefix, or whose first folder name is
+// not a safe class name are unlabeled ("").
 func Label(key, prefix string) string {
 	if prefix != "" {
 		p := strings.Trim(prefix, "/") + "/"
@@ -282,11 +282,11 @@ func Label(key, prefix string) string {
 			return "" // a traversal attempt carries no trustworthy label
 		}
 	}
-	dir := path.Dir(key)
-	if dir == "." || dir == "/" || dir == "" {
+	class, rest, ok := strings.Cut(key, "/")
+	if !ok || class == "" || rest == "" {
 		return ""
 	}
-	return SanitizeClass(path.Base(dir))
+	return SanitizeClass(class)
 }
 
 // SanitizeClass returns name when it is a safe class (folder) name

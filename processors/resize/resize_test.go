@@ -410,7 +410,11 @@ func TestLabel(t *testing.T) {
 	tests := []struct{ key, prefix, want string }{
 		{"cataract/a.jpg", "", "cataract"},
 		{"a.jpg", "", ""},
-		{"site-1/2024/amd/a.jpg", "", "amd"},
+		// ImageFolder's rule: the first folder under the root (issue 24).
+		{"amd/2026/11/deep.jpg", "", "amd"},
+		{"site-1/2024/amd/a.jpg", "", "site-1"},
+		{"train/amd/2026/a.jpg", "train", "amd"},
+		{"/amd/a.jpg", "", ""},
 		{"train/amd/a.jpg", "train", "amd"},
 		{"other/amd/a.jpg", "train", ""},
 		{"../etc/a.jpg", "", ""},
