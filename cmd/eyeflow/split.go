@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -262,7 +264,16 @@ func runSplitExport(ctx context.Context, args []string, out, errOut io.Writer) e
 	var c storeClient
 	var prefix, dir string
 	fs := newFlagSet("split export", "", "Copies processed/<prefix>/ ({train,test,holdout_N}/<class>/<image-id>.png) into --out, the\n"+
-		"layout torchvision's ImageFolder reads (point it at DIR/train). Existing files of the same size are kept.", out, errOut)
+		"layout torchvision's ImageFolder reads (point it at DIR/train). Existing files of the same size are kept.\n"+
+		"Beside the splits it writes the whole data set's classes: DIR/classes.json (sorted, as ImageFolder sorts them)\n"+
+		"and DIR/class_to_idx.json ({class: index}). ImageFolder numbers only the classes present in the folder it\n"+
+		"reads, so a class missing from one split shifts the indices of the others (normal can be 8 in train and 5\n"+
+		"in holdout_1), and a model fitted on train is scored against the wrong labels. Map each split's targets\n"+
+		"through the file:\n"+
+		"  c2i = json.load(open('DIR/class_to_idx.json'))\n"+
+		"  ds = torchvision.datasets.ImageFolder('DIR/holdout_2')\n"+
+		"  ds.target_transform = {i: c2i[c] for c, i in ds.class_to_idx.items()}.__getitem__\n"+
+		"and give the model len(c2i) outputs.", out, errOut)
 	c.register(fs)
 	registerSplitPrefix(fs, &prefix)
 	fs.stringVar(&dir, "out", "", "local folder to write the dataset into")
@@ -278,6 +289,7 @@ func runSplitExport(ctx context.Context, args []string, out, errOut io.Writer) e
 	root := strings.Trim(prefix, "/") + "/"
 	var files int
 	var bytes int64
+	classes := map[string]bool{}
 	for info, err := range store.List(ctx, objstore.BucketProcessed, root) {
 		if err != nil {
 			return fmt.Errorf("split export: %w", err)
@@ -286,7 +298,11 @@ func runSplitExport(ctx context.Context, args []string, out, errOut io.Writer) e
 		if err := objkey.Check(info.Key); err != nil {
 			return fmt.Errorf("split export: %s: %w", info.Key, err)
 		}
-		dst := filepath.Join(dir, filepath.FromSlash(strings.TrimPrefix(info.Key, root)))
+		rel := strings.TrimPrefix(info.Key, root)
+		if parts := strings.Split(rel, "/"); len(parts) == 3 && parts[1] != "" {
+			classes[parts[1]] = true // <split>/<class>/<file>
+		}
+		dst := filepath.Join(dir, filepath.FromSlash(rel))
 		if st, err := os.Stat(dst); err == nil && st.Size() == info.Size {
 			continue
 		}
@@ -296,8 +312,41 @@ func runSplitExport(ctx context.Context, args []string, out, errOut io.Writer) e
 		files++
 		bytes += info.Size
 	}
-	fmt.Fprintf(out, "exported %d files (%s) to %s\n", files, humanBytes(bytes), dir)
+	names, err := writeClassIndex(dir, classes)
+	if err != nil {
+		return fmt.Errorf("split export: %w", err)
+	}
+	fmt.Fprintf(out, "exported %d files (%s) to %s; %d classes in %s and %s\n", files, humanBytes(bytes), dir, len(names),
+		filepath.Join(dir, "classes.json"), filepath.Join(dir, "class_to_idx.json"))
 	return nil
+}
+
+// writeClassIndex writes dir/classes.json (the classes, sorted as
+// ImageFolder sorts them) and dir/class_to_idx.json ({class: index}) for
+// the whole data set, whichever splits each class is in.
+func writeClassIndex(dir string, classes map[string]bool) ([]string, error) {
+	names := make([]string, 0, len(classes))
+	for c := range classes {
+		names = append(names, c)
+	}
+	slices.Sort(names)
+	idx := make(map[string]int, len(names))
+	for i, c := range names {
+		idx[c] = i
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	for name, v := range map[string]any{"classes.json": names, "class_to_idx.json": idx} {
+		b, err := json.MarshalIndent(v, "", "  ")
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), append(b, '\n'), 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return names, nil
 }
 
 func exportObject(ctx context.Context, store objstore.Store, key, dst string) error {
