@@ -490,3 +490,138 @@ func TestLabelPageViewerCannotSubmit(t *testing.T) {
 		t.Errorf("a viewer's submit wrote an export (err %v)", err)
 	}
 }
+
+// boot reads the Label page's JSON for task id as the bearer of token.
+func (f *labelFixture) boot(t *testing.T, token, id string) map[string]any {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, f.srv.URL+"/dashboard/label?task="+id, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	_, rest, ok := strings.Cut(string(body), `<script type="application/json" id="label-data">`)
+	js, _, ok2 := strings.Cut(rest, "</script>")
+	if !ok || !ok2 {
+		t.Fatalf("no label-data in the page (%s):\n%s", resp.Status, body)
+	}
+	var b map[string]any
+	if err := json.Unmarshal([]byte(js), &b); err != nil {
+		t.Fatalf("label-data: %v\n%s", err, js)
+	}
+	return b
+}
+
+func (f *labelFixture) post(t *testing.T, token, origin string, body []byte) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/dashboard/label/submit", bytes.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if origin != "" {
+		req.Header.Set("Origin", origin)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Reason string `json:"reason"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&r)
+	return resp.StatusCode, r.Reason
+}
+
+func submission(task, ticket string, classes ...string) []byte {
+	b, _ := json.Marshal(map[string]any{"task": task, "ticket": ticket, "result": []labelsink.ChoiceResult{{
+		FromName: labelsink.ChoicesTag, ToName: labelsink.ImageTag, Type: "choices", Value: labelsink.ChoiceValue{Choices: classes}}}})
+	return b
+}
+
+// TestSubmitRefusesHostileAnnotations: each refusal comes with its reason
+// and writes nothing; a task is answered once, here or in Label Studio.
+func TestSubmitRefusesHostileAnnotations(t *testing.T) {
+	f := newLabelFixture(t)
+	id, other := f.ids[0], f.ids[1]
+	ticket, _ := f.boot(t, aliceToken, id)["ticket"].(string)
+	if ticket == "" {
+		t.Fatal("an annotator's page carries no ticket")
+	}
+	if vt := f.boot(t, viewerToken, id)["ticket"]; vt != nil {
+		t.Fatalf("a viewer's page carries a ticket: %v", vt)
+	}
+	class := f.cfg.Classes[1]
+	same := f.srv.URL
+	huge := submission(id, ticket, class)
+	huge = append(huge[:len(huge)-1], []byte(`,"pad":"`+strings.Repeat("x", 100<<10)+`"}`)...)
+	for _, tc := range []struct {
+		name, token, origin string
+		body                []byte
+		status              int
+		reason              string
+	}{
+		{"not signed in", "", same, submission(id, ticket, class), http.StatusUnauthorized, "not_signed_in"},
+		{"viewer", viewerToken, same, submission(id, ticket, class), http.StatusForbidden, "not_an_annotator"},
+		{"no origin", aliceToken, "", submission(id, ticket, class), http.StatusForbidden, "cross_origin"},
+		{"other origin", aliceToken, "http://evil.example", submission(id, ticket, class), http.StatusForbidden, "cross_origin"},
+		{"oversized", aliceToken, same, huge, http.StatusRequestEntityTooLarge, "too_large"},
+		{"unknown class", aliceToken, same, submission(id, ticket, "not_a_disease"), http.StatusUnprocessableEntity, schemas.ReasonUnknownClass},
+		{"two classes", aliceToken, same, submission(id, ticket, class, f.cfg.Classes[2]), http.StatusUnprocessableEntity, schemas.ReasonConflictingAnnotations},
+		{"no class", aliceToken, same, submission(id, ticket), http.StatusUnprocessableEntity, schemas.ReasonEmptyAnnotation},
+		{"wrong task", aliceToken, same, submission(other, ticket, class), http.StatusBadRequest, "wrong_task"},
+		{"forged ticket", aliceToken, same, submission(id, ticket[:len(ticket)-2]+"00", class), http.StatusBadRequest, "wrong_task"},
+		{"good", aliceToken, same, submission(id, ticket, class), http.StatusOK, ""},
+		{"replayed", aliceToken, same, submission(id, ticket, class), http.StatusConflict, "already_answered"},
+	} {
+		status, reason := f.post(t, tc.token, tc.origin, tc.body)
+		if status != tc.status || reason != tc.reason {
+			t.Errorf("%s: %d %q, want %d %q", tc.name, status, reason, tc.status, tc.reason)
+		}
+		if _, err := f.object(t, f.cfg.Bucket, f.cfg.PageExportKey(other)); !errors.Is(err, objstore.ErrNotFound) {
+			t.Fatalf("%s: an export for the other task was written", tc.name)
+		}
+	}
+	ctx := testenv.Context(t, time.Minute)
+	if err := f.sink.PollOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Label Studio answers the same image later with another class: the
+	// first answer stands, nothing more reaches raw/.
+	disagree := fmt.Sprintf(`{"id": 77, "completed_by": 2, "result": [{"from_name": "diagnosis", "to_name": "image", "type": "choices", "value": {"choices": [%q]}}],
+		"task": {"id": 1, "data": {"image_id": %q}, "meta": {"image_id": %q, "source_bucket": "raw", "source_key": "uploads/%s.jpg"}}}`, f.cfg.Classes[3], id, id, id)
+	if _, err := f.store.Put(ctx, f.cfg.Bucket, f.cfg.ExportsPrefix+"77", strings.NewReader(disagree), int64(len(disagree)), objstore.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.sink.PollOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.store.Stat(ctx, objstore.BucketRaw, labelsink.RawKey(f.cfg.Classes[3], id, id+".jpg")); !errors.Is(err, objstore.ErrNotFound) {
+		t.Errorf("a second, disagreeing answer reached raw/ (err %v)", err)
+	}
+	o, ok, err := labelsink.ReadOutcome(ctx, stagetest.Bucket(t, f.env.JS, labelsink.KVBucket), id)
+	if err != nil || !ok || o.Class != class {
+		t.Errorf("outcome after a second answer: %+v %v %v, want class %s", o, ok, err, class)
+	}
+}
+
+// TestLabelPageSaysBundleMissing: without the editor the page says how to
+// install it and loads no script.
+func TestLabelPageSaysBundleMissing(t *testing.T) {
+	f := newLabelFixture(t)
+	d, err := dashboard.New(dashboard.Config{NC: f.env.Conn, JS: f.env.JS, Store: f.store, Window: 100,
+		Label: dashboard.LabelOptions{Sink: f.cfg, BundleDir: t.TempDir()}, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	d.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/dashboard/label", nil))
+	body := rec.Body.String()
+	if rec.Code != http.StatusOK || !strings.Contains(body, `id="label-bundle-missing"`) || !strings.Contains(body, "scripts/install-label-studio.sh") ||
+		strings.Contains(body, "bundle/main.js") || !strings.Contains(body, "no annotators are configured") {
+		t.Fatalf("%d:\n%s", rec.Code, body)
+	}
+}
