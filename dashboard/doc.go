@@ -27,6 +27,14 @@
 //   - Models: per env the served model (KV eyeflow_models), drift state (KV
 //     eyeflow_driftwatch) and recent alerts (EYE_DRIFT); per env and model
 //     version the accuracy on each holdout and a confusion matrix.
+//   - Label: labelsink's open tasks in Label Studio's own editor (its
+//     prebuilt bundle, served from LabelOptions.BundleDir), one at a time
+//     with the model's prediction pre-selected. Submit, allowed only to a
+//     signed-in annotator, writes the annotation into the labelling bucket
+//     in Label Studio's export format where its target storage writes, so
+//     labelsink reads it through the same code (labelsink.ParseExport).
+//     This page is the dashboard's one write; its CSP allows the editor's
+//     inline styles and data:/blob: images, scripts stay 'self'.
 //
 // Accuracy and confusion matrices are computed on the page request from the
 // last Window messages of EYE_PREDICTIONS, read with an ordered consumer and
@@ -36,7 +44,8 @@
 // than a subscription that misses what happened while the dashboard was
 // down. The price is one bounded stream read per cache period.
 //
-// An optional bearer token protects every dashboard route; a browser logs in
+// An optional bearer token protects every dashboard route (a read-only
+// viewer's); annotators have a token each (LabelOptions.Annotators); a browser logs in
 // once (/dashboard/login?token=...) and gets a cookie derived from the token.
 // /metrics, /healthz and /readyz are not part of the dashboard and stay open.
 package dashboard
