@@ -39,8 +39,8 @@ func RenderHelmValues(w io.Writer, users []User, secret string) error {
 		fmt.Fprintf(&b, "        - user: %s\n", strconv.Quote(u.Name))
 		fmt.Fprintf(&b, "          password: %s\n", strconv.Quote("<< $"+u.PasswordEnv+" >>"))
 		b.WriteString("          permissions:\n")
-		writeYAMLList(&b, "publish", u.Publish)
-		writeYAMLList(&b, "subscribe", u.Subscribe)
+		writeYAMLList(&b, "publish", u.Publish, u.PublishDeny)
+		writeYAMLList(&b, "subscribe", u.Subscribe, nil)
 	}
 	b.WriteString("container:\n  env:\n")
 	for _, u := range users {
@@ -55,10 +55,16 @@ func RenderHelmValues(w io.Writer, users []User, secret string) error {
 	return nil
 }
 
-func writeYAMLList(b *strings.Builder, name string, subjects []string) {
+func writeYAMLList(b *strings.Builder, name string, allow, deny []string) {
 	fmt.Fprintf(b, "            %s:\n              allow:\n", name)
-	for _, s := range subjects {
+	for _, s := range allow {
 		// strconv.Quote of these ASCII subjects is a YAML double-quoted scalar.
 		fmt.Fprintf(b, "                - %s\n", strconv.Quote(s))
+	}
+	if len(deny) > 0 {
+		b.WriteString("              deny:\n")
+		for _, s := range deny {
+			fmt.Fprintf(b, "                - %s\n", strconv.Quote(s))
+		}
 	}
 }

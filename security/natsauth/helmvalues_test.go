@@ -45,8 +45,8 @@ type helmValues struct {
 					User        string `yaml:"user"`
 					Password    string `yaml:"password"`
 					Permissions struct {
-						Publish   struct{ Allow []string } `yaml:"publish"`
-						Subscribe struct{ Allow []string } `yaml:"subscribe"`
+						Publish   struct{ Allow, Deny []string } `yaml:"publish"`
+						Subscribe struct{ Allow []string }       `yaml:"subscribe"`
 					} `yaml:"permissions"`
 				} `yaml:"users"`
 			} `yaml:"authorization"`
@@ -97,7 +97,8 @@ func TestHelmValuesAreTheTable(t *testing.T) {
 		if g.User != u.Name || g.Password != "<< $"+u.PasswordEnv+" >>" {
 			t.Errorf("user %d: %q password %q, want %q << $%s >>", i, g.User, g.Password, u.Name, u.PasswordEnv)
 		}
-		if !slices.Equal(g.Permissions.Publish.Allow, u.Publish) || !slices.Equal(g.Permissions.Subscribe.Allow, u.Subscribe) {
+		if !slices.Equal(g.Permissions.Publish.Allow, u.Publish) || !slices.Equal(g.Permissions.Publish.Deny, u.PublishDeny) ||
+			!slices.Equal(g.Permissions.Subscribe.Allow, u.Subscribe) {
 			t.Errorf("user %s: permissions differ from the table", u.Name)
 		}
 		env, ok := v.Container.Env[u.PasswordEnv]

@@ -40,6 +40,10 @@ type User struct {
 	// or API replies off a shared _INBOX.>).
 	InboxPrefix string
 	Publish     []string
+	// PublishDeny carves out of Publish what its wildcards would grant
+	// beyond the user's due: pulling from, recreating or deleting another
+	// stage's durable consumer on a stream the user scans.
+	PublishDeny []string
 	Subscribe   []string
 }
 
@@ -56,8 +60,8 @@ func PasswordEnv(role string) string {
 	return "EYEFLOW_NATS_PASSWORD_" + strings.ToUpper(strings.ReplaceAll(role, "-", "_"))
 }
 
-// perms accumulates the publish subjects of one user.
-type perms struct{ pub []string }
+// perms accumulates the publish subjects of one user, and those denied.
+type perms struct{ pub, deny []string }
 
 func (p *perms) add(s ...string) { p.pub = append(p.pub, s...) }
 
@@ -134,9 +138,32 @@ func stagePerms(st pipeline.Stage) perms {
 		}
 	}
 	for _, stream := range st.Scans {
-		p.read(stream)
+		p.scan(st, stream)
 	}
 	return p
+}
+
+// scan is what reading a stream from start to end takes: an ordered
+// consumer (ephemeral, named by the client, recreated with a new name on
+// every fetch), so pulling from any consumer name on the stream, less the
+// durable consumers of other stages, which a scan must neither drain,
+// reconfigure nor delete.
+func (p *perms) scan(st pipeline.Stage, stream string) {
+	p.read(stream)
+	p.add("$JS.API.CONSUMER.MSG.NEXT." + stream + ".*")
+	for _, other := range pipeline.Stages() {
+		for _, in := range other.Inputs {
+			if in.Stream != stream || other.Name == st.Name {
+				continue
+			}
+			for _, c := range in.Consumers() {
+				p.deny = append(p.deny,
+					"$JS.API.CONSUMER.MSG.NEXT."+stream+"."+c,
+					"$JS.API.CONSUMER.CREATE."+stream+"."+c, "$JS.API.CONSUMER.CREATE."+stream+"."+c+".>",
+					"$JS.API.CONSUMER.DELETE."+stream+"."+c)
+			}
+		}
+	}
 }
 
 // kvOwn: a process binds to the buckets it uses and creates one the
@@ -173,9 +200,11 @@ func Users() []User {
 			pub, sub = []string{">"}, []string{">"}
 		}
 		slices.Sort(pub)
+		deny := slices.Clone(p.deny)
+		slices.Sort(deny)
 		users = append(users, User{
 			Name: name, Role: role, PasswordEnv: PasswordEnv(role), InboxPrefix: inbox,
-			Publish: slices.Compact(pub), Subscribe: sub,
+			Publish: slices.Compact(pub), PublishDeny: slices.Compact(deny), Subscribe: sub,
 		})
 	}
 	for _, st := range pipeline.Stages() {
@@ -214,8 +243,8 @@ func Render(w io.Writer, users []User) error {
 		fmt.Fprintf(&b, "    # %s\n", u.Role)
 		fmt.Fprintf(&b, "    {\n      user: %s\n      password: $%s\n", strconv.Quote(u.Name), u.PasswordEnv)
 		b.WriteString("      permissions: {\n")
-		writeList(&b, "publish", u.Publish)
-		writeList(&b, "subscribe", u.Subscribe)
+		writeList(&b, "publish", u.Publish, u.PublishDeny)
+		writeList(&b, "subscribe", u.Subscribe, nil)
 		b.WriteString("      }\n    }\n")
 	}
 	b.WriteString("  ]\n}\n")
@@ -226,10 +255,18 @@ func Render(w io.Writer, users []User) error {
 	return nil
 }
 
-func writeList(b *strings.Builder, name string, subjects []string) {
+func writeList(b *strings.Builder, name string, allow, deny []string) {
 	fmt.Fprintf(b, "        %s: {\n          allow: [\n", name)
-	for _, s := range subjects {
+	for _, s := range allow {
 		fmt.Fprintf(b, "            %s\n", strconv.Quote(s))
 	}
-	b.WriteString("          ]\n        }\n")
+	b.WriteString("          ]\n")
+	if len(deny) > 0 {
+		b.WriteString("          deny: [\n")
+		for _, s := range deny {
+			fmt.Fprintf(b, "            %s\n", strconv.Quote(s))
+		}
+		b.WriteString("          ]\n")
+	}
+	b.WriteString("        }\n")
 }
