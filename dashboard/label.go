@@ -267,15 +267,26 @@ func (d *Dashboard) openTasks(ctx context.Context) ([]openTask, error) {
 	return out, errors.Join(errs...)
 }
 
-// orderTasks sorts tasks by alert, and within an alert by prod's
-// confidence, lowest first: the labels most likely to change the model.
+// uncertainty orders a task within its alert: prod's margin (top
+// probability less the second) when the task has it, else its confidence;
+// lower is less certain.
+func (t openTask) uncertainty() float64 {
+	if m := t.Task.Meta.Margin; m != nil {
+		return *m
+	}
+	return t.Task.Meta.Confidence
+}
+
+// orderTasks sorts tasks by alert, and within an alert by prod's margin
+// (or confidence), lowest first: the labels most likely to change the
+// model.
 func orderTasks(ts []openTask) {
 	slices.SortStableFunc(ts, func(a, b openTask) int {
 		if c := strings.Compare(a.Alert(), b.Alert()); c != 0 {
 			return c
 		}
-		if a.Task.Meta.Confidence != b.Task.Meta.Confidence {
-			if a.Task.Meta.Confidence < b.Task.Meta.Confidence {
+		if ua, ub := a.uncertainty(), b.uncertainty(); ua != ub {
+			if ua < ub {
 				return -1
 			}
 			return 1

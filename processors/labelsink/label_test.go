@@ -58,3 +58,19 @@ func TestPageExportParsesLikeLabelStudios(t *testing.T) {
 		}
 	}
 }
+
+// TestTaskCarriesMargin: a task records prod's margin (top probability
+// less the second) for the Label page's order.
+func TestTaskCarriesMargin(t *testing.T) {
+	cfg := DefaultConfig()
+	p := &schemas.Prediction{ModelName: "eyenet", ModelVersion: "3", PredictedClass: "amd", Confidence: 0.5,
+		TopK: []schemas.ClassProb{{Class: "amd", Probability: 0.5}, {Class: "glaucoma", Probability: 0.375}}}
+	task := cfg.buildTask(request{ImageID: "x", Source: schemas.ObjectRef{Bucket: "raw", Key: "x.jpg"}, Prediction: p})
+	if task.Meta.Margin == nil || *task.Meta.Margin != 0.125 {
+		t.Fatalf("margin %v, want 0.125", task.Meta.Margin)
+	}
+	p.TopK = p.TopK[:1]
+	if task := cfg.buildTask(request{ImageID: "x", Source: schemas.ObjectRef{Bucket: "raw", Key: "x.jpg"}, Prediction: p}); task.Meta.Margin != nil {
+		t.Fatalf("margin %v from one class", *task.Meta.Margin)
+	}
+}

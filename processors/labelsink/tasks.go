@@ -50,6 +50,10 @@ type TaskMeta struct {
 	SourceKey    string  `json:"source_key"`
 	Predicted    string  `json:"predicted_class,omitempty"`
 	Confidence   float64 `json:"confidence,omitempty"`
+	// Margin is the model's top probability less its second (from the
+	// prediction's top-k; absent without two): the smaller, the more a
+	// label can teach. The Label page asks for the smallest first.
+	Margin *float64 `json:"margin,omitempty"`
 }
 
 // TaskPrediction is a pre-annotation: the model's class with its score.
@@ -99,6 +103,10 @@ func (c Config) buildTask(r request) Task {
 	}
 	if p := r.Prediction; p != nil && p.PredictedClass != "" {
 		t.Meta.Predicted, t.Meta.Confidence = p.PredictedClass, p.Confidence
+		if len(p.TopK) >= 2 {
+			m := p.TopK[0].Probability - p.TopK[1].Probability
+			t.Meta.Margin = &m
+		}
 		t.Predictions = []TaskPrediction{{
 			ModelVersion: p.ModelName + ":" + p.ModelVersion,
 			Score:        p.Confidence,
