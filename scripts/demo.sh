@@ -149,6 +149,7 @@ echo
 echo "drift now:   prod low-confidence $(metric drift_alert 'env="prod"'), class chi-square $(metric drift_class_chi2_alert 'env="prod"'), entropy KS $(metric drift_entropy_ks_alert 'env="prod"') alert(s) firing"
 echo
 echo "dashboard: http://$http/dashboard/   metrics: http://$http/metrics   logs: $data/eyeflow.log"
+echo "label by hand: http://$http/dashboard/label (annotator tokens: --label-annotators-file; README, \"Labelling by hand\")"
 echo "NATS:      $nats (try: nats sub 'eye.>')"
 if [ "${DEMO_EXIT:-0}" = 1 ]; then exit 0; fi
 echo "eyeflow is running; Ctrl-C to stop."
