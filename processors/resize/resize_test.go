@@ -178,7 +178,7 @@ func TestHandleGoodImages(t *testing.T) {
 		wantPatient, wantSource string
 	}{
 		{"jpeg with class", "glaucoma/eye.jpg", jpg, nil, "glaucoma", "jpeg", 1024, "", ""},
-		{"space plus unicode nested", "clinic 1/night+shift/glaucoma/äuge 1+2.jpg", jpg, nil, "glaucoma", "jpeg", 1024, "", ""},
+		{"space plus unicode nested", "glaucoma/clinic 1/night+shift/äuge 1+2.jpg", jpg, nil, "glaucoma", "jpeg", 1024, "", ""},
 		{"no folder is unlabeled", "loose.jpg", jpg, nil, "", "jpeg", 1024, "", ""},
 		{"png with alpha", "normal/a.png", pngBuf.Bytes(), map[string]string{"patient-id": "P-1"}, "normal", "png", 300, "P-1", schemas.PatientFromMetadata},
 		{"dicom ophthalmic photography", "amd/scan.dcm", dcm, nil, "amd", "dicom", 1024, dicomtest.PatientID, schemas.PatientFromDICOM},
