@@ -306,10 +306,10 @@ func (g GateConfig) compare(population, hypothesis string, threshold float64, pa
 	seq := stats.Bounds(d, g.Alpha)
 	c.Accuracy = schemas.Interval{Estimate: round3(seq.Mean), Lo: seq.Lo, Hi: seq.Hi}
 	rounds := g.BootstrapRounds
-	switch {
-	case rounds == 0:
+	if rounds <= 0 {
 		rounds = bootstrapDiffRounds
-	case rounds < 0:
+	}
+	if rounds < 0 {
 		rounds = 0
 	}
 	bs := stats.PairedBootstrap(ids, y, pb, pc, len(classIdx), rounds, 1-g.Alpha)
