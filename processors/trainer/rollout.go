@@ -53,10 +53,9 @@ type Record struct {
 	Judged bool `json:"judged,omitempty"`
 	// Predictions are the version's answers on every holdout image, per
 	// holdout, at HoldoutDigest: the paired evidence two versions are
-	// compared on. They are kept beside the model card (FilePredictions),
-	// not in the record: a KV value is at most 1 MiB, and a large holdout's
-	// answers are more. A version without them is re-scored.
-	Predictions map[string][]ImagePrediction `json:"-"`
+	// compared on. Records written before it have none; the gate re-scores
+	// those.
+	Predictions map[string][]ImagePrediction `json:"predictions,omitempty"`
 	// Population are the image ids the drift alert behind this version's
 	// retrain asked to have labelled (empty: not a drift retrain).
 	Population []string `json:"population,omitempty"`
@@ -67,9 +66,8 @@ type Record struct {
 	// Evidence what it rested on.
 	DecidedMetrics map[string]schemas.HoldoutMetrics `json:"decided_metrics,omitempty"`
 	Evidence       *schemas.Evidence                 `json:"evidence,omitempty"`
-	// Decisions are the last gate looks' evidence, oldest first (at most
-	// keptDecisions; the version's evidence.json beside its model card keeps
-	// every one).
+	// Decisions are every gate look's evidence, oldest first (also in the
+	// version's evidence.json beside its model card).
 	Decisions []schemas.Evidence `json:"decisions,omitempty"`
 }
 
@@ -81,9 +79,8 @@ type GateState struct {
 	Looks    int    `json:"looks"`
 	LastLook string `json:"last_look"`
 	// Order is the order images were first compared in: the confidence
-	// sequence reads them in it, each look extending the one before. Kept
-	// in the version's evidence file (FileEvidence), not in the record.
-	Order []string `json:"-"`
+	// sequence reads them in it, each look extending the one before.
+	Order []string `json:"order,omitempty"`
 }
 
 func recordKey(name, version string) string {

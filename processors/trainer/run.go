@@ -306,9 +306,6 @@ func (t *Trainer) evaluateNew(ctx context.Context, e models.Entry, ds *Dataset) 
 	}
 	metrics := evaluation.Metrics
 	rec.Metrics, rec.Predictions = metrics, evaluation.Predictions
-	if err := t.putPredictions(ctx, rec); err != nil {
-		return err
-	}
 	if err := t.registry.SetMetrics(ctx, e.Name, e.Version, metrics); err != nil {
 		return err
 	}
@@ -325,13 +322,7 @@ func (t *Trainer) evaluateNew(ctx context.Context, e models.Entry, ds *Dataset) 
 // refresh re-evaluates a record whose figures were computed on another
 // holdout than ds's, so a comparison is on the same images.
 func (t *Trainer) refresh(ctx context.Context, r Record, ds *Dataset) (Record, error) {
-	d := holdoutDigest(ds)
-	if r.HoldoutDigest == d && r.Metrics != nil && r.Predictions == nil {
-		if err := t.loadPredictions(ctx, &r); err != nil {
-			return r, err
-		}
-	}
-	if r.HoldoutDigest != d || r.Metrics == nil || r.Predictions == nil {
+	if d := holdoutDigest(ds); r.HoldoutDigest != d || r.Metrics == nil || r.Predictions == nil {
 		files, err := t.registry.Fetch(ctx, r.Name, r.Version)
 		if err != nil {
 			return r, err
@@ -342,9 +333,6 @@ func (t *Trainer) refresh(ctx context.Context, r Record, ds *Dataset) (Record, e
 		}
 		m := ev.Metrics
 		r.Metrics, r.Predictions, r.HoldoutDigest = m, ev.Predictions, d
-		if err := t.putPredictions(ctx, r); err != nil {
-			return r, err
-		}
 		if err := t.registry.SetMetrics(ctx, r.Name, r.Version, m); err != nil {
 			return r, err
 		}
@@ -418,11 +406,6 @@ func (t *Trainer) gate(ctx context.Context, r Record, assigned map[string]models
 	st := GateState{}
 	if r.Gate != nil {
 		st = *r.Gate
-		f, _, err := t.readEvidence(ctx, r.Name, r.Version)
-		if err != nil {
-			return err
-		}
-		st.Order = f.Order
 	}
 	in.Order, in.Look = st.Order, st.Looks+1
 	dec := t.cfg.Gate.CanaryGate(in)
@@ -473,98 +456,25 @@ type EvidenceFile struct {
 	Version        string                            `json:"version"`
 	Decisions      []schemas.Evidence                `json:"decisions"`
 	DecidedMetrics map[string]schemas.HoldoutMetrics `json:"decided_metrics,omitempty"`
-	// Order is the canary gate's image order across its looks (GateState).
-	Order []string `json:"order,omitempty"`
 }
 
-// keptDecisions bounds the decisions a record carries (the evidence file
-// keeps all).
-const keptDecisions = 10
-
 // decided records a gate decision in r (not stored yet) and in the
-// version's evidence file, with the gate's image order.
+// version's evidence file.
 func (t *Trainer) decided(ctx context.Context, r *Record, ev schemas.Evidence) error {
 	r.Evidence, r.DecidedMetrics = &ev, r.Metrics
 	r.Decisions = append(r.Decisions, ev)
 	if t.store == nil {
-		r.Decisions = r.Decisions[max(0, len(r.Decisions)-keptDecisions):]
 		return nil
 	}
-	f, _, err := t.readEvidence(ctx, r.Name, r.Version)
+	b, err := json.MarshalIndent(EvidenceFile{Name: r.Name, Version: r.Version, Decisions: r.Decisions, DecidedMetrics: r.DecidedMetrics}, "", "  ")
 	if err != nil {
 		return err
 	}
-	f.Name, f.Version, f.DecidedMetrics = r.Name, r.Version, r.DecidedMetrics
-	f.Decisions = append(f.Decisions, ev)
-	r.Decisions = r.Decisions[max(0, len(r.Decisions)-keptDecisions):]
-	if r.Gate != nil {
-		f.Order = r.Gate.Order
-	}
-	return t.putJSON(ctx, models.ModelKey(r.Name, r.Version, FileEvidence), f)
-}
-
-// readEvidence reads a version's evidence file (ok false: none yet).
-func (t *Trainer) readEvidence(ctx context.Context, name, version string) (EvidenceFile, bool, error) {
-	var f EvidenceFile
-	ok, err := t.getJSON(ctx, models.ModelKey(name, version, FileEvidence), &f)
-	return f, ok, err
-}
-
-// FilePredictions holds a version's answers on every holdout image beside
-// its model card, with the digest of the holdout_2 they were made on.
-const FilePredictions = "predictions.json"
-
-type predictionsFile struct {
-	HoldoutDigest string                       `json:"holdout_digest"`
-	Predictions   map[string][]ImagePrediction `json:"predictions"`
-}
-
-// putPredictions stores r's answers beside its model card.
-func (t *Trainer) putPredictions(ctx context.Context, r Record) error {
-	if t.store == nil || r.Predictions == nil {
-		return nil
-	}
-	return t.putJSON(ctx, models.ModelKey(r.Name, r.Version, FilePredictions), predictionsFile{HoldoutDigest: r.HoldoutDigest, Predictions: r.Predictions})
-}
-
-// loadPredictions reads r's answers, when they were made on r's holdout.
-func (t *Trainer) loadPredictions(ctx context.Context, r *Record) error {
-	if t.store == nil {
-		return nil
-	}
-	var f predictionsFile
-	ok, err := t.getJSON(ctx, models.ModelKey(r.Name, r.Version, FilePredictions), &f)
-	if err != nil || !ok || f.HoldoutDigest != r.HoldoutDigest {
-		return err
-	}
-	r.Predictions = f.Predictions
-	return nil
-}
-
-func (t *Trainer) putJSON(ctx context.Context, key string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
+	key := models.ModelKey(r.Name, r.Version, FileEvidence)
 	if _, err := t.store.Put(ctx, objstore.BucketModels, key, bytes.NewReader(b), int64(len(b)), objstore.PutOptions{ContentType: "application/json"}); err != nil {
-		return fmt.Errorf("trainer: write %s: %w", key, err)
+		return fmt.Errorf("record evidence %s: %w", key, err)
 	}
 	return nil
-}
-
-func (t *Trainer) getJSON(ctx context.Context, key string, v any) (bool, error) {
-	rc, _, err := t.store.Get(ctx, objstore.BucketModels, key)
-	if errors.Is(err, objstore.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("trainer: read %s: %w", key, err)
-	}
-	defer rc.Close()
-	if err := json.NewDecoder(rc).Decode(v); err != nil {
-		return false, fmt.Errorf("trainer: read %s: %w", key, err)
-	}
-	return true, nil
 }
 
 // majorityClass is the train split's most frequent class (ties: the first

@@ -285,9 +285,6 @@ func (t *Trainer) Train(ctx context.Context, req Request) (Outcome, error) {
 		}
 		slices.Sort(rec.Population)
 	}
-	if err := t.putPredictions(ctx, rec); err != nil {
-		return Outcome{}, err
-	}
 	if err := t.putRecord(ctx, rec); err != nil {
 		return Outcome{}, err
 	}

@@ -448,10 +448,7 @@ func TestGateHoldsThenDecidesOnALaterBatch(t *testing.T) {
 		t.Fatal("a held candidate reached canary")
 	}
 	// A later labelled batch: holdout_2 grows to 210 images.
-	later := map[string]bool{}
-	for _, id := range e.addImages(t, schemas.SplitHoldout2, 60, 5000, testClasses...) {
-		later[id] = true
-	}
+	e.addImages(t, schemas.SplitHoldout2, 60, 5000, testClasses...)
 	if err := tr.Step(e.ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -481,15 +478,6 @@ func TestGateHoldsThenDecidesOnALaterBatch(t *testing.T) {
 	rc.Close()
 	if len(file.Decisions) != 2 || file.Decisions[0].Decision != "hold" || file.Decisions[1].Decision != "promote" || file.DecidedMetrics[trainer.GateHoldout].Images != 210 {
 		t.Errorf("evidence.json %+v, want the hold and the promotion", file)
-	}
-	// The second look read the first look's 30 images first, then the new.
-	if len(file.Order) != 210 {
-		t.Fatalf("gate order of %d images, want 210", len(file.Order))
-	}
-	for _, id := range file.Order[:30] {
-		if later[id] {
-			t.Fatalf("a later image %s is among the first look's 30: the second look does not extend the first", id)
-		}
 	}
 	if promoted.Metrics[trainer.GateHoldout].Images != 210 {
 		t.Errorf("the promotion carries figures on %d holdout_2 images, want the 210 it decided on", promoted.Metrics[trainer.GateHoldout].Images)
