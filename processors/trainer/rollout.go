@@ -66,9 +66,6 @@ type Record struct {
 	// Evidence what it rested on.
 	DecidedMetrics map[string]schemas.HoldoutMetrics `json:"decided_metrics,omitempty"`
 	Evidence       *schemas.Evidence                 `json:"evidence,omitempty"`
-	// Decisions are every gate look's evidence, oldest first (also in the
-	// version's evidence.json beside its model card).
-	Decisions []schemas.Evidence `json:"decisions,omitempty"`
 }
 
 // GateState is what the canary gate keeps between looks at a candidate.

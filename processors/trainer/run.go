@@ -1,7 +1,6 @@
 package trainer
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -352,9 +351,7 @@ func (t *Trainer) refuseWith(ctx context.Context, r Record, stageName, reason st
 	ev := t.event(schemas.ModelRefused, r.Name, r.Version, r.Engine, reason)
 	ev.Metrics, ev.TrainImages, ev.Evidence = r.Metrics, r.TrainImages, evidence
 	if evidence != nil {
-		if err := t.decided(ctx, &r, *evidence); err != nil {
-			return err
-		}
+		r.Evidence, r.DecidedMetrics = evidence, r.Metrics
 	}
 	ev.EventID = "refused:" + r.Name + ":" + r.Version + ":" + stageName
 	if err := t.emit(ctx, ev); err != nil {
@@ -422,15 +419,10 @@ func (t *Trainer) gate(ctx context.Context, r Record, assigned map[string]models
 		if err := t.emit(ctx, ev); err != nil {
 			return err
 		}
-		r.Reason = dec.Reason
-		if err := t.decided(ctx, &r, evidence); err != nil {
-			return err
-		}
+		r.Reason, r.Evidence, r.DecidedMetrics = dec.Reason, &evidence, r.Metrics
 		return t.putRecord(ctx, r)
 	}
-	if err := t.decided(ctx, &r, evidence); err != nil {
-		return err
-	}
+	r.Evidence, r.DecidedMetrics = &evidence, r.Metrics
 	if err := t.putRecord(ctx, r); err != nil {
 		return err
 	}
@@ -441,38 +433,6 @@ func (t *Trainer) gate(ctx context.Context, r Record, assigned map[string]models
 		// Nothing trained to protect: the live canary comparison would be
 		// against random weights.
 		return t.toProd(ctx, r, dec.Reason)
-	}
-	return nil
-}
-
-// FileEvidence holds a version's gate decisions beside its model card
-// (models/<name>/<version>/evidence.json; the card itself is immutable):
-// every look's evidence, oldest first, and the figures the last one read.
-const FileEvidence = "evidence.json"
-
-// EvidenceFile is the content of FileEvidence.
-type EvidenceFile struct {
-	Name           string                            `json:"name"`
-	Version        string                            `json:"version"`
-	Decisions      []schemas.Evidence                `json:"decisions"`
-	DecidedMetrics map[string]schemas.HoldoutMetrics `json:"decided_metrics,omitempty"`
-}
-
-// decided records a gate decision in r (not stored yet) and in the
-// version's evidence file.
-func (t *Trainer) decided(ctx context.Context, r *Record, ev schemas.Evidence) error {
-	r.Evidence, r.DecidedMetrics = &ev, r.Metrics
-	r.Decisions = append(r.Decisions, ev)
-	if t.store == nil {
-		return nil
-	}
-	b, err := json.MarshalIndent(EvidenceFile{Name: r.Name, Version: r.Version, Decisions: r.Decisions, DecidedMetrics: r.DecidedMetrics}, "", "  ")
-	if err != nil {
-		return err
-	}
-	key := models.ModelKey(r.Name, r.Version, FileEvidence)
-	if _, err := t.store.Put(ctx, objstore.BucketModels, key, bytes.NewReader(b), int64(len(b)), objstore.PutOptions{ContentType: "application/json"}); err != nil {
-		return fmt.Errorf("record evidence %s: %w", key, err)
 	}
 	return nil
 }
@@ -559,9 +519,7 @@ func (t *Trainer) canaryCheck(ctx context.Context, r Record, assigned map[string
 	case VerdictRefuse:
 		return t.refuseWith(ctx, r, StageRefused, dec.Reason, &evidence)
 	case VerdictPromote:
-		if err := t.decided(ctx, &r, evidence); err != nil {
-			return err
-		}
+		r.Evidence, r.DecidedMetrics = &evidence, r.Metrics
 		if err := t.putRecord(ctx, r); err != nil {
 			return err
 		}
