@@ -261,7 +261,4 @@ type ModelEvent struct {
 	TrainImages int                       `json:"train_images,omitempty"`
 	Reason      string                    `json:"reason"`
 	Time        time.Time                 `json:"time"`
-	// Evidence is what a gate decision rests on (promotions, refusals and
-	// holds by the trainer's gates; absent on other events).
-	Evidence *Evidence `json:"evidence,omitempty"`
 }

@@ -108,9 +108,7 @@ for _ in $(seq 1 120); do
 done
 "$bin" demo-annotate --nats "$nats" --answers "$shifted.answers.json" --wait 8s
 echo "waiting for version 2: labelled images re-enter the pipeline, the manifest triggers a retrain, the gate decides..."
-# A decision: canary or refused, or a hold (too few images to decide: it
-# keeps shadowing in staging until more labelled images arrive).
-until models | python3 -c 'import json,sys; sys.exit(0 if any(m["version"].startswith("v2-") and (m.get("stage") not in (None,"","candidate","staging") or (m.get("decision") or "").startswith("hold:")) for m in json.load(sys.stdin)) else 1)'; do
+until models | python3 -c 'import json,sys; sys.exit(0 if any(m["version"].startswith("v2-") and m.get("stage") not in (None,"","candidate","staging") for m in json.load(sys.stdin)) else 1)'; do
   kill -0 $up 2>/dev/null || { echo "eyeflow up stopped:"; tail -20 "$data/eyeflow.log"; exit 1; }
   sleep 1
 done

@@ -103,45 +103,38 @@ func Bounds(d []float64, alpha float64) Sequence {
 	}
 	s.Mean = sum / float64(len(d))
 	thr := threshold(alpha)
-	// Lower bound: the first grid point from the bottom not excluded, by
-	// bisection between -1 and the mean (the capital falls as m rises
-	// towards the mean). The decisions do not rest on the grid: they test
-	// the margin itself (Rejects).
+	// Lower bound: the first grid point from the bottom not excluded,
+	// found on a coarse grid (every tenth point), then refined. (The
+	// decisions do not rest on the grid: Above and Below test the margin
+	// itself.)
+	const coarse = 10
 	excluded := func(i int, up bool) bool { return logCapital(d, gridAt(i), up) >= thr }
-	at := min(max(int(math.Floor((s.Mean+1)/gridStep)), 0), gridPoints)
-	lo, hi := 0, at // excluded(lo) assumed; find the first i in (lo, hi] not excluded
-	for lo+1 < hi {
-		mid := (lo + hi) / 2
-		if excluded(mid, true) {
-			lo = mid
-		} else {
-			hi = mid
+	for i := coarse; i <= gridPoints; i += coarse {
+		if !excluded(i, true) {
+			j := i - coarse + 1
+			for j < i && excluded(j, true) {
+				j++
+			}
+			s.Lo = gridAt(j - 1)
+			break
 		}
 	}
-	s.Lo = gridAt(lo)
-	at = min(max(int(math.Ceil((s.Mean+1)/gridStep)), 0), gridPoints)
-	lo, hi = at, gridPoints
-	for lo+1 < hi {
-		mid := (lo + hi) / 2
-		if excluded(mid, false) {
-			hi = mid
-		} else {
-			lo = mid
+	for i := gridPoints - coarse; i >= 0; i -= coarse {
+		if !excluded(i, false) {
+			j := i + coarse - 1
+			for j > i && excluded(j, false) {
+				j--
+			}
+			s.Hi = gridAt(j + 1)
+			break
 		}
 	}
-	s.Hi = gridAt(hi)
 	// The bounds never cross the mean's side they bound.
 	s.Lo, s.Hi = round3(min(s.Lo, s.Mean)), round3(max(s.Hi, s.Mean))
 	return s
 }
 
 func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
-
-// Rejects is the test at m alone: whether the capital betting that the
-// mean is above m (up) or below it (!up) reached 2/alpha.
-func Rejects(d []float64, m, alpha float64, up bool) bool {
-	return logCapital(d, m, up) >= threshold(alpha)
-}
 
 // Above says whether the sequence shows the mean of d is above m: m
 // itself is excluded (the test) and so is every grid value below it (the
@@ -169,13 +162,6 @@ func Below(d []float64, m, alpha float64) bool {
 func ToDecide(d []float64, m, alpha float64, up bool, limit int) int {
 	if len(d) == 0 {
 		return 0
-	}
-	var sum float64
-	for _, x := range d {
-		sum += x
-	}
-	if mean := sum / float64(len(d)); (up && mean <= m) || (!up && mean >= m) {
-		return 0 // more of the same never moves the capital for good
 	}
 	thr := threshold(alpha)
 	b := newBettor(m, up)

@@ -241,10 +241,7 @@ func runModelTimeline(ctx context.Context, args []string, out, errOut io.Writer)
 	var rf registryFlags
 	var asJSON bool
 	fs := newFlagSet("model timeline", "", "Prints every model event (eye.models) in order, then each version that served prod with its accuracy\n"+
-		"on the labelled images it classified there (predictions that carry a true label). The holdout figures are those\n"+
-		"the event carried (at a gate decision: the figures it decided on); a gate's reason is its evidence in one line:\n"+
-		"the paired accuracy difference with its 95% interval (an always-valid confidence sequence) per population,\n"+
-		"the smallest Holm-corrected McNemar p-value over classes, and, for a hold, how many labelled images would decide it.", out, errOut)
+		"on the labelled images it classified there (predictions that carry a true label).", out, errOut)
 	rf.register(fs)
 	fs.boolVar(&asJSON, "json", false, "print the events as JSON lines")
 	if err := fs.parse(args, rf.validate); err != nil {
@@ -285,11 +282,7 @@ func runModelTimeline(ctx context.Context, args []string, out, errOut io.Writer)
 			}
 			return "-"
 		}
-		kind := ev.Kind
-		if ev.Evidence != nil && ev.Evidence.Decision == trainer.VerdictHold {
-			kind = "held" // an evaluated event: the gate looked and could not decide yet
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s %s\t%s\t%s\t%s\t%s\n", ev.Time.Format("15:04:05"), kind, ev.Name, ev.Version, envs,
+		fmt.Fprintf(tw, "%s\t%s\t%s %s\t%s\t%s\t%s\t%s\n", ev.Time.Format("15:04:05"), ev.Kind, ev.Name, ev.Version, envs,
 			acc(trainer.GateHoldout), acc(trainer.ReportHoldout), ev.Reason)
 		if ev.ToEnv == schemas.EnvProd && (ev.Kind == schemas.ModelPromoted) {
 			prodSince = append(prodSince, struct {
@@ -323,21 +316,17 @@ func runModelTimeline(ctx context.Context, args []string, out, errOut io.Writer)
 
 // modelListEntry is one line of `eyeflow model list --json`.
 type modelListEntry struct {
-	Name        string    `json:"name"`
-	Version     string    `json:"version"`
-	Envs        []string  `json:"envs"`
-	Stage       string    `json:"stage,omitempty"`
-	Engine      string    `json:"engine"`
-	Arch        string    `json:"arch,omitempty"`
-	Classes     int       `json:"classes"`
-	Output      string    `json:"output"`
-	TrainImages int       `json:"train_images,omitempty"`
-	Pushed      time.Time `json:"pushed"`
-	// Metrics are re-scored now, on today's holdouts; DecidedMetrics are
-	// those the last gate decision read, and Decision its one-line evidence.
-	Metrics        map[string]schemas.HoldoutMetrics `json:"metrics,omitempty"`
-	DecidedMetrics map[string]schemas.HoldoutMetrics `json:"decided_metrics,omitempty"`
-	Decision       string                            `json:"decision,omitempty"`
+	Name        string                            `json:"name"`
+	Version     string                            `json:"version"`
+	Envs        []string                          `json:"envs"`
+	Stage       string                            `json:"stage,omitempty"`
+	Engine      string                            `json:"engine"`
+	Arch        string                            `json:"arch,omitempty"`
+	Classes     int                               `json:"classes"`
+	Output      string                            `json:"output"`
+	TrainImages int                               `json:"train_images,omitempty"`
+	Pushed      time.Time                         `json:"pushed"`
+	Metrics     map[string]schemas.HoldoutMetrics `json:"metrics,omitempty"`
 }
 
 func runModelList(ctx context.Context, args []string, out, errOut io.Writer) error {
@@ -359,7 +348,6 @@ func runModelList(ctx context.Context, args []string, out, errOut io.Writer) err
 		return err
 	}
 	stages := map[string]string{}
-	decided := map[string]trainer.Record{}
 	if kv, err := js.KeyValue(ctx, bus.KVTrainer); err == nil {
 		recs, err := trainer.ListRecords(ctx, stage.KeyValueOf(kv))
 		if err != nil {
@@ -367,7 +355,6 @@ func runModelList(ctx context.Context, args []string, out, errOut io.Writer) err
 		}
 		for _, r := range recs {
 			stages[r.Name+" "+r.Version] = r.Stage
-			decided[r.Name+" "+r.Version] = r
 		}
 	}
 	list := make([]modelListEntry, 0, len(entries))
@@ -387,12 +374,6 @@ func runModelList(ctx context.Context, args []string, out, errOut io.Writer) err
 		if le.Metrics == nil {
 			le.Metrics = e.Card.Metrics
 		}
-		if r, ok := decided[e.Name+" "+e.Version]; ok {
-			le.DecidedMetrics = r.DecidedMetrics
-			if r.Evidence != nil {
-				le.Decision = r.Evidence.Summary
-			}
-		}
 		list = append(list, le)
 	}
 	if asJSON {
@@ -401,9 +382,7 @@ func runModelList(ctx context.Context, args []string, out, errOut io.Writer) err
 		return enc.Encode(list)
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	// The figures re-scored now come first (holdouts grow, so they move);
-	// those the gate decided on, and on how many images, after them.
-	fmt.Fprintln(tw, "NAME\tVERSION\tENVS\tSTAGE\tENGINE\tTRAIN\tHOLDOUT_2 ACC NOW\tHOLDOUT_3 ACC NOW\tHOLDOUT_3 F1 NOW\tHOLDOUT_2 ACC AT DECISION\tPUSHED")
+	fmt.Fprintln(tw, "NAME\tVERSION\tENVS\tSTAGE\tENGINE\tTRAIN\tHOLDOUT_2 ACC\tHOLDOUT_3 ACC\tHOLDOUT_3 F1\tPUSHED")
 	fig := func(m map[string]schemas.HoldoutMetrics, split string, f func(schemas.HoldoutMetrics) float64) string {
 		if hm, ok := m[split]; ok && hm.Images > 0 {
 			return fmt.Sprintf("%.3f", f(hm))
@@ -417,13 +396,8 @@ func runModelList(ctx context.Context, args []string, out, errOut io.Writer) err
 		if envs == "" {
 			envs = "-"
 		}
-		at := "-"
-		if hm, ok := e.DecidedMetrics[trainer.GateHoldout]; ok && hm.Images > 0 {
-			at = fmt.Sprintf("%.3f (%d images)", hm.Accuracy, hm.Images)
-		}
-		now := fig(e.Metrics, trainer.GateHoldout, acc)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", e.Name, e.Version, envs, or(e.Stage, "-"), e.Engine, e.TrainImages,
-			now, fig(e.Metrics, trainer.ReportHoldout, acc), fig(e.Metrics, trainer.ReportHoldout, f1), at,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", e.Name, e.Version, envs, or(e.Stage, "-"), e.Engine, e.TrainImages,
+			fig(e.Metrics, trainer.GateHoldout, acc), fig(e.Metrics, trainer.ReportHoldout, acc), fig(e.Metrics, trainer.ReportHoldout, f1),
 			e.Pushed.Format("2006-01-02 15:04:05"))
 	}
 	return tw.Flush()

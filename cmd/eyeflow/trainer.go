@@ -28,10 +28,6 @@ type trainerFlags struct {
 	bootstrap    bool
 	manifestWait time.Duration
 	margin       float64
-	alpha        float64
-	minSens      float64
-	minSpec      float64
-	lowMargin    float64
 	canaryMin    int
 	rollback     int
 	autoPromote  bool
@@ -56,12 +52,8 @@ func (f *trainerFlags) register(fs *flagSet) {
 	fs.durationVar(&f.settle, "train-settle", def.Settle, "bootstrap trains once no new train image arrived for this long")
 	fs.boolVar(&f.bootstrap, "train-bootstrap", def.Bootstrap, "train version 1 by itself while prod serves no trained model")
 	fs.durationVar(&f.manifestWait, "train-manifest-wait", def.ManifestWait, "how long a retrain manifest's new images may take to reach the dataset")
-	fs.float64Var(&f.margin, "gate-noninferiority", def.Gate.NonInferiority, "canary gate: the lower bound of a candidate's paired holdout_2 accuracy difference against prod must be above minus this")
-	fs.float64Var(&f.alpha, "gate-alpha", def.Gate.Alpha, "error rate of the gate's tests (its intervals are 1-alpha; a class is harmed at a Holm-corrected McNemar p at most this)")
-	fs.float64Var(&f.minSens, "gate-min-sensitivity", 0, "canary gate: refuse a candidate whose sensitivity (any disease against normal) is shown below this on holdout_2 (Wilson lower bound; 0: off)")
-	fs.float64Var(&f.minSpec, "gate-min-specificity", 0, "canary gate: the same floor for specificity (normal answered normal; 0: off)")
-	fs.float64Var(&f.lowMargin, "gate-low-confidence-margin", def.Gate.LowConfidenceSlack, "canary -> prod: how much higher the canary's low-confidence rate may be than prod's; the live predictions it needs follow from it")
-	fs.intVar(&f.canaryMin, "canary-min", def.Gate.CanaryMin, "fewest live predictions the canary serves before it can go to prod (the low-confidence margin may ask for more)")
+	fs.float64Var(&f.margin, "promote-margin", def.Gate.Margin, "holdout_2 macro-F1 a candidate must beat prod by to go to canary")
+	fs.intVar(&f.canaryMin, "canary-min", def.Gate.CanaryMin, "live predictions the canary serves before it can go to prod")
 	fs.intVar(&f.rollback, "rollback-window", def.Gate.RollbackWindow, "prod predictions after a promotion within which drift (and worse labelled feedback) rolls it back")
 	fs.boolVar(&f.autoPromote, "auto-promote", def.AutoPromote, "promote a qualifying canary to prod by itself (false: wait for eyeflow model promote --to prod --reason)")
 	fs.durationVar(&f.poll, "rollout-interval", def.Poll, "how often the rollout and bootstrap look at the registry and the streams")
@@ -71,8 +63,7 @@ func (f *trainerFlags) register(fs *flagSet) {
 func (f *trainerFlags) config(prefix string) (trainer.Config, error) {
 	cfg := trainer.DefaultConfig()
 	cfg.Name, cfg.MinPerClass, cfg.Settle, cfg.Bootstrap, cfg.ManifestWait = f.name, f.minPerClass, f.settle, f.bootstrap, f.manifestWait
-	cfg.Gate.NonInferiority, cfg.Gate.CanaryMin, cfg.Gate.RollbackWindow = f.margin, f.canaryMin, f.rollback
-	cfg.Gate.Alpha, cfg.Gate.MinSensitivity, cfg.Gate.MinSpecificity, cfg.Gate.LowConfidenceSlack = f.alpha, f.minSens, f.minSpec, f.lowMargin
+	cfg.Gate.Margin, cfg.Gate.CanaryMin, cfg.Gate.RollbackWindow = f.margin, f.canaryMin, f.rollback
 	cfg.AutoPromote, cfg.Poll = f.autoPromote, f.poll
 	if prefix != "" {
 		cfg.DatasetPrefix = prefix

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"sync"
 
@@ -41,34 +40,11 @@ type Evaluator struct {
 	Session inference.SessionOptions
 }
 
-// ImagePrediction is one model's answer on one holdout image: what two
-// versions are compared on, image by image (paired evidence).
-type ImagePrediction struct {
-	ImageID string `json:"image_id"`
-	// Class is the image's true class, Predicted the model's answer.
-	Class      string  `json:"class"`
-	Predicted  string  `json:"predicted"`
-	Confidence float64 `json:"confidence"`
-}
-
-// Evaluation is a version's figures per holdout and the answers they were
-// computed from.
-type Evaluation struct {
-	Metrics     map[string]schemas.HoldoutMetrics
-	Predictions map[string][]ImagePrediction
-}
-
 // Evaluate loads the candidate and scores it on every holdout of ds.
 func (e *Evaluator) Evaluate(ctx context.Context, files models.ModelFiles, ds *Dataset) (map[string]schemas.HoldoutMetrics, error) {
-	ev, err := e.EvaluateAll(ctx, files, ds)
-	return ev.Metrics, err
-}
-
-// EvaluateAll is Evaluate with the per-image answers.
-func (e *Evaluator) EvaluateAll(ctx context.Context, files models.ModelFiles, ds *Dataset) (Evaluation, error) {
 	m, err := inference.LoadModel(files, e.Session)
 	if err != nil {
-		return Evaluation{}, fmt.Errorf("%w: does not load: %v", ErrCandidate, err)
+		return nil, fmt.Errorf("%w: does not load: %v", ErrCandidate, err)
 	}
 	defer m.Close()
 	var missing []string
@@ -81,20 +57,20 @@ func (e *Evaluator) EvaluateAll(ctx context.Context, files models.ModelFiles, ds
 	}
 	if len(missing) > 0 {
 		slices.Sort(missing)
-		return Evaluation{}, fmt.Errorf("%w: labels.json lacks the data set's classes %v (it has %v)", ErrCandidate, missing, m.Labels)
+		return nil, fmt.Errorf("%w: labels.json lacks the data set's classes %v (it has %v)", ErrCandidate, missing, m.Labels)
 	}
-	out := Evaluation{Metrics: map[string]schemas.HoldoutMetrics{}, Predictions: map[string][]ImagePrediction{}}
+	out := map[string]schemas.HoldoutMetrics{}
 	for _, split := range Holdouts() {
-		hm, preds, err := e.score(ctx, m, ds.Splits[split])
+		hm, err := e.score(ctx, m, ds.Splits[split])
 		if err != nil {
-			return Evaluation{}, fmt.Errorf("evaluate %s on %s: %w", m.Ref(), split, err)
+			return nil, fmt.Errorf("evaluate %s on %s: %w", m.Ref(), split, err)
 		}
-		out.Metrics[split], out.Predictions[split] = hm, preds
+		out[split] = hm
 	}
 	return out, nil
 }
 
-func (e *Evaluator) score(ctx context.Context, m *inference.Model, exs []Example) (schemas.HoldoutMetrics, []ImagePrediction, error) {
+func (e *Evaluator) score(ctx context.Context, m *inference.Model, exs []Example) (schemas.HoldoutMetrics, error) {
 	idx := map[string]int{}
 	for i, c := range m.Labels {
 		idx[c] = i
@@ -159,14 +135,10 @@ func (e *Evaluator) score(ctx context.Context, m *inference.Model, exs []Example
 	close(next)
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return schemas.HoldoutMetrics{}, nil, err
+		return schemas.HoldoutMetrics{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return schemas.HoldoutMetrics{}, nil, err
+		return schemas.HoldoutMetrics{}, err
 	}
-	preds := make([]ImagePrediction, n)
-	for i, ex := range exs {
-		preds[i] = ImagePrediction{ImageID: ex.ImageID, Class: ex.Class, Predicted: m.Labels[pred[i]], Confidence: math.Round(conf[i]*1e6) / 1e6}
-	}
-	return Score(m.Labels, y, pred, conf), preds, nil
+	return Score(m.Labels, y, pred, conf), nil
 }

@@ -40,49 +40,6 @@ func liveStats(ctx context.Context, streams stage.StreamReader, env, version str
 	return st, last, err
 }
 
-// livePairs pairs the labelled live predictions the candidate made
-// shadowing in staging with prod's predictions of the same images since
-// since: +1 the candidate right and prod wrong, -1 the opposite, 0 alike,
-// in the order prod answered them. Images of the train split are left
-// out: the candidate may have been trained on them.
-func livePairs(ctx context.Context, streams stage.StreamReader, candidate, prodVersion string, since time.Time) ([]float64, error) {
-	cand := map[string]bool{}
-	err := streams.Scan(ctx, bus.StreamPredictions, schemas.PredictionSubject(schemas.EnvStaging), since, func(m stage.StoredMsg) bool {
-		p, err := schemas.DecodePrediction(m.Data)
-		if err == nil && p.ModelVersion == candidate && p.TrueLabel != "" && p.Split != schemas.SplitTrain {
-			cand[p.ImageID] = p.PredictedClass == p.TrueLabel
-		}
-		return true
-	})
-	if err != nil {
-		return nil, err
-	}
-	var out []float64
-	done := map[string]bool{}
-	err = streams.Scan(ctx, bus.StreamPredictions, schemas.PredictionSubject(schemas.EnvProd), since, func(m stage.StoredMsg) bool {
-		p, err := schemas.DecodePrediction(m.Data)
-		if err != nil || p.ModelVersion != prodVersion || p.TrueLabel == "" || done[p.ImageID] {
-			return true
-		}
-		c, ok := cand[p.ImageID]
-		if !ok {
-			return true
-		}
-		done[p.ImageID] = true
-		b := p.PredictedClass == p.TrueLabel
-		switch {
-		case c && !b:
-			out = append(out, 1)
-		case b && !c:
-			out = append(out, -1)
-		default:
-			out = append(out, 0)
-		}
-		return true
-	})
-	return out, err
-}
-
 // driftFirings returns the times of env's firing drift alerts for version
 // since since.
 func driftFirings(ctx context.Context, streams stage.StreamReader, env, version string, since time.Time) ([]time.Time, error) {

@@ -1,15 +1,13 @@
 package trainer
 
 import (
-	"bytes"
-	"encoding/json"
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"reflect"
-	"slices"
 	"strings"
 	"testing"
+
+	"eyeflow/schemas"
 )
 
 // blobs returns n points per class around distinct centres in d dimensions.
@@ -131,269 +129,71 @@ func TestScore(t *testing.T) {
 	}
 }
 
-// answers builds paired holdout answers: per class, n images of which the
-// baseline gets baseRight right and the candidate candRight, overlapping
-// as much as they can (both right on the first min of the two).
-type classCase struct {
-	class                   string
-	n, baseRight, candRight int
-	wrong                   string // the wrong answer ("other" unless set)
-}
-
-func answers(cases ...classCase) (cand, base []ImagePrediction) {
-	for _, c := range cases {
-		for i := range c.n {
-			id := fmt.Sprintf("%s-%03d", c.class, i)
-			wrong := "other"
-			if c.wrong != "" {
-				wrong = c.wrong
-			} else if c.class == "other" {
-				wrong = "normal"
+func TestCanaryGate(t *testing.T) {
+	g := DefaultGate()
+	hm := func(f1 float64, recall map[string]float64, support map[string]int) schemas.HoldoutMetrics {
+		return schemas.HoldoutMetrics{Images: 30, Accuracy: f1, MacroF1: f1, Recall: recall, Support: support}
+	}
+	sup := map[string]int{"a": 10, "b": 10, "c": 4}
+	prod := hm(0.70, map[string]float64{"a": 0.8, "b": 0.6, "c": 1}, sup)
+	tests := []struct {
+		name string
+		cand schemas.HoldoutMetrics
+		prod *schemas.HoldoutMetrics
+		pass bool
+		why  string
+	}{
+		{"no trained prod, above chance", hm(0.5, map[string]float64{"a": 0.5}, sup), nil, true, "prod serves no trained model"},
+		{"no trained prod, at chance", schemas.HoldoutMetrics{Images: 30, Accuracy: 1.0 / 3, Support: sup}, nil, false, "not above chance"},
+		{"beats by the margin exactly", hm(0.72, map[string]float64{"a": 0.8, "b": 0.6, "c": 1}, sup), &prod, true, "beats prod"},
+		{"beats by less than the margin", hm(0.7199, map[string]float64{"a": 0.8, "b": 0.6, "c": 1}, sup), &prod, false, "does not beat"},
+		{"a class loses exactly 0.10", hm(0.80, map[string]float64{"a": 0.7, "b": 0.9, "c": 1}, sup), &prod, true, "beats prod"},
+		{"a class loses more than 0.10", hm(0.80, map[string]float64{"a": 0.6, "b": 0.9, "c": 1}, sup), &prod, false, "a 0.80 -> 0.60"},
+		{"a small class may lose more", hm(0.80, map[string]float64{"a": 0.8, "b": 0.9, "c": 0.25}, sup), &prod, true, "beats prod"},
+		{"empty holdout", schemas.HoldoutMetrics{}, &prod, false, "no images"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pass, why := g.CanaryGate(tt.cand, tt.prod)
+			if pass != tt.pass || !strings.Contains(why, tt.why) {
+				t.Errorf("CanaryGate = %v, %q; want %v and a reason with %q", pass, why, tt.pass, tt.why)
 			}
-			b, k := wrong, wrong
-			if i < c.baseRight {
-				b = c.class
-			}
-			if i < c.candRight {
-				k = c.class
-			}
-			base = append(base, ImagePrediction{ImageID: id, Class: c.class, Predicted: b, Confidence: 0.9})
-			cand = append(cand, ImagePrediction{ImageID: id, Class: c.class, Predicted: k, Confidence: 0.8})
-		}
-	}
-	return cand, base
-}
-
-func gateIn(cand, base []ImagePrediction) GateInput {
-	return GateInput{Candidate: cand, Baseline: base, BaselineName: "prod fundus v1", Look: 1}
-}
-
-// TestCanaryGateOneImageDecidesNothing is the demo's refusal turned
-// around: one image of a five-image class (amd 0.60 -> 0.40) is not a
-// harm, and on enough earlier images the candidate is shown not worse.
-func TestCanaryGateOneImageDecidesNothing(t *testing.T) {
-	g := DefaultGate()
-	cand, base := answers(classCase{"amd", 5, 3, 2, ""}, classCase{"cataract", 150, 120, 120, ""}, classCase{"normal", 150, 140, 140, ""})
-	d := g.CanaryGate(gateIn(cand, base))
-	if d.Verdict != VerdictPromote {
-		t.Fatalf("one image lost in a five-image class: %s (%s), want promote", d.Verdict, d.Reason)
-	}
-	amd := d.Evidence.Classes[0]
-	if amd.Class != "amd" || amd.Worse != 1 || amd.Harmed || amd.P != 0.5 {
-		t.Errorf("amd: %+v, want 1 worse, p 0.5, not harmed", amd)
-	}
-	// Better by one image: not refused either.
-	cand, base = answers(classCase{"amd", 5, 2, 3, ""}, classCase{"cataract", 150, 120, 120, ""}, classCase{"normal", 150, 140, 140, ""})
-	if d := g.CanaryGate(gateIn(cand, base)); d.Verdict != VerdictPromote || !strings.Contains(d.Reason, "not worse on 305 earlier holdout_2 images") {
-		t.Errorf("one image better: %s (%s)", d.Verdict, d.Reason)
-	}
-	t.Log(d.Reason)
-}
-
-func TestCanaryGateRefusesAHarmedClass(t *testing.T) {
-	g := DefaultGate()
-	// cataract: prod right on 12 of 12, the candidate on none; better
-	// elsewhere, so the overall difference alone would not refuse it.
-	cand, base := answers(classCase{"cataract", 12, 12, 0, ""}, classCase{"glaucoma", 40, 20, 40, ""}, classCase{"normal", 40, 30, 40, ""})
-	d := g.CanaryGate(gateIn(cand, base))
-	if d.Verdict != VerdictRefuse {
-		t.Fatalf("a class lost on 12 images: %s (%s), want refuse", d.Verdict, d.Reason)
-	}
-	// McNemar: P(X >= 12 | 12, 1/2) = 1/4096; Holm over 3 classes: 3/4096.
-	for _, want := range []string{"class harmed: cataract (12 worse, 0 better of 12 images; McNemar p 2.4e-04, Holm p 7.3e-04)", "refused: "} {
-		if !strings.Contains(d.Reason, want) {
-			t.Errorf("reason %q lacks %q", d.Reason, want)
-		}
-	}
-	c := d.Evidence.Classes[0]
-	if !c.Harmed || c.P != 0.0002441 || c.HolmP != 0.0007324 {
-		t.Errorf("cataract evidence %+v", c)
-	}
-}
-
-func TestCanaryGateHoldsOnTooFewImages(t *testing.T) {
-	g := DefaultGate()
-	cand, base := answers(classCase{"cataract", 5, 4, 4, ""}, classCase{"glaucoma", 5, 4, 4, ""}, classCase{"normal", 5, 5, 5, ""})
-	d := g.CanaryGate(gateIn(cand, base))
-	if d.Verdict != VerdictHold || d.Evidence.ImagesToDecide == 0 || !strings.HasPrefix(d.Reason, "hold: insufficient evidence (about ") {
-		t.Fatalf("15 images, identical answers: %s (%s), want a hold with how many images would decide it", d.Verdict, d.Reason)
-	}
-	need := d.Evidence.ImagesToDecide
-	// More images like these: the next look decides, reading the earlier
-	// images first, in the order the first look fixed.
-	more, moreBase := answers(classCase{"cataract", need / 3, need / 4, need / 4, ""}, classCase{"glaucoma", need / 3, need / 4, need / 4, ""}, classCase{"normal", need/3 + 2, need / 3, need / 3, ""})
-	for i := range more {
-		more[i].ImageID, moreBase[i].ImageID = "later-"+more[i].ImageID, "later-"+moreBase[i].ImageID
-	}
-	in := gateIn(append(cand, more...), append(base, moreBase...))
-	in.Order, in.Look = d.Order, 2
-	d2 := g.CanaryGate(in)
-	if d2.Verdict != VerdictPromote {
-		t.Fatalf("after %d more images: %s (%s), want promote", len(more), d2.Verdict, d2.Reason)
-	}
-	if !slices.Equal(d2.Order[:15], d.Order) {
-		t.Error("the second look does not extend the first's order")
-	}
-	// A candidate clearly worse is refused, not held.
-	cand, base = answers(classCase{"cataract", 20, 18, 5, ""}, classCase{"glaucoma", 20, 18, 5, ""}, classCase{"normal", 20, 18, 18, ""})
-	if d := g.CanaryGate(gateIn(cand, base)); d.Verdict != VerdictRefuse || !strings.Contains(d.Reason, "worse on 60 earlier holdout_2 images") {
-		t.Errorf("clearly worse: %s (%s)", d.Verdict, d.Reason)
-	}
-}
-
-func TestCanaryGateFirstVersionBeatsTheMajorityClass(t *testing.T) {
-	g := DefaultGate()
-	// normal is the majority; always answering it is right on 20 of 60.
-	cand, _ := answers(classCase{"cataract", 20, 0, 18, ""}, classCase{"glaucoma", 20, 0, 17, ""}, classCase{"normal", 20, 0, 15, ""})
-	in := GateInput{Candidate: cand, Majority: "normal", BaselineName: "majority class normal", Look: 1}
-	d := g.CanaryGate(in)
-	if d.Verdict != VerdictPromote || !strings.Contains(d.Reason, "better on 60 holdout_2 images than always answering normal") {
-		t.Errorf("first version: %s (%s)", d.Verdict, d.Reason)
-	}
-	// Above chance (1/3) but not above the majority class: not promoted.
-	cand, _ = answers(classCase{"cataract", 20, 0, 3, ""}, classCase{"glaucoma", 20, 0, 3, ""}, classCase{"normal", 20, 0, 20, ""})
-	in.Candidate = cand
-	if d := g.CanaryGate(in); d.Verdict == VerdictPromote {
-		t.Errorf("accuracy 0.43 against a majority class at 0.33 on 60 images: %s (%s)", d.Verdict, d.Reason)
-	}
-}
-
-func TestCanaryGateDriftedPopulationAndFloors(t *testing.T) {
-	g := DefaultGate()
-	cand, base := answers(classCase{"cataract", 80, 70, 70, ""}, classCase{"normal", 80, 75, 75, ""}, classCase{"amd", 30, 5, 28, ""})
-	in := gateIn(cand, base)
-	in.Population = map[string]bool{}
-	for _, p := range cand {
-		if p.Class == "amd" {
-			in.Population[p.ImageID] = true
-		}
-	}
-	d := g.CanaryGate(in)
-	if d.Verdict != VerdictPromote || !strings.Contains(d.Reason, "better on 30 holdout_2 images of the population the drift alert asked for") {
-		t.Errorf("drift retrain better on the drifted images: %s (%s)", d.Verdict, d.Reason)
-	}
-	// Not better where it was asked to be: held.
-	cand, base = answers(classCase{"cataract", 80, 70, 70, ""}, classCase{"normal", 80, 75, 75, ""}, classCase{"amd", 30, 20, 20, ""})
-	in.Candidate, in.Baseline = cand, base
-	if d := g.CanaryGate(in); d.Verdict != VerdictHold {
-		t.Errorf("drift retrain no better on the drifted images: %s (%s), want hold", d.Verdict, d.Reason)
-	}
-	// A sensitivity floor the candidate is clearly below: refused.
-	g.MinSensitivity = 0.95
-	cand, base = answers(classCase{"cataract", 80, 40, 40, "normal"}, classCase{"normal", 80, 75, 75, ""})
-	d = g.CanaryGate(gateIn(cand, base))
-	if d.Verdict != VerdictRefuse || !strings.Contains(d.Reason, "sensitivity below its floor on 80 images") {
-		t.Errorf("below the sensitivity floor: %s (%s)", d.Verdict, d.Reason)
-	}
-}
-
-// TestCanaryGateIsDeterministic: the same inputs, in any order, give
-// byte-identical evidence.
-func TestCanaryGateIsDeterministic(t *testing.T) {
-	g := DefaultGate()
-	cand, base := answers(classCase{"cataract", 30, 20, 25, ""}, classCase{"glaucoma", 30, 25, 20, ""}, classCase{"normal", 30, 28, 28, ""})
-	a, _ := json.Marshal(g.CanaryGate(gateIn(cand, base)))
-	rng := rand.New(rand.NewPCG(1, 1))
-	rng.Shuffle(len(cand), func(i, j int) { cand[i], cand[j] = cand[j], cand[i] })
-	rng.Shuffle(len(base), func(i, j int) { base[i], base[j] = base[j], base[i] })
-	b, _ := json.Marshal(g.CanaryGate(gateIn(cand, base)))
-	if !bytes.Equal(a, b) {
-		t.Errorf("the same answers in another order give another decision:\n%s\n%s", a, b)
-	}
-}
-
-// TestCanaryGateRepeatedLooksUnderTheNull: candidate and prod equally good
-// (each right on 70% of images, independently, so they disagree often),
-// a drift retrain looked at after every batch of 10 labelled images of the
-// drifted population, up to 300: the share of runs promoted at any look
-// stays at most the nominal alpha/2.
-func TestCanaryGateRepeatedLooksUnderTheNull(t *testing.T) {
-	g := DefaultGate()
-	g.BootstrapRounds = -1 // reported, not decided on: left out here
-	const runs, n, batch = 100, 300, 30
-	rng := rand.New(rand.NewPCG(24, 2026))
-	promoted := 0
-	// Earlier images: identical answers, enough to show non-inferiority,
-	// so the drifted population decides.
-	earlierCand, earlierBase := answers(classCase{"normal", 200, 180, 180, ""})
-	for range runs {
-		cand, base := slices.Clone(earlierCand), slices.Clone(earlierBase)
-		pop := map[string]bool{}
-		var order []string
-		for look := 1; look <= n/batch; look++ {
-			for i := range batch {
-				id := fmt.Sprintf("drift-%03d-%d", look, i)
-				pop[id] = true
-				ans := func() string {
-					if rng.Float64() < 0.7 {
-						return "amd"
-					}
-					return "other"
-				}
-				cand = append(cand, ImagePrediction{ImageID: id, Class: "amd", Predicted: ans()})
-				base = append(base, ImagePrediction{ImageID: id, Class: "amd", Predicted: ans()})
-			}
-			in := GateInput{Candidate: cand, Baseline: base, Population: pop, Order: order, Look: look}
-			d := g.CanaryGate(in)
-			order = d.Order
-			if d.Verdict == VerdictPromote {
-				promoted++
-				break
-			}
-			if d.Verdict == VerdictRefuse {
-				break
-			}
-		}
-	}
-	rate := float64(promoted) / runs
-	t.Logf("%d runs of up to %d looks: %.3f promoted (nominal %.3f)", runs, n/batch, rate, g.Alpha/2)
-	if rate > g.Alpha/2 {
-		t.Errorf("repeated looks under the null promote %.3f of runs, more than %.3f", rate, g.Alpha/2)
+		})
 	}
 }
 
 func TestProdGateAndRollback(t *testing.T) {
 	g := DefaultGate()
-	prod := LiveStats{Predictions: 500, LowConfidence: 100}
-	need := g.MinLive(prod)
-	// (1.96 + 0.8416)^2 * 2 * 0.2 * 0.8 / 0.1^2 = 251.2
-	if need != 252 {
-		t.Errorf("MinLive = %d, want 252 for a prod rate of 0.2 and a margin of 0.10", need)
-	}
+	g.CanaryMin = 100
 	tests := []struct {
-		name    string
-		canary  LiveStats
-		paired  []float64
-		verdict string
-		why     string
+		name         string
+		canary, prod LiveStats
+		verdict      string
 	}{
-		{"too few live predictions", LiveStats{Predictions: need - 1}, nil, VerdictWait, "of the 252 live predictions"},
-		{"as often unsure as prod", LiveStats{Predictions: need, LowConfidence: need / 5}, nil, VerdictPromote, "not more often unsure"},
-		{"more often unsure", LiveStats{Predictions: need, LowConfidence: need / 3}, nil, VerdictRefuse, "more often unsure than the margin allows"},
-		{"more drift", LiveStats{Predictions: need, DriftFiring: 1}, nil, VerdictRefuse, "drift alerts"},
-		{"worse on labelled live images", LiveStats{Predictions: 10}, slices.Repeat([]float64{-1, -1, 0}, 20), VerdictRefuse, "worse on 60 labelled live images"},
+		{"too few live predictions", LiveStats{Predictions: 99}, LiveStats{Predictions: 500}, VerdictWait},
+		{"as good as prod", LiveStats{Predictions: 100, LowConfidence: 10}, LiveStats{Predictions: 500, LowConfidence: 50}, VerdictPromote},
+		{"within the slack", LiveStats{Predictions: 100, LowConfidence: 12}, LiveStats{Predictions: 500, LowConfidence: 50}, VerdictPromote},
+		{"more low-confidence answers", LiveStats{Predictions: 100, LowConfidence: 13}, LiveStats{Predictions: 500, LowConfidence: 50}, VerdictRefuse},
+		{"more drift", LiveStats{Predictions: 100, DriftFiring: 1}, LiveStats{Predictions: 500}, VerdictRefuse},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if d := g.ProdGate(tt.canary, prod, tt.paired); d.Verdict != tt.verdict || !strings.Contains(d.Reason, tt.why) {
-				t.Errorf("ProdGate = %s (%s), want %s with %q", d.Verdict, d.Reason, tt.verdict, tt.why)
+			if v, why := g.ProdGate(tt.canary, tt.prod); v != tt.verdict {
+				t.Errorf("ProdGate = %s (%s), want %s", v, why, tt.verdict)
 			}
 		})
 	}
 	worse := LiveStats{Predictions: 50, Labelled: 20, Correct: 10}
-	if back, why := g.ShouldRollback(true, worse, 40, 50); !back {
-		t.Errorf("drift plus feedback 10/20 against 40/50 must roll back: %s", why)
+	if back, _ := g.ShouldRollback(true, worse, 0.8); !back {
+		t.Error("drift plus worse labelled feedback must roll back")
 	}
-	if back, _ := g.ShouldRollback(false, worse, 40, 50); back {
+	if back, _ := g.ShouldRollback(false, worse, 0.8); back {
 		t.Error("no drift: no rollback")
 	}
-	if back, _ := g.ShouldRollback(true, worse, 25, 50); back {
+	if back, _ := g.ShouldRollback(true, worse, 0.5); back {
 		t.Error("feedback as good as the previous version's: no rollback")
 	}
-	if back, why := g.ShouldRollback(true, LiveStats{Labelled: 2, Correct: 1}, 4, 5); back {
-		t.Errorf("one of two against four of five is noise: %s", why)
-	}
-	if back, _ := g.ShouldRollback(true, LiveStats{Predictions: 50}, 40, 50); back {
+	if back, _ := g.ShouldRollback(true, LiveStats{Predictions: 50}, 0.8); back {
 		t.Error("no labelled feedback: no rollback")
 	}
 }

@@ -51,33 +51,6 @@ type Record struct {
 	SignoffAsked bool `json:"signoff_asked,omitempty"`
 	// Judged is set once the rollback window after its prod promotion passed.
 	Judged bool `json:"judged,omitempty"`
-	// Predictions are the version's answers on every holdout image, per
-	// holdout, at HoldoutDigest: the paired evidence two versions are
-	// compared on. Records written before it have none; the gate re-scores
-	// those.
-	Predictions map[string][]ImagePrediction `json:"predictions,omitempty"`
-	// Population are the image ids the drift alert behind this version's
-	// retrain asked to have labelled (empty: not a drift retrain).
-	Population []string `json:"population,omitempty"`
-	// Gate is the canary gate's state across its looks.
-	Gate *GateState `json:"gate,omitempty"`
-	// DecidedMetrics are the holdout figures the last gate decision read
-	// (Metrics may since have been re-scored on a grown holdout), and
-	// Evidence what it rested on.
-	DecidedMetrics map[string]schemas.HoldoutMetrics `json:"decided_metrics,omitempty"`
-	Evidence       *schemas.Evidence                 `json:"evidence,omitempty"`
-}
-
-// GateState is what the canary gate keeps between looks at a candidate.
-type GateState struct {
-	// Looks counts the looks; LastLook names the evidence of the last one
-	// (the holdout's digest and the baseline), so a look is taken once per
-	// new evidence.
-	Looks    int    `json:"looks"`
-	LastLook string `json:"last_look"`
-	// Order is the order images were first compared in: the confidence
-	// sequence reads them in it, each look extending the one before.
-	Order []string `json:"order,omitempty"`
 }
 
 func recordKey(name, version string) string {
@@ -212,13 +185,6 @@ func (t *Trainer) promote(ctx context.Context, name, version, env, reason, kind,
 	}
 	ev := t.event(kind, name, version, rec.Engine, reason)
 	ev.FromEnv, ev.ToEnv, ev.Metrics, ev.TrainImages = from, env, rec.Metrics, rec.TrainImages
-	if nonce == "rollout" && env != schemas.EnvStaging && rec.Evidence != nil {
-		// The gate's decision: its evidence and the figures it read.
-		ev.Evidence = rec.Evidence
-		if rec.DecidedMetrics != nil {
-			ev.Metrics = rec.DecidedMetrics
-		}
-	}
 	if hadPrev {
 		ev.PreviousVersion = prev.Version
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"time"
 
@@ -290,7 +289,7 @@ func (t *Trainer) evaluateNew(ctx context.Context, e models.Entry, ds *Dataset) 
 	if err != nil {
 		return err
 	}
-	evaluation, err := t.eval.EvaluateAll(ctx, files, ds)
+	metrics, err := t.eval.Evaluate(ctx, files, ds)
 	if errors.Is(err, ErrCandidate) {
 		rec.Stage, rec.Reason = StageRefused, err.Error()
 		ev := t.event(schemas.ModelRefused, e.Name, e.Version, engine, err.Error())
@@ -303,8 +302,7 @@ func (t *Trainer) evaluateNew(ctx context.Context, e models.Entry, ds *Dataset) 
 	if err != nil {
 		return err
 	}
-	metrics := evaluation.Metrics
-	rec.Metrics, rec.Predictions = metrics, evaluation.Predictions
+	rec.Metrics = metrics
 	if err := t.registry.SetMetrics(ctx, e.Name, e.Version, metrics); err != nil {
 		return err
 	}
@@ -321,17 +319,16 @@ func (t *Trainer) evaluateNew(ctx context.Context, e models.Entry, ds *Dataset) 
 // refresh re-evaluates a record whose figures were computed on another
 // holdout than ds's, so a comparison is on the same images.
 func (t *Trainer) refresh(ctx context.Context, r Record, ds *Dataset) (Record, error) {
-	if d := holdoutDigest(ds); r.HoldoutDigest != d || r.Metrics == nil || r.Predictions == nil {
+	if d := holdoutDigest(ds); r.HoldoutDigest != d || r.Metrics == nil {
 		files, err := t.registry.Fetch(ctx, r.Name, r.Version)
 		if err != nil {
 			return r, err
 		}
-		ev, err := t.eval.EvaluateAll(ctx, files, ds)
+		m, err := t.eval.Evaluate(ctx, files, ds)
 		if err != nil {
 			return r, err
 		}
-		m := ev.Metrics
-		r.Metrics, r.Predictions, r.HoldoutDigest = m, ev.Predictions, d
+		r.Metrics, r.HoldoutDigest = m, d
 		if err := t.registry.SetMetrics(ctx, r.Name, r.Version, m); err != nil {
 			return r, err
 		}
@@ -343,16 +340,8 @@ func (t *Trainer) refresh(ctx context.Context, r Record, ds *Dataset) (Record, e
 }
 
 func (t *Trainer) refuse(ctx context.Context, r Record, stageName, reason string) error {
-	return t.refuseWith(ctx, r, stageName, reason, nil)
-}
-
-// refuseWith refuses with the evidence of a gate's decision.
-func (t *Trainer) refuseWith(ctx context.Context, r Record, stageName, reason string, evidence *schemas.Evidence) error {
 	ev := t.event(schemas.ModelRefused, r.Name, r.Version, r.Engine, reason)
-	ev.Metrics, ev.TrainImages, ev.Evidence = r.Metrics, r.TrainImages, evidence
-	if evidence != nil {
-		r.Evidence, r.DecidedMetrics = evidence, r.Metrics
-	}
+	ev.Metrics, ev.TrainImages = r.Metrics, r.TrainImages
 	ev.EventID = "refused:" + r.Name + ":" + r.Version + ":" + stageName
 	if err := t.emit(ctx, ev); err != nil {
 		return err
@@ -370,11 +359,7 @@ func (t *Trainer) gate(ctx context.Context, r Record, assigned map[string]models
 	if err != nil {
 		return err
 	}
-	in := GateInput{Candidate: r.Predictions[GateHoldout], Population: map[string]bool{}}
-	for _, id := range r.Population {
-		in.Population[id] = true
-	}
-	trainedProd := false
+	var prodMetrics *schemas.HoldoutMetrics
 	if p, ok := assigned[schemas.EnvProd]; ok && !models.IsPlaceholder(p.Name) {
 		pr, ok, err := t.getRecord(ctx, p.Name, p.Version)
 		if err != nil {
@@ -384,70 +369,24 @@ func (t *Trainer) gate(ctx context.Context, r Record, assigned map[string]models
 			if pr, err = t.refresh(ctx, pr, ds); err != nil && !errors.Is(err, ErrCandidate) {
 				return err
 			}
-			if preds, ok := pr.Predictions[GateHoldout]; ok {
-				in.Baseline, in.BaselineName, trainedProd = preds, "prod "+p.Name+" "+p.Version, true
-				if in.Baseline == nil {
-					in.Baseline = []ImagePrediction{}
-				}
+			if m, ok := pr.Metrics[GateHoldout]; ok {
+				prodMetrics = &m
 			}
 		}
 	}
-	if !trainedProd {
-		in.Majority = majorityClass(ds)
-		in.BaselineName = "majority class " + in.Majority
+	pass, reason := t.cfg.Gate.CanaryGate(r.Metrics[GateHoldout], prodMetrics)
+	if !pass {
+		return t.refuse(ctx, r, StageRefused, reason)
 	}
-	look := holdoutDigest(ds) + " " + in.BaselineName
-	if r.Gate != nil && r.Gate.LastLook == look {
-		return nil // nothing new since the last look
-	}
-	st := GateState{}
-	if r.Gate != nil {
-		st = *r.Gate
-	}
-	in.Order, in.Look = st.Order, st.Looks+1
-	dec := t.cfg.Gate.CanaryGate(in)
-	st.Looks, st.LastLook, st.Order = in.Look, look, dec.Order
-	r.Gate = &st
-	evidence := dec.Evidence
-	switch dec.Verdict {
-	case VerdictRefuse:
-		return t.refuseWith(ctx, r, StageRefused, dec.Reason, &evidence)
-	case VerdictHold:
-		ev := t.event(schemas.ModelEvaluated, r.Name, r.Version, r.Engine, dec.Reason)
-		ev.Metrics, ev.TrainImages, ev.Evidence = r.Metrics, r.TrainImages, &evidence
-		ev.EventID = fmt.Sprintf("held:%s:%s:%d:%s", r.Name, r.Version, st.Looks, holdoutDigest(ds))
-		if err := t.emit(ctx, ev); err != nil {
-			return err
-		}
-		r.Reason, r.Evidence, r.DecidedMetrics = dec.Reason, &evidence, r.Metrics
-		return t.putRecord(ctx, r)
-	}
-	r.Evidence, r.DecidedMetrics = &evidence, r.Metrics
-	if err := t.putRecord(ctx, r); err != nil {
+	if err := t.promote(ctx, r.Name, r.Version, schemas.EnvCanary, reason, schemas.ModelPromoted, "rollout"); err != nil {
 		return err
 	}
-	if err := t.promote(ctx, r.Name, r.Version, schemas.EnvCanary, dec.Reason, schemas.ModelPromoted, "rollout"); err != nil {
-		return err
-	}
-	if !trainedProd {
+	if prodMetrics == nil {
 		// Nothing trained to protect: the live canary comparison would be
 		// against random weights.
-		return t.toProd(ctx, r, dec.Reason)
+		return t.toProd(ctx, r, reason)
 	}
 	return nil
-}
-
-// majorityClass is the train split's most frequent class (ties: the first
-// in name order): the trivial classifier a first version must beat.
-func majorityClass(ds *Dataset) string {
-	counts := ds.ClassCounts(schemas.SplitTrain)
-	best := ""
-	for _, c := range ds.Classes() {
-		if best == "" || counts[c] > counts[best] {
-			best = c
-		}
-	}
-	return best
 }
 
 // toProd promotes to prod, or asks for a sign-off when automatic
@@ -482,11 +421,12 @@ func (t *Trainer) canaryCheck(ctx context.Context, r Record, assigned map[string
 	}
 	since := r.Promoted[schemas.EnvCanary]
 	g := t.cfg.Gate
+	cs, _, err := liveStats(ctx, t.streams, schemas.EnvCanary, r.Version, since, g.CanaryMin, g.LowConfidence)
+	if err != nil {
+		return err
+	}
 	var ps LiveStats
-	var paired []float64
-	p, hasProd := assigned[schemas.EnvProd]
-	if hasProd {
-		var err error
+	if p, ok := assigned[schemas.EnvProd]; ok {
 		if ps, _, err = liveStats(ctx, t.streams, schemas.EnvProd, p.Version, since, 0, g.LowConfidence); err != nil {
 			return err
 		}
@@ -495,35 +435,18 @@ func (t *Trainer) canaryCheck(ctx context.Context, r Record, assigned map[string
 			return err
 		}
 		ps.DriftFiring = len(f)
-		if paired, err = livePairs(ctx, t.streams, r.Version, p.Version, since); err != nil {
-			return err
-		}
-	}
-	// The low-confidence rates are judged once, on the first MinLive
-	// canary predictions.
-	cs, _, err := liveStats(ctx, t.streams, schemas.EnvCanary, r.Version, since, g.MinLive(ps), g.LowConfidence)
-	if err != nil {
-		return err
 	}
 	f, err := driftFirings(ctx, t.streams, schemas.EnvCanary, r.Version, since)
 	if err != nil {
 		return err
 	}
 	cs.DriftFiring = len(f)
-	dec := g.ProdGate(cs, ps, paired)
-	if hasProd {
-		dec.Evidence.Baseline = "prod " + p.Name + " " + p.Version
-	}
-	evidence := dec.Evidence
-	switch dec.Verdict {
+	verdict, reason := g.ProdGate(cs, ps)
+	switch verdict {
 	case VerdictRefuse:
-		return t.refuseWith(ctx, r, StageRefused, dec.Reason, &evidence)
+		return t.refuse(ctx, r, StageRefused, reason)
 	case VerdictPromote:
-		r.Evidence, r.DecidedMetrics = &evidence, r.Metrics
-		if err := t.putRecord(ctx, r); err != nil {
-			return err
-		}
-		return t.toProd(ctx, r, dec.Reason)
+		return t.toProd(ctx, r, reason)
 	}
 	return nil
 }
@@ -554,20 +477,20 @@ func (t *Trainer) rollbackCheck(ctx context.Context, r Record) error {
 			within = true
 		}
 	}
-	prevCorrect, prevTotal := 0, 0
+	prevAcc := -1.0
 	if pr, ok, err := t.getRecord(ctx, prev.Name, prev.Version); err != nil {
 		return err
 	} else if ok {
 		if ps, _, err := liveStats(ctx, t.streams, schemas.EnvProd, prev.Version, pr.Promoted[schemas.EnvProd], g.RollbackWindow, g.LowConfidence); err != nil {
 			return err
 		} else if ps.Labelled > 0 {
-			prevCorrect, prevTotal = ps.Correct, ps.Labelled
+			prevAcc = ps.Accuracy()
 		} else if m, ok := pr.Metrics[GateHoldout]; ok {
-			prevCorrect, prevTotal = int(math.Round(m.Accuracy*float64(m.Images))), m.Images
+			prevAcc = m.Accuracy
 		}
 	}
-	if prevTotal > 0 {
-		if back, reason := g.ShouldRollback(within, cur, prevCorrect, prevTotal); back {
+	if prevAcc >= 0 {
+		if back, reason := g.ShouldRollback(within, cur, prevAcc); back {
 			return t.Rollback(ctx, schemas.EnvProd, reason)
 		}
 	}

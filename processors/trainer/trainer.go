@@ -74,14 +74,8 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("train-settle and manifest wait must not be negative, poll must be positive"))
 	}
 	g := c.Gate
-	if g.NonInferiority < 0 || g.NonInferiority >= 1 || g.Alpha <= 0 || g.Alpha >= 0.5 {
-		errs = append(errs, fmt.Errorf("gate-noninferiority %v: want 0..1; gate-alpha %v: want above 0 and below 0.5", g.NonInferiority, g.Alpha))
-	}
-	if g.MinSensitivity < 0 || g.MinSensitivity > 1 || g.MinSpecificity < 0 || g.MinSpecificity > 1 {
-		errs = append(errs, fmt.Errorf("gate-min-sensitivity %v and gate-min-specificity %v: want 0..1", g.MinSensitivity, g.MinSpecificity))
-	}
-	if g.LowConfidenceSlack <= 0 || g.LowConfidenceSlack >= 1 {
-		errs = append(errs, fmt.Errorf("gate-low-confidence-margin %v: want above 0 and below 1", g.LowConfidenceSlack))
+	if g.Margin < 0 || g.Margin > 1 || g.MaxRecallDrop < 0 || g.MaxRecallDrop > 1 {
+		errs = append(errs, fmt.Errorf("promote-margin %v and recall drop %v: want 0..1", g.Margin, g.MaxRecallDrop))
 	}
 	if g.CanaryMin < 0 || g.RollbackWindow < 1 {
 		errs = append(errs, fmt.Errorf("canary-min %d must be >= 0 and rollback-window %d >= 1", g.CanaryMin, g.RollbackWindow))
@@ -241,8 +235,7 @@ func (t *Trainer) Train(ctx context.Context, req Request) (Outcome, error) {
 		return Outcome{}, fmt.Errorf("train %s %s: %w", t.cfg.Name, version, err)
 	}
 	skipped = append(skipped, res.Skipped...)
-	evaluation, err := t.eval.EvaluateAll(ctx, res.Files, ds)
-	metrics := evaluation.Metrics
+	metrics, err := t.eval.Evaluate(ctx, res.Files, ds)
 	if errors.Is(err, ErrCandidate) {
 		return refuse(fmt.Sprintf("trained %s %s, but %v", t.cfg.Name, version, err)), nil
 	}
@@ -274,17 +267,7 @@ func (t *Trainer) Train(ctx context.Context, req Request) (Outcome, error) {
 		return Outcome{}, err
 	}
 	rec := Record{Name: t.cfg.Name, Version: version, Engine: t.engine.Name(), Stage: StageCandidate, Metrics: metrics,
-		HoldoutDigest: holdoutDigest(ds), TrainImages: len(train), Created: t.now(), Predictions: evaluation.Predictions}
-	if req.Trigger == TriggerManifest {
-		// A retrain a drift alert asked for: the images it had labelled are
-		// the population the candidate must do better on.
-		for _, it := range req.Manifest {
-			if it.ImageID != "" && !slices.Contains(rec.Population, it.ImageID) {
-				rec.Population = append(rec.Population, it.ImageID)
-			}
-		}
-		slices.Sort(rec.Population)
-	}
+		HoldoutDigest: holdoutDigest(ds), TrainImages: len(train), Created: t.now()}
 	if err := t.putRecord(ctx, rec); err != nil {
 		return Outcome{}, err
 	}

@@ -115,14 +115,12 @@ func (e *env) addImages(t *testing.T, split string, n, first int, classes ...str
 	return ids
 }
 
-// dataset fills train and the three holdouts. holdout_2 holds 10 images
-// per class: with 5 (15 images) even a perfect first version cannot be
-// shown better than the majority class at 95%.
+// dataset fills train and the three holdouts.
 func (e *env) dataset(t *testing.T, train int) {
 	t.Helper()
 	e.addImages(t, schemas.SplitTrain, train, 0, testClasses...)
 	e.addImages(t, schemas.SplitHoldout1, 3, 1000, testClasses...)
-	e.addImages(t, schemas.SplitHoldout2, 10, 2000, testClasses...)
+	e.addImages(t, schemas.SplitHoldout2, 5, 2000, testClasses...)
 	e.addImages(t, schemas.SplitHoldout3, 4, 3000, testClasses...)
 }
 
@@ -248,7 +246,7 @@ func TestBootstrapTrainsEvaluatesAndPromotes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if card.Training == nil || card.Training.Engine != trainer.EngineEmbedded || card.Training.TrainImages != 24 || card.Metrics[trainer.GateHoldout].Images != 30 {
+	if card.Training == nil || card.Training.Engine != trainer.EngineEmbedded || card.Training.TrainImages != 24 || card.Metrics[trainer.GateHoldout].Images != 15 {
 		t.Errorf("model card training %+v, holdout_2 %+v", card.Training, card.Metrics[trainer.GateHoldout])
 	}
 	want := []string{"trained " + prod.Version, "promoted " + prod.Version + " -> staging", "promoted " + prod.Version + " -> canary", "promoted " + prod.Version + " -> prod"}
@@ -316,9 +314,7 @@ func TestGateRefusesWorseAndPromotesBetter(t *testing.T) {
 	if err := e.registry.Promote(e.ctx, schemas.EnvProd, "random", "1"); err != nil {
 		t.Fatal(err)
 	}
-	// A low-confidence margin of 0.30 needs 28 live predictions (prod's
-	// rate near 0.2), not hundreds.
-	tr := e.trainer(t, func(c *trainer.Config) { c.Bootstrap = false; c.Gate.LowConfidenceSlack = 0.3 })
+	tr := e.trainer(t, func(c *trainer.Config) { c.Bootstrap = false })
 	for range 3 { // evaluate prod, nothing else to do
 		if err := tr.Step(e.ctx); err != nil {
 			t.Fatal(err)
@@ -329,24 +325,7 @@ func TestGateRefusesWorseAndPromotesBetter(t *testing.T) {
 		t.Fatal(err)
 	}
 	good := out.Event.Version
-	for range 4 {
-		if err := tr.Step(e.ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if a := e.assigned(t, schemas.EnvCanary); a.Version != good {
-		t.Fatalf("canary serves %s, want %s; events %q", a, good, kinds(e.events(t)))
-	}
-	if err := tr.Step(e.ctx); err != nil {
-		t.Fatal(err)
-	}
-	if a := e.assigned(t, schemas.EnvProd); a.Version == good {
-		t.Fatal("the canary went to prod before serving any live prediction")
-	}
-	// Live traffic: as often unsure as prod.
-	e.publishLive(t, schemas.EnvCanary, trainer.DefaultModelName, good, 40, 8)
-	e.publishLive(t, schemas.EnvProd, "random", "1", 40, 8)
-	for range 2 {
+	for range 6 {
 		if err := tr.Step(e.ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -373,177 +352,8 @@ func TestGateRefusesWorseAndPromotesBetter(t *testing.T) {
 			refused = &ev
 		}
 	}
-	if refused == nil || !strings.Contains(refused.Reason, "refused: worse on 30 earlier holdout_2 images") || refused.Evidence == nil || refused.Evidence.Decision != "refuse" {
+	if refused == nil || !strings.Contains(refused.Reason, "does not beat prod") {
 		t.Errorf("no refusal naming the gate for the worse candidate: %q", kinds(e.events(t)))
-	}
-	var toProd *schemas.ModelEvent
-	for _, ev := range e.events(t) {
-		if ev.Kind == schemas.ModelPromoted && ev.Version == good && ev.ToEnv == schemas.EnvProd {
-			toProd = &ev
-		}
-	}
-	if toProd == nil || toProd.Evidence == nil || toProd.Evidence.LowConfidence == nil || toProd.Evidence.LowConfidence.CandidateTotal != toProd.Evidence.LowConfidence.MinPredictions {
-		t.Errorf("the prod promotion carries no low-confidence evidence judged at its minimum: %+v", toProd)
-	}
-}
-
-// publishLive publishes n predictions of version in env, low of them below
-// the low-confidence threshold.
-func (e *env) publishLive(t *testing.T, env, name, version string, n, low int) {
-	t.Helper()
-	for i := range n {
-		conf := 0.9
-		if i < low {
-			conf = 0.3
-		}
-		b, _ := json.Marshal(schemas.Prediction{Schema: schemas.SchemaPrediction, ImageID: fmt.Sprintf("live-%s-%d", env, i), Env: env,
-			ModelName: name, ModelVersion: version, PredictedClass: "normal", Confidence: conf, Time: time.Now()})
-		if _, err := e.js.Publish(e.ctx, schemas.PredictionSubject(env), b); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// TestGateHoldsThenDecidesOnALaterBatch: a candidate that answers like prod
-// on holdout_2's 30 images cannot be shown not worse by 0.05 on so few: the
-// gate holds, says how many images would decide it, and keeps it in
-// staging; once a labelled batch grows holdout_2, the next look promotes it.
-func TestGateHoldsThenDecidesOnALaterBatch(t *testing.T) {
-	e := newEnv(t)
-	e.dataset(t, 8)
-	tr := e.trainer(t, func(c *trainer.Config) { c.Bootstrap = false })
-	out, err := tr.Run(e.ctx, trainer.Request{Trigger: trainer.TriggerCommand, Reason: "v1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v1 := out.Event.Version
-	if err := tr.Promote(e.ctx, trainer.DefaultModelName, v1, schemas.EnvProd, "signed off"); err != nil {
-		t.Fatal(err)
-	}
-	e.addImages(t, schemas.SplitTrain, 1, 500, "normal")
-	out, err = tr.Run(e.ctx, trainer.Request{Trigger: trainer.TriggerCommand, Reason: "v2"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v2 := out.Event.Version
-	for range 4 {
-		if err := tr.Step(e.ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var held []schemas.ModelEvent
-	for _, ev := range e.events(t) {
-		if ev.Version == v2 && ev.Evidence != nil && ev.Evidence.Decision == "hold" {
-			held = append(held, ev)
-		}
-	}
-	if len(held) != 1 || !strings.HasPrefix(held[0].Reason, "hold: insufficient evidence (about ") || held[0].Evidence.ImagesToDecide <= 30 {
-		t.Fatalf("want one hold saying how many images would decide it, got %q: %+v", kinds(e.events(t)), held)
-	}
-	t.Logf("look 1: %s", held[0].Reason)
-	if a := e.assigned(t, schemas.EnvStaging); a.Version != v2 {
-		t.Fatalf("staging serves %s, want the held %s", a, v2)
-	}
-	if a := e.assigned(t, schemas.EnvCanary); a.Version == v2 {
-		t.Fatal("a held candidate reached canary")
-	}
-	// A later labelled batch: holdout_2 grows to 210 images.
-	e.addImages(t, schemas.SplitHoldout2, 60, 5000, testClasses...)
-	if err := tr.Step(e.ctx); err != nil {
-		t.Fatal(err)
-	}
-	if a := e.assigned(t, schemas.EnvCanary); a.Version != v2 {
-		t.Fatalf("after the batch canary serves %s, want %s; events %q", a, v2, kinds(e.events(t)))
-	}
-	var promoted *schemas.ModelEvent
-	for _, ev := range e.events(t) {
-		if ev.Version == v2 && ev.ToEnv == schemas.EnvCanary {
-			promoted = &ev
-		}
-	}
-	if promoted == nil || promoted.Evidence == nil || promoted.Evidence.Look != 2 || promoted.Evidence.Comparisons[0].Images != 210 ||
-		!strings.HasPrefix(promoted.Reason, "not worse on 210 earlier holdout_2 images") {
-		t.Fatalf("promotion event %+v", promoted)
-	}
-	t.Logf("look 2: %s", promoted.Reason)
-	if promoted.Metrics[trainer.GateHoldout].Images != 210 {
-		t.Errorf("the promotion carries figures on %d holdout_2 images, want the 210 it decided on", promoted.Metrics[trainer.GateHoldout].Images)
-	}
-}
-
-// TestGateRefusesAHarmedClassByName: a candidate trained (in another
-// environment) on cataract images that were really glaucoma images loses
-// cataract on many images; it is refused naming the class, its counts and
-// p-value. The same candidate pushed again gets byte-identical evidence.
-func TestGateRefusesAHarmedClassByName(t *testing.T) {
-	other := newEnv(t)
-	other.addImages(t, schemas.SplitTrain, 8, 0, "glaucoma", "normal")
-	for i := 100; i < 108; i++ { // "cataract" images that look like glaucoma
-		data := fundusPNG(t, "glaucoma", i)
-		sum := sha256.Sum256(data)
-		key := splitter.DatasetKey(splitter.DefaultPrefix, schemas.SplitTrain, "cataract", hex.EncodeToString(sum[:]))
-		if _, err := other.store.Put(other.ctx, objstore.BucketProcessed, key, bytes.NewReader(data), int64(len(data)), objstore.PutOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	other.addImages(t, schemas.SplitHoldout1, 3, 1000, testClasses...)
-	bad, err := other.trainer(t, func(c *trainer.Config) { c.Bootstrap = false }).Run(other.ctx, trainer.Request{Trigger: trainer.TriggerCommand, Reason: "mislabelled"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	badFiles, err := other.registry.Fetch(other.ctx, bad.Event.Name, bad.Event.Version)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	e := newEnv(t)
-	e.dataset(t, 8)
-	tr := e.trainer(t, func(c *trainer.Config) { c.Bootstrap = false })
-	out, err := tr.Run(e.ctx, trainer.Request{Trigger: trainer.TriggerCommand, Reason: "v1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tr.Promote(e.ctx, trainer.DefaultModelName, out.Event.Version, schemas.EnvProd, "signed off"); err != nil {
-		t.Fatal(err)
-	}
-	decision := func(version string) schemas.ModelEvent {
-		t.Helper()
-		if _, err := e.registry.Push(e.ctx, badFiles, "mislabelled", version); err != nil {
-			t.Fatal(err)
-		}
-		for range 4 {
-			if err := tr.Step(e.ctx); err != nil {
-				t.Fatal(err)
-			}
-		}
-		for _, ev := range e.events(t) {
-			if ev.Name == "mislabelled" && ev.Version == version && ev.Kind == schemas.ModelRefused {
-				return ev
-			}
-		}
-		t.Fatalf("mislabelled %s not refused: %q", version, kinds(e.events(t)))
-		return schemas.ModelEvent{}
-	}
-	first := decision("1")
-	t.Log(first.Reason)
-	var cataract *schemas.ClassComparison
-	for i, c := range first.Evidence.Classes {
-		if c.Class == "cataract" {
-			cataract = &first.Evidence.Classes[i]
-		}
-	}
-	if cataract == nil || !cataract.Harmed || cataract.Worse < 8 || cataract.HolmP > 0.05 {
-		t.Fatalf("cataract evidence %+v", cataract)
-	}
-	want := fmt.Sprintf("cataract (%d worse, %d better of 10 images; McNemar p ", cataract.Worse, cataract.Better)
-	if !strings.Contains(first.Reason, "class harmed: ") || !strings.Contains(first.Reason, want) {
-		t.Errorf("reason %q lacks %q", first.Reason, want)
-	}
-	second := decision("2")
-	a, _ := json.Marshal(first.Evidence)
-	b, _ := json.Marshal(second.Evidence)
-	if !bytes.Equal(a, b) || first.Reason != second.Reason {
-		t.Errorf("the same candidate twice: different decisions\n%s\n%s", a, b)
 	}
 }
 
